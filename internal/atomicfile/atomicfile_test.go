@@ -1,0 +1,67 @@
+package atomicfile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteFile(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, path string)
+		perm    os.FileMode
+	}{
+		{"new file", func(*testing.T, string) {}, 0o640},
+		{"replace file", func(t *testing.T, p string) {
+			if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o644},
+		{"replace symlink without following it", func(t *testing.T, p string) {
+			victim := filepath.Join(filepath.Dir(p), "victim")
+			if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(victim, p); err != nil {
+				t.Fatal(err)
+			}
+		}, 0o600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "target")
+			tt.prepare(t, p)
+			if err := WriteFile(p, []byte("new"), tt.perm, Options{}); err != nil {
+				t.Fatalf("WriteFile: %v", err)
+			}
+			fi, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !fi.Mode().IsRegular() || fi.Mode().Perm() != tt.perm {
+				t.Errorf("mode = %v, want regular %v", fi.Mode(), tt.perm)
+			}
+			if b, _ := os.ReadFile(p); string(b) != "new" {
+				t.Errorf("content = %q, want %q", b, "new")
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "victim")); err == nil && string(b) != "keep" {
+				t.Errorf("symlink target written through: %q", b)
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if e.Name() != "target" && e.Name() != "victim" {
+					t.Errorf("leftover file %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+func TestWriteFileMissingDir(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "missing", "f")
+	if err := WriteFile(p, []byte("x"), 0o644, Options{}); err == nil {
+		t.Fatal("WriteFile into a missing directory succeeded")
+	}
+}

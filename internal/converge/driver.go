@@ -1,0 +1,51 @@
+// Package converge owns the engine: it plans the difference between a desired
+// state and the host, applies it in order (files, units, containers, and
+// after edges), isolates failures, restarts what names a changed file,
+// prunes what left the desired state, and guards against mass pruning.
+//
+// converge imports spec and state. It declares the interfaces it needs from
+// the targets and never imports a target.
+package converge
+
+import (
+	"context"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// Driver converges the resources of one kind.
+//
+// A driver converges in one call and with apply false changes nothing: a dry
+// run and an apply share one code path. It only touches objects that it
+// marked as Outpost's.
+type Driver interface {
+	// CheckApply compares r with what is on the host. With apply true it
+	// converges the host to r. It returns what differed (ActionNone when
+	// nothing did).
+	CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error)
+	// Remove deletes the owned object id, which left the desired state. An
+	// object that is gone already, or is not marked as Outpost's, is left
+	// alone and reported as ActionNone.
+	Remove(ctx context.Context, id spec.ID, apply bool) (spec.Change, error)
+}
+
+// Restarter is implemented by drivers whose objects restart when a file they
+// name in restart_on changes.
+type Restarter interface {
+	Restart(ctx context.Context, r *spec.Resource) error
+}
+
+// HealthChecker is implemented by drivers whose objects have a health: a
+// unit's active state, a container's healthcheck.
+type HealthChecker interface {
+	// Healthy reports whether r is healthy now, and why not.
+	Healthy(ctx context.Context, r *spec.Resource) (ok bool, reason string, err error)
+}
+
+// Watcher is implemented by drivers that can see their objects change: it
+// calls notify with a resource's ID whenever that object may have drifted,
+// once for each resource at start, and returns when ctx is done. A spurious
+// notification is better than a missed one.
+type Watcher interface {
+	Watch(ctx context.Context, rs []*spec.Resource, notify func(spec.ID)) error
+}
