@@ -1,0 +1,295 @@
+// Package registry owns following container registries: listing a
+// repository's tags, the tag policies that pick the newest allowed tag,
+// checking that a tag has an image for the host's platform, pacing polls per
+// registry, and remembering (in the state directory) what was resolved and
+// which tags failed on this host.
+//
+// registry imports spec (and atomicfile for its state file) and no other
+// Outpost package: it never imports the engine, a target or the agent.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// The policy names of spec.UpdatePolicy.Policy.
+const (
+	PolicySemver       = "semver"
+	PolicyNumerical    = "numerical"
+	PolicyAlphabetical = "alphabetical"
+	PolicyDigest       = "digest"
+)
+
+// The orders of the numerical and alphabetical policies.
+const (
+	OrderAsc  = "asc"
+	OrderDesc = "desc"
+)
+
+// DefaultExclude is the exclude list when a policy sets none: the tags that
+// cosign and other tools push for signatures, attestations and SBOMs.
+var DefaultExclude = []string{"*.sig", "*.att", "*.sbom"}
+
+// ErrNoCandidate is matched by errors.Is when no tag is allowed by a policy.
+var ErrNoCandidate = errors.New("no tag matches the policy")
+
+// ErrInvalidPolicy is matched by errors.Is when an update policy is wrong.
+var ErrInvalidPolicy = errors.New("invalid update policy")
+
+// Policy picks the newest tag that it allows from a repository's tags.
+type Policy interface {
+	Latest(tags []string) (string, error)
+}
+
+// Ranker is a Policy that can also order every allowed tag, best first, so
+// that a caller can walk down from the best until one passes its own checks
+// (the host's platform, the bad-tag list). Every policy that NewPolicy
+// returns is a Ranker.
+type Ranker interface {
+	Policy
+	Candidates(tags []string) []string
+}
+
+// NewPolicy builds the policy that p describes. It returns an error wrapping
+// ErrInvalidPolicy when p names an unknown policy or order, or carries a
+// range, filter or exclude pattern that does not compile.
+func NewPolicy(p *spec.UpdatePolicy) (Ranker, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: no update policy", ErrInvalidPolicy)
+	}
+	f, err := newFilter(p)
+	if err != nil {
+		return nil, err
+	}
+	switch p.Policy {
+	case PolicySemver:
+		r := p.Range
+		if r == "" {
+			r = "*"
+		}
+		c, err := semver.NewConstraint(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: range %q: %v", ErrInvalidPolicy, p.Range, err)
+		}
+		return &semverPolicy{filter: f, constraint: c}, nil
+	case PolicyNumerical, PolicyAlphabetical:
+		desc := false
+		switch p.Order {
+		case "", OrderAsc:
+		case OrderDesc:
+			desc = true
+		default:
+			return nil, fmt.Errorf("%w: order %q: want asc or desc", ErrInvalidPolicy, p.Order)
+		}
+		if p.Policy == PolicyNumerical {
+			return &numericalPolicy{filter: f, desc: desc}, nil
+		}
+		return &alphabeticalPolicy{filter: f, desc: desc}, nil
+	case PolicyDigest:
+		tag := p.Tag
+		if tag == "" {
+			tag = "latest"
+		}
+		return &digestPolicy{tag: tag}, nil
+	}
+	return nil, fmt.Errorf("%w: policy %q: want semver, numerical, alphabetical or digest", ErrInvalidPolicy, p.Policy)
+}
+
+// filter selects the tags that a policy considers and what it compares of
+// each: the whole tag, or the regular expression's group named extract.
+type filter struct {
+	re      *regexp.Regexp
+	extract int // index of the extract group, or -1
+	exclude []string
+}
+
+func newFilter(p *spec.UpdatePolicy) (*filter, error) {
+	f := &filter{extract: -1, exclude: DefaultExclude}
+	if p.Exclude != nil {
+		f.exclude = p.Exclude
+	}
+	for _, g := range f.exclude {
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("%w: exclude %q: %v", ErrInvalidPolicy, g, err)
+		}
+	}
+	if p.Filter != "" {
+		re, err := regexp.Compile(p.Filter)
+		if err != nil {
+			return nil, fmt.Errorf("%w: filter %q: %v", ErrInvalidPolicy, p.Filter, err)
+		}
+		f.re = re
+		f.extract = re.SubexpIndex("extract")
+	}
+	return f, nil
+}
+
+// value returns what is compared of tag, and false when the tag is excluded
+// or does not match the filter.
+func (f *filter) value(tag string) (string, bool) {
+	for _, g := range f.exclude {
+		if ok, _ := path.Match(g, tag); ok {
+			return "", false
+		}
+	}
+	if f.re == nil {
+		return tag, true
+	}
+	m := f.re.FindStringSubmatch(tag)
+	if m == nil {
+		return "", false
+	}
+	if f.extract < 0 {
+		return tag, true
+	}
+	return m[f.extract], true
+}
+
+// ranked is one allowed tag and the key it is ordered by.
+type ranked[K any] struct {
+	tag string
+	key K
+}
+
+// order sorts the allowed tags best first by cmp (which orders keys from
+// worst to best), breaking ties by the tag itself so that the result does not
+// depend on the registry's listing order.
+func order[K any](rs []ranked[K], cmp func(a, b K) int) []string {
+	slices.SortStableFunc(rs, func(a, b ranked[K]) int {
+		if c := cmp(b.key, a.key); c != 0 {
+			return c
+		}
+		return strings.Compare(b.tag, a.tag)
+	})
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.tag
+	}
+	return out
+}
+
+func first(cands []string) (string, error) {
+	if len(cands) == 0 {
+		return "", ErrNoCandidate
+	}
+	return cands[0], nil
+}
+
+type semverPolicy struct {
+	filter     *filter
+	constraint *semver.Constraints
+}
+
+func (p *semverPolicy) Latest(tags []string) (string, error) { return first(p.Candidates(tags)) }
+
+// Candidates returns the tags whose version (a leading "v" accepted) is in
+// the range, highest first. Pre-releases are allowed only when the range
+// names one, as Masterminds constraints do.
+func (p *semverPolicy) Candidates(tags []string) []string {
+	var rs []ranked[*semver.Version]
+	for _, t := range tags {
+		s, ok := p.filter.value(t)
+		if !ok {
+			continue
+		}
+		v, err := semver.NewVersion(s)
+		if err != nil || !p.constraint.Check(v) {
+			continue
+		}
+		rs = append(rs, ranked[*semver.Version]{t, v})
+	}
+	return order(rs, (*semver.Version).Compare)
+}
+
+type numericalPolicy struct {
+	filter *filter
+	desc   bool
+}
+
+func (p *numericalPolicy) Latest(tags []string) (string, error) { return first(p.Candidates(tags)) }
+
+// Candidates returns the tags whose compared value is a number, highest
+// first (lowest first with order desc).
+func (p *numericalPolicy) Candidates(tags []string) []string {
+	var rs []ranked[float64]
+	for _, t := range tags {
+		s, ok := p.filter.value(t)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			continue
+		}
+		rs = append(rs, ranked[float64]{t, n})
+	}
+	cmp := func(a, b float64) int {
+		switch {
+		case a < b:
+			return -1
+		case a > b:
+			return 1
+		}
+		return 0
+	}
+	if p.desc {
+		return order(rs, func(a, b float64) int { return cmp(b, a) })
+	}
+	return order(rs, cmp)
+}
+
+type alphabeticalPolicy struct {
+	filter *filter
+	desc   bool
+}
+
+func (p *alphabeticalPolicy) Latest(tags []string) (string, error) { return first(p.Candidates(tags)) }
+
+// Candidates returns the allowed tags, the last in byte order first (the
+// first with order desc).
+func (p *alphabeticalPolicy) Candidates(tags []string) []string {
+	var rs []ranked[string]
+	for _, t := range tags {
+		s, ok := p.filter.value(t)
+		if !ok || s == "" {
+			continue
+		}
+		rs = append(rs, ranked[string]{t, s})
+	}
+	if p.desc {
+		return order(rs, func(a, b string) int { return strings.Compare(b, a) })
+	}
+	return order(rs, strings.Compare)
+}
+
+// digestPolicy follows one mutable tag: its only candidate is that tag, and
+// what changes is the digest the tag points to.
+type digestPolicy struct {
+	tag string
+}
+
+func (p *digestPolicy) Latest(tags []string) (string, error) { return first(p.Candidates(tags)) }
+
+func (p *digestPolicy) Candidates(tags []string) []string {
+	if slices.Contains(tags, p.tag) {
+		return []string{p.tag}
+	}
+	return nil
+}
+
+var (
+	_ Ranker = (*semverPolicy)(nil)
+	_ Ranker = (*numericalPolicy)(nil)
+	_ Ranker = (*alphabeticalPolicy)(nil)
+	_ Ranker = (*digestPolicy)(nil)
+)

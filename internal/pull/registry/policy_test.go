@@ -1,0 +1,165 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// issueTags is the tag table that every policy is checked against.
+var issueTags = []string{
+	"1.0.0", "1.1.0", "1.2.0-rc.1", "2.0.0", "latest", "v1.3.0", "build-20261101",
+	"sha256-3f1d5a7c0b9e2d4f6a8c0e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f.sig",
+}
+
+func TestPolicyLatest(t *testing.T) {
+	tests := []struct {
+		name    string
+		policy  spec.UpdatePolicy
+		want    string
+		wantErr error
+	}{
+		{"semver any", spec.UpdatePolicy{Policy: "semver"}, "2.0.0", nil},
+		{"semver star", spec.UpdatePolicy{Policy: "semver", Range: "*"}, "2.0.0", nil},
+		{"semver caret 1 accepts v prefix", spec.UpdatePolicy{Policy: "semver", Range: "^1.0"}, "v1.3.0", nil},
+		{"semver tilde 1.1", spec.UpdatePolicy{Policy: "semver", Range: "~1.1"}, "1.1.0", nil},
+		{"semver below 1.1", spec.UpdatePolicy{Policy: "semver", Range: "<1.1.0"}, "1.0.0", nil},
+		{"semver no pre-release unless asked", spec.UpdatePolicy{Policy: "semver", Range: "~1.2"}, "", ErrNoCandidate},
+		{"semver pre-release asked", spec.UpdatePolicy{Policy: "semver", Range: "~1.2.0-0"}, "1.2.0-rc.1", nil},
+		{"semver pre-release range still prefers release", spec.UpdatePolicy{Policy: "semver", Range: ">=1.2.0-0 <2"}, "v1.3.0", nil},
+		{"semver nothing in range", spec.UpdatePolicy{Policy: "semver", Range: ">=3"}, "", ErrNoCandidate},
+		{"semver filter v tags only", spec.UpdatePolicy{Policy: "semver", Filter: `^v(?P<extract>.+)$`}, "v1.3.0", nil},
+		{"semver filter extract build date", spec.UpdatePolicy{Policy: "semver", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
+		{"semver filter without extract group", spec.UpdatePolicy{Policy: "semver", Filter: `^1\.`}, "1.1.0", nil},
+		{"numerical plain tags", spec.UpdatePolicy{Policy: "numerical"}, "", ErrNoCandidate},
+		{"numerical build number", spec.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
+		{"numerical major asc", spec.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+)\.\d+\.\d+$`}, "2.0.0", nil},
+		{"numerical major desc", spec.UpdatePolicy{Policy: "numerical", Order: "desc", Filter: `^(?P<extract>\d+)\.\d+\.\d+$`}, "1.1.0", nil},
+		{"alphabetical asc", spec.UpdatePolicy{Policy: "alphabetical"}, "v1.3.0", nil},
+		{"alphabetical asc explicit", spec.UpdatePolicy{Policy: "alphabetical", Order: "asc"}, "v1.3.0", nil},
+		{"alphabetical desc", spec.UpdatePolicy{Policy: "alphabetical", Order: "desc"}, "1.0.0", nil},
+		{"alphabetical filter", spec.UpdatePolicy{Policy: "alphabetical", Filter: `^build-`}, "build-20261101", nil},
+		{"alphabetical extract", spec.UpdatePolicy{Policy: "alphabetical", Filter: `^(?P<extract>[0-9.]+)$`}, "2.0.0", nil},
+		{"exclude replaces the defaults", spec.UpdatePolicy{Policy: "alphabetical", Exclude: []string{"v*"}},
+			"sha256-3f1d5a7c0b9e2d4f6a8c0e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f.sig", nil},
+		{"exclude removes the best", spec.UpdatePolicy{Policy: "semver", Exclude: []string{"2.*", "*.sig"}}, "v1.3.0", nil},
+		{"digest follows latest by default", spec.UpdatePolicy{Policy: "digest"}, "latest", nil},
+		{"digest missing tag", spec.UpdatePolicy{Policy: "digest", Tag: "stable"}, "", ErrNoCandidate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy(&tt.policy)
+			if err != nil {
+				t.Fatalf("NewPolicy(%+v) = %v", tt.policy, err)
+			}
+			got, err := p.Latest(issueTags)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Latest(%+v) error = %v, want %v", tt.policy, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("Latest(%+v) = %q, want %q", tt.policy, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPolicyCandidates(t *testing.T) {
+	tests := []struct {
+		policy spec.UpdatePolicy
+		want   []string
+	}{
+		{spec.UpdatePolicy{Policy: "semver"}, []string{"2.0.0", "v1.3.0", "1.1.0", "1.0.0"}},
+		{spec.UpdatePolicy{Policy: "semver", Range: "^1.0.0-0"}, []string{"v1.3.0", "1.2.0-rc.1", "1.1.0", "1.0.0"}},
+		{spec.UpdatePolicy{Policy: "alphabetical", Order: "desc", Filter: `^\d`},
+			[]string{"1.0.0", "1.1.0", "1.2.0-rc.1", "2.0.0"}},
+		{spec.UpdatePolicy{Policy: "digest", Tag: "latest"}, []string{"latest"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %s %s", tt.policy.Policy, tt.policy.Range, tt.policy.Filter), func(t *testing.T) {
+			p, err := NewPolicy(&tt.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, p.Candidates(issueTags)); diff != "" {
+				t.Errorf("Candidates(%+v) (-want +got):\n%s", tt.policy, diff)
+			}
+		})
+	}
+}
+
+// TestPolicyOrderIndependent checks that the registry's listing order does
+// not change the choice, even between equal versions.
+func TestPolicyOrderIndependent(t *testing.T) {
+	p, err := NewPolicy(&spec.UpdatePolicy{Policy: "semver"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := []string{"1.3.0", "v1.3.0", "1.0.0"}
+	b := []string{"1.0.0", "v1.3.0", "1.3.0"}
+	ga, gb := p.Candidates(a), p.Candidates(b)
+	if diff := cmp.Diff(ga, gb); diff != "" {
+		t.Errorf("Candidates depends on input order (-a +b):\n%s", diff)
+	}
+}
+
+func TestNewPolicyInvalid(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy *spec.UpdatePolicy
+	}{
+		{"nil", nil},
+		{"unknown policy", &spec.UpdatePolicy{Policy: "newest"}},
+		{"bad range", &spec.UpdatePolicy{Policy: "semver", Range: "^^1"}},
+		{"bad filter", &spec.UpdatePolicy{Policy: "semver", Filter: "("}},
+		{"bad order", &spec.UpdatePolicy{Policy: "alphabetical", Order: "sideways"}},
+		{"bad exclude", &spec.UpdatePolicy{Policy: "numerical", Exclude: []string{"["}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewPolicy(tt.policy)
+			if !errors.Is(err, ErrInvalidPolicy) {
+				t.Errorf("NewPolicy(%+v) = %v, want %v", tt.policy, err, ErrInvalidPolicy)
+			}
+		})
+	}
+}
+
+func BenchmarkPolicy1000Tags(b *testing.B) {
+	tags := make([]string, 0, 1000)
+	for i := range 1000 {
+		switch i % 4 {
+		case 0:
+			tags = append(tags, fmt.Sprintf("%d.%d.%d", i/100, i/10%10, i%10))
+		case 1:
+			tags = append(tags, fmt.Sprintf("v%d.%d.%d-rc.%d", i/100, i/10%10, i%10, i%3))
+		case 2:
+			tags = append(tags, fmt.Sprintf("build-%08d", 20260000+i))
+		default:
+			tags = append(tags, fmt.Sprintf("sha256-%064x.sig", i))
+		}
+	}
+	policies := []spec.UpdatePolicy{
+		{Policy: "semver", Range: "^5.0"},
+		{Policy: "semver", Range: ">=1.0.0-0"},
+		{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`},
+		{Policy: "alphabetical"},
+	}
+	for _, sp := range policies {
+		b.Run(sp.Policy+" "+sp.Range+sp.Filter, func(b *testing.B) {
+			p, err := NewPolicy(&sp)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Latest(tags); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
