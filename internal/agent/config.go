@@ -1,0 +1,493 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultConfigPath is where the agent reads its configuration when no
+// --config is given.
+const DefaultConfigPath = "/etc/outpost/agent.yaml"
+
+// DefaultStateDir is the state directory when neither the configuration nor
+// a flag names one.
+const DefaultStateDir = "/var/lib/outpost"
+
+// Config is the agent's configuration: the whole schema of agent.yaml.
+type Config struct {
+	Source Source     `yaml:"source"`
+	Host   HostConfig `yaml:"host"`
+	Status Status     `yaml:"status"`
+	Images Images     `yaml:"images"`
+	// StateDir holds what this host has applied and owns.
+	StateDir string `yaml:"state_dir"`
+	// HealthTimeout is how long changed resources have to become healthy
+	// after a new commit is applied.
+	HealthTimeout Duration `yaml:"health_timeout"`
+	// AllowedPaths confines file resources to these path prefixes; empty
+	// allows every path.
+	AllowedPaths []string `yaml:"allowed_paths"`
+	Metrics      Metrics  `yaml:"metrics"`
+
+	// Root prefixes every file path (--root); not part of the file.
+	Root string `yaml:"-"`
+}
+
+// Source says where the environment repository comes from.
+type Source struct {
+	// URL is an https, ssh or file URL, or a local path. A local path to a
+	// plain directory is read as it is.
+	URL    string `yaml:"url"`
+	Branch string `yaml:"branch"`
+	// Interval is how often the daemon fetches (jittered per host).
+	Interval Duration `yaml:"interval"`
+	Auth     Auth     `yaml:"auth"`
+	Verify   Verify   `yaml:"verify"`
+}
+
+// Auth holds the paths of the credentials used to fetch; the files are read
+// when needed and their contents are never logged.
+type Auth struct {
+	SSHKeyFile     string `yaml:"ssh_key_file"`
+	KnownHostsFile string `yaml:"known_hosts_file"`
+	Username       string `yaml:"username"`
+	PasswordFile   string `yaml:"password_file"`
+	TokenFile      string `yaml:"token_file"`
+	CAFile         string `yaml:"ca_file"`
+}
+
+// Verify names the keys a commit must be signed with before it is applied.
+type Verify struct {
+	AllowedSigners string `yaml:"allowed_signers"`
+	OpenPGPKeyring string `yaml:"openpgp_keyring"`
+}
+
+// HostConfig is this host's identity for fleet.yaml selectors and templates.
+type HostConfig struct {
+	Name   string            `yaml:"name"`
+	Labels map[string]string `yaml:"labels"`
+}
+
+// Status configures the notes the host writes into Git.
+type Status struct {
+	Push bool `yaml:"push"`
+	// Remote is a separate repository for notes; empty uses the source.
+	Remote string `yaml:"remote"`
+}
+
+// Images configures how often followed registries are polled.
+type Images struct {
+	Interval Duration `yaml:"interval"`
+}
+
+// Metrics configures the Prometheus endpoint; an empty Listen turns it off.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Duration is a time.Duration written as "1m30s" in the configuration.
+type Duration time.Duration
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Default returns the configuration that applies when agent.yaml says nothing.
+// Host.Name is left empty: Resolve fills it in from the hostname.
+func Default() *Config {
+	return &Config{
+		Source: Source{
+			Branch:   "main",
+			Interval: Duration(time.Minute),
+		},
+		Status:        Status{Push: true},
+		Images:        Images{Interval: Duration(5 * time.Minute)},
+		StateDir:      DefaultStateDir,
+		HealthTimeout: Duration(2 * time.Minute),
+	}
+}
+
+// ErrConfig is matched by errors.Is for every ConfigErrors value.
+var ErrConfig = errors.New("invalid configuration")
+
+// ConfigError is one problem in a configuration file.
+type ConfigError struct {
+	File      string
+	Line, Col int
+	// Field is the dotted path of the field, such as "source.interval".
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	pos := e.File
+	if e.Line > 0 {
+		pos = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col)
+	}
+	if e.Field == "" {
+		return pos + ": " + e.Msg
+	}
+	return pos + ": " + e.Field + ": " + e.Msg
+}
+
+// ConfigErrors is every problem of one configuration file, sorted by position.
+type ConfigErrors []*ConfigError
+
+func (es ConfigErrors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Is makes errors.Is(err, ErrConfig) true.
+func (es ConfigErrors) Is(target error) bool { return target == ErrConfig }
+
+// LoadConfig reads the configuration file at path over the defaults. When
+// explicit is false (the path is the default one) a missing file yields the
+// defaults; a missing explicit file is an error.
+func LoadConfig(path string, explicit bool) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return Default(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return ParseConfig(path, b)
+}
+
+// ParseConfig parses the configuration document b, read from file, over the
+// defaults. Unknown fields, values of the wrong type and invalid values are
+// all reported, each with its file, line, column and field, as ConfigErrors.
+func ParseConfig(file string, b []byte) (*Config, error) {
+	cfg := Default()
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file is all defaults
+		}
+		return nil, ConfigErrors{syntaxError(file, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		line := extra.Line
+		if err != nil {
+			return nil, ConfigErrors{syntaxError(file, err)}
+		}
+		return nil, ConfigErrors{{File: file, Line: line, Col: 1, Msg: "more than one YAML document"}}
+	}
+	d := &decoder{file: file, pos: map[string]*yaml.Node{}}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
+	d.check(cfg)
+	if len(d.errs) > 0 {
+		sort.SliceStable(d.errs, func(i, j int) bool {
+			a, b := d.errs[i], d.errs[j]
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Col < b.Col
+		})
+		return nil, d.errs
+	}
+	return cfg, nil
+}
+
+// syntaxError turns a yaml.v3 parse error ("yaml: line 3: ...") into a
+// ConfigError with the line.
+func syntaxError(file string, err error) *ConfigError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		_, rest, _ := strings.Cut(msg, ":")
+		return &ConfigError{File: file, Line: line, Col: 1, Msg: strings.TrimSpace(rest)}
+	}
+	return &ConfigError{File: file, Msg: msg}
+}
+
+type decoder struct {
+	file string
+	errs ConfigErrors
+	// pos maps a field path to the node of its value, for checks after
+	// decoding.
+	pos map[string]*yaml.Node
+}
+
+func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
+	d.errs = append(d.errs, &ConfigError{File: d.file, Line: n.Line, Col: n.Column, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+var durationType = reflect.TypeFor[Duration]()
+
+// decode stores n into v, reporting every problem instead of stopping at
+// the first, so that an operator fixes a file in one round.
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, field string) {
+	if n.Kind == yaml.AliasNode {
+		d.errorf(n, field, "aliases are not supported")
+		return
+	}
+	if field != "" {
+		d.pos[field] = n
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // key with no value: keep the default
+	}
+	switch {
+	case v.Type() == durationType:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, field, "want a duration such as 1m30s, got %s", nodeKind(n))
+			return
+		}
+		dur, err := time.ParseDuration(n.Value)
+		if err != nil {
+			d.errorf(n, field, "invalid duration %q: want a number with a unit such as 30s or 5m", n.Value)
+			return
+		}
+		if dur <= 0 {
+			d.errorf(n, field, "must be positive, got %s", n.Value)
+			return
+		}
+		v.SetInt(int64(dur))
+	case v.Kind() == reflect.Struct:
+		d.decodeStruct(n, v, field)
+	case v.Kind() == reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, field, "want a string, got %s", nodeKind(n))
+			return
+		}
+		v.SetString(n.Value)
+	case v.Kind() == reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+			d.errorf(n, field, "want true or false, got %s", describe(n))
+			return
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		if n.Kind != yaml.SequenceNode {
+			d.errorf(n, field, "want a list of strings, got %s", nodeKind(n))
+			return
+		}
+		out := reflect.MakeSlice(v.Type(), 0, len(n.Content))
+		for i, item := range n.Content {
+			f := fmt.Sprintf("%s[%d]", field, i)
+			if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+				d.errorf(item, f, "want a string, got %s", nodeKind(item))
+				continue
+			}
+			d.pos[f] = item
+			out = reflect.Append(out, reflect.ValueOf(item.Value))
+		}
+		v.Set(out)
+	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String && v.Type().Elem().Kind() == reflect.String:
+		if n.Kind != yaml.MappingNode {
+			d.errorf(n, field, "want a mapping of strings, got %s", nodeKind(n))
+			return
+		}
+		out := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				d.errorf(k, field, "want a string key, got %s", nodeKind(k))
+				continue
+			}
+			f := field + "." + k.Value
+			if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+				d.errorf(k, f, "duplicate key")
+				continue
+			}
+			if val.Kind != yaml.ScalarNode || val.Tag == "!!null" {
+				d.errorf(val, f, "want a string, got %s", nodeKind(val))
+				continue
+			}
+			d.pos[f] = k
+			out.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(val.Value))
+		}
+		v.Set(out)
+	default:
+		panic(fmt.Sprintf("agent: config field %s has unsupported type %s", field, v.Type()))
+	}
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, field string) {
+	if n.Kind != yaml.MappingNode {
+		name := field
+		if name == "" {
+			d.errorf(n, "", "want a mapping of settings, got %s", nodeKind(n))
+			return
+		}
+		d.errorf(n, name, "want a mapping, got %s", nodeKind(n))
+		return
+	}
+	fields := map[string]int{}
+	t := v.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			fields[name] = i
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		f := k.Value
+		if field != "" {
+			f = field + "." + k.Value
+		}
+		idx, ok := fields[k.Value]
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			d.errorf(k, field, "want a field name, got %s", nodeKind(k))
+		case !ok:
+			d.errorf(k, f, "unknown field%s", suggest(k.Value, fields))
+		case seen[k.Value]:
+			d.errorf(k, f, "duplicate field")
+		default:
+			seen[k.Value] = true
+			d.decode(val, v.Field(idx), f)
+		}
+	}
+}
+
+// suggest names the known fields, so that a typo is fixed without a manual.
+func suggest(name string, fields map[string]int) string {
+	names := make([]string, 0, len(fields))
+	for f := range fields {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	return " (known: " + strings.Join(names, ", ") + ")"
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	if n.Tag == "!!null" {
+		return "nothing"
+	}
+	return describe(n)
+}
+
+func describe(n *yaml.Node) string {
+	if n.Kind != yaml.ScalarNode {
+		return nodeKind(n)
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// check validates the values that decoded, at their positions.
+func (d *decoder) check(cfg *Config) {
+	at := func(field string) *yaml.Node {
+		if n, ok := d.pos[field]; ok {
+			return n
+		}
+		return &yaml.Node{}
+	}
+	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
+		d.errorf(at("state_dir"), "state_dir", "must be an absolute path, got %q", cfg.StateDir)
+	}
+	if cfg.StateDir == "" {
+		d.errorf(at("state_dir"), "state_dir", "must not be empty")
+	}
+	for i, p := range cfg.AllowedPaths {
+		f := fmt.Sprintf("allowed_paths[%d]", i)
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			d.errorf(at(f), f, "must be an absolute, clean path, got %q", p)
+		}
+	}
+	for k := range cfg.Host.Labels {
+		if k == "" || strings.ContainsAny(k, "=, \t\n") {
+			f := "host.labels." + k
+			d.errorf(at(f), f, "invalid label name %q", k)
+		}
+	}
+	if l := cfg.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			d.errorf(at("metrics.listen"), "metrics.listen", "want host:port, got %q", l)
+		}
+	}
+	if cfg.Source.Verify.AllowedSigners != "" && cfg.Source.Verify.OpenPGPKeyring != "" {
+		d.errorf(at("source.verify.openpgp_keyring"), "source.verify", "set allowed_signers or openpgp_keyring, not both")
+	}
+}
+
+// Overrides are the command line's flags that take precedence over the
+// configuration file. Empty values leave the file's value alone.
+type Overrides struct {
+	Source   string
+	Host     string
+	Labels   map[string]string // merged over host.labels
+	StateDir string
+	Root     string
+}
+
+// Apply sets the overrides on cfg.
+func (o Overrides) Apply(cfg *Config) {
+	if o.Source != "" {
+		cfg.Source.URL = o.Source
+	}
+	if o.Host != "" {
+		cfg.Host.Name = o.Host
+	}
+	if len(o.Labels) > 0 {
+		labels := make(map[string]string, len(cfg.Host.Labels)+len(o.Labels))
+		for k, v := range cfg.Host.Labels {
+			labels[k] = v
+		}
+		for k, v := range o.Labels {
+			labels[k] = v
+		}
+		cfg.Host.Labels = labels
+	}
+	if o.StateDir != "" {
+		cfg.StateDir = o.StateDir
+	}
+	if o.Root != "" {
+		cfg.Root = o.Root
+	}
+}
+
+// Resolve fills in what the configuration leaves to the machine: the host
+// name defaults to the hostname.
+func (cfg *Config) Resolve() error {
+	if cfg.Host.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("host name: %w (set host.name or --host)", err)
+		}
+		cfg.Host.Name = h
+	}
+	return nil
+}
+
+// ParseLabel parses a --label flag's "key=value".
+func ParseLabel(s string) (key, value string, err error) {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" || strings.ContainsAny(k, ", \t\n") {
+		return "", "", fmt.Errorf("label %q: want key=value", s)
+	}
+	return k, v, nil
+}

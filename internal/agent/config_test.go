@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseConfig(t *testing.T) {
+	full := Default()
+	full.Source = Source{
+		URL:      "https://git.example.com/fleet/env.git",
+		Branch:   "prod",
+		Interval: Duration(90 * time.Second),
+		Auth: Auth{
+			SSHKeyFile:     "/etc/outpost/deploy_key",
+			KnownHostsFile: "/etc/outpost/known_hosts",
+			Username:       "outpost",
+			PasswordFile:   "/etc/outpost/password",
+			TokenFile:      "/etc/outpost/token",
+			CAFile:         "/etc/outpost/ca.pem",
+		},
+		Verify: Verify{AllowedSigners: "/etc/outpost/allowed_signers"},
+	}
+	full.Host = HostConfig{Name: "edge-042", Labels: map[string]string{"site": "berlin", "role": "gateway"}}
+	full.Status = Status{Push: false, Remote: "ssh://git@example.com/notes.git"}
+	full.Images = Images{Interval: Duration(10 * time.Minute)}
+	full.StateDir = "/srv/outpost"
+	full.HealthTimeout = Duration(30 * time.Second)
+	full.AllowedPaths = []string{"/etc/web", "/srv"}
+	full.Metrics = Metrics{Listen: "127.0.0.1:9100"}
+
+	partial := Default()
+	partial.Source.URL = "/srv/env"
+	partial.Host.Labels = map[string]string{"role": "web"}
+
+	tests := []struct {
+		name string
+		in   string
+		want *Config
+	}{
+		{"empty file is all defaults", "", Default()},
+		{"comment only", "# nothing here\n", Default()},
+		{"null values keep defaults", "source:\n  branch:\nstate_dir:\n", Default()},
+		{"partial keeps defaults", "source: {url: /srv/env}\nhost:\n  labels: {role: web}\n", partial},
+		{"every field", `source:
+  url: https://git.example.com/fleet/env.git
+  branch: prod
+  interval: 1m30s
+  auth:
+    ssh_key_file: /etc/outpost/deploy_key
+    known_hosts_file: /etc/outpost/known_hosts
+    username: outpost
+    password_file: /etc/outpost/password
+    token_file: /etc/outpost/token
+    ca_file: /etc/outpost/ca.pem
+  verify: {allowed_signers: /etc/outpost/allowed_signers}
+host:
+  name: edge-042
+  labels: {site: berlin, role: gateway}
+status: {push: false, remote: "ssh://git@example.com/notes.git"}
+images: {interval: 10m}
+state_dir: /srv/outpost
+health_timeout: 30s
+allowed_paths: [/etc/web, /srv]
+metrics: {listen: "127.0.0.1:9100"}
+`, full},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseConfig("agent.yaml", []byte(tt.in))
+			if err != nil {
+				t.Fatalf("ParseConfig(%q) error: %v", tt.in, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ParseConfig(%q) mismatch (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{
+			"unknown top-level field",
+			"source: {url: /srv/env}\nhosts: {name: a}\n",
+			[]string{"agent.yaml:2:1: hosts: unknown field (known: allowed_paths, health_timeout, host, images, metrics, source, state_dir, status)"},
+		},
+		{
+			"unknown nested field",
+			"source:\n  url: /srv/env\n  auth:\n    ssh_key: /k\n",
+			[]string{"agent.yaml:4:5: source.auth.ssh_key: unknown field (known: ca_file, known_hosts_file, password_file, ssh_key_file, token_file, username)"},
+		},
+		{
+			"every error, not the first",
+			"source:\n  interval: soon\nstatus: {push: maybe}\nstate_dir: relative/dir\nallowed_paths: [/etc/../x, etc]\n",
+			[]string{
+				`agent.yaml:2:13: source.interval: invalid duration "soon": want a number with a unit such as 30s or 5m`,
+				`agent.yaml:3:16: status.push: want true or false, got "maybe"`,
+				`agent.yaml:4:12: state_dir: must be an absolute path, got "relative/dir"`,
+				`agent.yaml:5:17: allowed_paths[0]: must be an absolute, clean path, got "/etc/../x"`,
+				`agent.yaml:5:28: allowed_paths[1]: must be an absolute, clean path, got "etc"`,
+			},
+		},
+		{
+			"string where a mapping belongs",
+			"source: /srv/env\n",
+			[]string{`agent.yaml:1:9: source: want a mapping, got "/srv/env"`},
+		},
+		{
+			"list where a string belongs",
+			"host:\n  name: [a, b]\n",
+			[]string{"agent.yaml:2:9: host.name: want a string, got a list"},
+		},
+		{
+			"mapping where a list belongs",
+			"allowed_paths: {a: b}\n",
+			[]string{"agent.yaml:1:16: allowed_paths: want a list of strings, got a mapping"},
+		},
+		{
+			"label value is not a string",
+			"host:\n  labels:\n    role: {a: b}\n",
+			[]string{"agent.yaml:3:11: host.labels.role: want a string, got a mapping"},
+		},
+		{
+			"negative duration",
+			"health_timeout: -5s\n",
+			[]string{"agent.yaml:1:17: health_timeout: must be positive, got -5s"},
+		},
+		{
+			"duplicate field",
+			"state_dir: /a\nstate_dir: /b\n",
+			[]string{"agent.yaml:2:1: state_dir: duplicate field"},
+		},
+		{
+			"both verification keys",
+			"source:\n  verify: {allowed_signers: /a, openpgp_keyring: /b}\n",
+			[]string{"agent.yaml:2:50: source.verify: set allowed_signers or openpgp_keyring, not both"},
+		},
+		{
+			"metrics address",
+			"metrics: {listen: 9100}\n",
+			[]string{`agent.yaml:1:19: metrics.listen: want host:port, got "9100"`},
+		},
+		{
+			"not a mapping",
+			"- a\n- b\n",
+			[]string{"agent.yaml:1:1: want a mapping of settings, got a list"},
+		},
+		{
+			"syntax error",
+			"source:\n  url: [\n",
+			[]string{"agent.yaml:2:1: did not find expected node content"},
+		},
+		{
+			"two documents",
+			"state_dir: /a\n---\nstate_dir: /b\n",
+			[]string{"agent.yaml:2:1: more than one YAML document"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig("agent.yaml", []byte(tt.in))
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("ParseConfig(%q) = %v, %v; want an error matching ErrConfig", tt.in, cfg, err)
+			}
+			var ce ConfigErrors
+			if !errors.As(err, &ce) {
+				t.Fatalf("ParseConfig(%q) error %T is not ConfigErrors", tt.in, err)
+			}
+			got := make([]string, len(ce))
+			for i, e := range ce {
+				got[i] = e.Error()
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ParseConfig(%q) errors mismatch (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(good, []byte("host: {name: h1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.yaml")
+
+	t.Run("missing default file is the defaults", func(t *testing.T) {
+		got, err := LoadConfig(missing, false)
+		if err != nil {
+			t.Fatalf("LoadConfig(%s, false) error: %v", missing, err)
+		}
+		if diff := cmp.Diff(Default(), got); diff != "" {
+			t.Errorf("LoadConfig(%s, false) mismatch (-want +got):\n%s", missing, diff)
+		}
+	})
+	t.Run("missing explicit file is an error", func(t *testing.T) {
+		_, err := LoadConfig(missing, true)
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("LoadConfig(%s, true) error = %v, want fs.ErrNotExist", missing, err)
+		}
+	})
+	t.Run("existing file", func(t *testing.T) {
+		got, err := LoadConfig(good, true)
+		if err != nil {
+			t.Fatalf("LoadConfig(%s, true) error: %v", good, err)
+		}
+		if got.Host.Name != "h1" {
+			t.Errorf("LoadConfig(%s).Host.Name = %q, want h1", good, got.Host.Name)
+		}
+	})
+	t.Run("errors name the file", func(t *testing.T) {
+		bad := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(bad, []byte("sorce: {}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfig(bad, false)
+		var ce ConfigErrors
+		if !errors.As(err, &ce) || len(ce) != 1 || ce[0].File != bad || ce[0].Line != 1 || ce[0].Field != "sorce" {
+			t.Errorf("LoadConfig(%s) error = %#v, want one ConfigError at %s:1 on field sorce", bad, err, bad)
+		}
+	})
+}
+
+func TestOverrides(t *testing.T) {
+	cfg := Default()
+	cfg.Source.URL = "/srv/env"
+	cfg.Host = HostConfig{Name: "from-file", Labels: map[string]string{"role": "db", "site": "berlin"}}
+	Overrides{
+		Source:   "/tmp/env",
+		Host:     "from-flag",
+		Labels:   map[string]string{"role": "web"},
+		StateDir: "/tmp/state",
+		Root:     "/tmp/root",
+	}.Apply(cfg)
+	want := Default()
+	want.Source.URL = "/tmp/env"
+	want.Host = HostConfig{Name: "from-flag", Labels: map[string]string{"role": "web", "site": "berlin"}}
+	want.StateDir = "/tmp/state"
+	want.Root = "/tmp/root"
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("Overrides.Apply mismatch (-want +got):\n%s", diff)
+	}
+
+	empty := Default()
+	empty.Host.Name = "kept"
+	Overrides{}.Apply(empty)
+	if empty.Host.Name != "kept" || empty.StateDir != DefaultStateDir {
+		t.Errorf("empty Overrides.Apply changed the configuration: %+v", empty)
+	}
+}
+
+func TestResolveHostName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Default()
+	if err := cfg.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host.Name != host {
+		t.Errorf("Resolve() host name = %q, want the hostname %q", cfg.Host.Name, host)
+	}
+}
+
+func TestParseLabel(t *testing.T) {
+	tests := []struct {
+		in         string
+		key, value string
+		ok         bool
+	}{
+		{"role=web", "role", "web", true},
+		{"empty=", "empty", "", true},
+		{"a=b=c", "a", "b=c", true},
+		{"role", "", "", false},
+		{"=web", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			k, v, err := ParseLabel(tt.in)
+			if (err == nil) != tt.ok || k != tt.key || v != tt.value {
+				t.Errorf("ParseLabel(%q) = %q, %q, %v; want %q, %q, ok %v", tt.in, k, v, err, tt.key, tt.value, tt.ok)
+			}
+		})
+	}
+}

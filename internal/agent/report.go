@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Problem is one validation error, positioned in a file that the operator
+// can open. Line and Col are 0 when the error is about a whole file.
+type Problem struct {
+	File    string `json:"file"`
+	Line    int    `json:"line,omitempty"`
+	Col     int    `json:"col,omitempty"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	if p.Line == 0 {
+		return p.File + ": " + p.Message
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Message)
+}
+
+// ValidateReport is the outcome of Validate, and the JSON document that
+// `outpost validate --json` prints.
+type ValidateReport struct {
+	Valid bool `json:"valid"`
+	// Resources and Files count the resources and the manifest files of a
+	// valid repository.
+	Resources int       `json:"resources"`
+	Files     int       `json:"files"`
+	Errors    []Problem `json:"errors"`
+}
+
+// Report is the outcome of Diff or Apply, and the JSON document that
+// `outpost diff --json` and `outpost apply --json` print.
+type Report struct {
+	// Command is "diff" or "apply".
+	Command  string `json:"command"`
+	Host     string `json:"host"`
+	Revision string `json:"revision,omitempty"`
+	// Valid is false when the repository is invalid for this host; Errors
+	// says why and nothing was changed.
+	Valid  bool      `json:"valid"`
+	Errors []Problem `json:"errors"`
+	// Changes lists every resource that changed, or in a diff would, and
+	// every one that failed, in the order they were converged.
+	Changes []Change `json:"changes"`
+	Summary Summary  `json:"summary"`
+}
+
+// Change is what happened, or would happen, to one resource.
+type Change struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Action is create, update, delete (a prune) or none (a failure
+	// before anything was found, or a restart only).
+	Action string `json:"action"`
+	// Fields names what differs, such as "content" or "mode 0644 -> 0640".
+	Fields    []string `json:"fields"`
+	Prune     bool     `json:"prune,omitempty"`
+	Restarted bool     `json:"restarted,omitempty"`
+	Skipped   bool     `json:"skipped,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// Summary counts the changes by action, and the failures.
+type Summary struct {
+	Create  int `json:"create"`
+	Update  int `json:"update"`
+	Delete  int `json:"delete"`
+	Restart int `json:"restart"`
+	Failed  int `json:"failed"`
+}
+
+// Changed reports whether anything changed, or in a diff would.
+func (s Summary) Changed() bool { return s.Create+s.Update+s.Delete+s.Restart > 0 }
+
+// WriteJSON prints v as indented JSON.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WriteText prints a validate report: "ok: ..." on out, or every error on
+// errw.
+func (r *ValidateReport) WriteText(out, errw io.Writer) error {
+	if !r.Valid {
+		return writeProblems(errw, r.Errors)
+	}
+	_, err := fmt.Fprintf(out, "ok: %d resources in %d files\n", r.Resources, r.Files)
+	return err
+}
+
+func writeProblems(w io.Writer, ps []Problem) error {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.String())
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteText prints a diff or apply report: one line per changed or failed
+// resource and a summary on out, validation errors on errw.
+//
+//	+ file /etc/a (create)
+//	~ file /etc/b (content, mode 0644 -> 0640)
+//	- file /etc/c (prune)
+//	! file /etc/d (create): permission denied
+func (r *Report) WriteText(out, errw io.Writer) error {
+	if !r.Valid {
+		if err := writeProblems(errw, r.Errors); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(errw, "%s: the repository is invalid for host %s; nothing was changed\n", r.Command, r.Host)
+		return err
+	}
+	var b strings.Builder
+	for _, c := range r.Changes {
+		b.WriteString(c.line())
+		b.WriteByte('\n')
+	}
+	b.WriteString(r.summaryLine())
+	b.WriteByte('\n')
+	_, err := io.WriteString(out, b.String())
+	return err
+}
+
+func (c Change) line() string {
+	sign := map[string]string{"create": "+", "update": "~", "delete": "-"}[c.Action]
+	if sign == "" {
+		sign = "~" // a restart
+	}
+	if c.Error != "" {
+		sign = "!"
+	}
+	var detail []string
+	switch {
+	case c.Prune:
+		detail = []string{"prune"}
+	case c.Action == "create":
+		detail = []string{"create"}
+	case c.Action == "update" && len(c.Fields) > 0:
+		detail = c.Fields
+	case c.Action == "update":
+		detail = []string{"update"}
+	}
+	if c.Restarted {
+		detail = append(detail, "restart")
+	}
+	if c.Skipped {
+		detail = append(detail, "skipped")
+	}
+	s := sign + " " + c.Kind + " " + c.Name
+	if len(detail) > 0 {
+		s += " (" + strings.Join(detail, ", ") + ")"
+	}
+	if c.Error != "" {
+		s += ": " + c.Error
+	}
+	return s
+}
+
+func (r *Report) summaryLine() string {
+	s := r.Summary
+	if r.Command == "apply" {
+		if !s.Changed() && s.Failed == 0 {
+			return fmt.Sprintf("apply: host %s is in sync with %s; nothing to do", r.Host, shortRev(r.Revision))
+		}
+		return fmt.Sprintf("apply: %d created, %d updated, %d pruned, %d restarted, %d failed on host %s at %s",
+			s.Create, s.Update, s.Delete, s.Restart, s.Failed, r.Host, shortRev(r.Revision))
+	}
+	if !s.Changed() && s.Failed == 0 {
+		return fmt.Sprintf("diff: host %s is in sync with %s; no changes", r.Host, shortRev(r.Revision))
+	}
+	line := fmt.Sprintf("diff: %d to create, %d to update, %d to prune, %d to restart on host %s at %s",
+		s.Create, s.Update, s.Delete, s.Restart, r.Host, shortRev(r.Revision))
+	if s.Failed > 0 {
+		line += fmt.Sprintf("; %d could not be checked", s.Failed)
+	}
+	return line
+}
+
+// shortRev shortens a revision for humans: 12 hex digits are plenty.
+func shortRev(rev string) string {
+	algo, hex, ok := strings.Cut(rev, ":")
+	if !ok {
+		algo, hex = "", rev
+	}
+	if len(hex) > 12 {
+		hex = hex[:12]
+	}
+	if algo == "" {
+		return hex
+	}
+	return algo + ":" + hex
+}

@@ -1,0 +1,267 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/state"
+)
+
+// driverEnv is what a driver is built from.
+type driverEnv struct {
+	cfg *Config
+	log *slog.Logger
+}
+
+// drivers builds the driver of each kind; a target is added here in one
+// line. A driver is only built when its kind is desired or owned, so a host
+// without Docker can still converge its files.
+var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
+	// FILEDRIVER
+}
+
+// Validate loads the repository in the directory dir and reports every
+// validation error. The error is for a repository that cannot be read at
+// all; an invalid one is a report with Valid false.
+func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
+	snap, err := dirSnapshot(dir)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := spec.Load(snap.FS, spec.Options{})
+	if err != nil {
+		ps, ok := problems(err, snap.Display)
+		if !ok {
+			return nil, fmt.Errorf("load %s: %w", dir, err)
+		}
+		return &ValidateReport{Errors: ps}, nil
+	}
+	resources, files := repoStats(repo)
+	return &ValidateReport{Valid: true, Resources: resources, Files: files, Errors: []Problem{}}, nil
+}
+
+// Diff reports what Apply would change on this host, and changes nothing.
+func Diff(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
+	return converge1(ctx, cfg, log, false)
+}
+
+// Apply converges this host once to the source's current revision and
+// records what it owns in the state directory.
+func Apply(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
+	return converge1(ctx, cfg, log, true)
+}
+
+// converge1 runs one pass, dry or not: diff and apply share every step.
+func converge1(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Report, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rep := &Report{Command: "diff", Host: cfg.Host.Name, Errors: []Problem{}, Changes: []Change{}}
+	if apply {
+		rep.Command = "apply"
+	}
+	snap, err := openSource(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rep.Revision = snap.Revision
+	log = log.With("revision", snap.Revision, "host", cfg.Host.Name)
+
+	desired, err := desiredState(snap, cfg)
+	if err != nil {
+		ps, ok := problems(err, snap.Display)
+		if !ok {
+			return nil, err
+		}
+		rep.Errors = ps
+		log.Warn("invalid repository, nothing changed", "errors", len(ps))
+		return rep, nil
+	}
+	rep.Valid = true
+
+	store := state.New(cfg.StateDir)
+	if apply {
+		lock, err := state.Lock(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Unlock()
+	}
+	st, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	drv, err := buildDrivers(ctx, cfg, log, desired, st.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	eng := converge.New(drv, converge.Options{Logger: log})
+	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
+	if apply && res != nil {
+		// Saved even when the pass was cut short: what was created is
+		// owned and must stay prunable.
+		st.Inventory = res.Inventory
+		st.Commit = snap.Revision
+		if cerr == nil && len(res.Failed()) == 0 {
+			st.LastGood = snap.Revision
+		}
+		if err := store.Save(st); err != nil {
+			return nil, errors.Join(cerr, err)
+		}
+	}
+	if cerr != nil {
+		return nil, cerr
+	}
+	fillChanges(rep, res)
+	return rep, nil
+}
+
+// desiredState loads the snapshot and renders it for this host, confined to
+// the allowed paths. Its errors are spec.Errors when the repository is at
+// fault.
+func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
+	repo, err := spec.Load(snap.FS, spec.Options{})
+	if err != nil {
+		return nil, err
+	}
+	desired, err := repo.Render(spec.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAllowedPaths(desired, cfg.AllowedPaths); err != nil {
+		return nil, err
+	}
+	return desired, nil
+}
+
+// checkAllowedPaths refuses the whole desired state when a file resource
+// lies outside the allowed prefixes: applying the rest would leave the host
+// half way.
+func checkAllowedPaths(desired *spec.State, allowed []string) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	var errs spec.Errors
+	for _, r := range desired.Resources {
+		if r.ID.Kind != spec.KindFile || r.File == nil {
+			continue
+		}
+		if !underAny(r.File.Path, allowed) {
+			errs = append(errs, &spec.Error{Pos: r.Pos, Msg: fmt.Sprintf(
+				"%s: path is outside the allowed paths of this host (%s)", r.ID, strings.Join(allowed, ", "))})
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	errs.Sort()
+	return errs
+}
+
+func underAny(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if path == p || p == "/" || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// problems converts validation errors into problems positioned relative to
+// display. ok is false when err is not a validation error.
+func problems(err error, display string) (ps []Problem, ok bool) {
+	var es spec.Errors
+	if !errors.As(err, &es) {
+		return nil, false
+	}
+	ps = make([]Problem, 0, len(es))
+	for _, e := range es {
+		f := e.Pos.File
+		if display != "" && f != "" {
+			f = filepath.Join(display, f)
+		} else if f == "" {
+			f = display
+		}
+		ps = append(ps, Problem{File: f, Line: e.Pos.Line, Col: e.Pos.Col, Message: e.Msg})
+	}
+	return ps, true
+}
+
+// buildDrivers builds the drivers of the kinds that are desired or owned.
+// A kind with no driver in this build is left out: the engine fails its
+// resources and converges the others.
+func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, inv state.Inventory) (map[spec.Kind]converge.Driver, error) {
+	need := map[spec.Kind]bool{}
+	for _, r := range desired.Resources {
+		need[r.ID.Kind] = true
+	}
+	for _, id := range inv.IDs() {
+		need[id.Kind] = true
+	}
+	out := map[spec.Kind]converge.Driver{}
+	for _, k := range spec.Kinds {
+		mk, ok := drivers[k]
+		if !need[k] || !ok {
+			continue
+		}
+		d, err := mk(ctx, driverEnv{cfg: cfg, log: log.With("kind", string(k))})
+		if err != nil {
+			return nil, fmt.Errorf("%s driver: %w", k, err)
+		}
+		out[k] = d
+	}
+	return out, nil
+}
+
+// fillChanges turns the engine's result into the report's changes: every
+// item that changed something or failed.
+func fillChanges(rep *Report, res *converge.Result) {
+	for _, it := range res.Items {
+		if !it.Changed() && it.Err == nil {
+			continue
+		}
+		c := Change{
+			Kind:      string(it.ID.Kind),
+			Name:      it.ID.Name,
+			Action:    string(it.Change.Action),
+			Fields:    it.Change.Fields,
+			Prune:     it.Prune,
+			Restarted: it.Restarted,
+			Skipped:   it.Skipped,
+		}
+		if c.Action == "" {
+			c.Action = string(spec.ActionNone)
+		}
+		if c.Fields == nil {
+			c.Fields = []string{}
+		}
+		if it.Err != nil {
+			c.Error = it.Err.Error()
+			rep.Summary.Failed++
+		} else {
+			switch it.Change.Action {
+			case spec.ActionCreate:
+				rep.Summary.Create++
+			case spec.ActionUpdate:
+				rep.Summary.Update++
+			case spec.ActionDelete:
+				rep.Summary.Delete++
+			}
+			if it.Restarted {
+				rep.Summary.Restart++
+			}
+		}
+		rep.Changes = append(rep.Changes, c)
+	}
+}
+
+// repoStats counts a loaded repository's resources and manifest files.
+func repoStats(repo *spec.Repo) (resources, files int) {
+	return 0, 0
+}
