@@ -1,0 +1,389 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/state"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout       = 5 * time.Minute
+	DefaultMaxPruneShare = 0.5
+)
+
+// Errors that Converge returns or that an Item carries. Test for them with
+// errors.Is.
+var (
+	// ErrMassPrune refuses a whole pass that would prune too much; see
+	// MassPruneError.
+	ErrMassPrune = errors.New("mass prune refused")
+	// ErrNoDriver is a resource's error when its kind has no driver on
+	// this host.
+	ErrNoDriver = errors.New("no driver")
+	// ErrDependency is a skipped resource's error: a resource that it comes
+	// after failed or was skipped.
+	ErrDependency = errors.New("dependency failed")
+	// ErrPanic is a resource's error when its driver panicked.
+	ErrPanic = errors.New("driver panicked")
+	// ErrTimeout is a resource's error when its driver ran past the
+	// per-resource timeout.
+	ErrTimeout = errors.New("timed out")
+	// ErrCycle is a resource's error when its after edges form a cycle,
+	// which validation normally rejects before.
+	ErrCycle = errors.New("dependency cycle")
+)
+
+// MassPruneError is the error of a pass refused because it would remove every
+// owned object, or more than the allowed share of them.
+type MassPruneError struct {
+	Remove, Owned int
+	MaxShare      float64
+}
+
+func (e *MassPruneError) Error() string {
+	return fmt.Sprintf("%v: the desired state would remove %d of the %d objects that Outpost owns on this host (more than %.0f%%); nothing was changed; set allow_mass_prune: true in fleet.yaml if this is intended",
+		ErrMassPrune, e.Remove, e.Owned, e.MaxShare*100)
+}
+
+// Is makes errors.Is(err, ErrMassPrune) true.
+func (e *MassPruneError) Is(target error) bool { return target == ErrMassPrune }
+
+// Options tune the engine. The zero value is usable.
+type Options struct {
+	// Logger receives the engine's logs; nil discards them.
+	Logger *slog.Logger
+	// Timeout bounds each driver call for one resource; 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// MaxPruneShare is the share of owned objects that one pass may prune
+	// without allow_mass_prune; 0 means DefaultMaxPruneShare.
+	MaxPruneShare float64
+	// Now returns the time recorded in the inventory; nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine converges a host to a desired state through the drivers of each
+// kind. It holds no state between passes and may be used by one pass at a
+// time or by several in turn.
+type Engine struct {
+	drivers map[spec.Kind]Driver
+	opts    Options
+	log     *slog.Logger
+}
+
+// New returns an engine that converges each kind through its driver. A kind
+// without a driver fails its resources and leaves the others alone.
+func New(drivers map[spec.Kind]Driver, opts Options) *Engine {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxPruneShare <= 0 {
+		opts.MaxPruneShare = DefaultMaxPruneShare
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := make(map[spec.Kind]Driver, len(drivers))
+	for k, v := range drivers {
+		d[k] = v
+	}
+	return &Engine{drivers: d, opts: opts, log: log}
+}
+
+// Item is what one pass did, or would do, to one resource.
+type Item struct {
+	ID     spec.ID
+	Change spec.Change
+	// Err is why the resource did not converge; nil when it did.
+	Err error
+	// Skipped is true when the resource was not tried because a resource
+	// that it comes after failed; Err says which.
+	Skipped bool
+	// Restarted is true when a file that the resource names in restart_on
+	// changed and the resource was restarted, or in a dry run would be.
+	Restarted bool
+	// Prune is true when the resource left the desired state and Change
+	// is its removal.
+	Prune bool
+}
+
+// Changed reports whether the item changed something, or in a dry run would.
+func (it Item) Changed() bool { return it.Change.Changed() || it.Restarted }
+
+// Result is the outcome of one pass.
+type Result struct {
+	// Items lists every desired resource in the order it was converged,
+	// then every pruned one.
+	Items []Item
+	// Inventory is what Outpost owns after the pass, with the hashes of
+	// what was applied. After a dry run it is what it would own; save it
+	// only after an apply.
+	Inventory state.Inventory
+}
+
+// Failed returns the items that did not converge, skipped ones included.
+func (r *Result) Failed() []Item {
+	var out []Item
+	for _, it := range r.Items {
+		if it.Err != nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// Changed reports whether the pass changed something, or in a dry run would.
+func (r *Result) Changed() bool {
+	for _, it := range r.Items {
+		if it.Changed() {
+			return true
+		}
+	}
+	return false
+}
+
+// Converge compares the host with desired and, when apply is true, converges
+// it: resources in kind order and after edges, restarts of what names a
+// changed file in restart_on, then removal of the owned objects of inv that
+// left desired, in reverse kind order. With apply false it changes nothing
+// and reports what it would do, through the same code.
+//
+// One resource's failure is reported in its Item and does not stop the
+// others, except those that come after it. The error is only for a pass
+// refused as a whole (ErrMassPrune, before anything changes) or a cancelled
+// ctx; then the Result holds what was done until then.
+func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.Inventory, apply bool) (*Result, error) {
+	if desired == nil {
+		return nil, errors.New("converge: no desired state")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	byID := make(map[spec.ID]*spec.Resource, len(desired.Resources))
+	for _, r := range desired.Resources {
+		byID[r.ID] = r
+	}
+	prune, keep := e.prunable(byID, inv)
+	if err := e.guard(len(inv), len(prune), desired.AllowMassPrune); err != nil {
+		return nil, err
+	}
+
+	res := &Result{Inventory: inv.Clone(), Items: make([]Item, 0, len(desired.Resources)+len(prune))}
+	order, cyclic := sortResources(desired.Resources)
+	// outcome of each resource so far, for after edges and restart_on.
+	failed := make(map[spec.ID]bool, len(order))
+	changed := make(map[spec.ID]bool)
+	now := e.opts.Now().UTC()
+
+	for _, r := range cyclic {
+		failed[r.ID] = true
+		res.Items = append(res.Items, Item{ID: r.ID, Err: fmt.Errorf("%s: %w through after", r.ID, ErrCycle)})
+	}
+	for _, r := range order {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		it := e.converge(ctx, r, failed, changed, apply)
+		if err := ctx.Err(); err != nil {
+			// A driver error caused by the cancellation is not the
+			// resource's failure.
+			return res, err
+		}
+		res.Items = append(res.Items, it)
+		if it.Err != nil {
+			failed[r.ID] = true
+		} else if it.Change.Changed() {
+			changed[r.ID] = true
+		}
+		e.record(res.Inventory, r, it, now)
+	}
+
+	for _, id := range keep {
+		delete(res.Inventory, id.String())
+		if apply {
+			e.log.Info("left on the host and forgotten (prune: false)", "resource", id)
+		}
+	}
+	for _, id := range prune {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		it := e.remove(ctx, id, apply)
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		res.Items = append(res.Items, it)
+		if it.Err == nil {
+			delete(res.Inventory, id.String())
+		}
+	}
+	return res, nil
+}
+
+// prunable splits the owned objects that left the desired state into those
+// to remove, in reverse kind order, and those to forget (prune: false).
+func (e *Engine) prunable(desired map[spec.ID]*spec.Resource, inv state.Inventory) (remove, keep []spec.ID) {
+	ids := inv.IDs()
+	for i := len(ids) - 1; i >= 0; i-- {
+		id := ids[i]
+		if _, ok := desired[id]; ok {
+			continue
+		}
+		if ent, _ := inv.Get(id); ent.NoPrune {
+			keep = append(keep, id)
+			continue
+		}
+		remove = append(remove, id)
+	}
+	return remove, keep
+}
+
+func (e *Engine) guard(owned, remove int, allow bool) error {
+	if allow || owned == 0 || remove == 0 {
+		return nil
+	}
+	if remove == owned || float64(remove) > e.opts.MaxPruneShare*float64(owned) {
+		return &MassPruneError{Remove: remove, Owned: owned, MaxShare: e.opts.MaxPruneShare}
+	}
+	return nil
+}
+
+// converge runs one desired resource: its driver's CheckApply, then a restart
+// when a file that it names in restart_on changed.
+func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed, changed map[spec.ID]bool, apply bool) Item {
+	it := Item{ID: r.ID}
+	log := e.log.With("resource", r.ID)
+	for _, dep := range r.After {
+		if failed[dep] {
+			it.Skipped = true
+			it.Err = fmt.Errorf("%w: %s did not converge", ErrDependency, dep)
+			log.Debug("skipped", "after", dep)
+			return it
+		}
+	}
+	drv, ok := e.drivers[r.ID.Kind]
+	if !ok || drv == nil {
+		it.Err = fmt.Errorf("%w for kind %s on this host", ErrNoDriver, r.ID.Kind)
+		return it
+	}
+	it.Err = e.call(ctx, log, func(ctx context.Context) (err error) {
+		it.Change, err = drv.CheckApply(ctx, r, apply)
+		return err
+	})
+	if it.Err != nil {
+		log.Debug("did not converge", "err", it.Err)
+		return it
+	}
+	if it.Change.Changed() {
+		if apply {
+			log.Info("converged", "change", it.Change.String())
+		} else {
+			log.Debug("would change", "change", it.Change.String())
+		}
+	}
+
+	// A resource that was created or updated has restarted already.
+	if it.Change.Changed() {
+		return it
+	}
+	var trigger spec.ID
+	for _, f := range r.RestartOn {
+		if changed[f] {
+			trigger = f
+			break
+		}
+	}
+	if trigger == (spec.ID{}) {
+		return it
+	}
+	rs, ok := drv.(Restarter)
+	if !ok {
+		it.Err = fmt.Errorf("restart on a change of %s: the driver of kind %s cannot restart", trigger, r.ID.Kind)
+		return it
+	}
+	if !apply {
+		it.Restarted = true
+		log.Debug("would restart", "changed", trigger)
+		return it
+	}
+	it.Err = e.call(ctx, log, func(ctx context.Context) error { return rs.Restart(ctx, r) })
+	if it.Err != nil {
+		it.Err = fmt.Errorf("restart on a change of %s: %w", trigger, it.Err)
+		return it
+	}
+	it.Restarted = true
+	log.Info("restarted", "changed", trigger)
+	return it
+}
+
+func (e *Engine) remove(ctx context.Context, id spec.ID, apply bool) Item {
+	it := Item{ID: id, Prune: true}
+	log := e.log.With("resource", id)
+	drv, ok := e.drivers[id.Kind]
+	if !ok || drv == nil {
+		it.Err = fmt.Errorf("prune: %w for kind %s on this host", ErrNoDriver, id.Kind)
+		return it
+	}
+	it.Err = e.call(ctx, log, func(ctx context.Context) (err error) {
+		it.Change, err = drv.Remove(ctx, id, apply)
+		return err
+	})
+	switch {
+	case it.Err != nil:
+		it.Err = fmt.Errorf("prune: %w", it.Err)
+	case apply && it.Change.Changed():
+		log.Info("pruned")
+	}
+	return it
+}
+
+// call runs one driver call with the per-resource timeout and turns a panic
+// into an error.
+func (e *Engine) call(ctx context.Context, log *slog.Logger, f func(context.Context) error) (err error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, e.opts.Timeout, ErrTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			log.Debug("driver panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrPanic, p)
+		}
+	}()
+	err = f(ctx)
+	if err != nil && errors.Is(context.Cause(ctx), ErrTimeout) {
+		err = fmt.Errorf("%w after %v: %w", ErrTimeout, e.opts.Timeout, err)
+	}
+	return err
+}
+
+// record updates the inventory with the outcome of one desired resource.
+func (e *Engine) record(inv state.Inventory, r *spec.Resource, it Item, now time.Time) {
+	old, owned := inv.Get(r.ID)
+	if it.Err != nil {
+		// A failed create may have left an object behind: own it, with no
+		// hash, so that it is pruned when it leaves the desired state.
+		// Drivers only remove objects that carry Outpost's mark.
+		if !owned && !it.Skipped && !errors.Is(it.Err, ErrNoDriver) {
+			inv.Set(state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, AppliedAt: now, NoPrune: !r.Prune})
+		}
+		return
+	}
+	h := Hash(r)
+	ent := state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, Hash: h, AppliedAt: old.AppliedAt, NoPrune: !r.Prune}
+	if !owned || old.Hash != h || it.Change.Changed() {
+		ent.AppliedAt = now
+	}
+	if !owned || ent != old {
+		inv.Set(ent)
+	}
+}
