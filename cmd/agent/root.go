@@ -161,4 +161,3 @@ func (g *globals) config(cmd *cobra.Command) (*agent.Config, error) {
 	}
 	return cfg, nil
 }
-

@@ -106,12 +106,10 @@ func writeProblems(w io.Writer, ps []Problem) error {
 }
 
 // WriteText prints a diff or apply report: one line per changed or failed
-// resource and a summary on out, validation errors on errw.
-//
-//	+ file /etc/a (create)
-//	~ file /etc/b (content, mode 0644 -> 0640)
-//	- file /etc/c (prune)
-//	! file /etc/d (create): permission denied
+// resource and a summary on out, validation errors on errw. A line starts
+// with "+" for a create, "~" for an update or a restart, "-" for a prune and
+// "!" for a failure, then the kind, the name and what differs, as in
+// "~ file /etc/b (content, mode 0644 -> 0640)".
 func (r *Report) WriteText(out, errw io.Writer) error {
 	if !r.Valid {
 		if err := writeProblems(errw, r.Errors); err != nil {
