@@ -1,8 +1,12 @@
 package spec
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -66,23 +70,499 @@ var ErrInvalid = errors.New("invalid repository")
 func (es Errors) Is(target error) bool { return target == ErrInvalid }
 
 // Repo is a parsed and validated environment repository, not yet rendered for
-// a host.
+// a host. It holds everything it needs: Render does no I/O.
 type Repo struct {
-	fsys fs.FS
-	opts Options
-	// filled in by the parser
+	opts  Options
+	decls []*decl // by kind in apply order, then name, then position
+	fleet *fleet
 }
 
 // Load reads every manifest in fsys (a directory or a commit's tree; when fsys
 // implements fs.ReadLinkFS symlinks are resolved and confined to it), parses
 // and validates it. On invalid input the error is an Errors listing every
-// problem.
+// problem. Other errors (the tree cannot be read at all) are returned as
+// they are.
+//
+// Manifests are the files named *.yaml or *.yml, outside directories and
+// files whose name starts with a dot, other than fleet.yaml at the root and
+// any file that a resource names as a source.
 func Load(fsys fs.FS, opts Options) (*Repo, error) {
-	panic("spec.Load: not implemented yet")
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	l := &loader{fsys: fsys, opts: opts}
+	if err := l.walk(); err != nil {
+		return nil, err
+	}
+	l.parse()
+	l.readBodies()
+	l.readFleet()
+	l.checkDuplicates()
+	l.checkRefs()
+	l.checkCycles()
+	if len(l.errs) > 0 {
+		l.errs.Sort()
+		return nil, l.errs
+	}
+	return &Repo{opts: opts, decls: l.decls, fleet: l.fleet}, nil
+}
+
+// loader is the state of one Load.
+type loader struct {
+	fsys     fs.FS
+	opts     Options
+	files    []candidate
+	hasFleet bool
+	decls    []*decl
+	fleet    *fleet
+	errs     Errors
+}
+
+type candidate struct {
+	path    string
+	symlink bool
+	// set by parse
+	decls []*decl
+	errs  Errors
+}
+
+func (l *loader) errorAt(p Pos, format string, args ...any) {
+	l.errs = append(l.errs, &Error{Pos: p, Msg: fmt.Sprintf(format, args...)})
+}
+
+// walk finds the candidate manifests and fleet.yaml.
+func (l *loader) walk() error {
+	return fs.WalkDir(l.fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == "." {
+				return fmt.Errorf("read repository: %w", err)
+			}
+			l.errorAt(Pos{File: p}, "cannot read: %v", err)
+			return nil
+		}
+		name := d.Name()
+		if p != "." && strings.HasPrefix(name, ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if p == FleetFile {
+			l.hasFleet = true
+			return nil
+		}
+		if p == "fleet.yml" {
+			l.errorAt(Pos{File: p}, "the fleet file must be named fleet.yaml")
+			return nil
+		}
+		if !strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") {
+			return nil
+		}
+		t := d.Type()
+		if !t.IsRegular() && t&fs.ModeSymlink == 0 {
+			return nil
+		}
+		l.files = append(l.files, candidate{path: p, symlink: t&fs.ModeSymlink != 0})
+		return nil
+	})
+}
+
+// parse parses every candidate, then keeps those that no resource names as a
+// source.
+func (l *loader) parse() {
+	sources := map[string]bool{}
+	for i := range l.files {
+		c := &l.files[i]
+		if c.symlink {
+			continue
+		}
+		data, err := readFile(l.fsys, c.path, MaxManifestSize)
+		if err != nil {
+			c.errs = Errors{{Pos: Pos{File: c.path}, Msg: manifestReadError(err)}}
+			continue
+		}
+		d := &decoder{file: c.path}
+		c.decls = d.manifest(data)
+		c.errs = d.errs
+		for _, r := range c.decls {
+			if r.body != nil && !r.body.inline {
+				sources[r.body.text] = true
+			}
+			for _, b := range r.dropins {
+				if !b.inline {
+					sources[b.text] = true
+				}
+			}
+		}
+	}
+	for _, c := range l.files {
+		if sources[c.path] {
+			continue
+		}
+		if c.symlink {
+			l.errorAt(Pos{File: c.path}, "a manifest must be a regular file, not a symlink")
+			continue
+		}
+		if len(c.errs) > maxErrorsPerFile {
+			c.errs.Sort()
+			c.errs = append(c.errs[:maxErrorsPerFile], &Error{Pos: c.errs[maxErrorsPerFile].Pos, Msg: "too many errors"})
+		}
+		l.errs = append(l.errs, c.errs...)
+		l.decls = append(l.decls, c.decls...)
+	}
+	order := map[Kind]int{}
+	for i, k := range Kinds {
+		order[k] = i
+	}
+	sort.SliceStable(l.decls, func(i, j int) bool {
+		a, b := l.decls[i].res, l.decls[j].res
+		if a.ID.Kind != b.ID.Kind {
+			return order[a.ID.Kind] < order[b.ID.Kind]
+		}
+		if a.ID.Name != b.ID.Name {
+			return a.ID.Name < b.ID.Name
+		}
+		if a.Pos.File != b.Pos.File {
+			return a.Pos.File < b.Pos.File
+		}
+		return a.Pos.Line < b.Pos.Line
+	})
+}
+
+func manifestReadError(err error) string {
+	if errors.Is(err, errTooLarge) {
+		return fmt.Sprintf("a manifest must not be larger than %d bytes", MaxManifestSize)
+	}
+	return "cannot read: " + err.Error()
+}
+
+// readBodies reads every source, checks sizes and parses templates.
+func (l *loader) readBodies() {
+	for _, r := range l.decls {
+		if r.body != nil {
+			l.readBody(r.body, "")
+		}
+		for _, name := range sortedKeys(r.dropins) {
+			l.readBody(r.dropins[name], "dropins."+name+".")
+		}
+	}
+}
+
+func (l *loader) readBody(b *body, what string) {
+	name := "content"
+	if b.inline {
+		if int64(len(b.text)) > l.opts.MaxFileSize {
+			l.errorAt(b.pos, "%scontent: larger than %d bytes", what, l.opts.MaxFileSize)
+			return
+		}
+		b.data = []byte(b.text)
+	} else {
+		data, err := readFile(l.fsys, b.text, l.opts.MaxFileSize)
+		if err != nil {
+			l.errorAt(b.pos, "%ssource: %v", what, err)
+			return
+		}
+		b.data = data
+		name = b.text
+	}
+	if b.tmpl != nil {
+		t, err := parseTemplate(name, string(b.data))
+		if err != nil {
+			l.errorAt(b.pos, "%v", err)
+			b.tmpl = nil
+			return
+		}
+		b.tmpl = t
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// readFleet reads fleet.yaml and finds the targets that cover each manifest.
+func (l *loader) readFleet() {
+	l.fleet = &fleet{}
+	if !l.hasFleet {
+		return
+	}
+	data, err := readFile(l.fsys, FleetFile, MaxManifestSize)
+	if err != nil {
+		l.errorAt(Pos{File: FleetFile}, "%s", manifestReadError(err))
+		l.fleet.present = true
+		return
+	}
+	d := &decoder{file: FleetFile}
+	l.fleet = d.fleet(l.fsys, data)
+	l.errs = append(l.errs, d.errs...)
+	for _, r := range l.decls {
+		for i := range l.fleet.targets {
+			if l.fleet.targets[i].covers(r.file) {
+				r.targets = append(r.targets, i)
+			}
+		}
+	}
+}
+
+// collide reports whether a and b can both apply to one host.
+func (l *loader) collide(a, b *decl) bool {
+	if !l.fleet.present {
+		return true
+	}
+	for _, i := range a.targets {
+		for _, j := range b.targets {
+			if compatible(&l.fleet.targets[i], &l.fleet.targets[j]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkDuplicates reports two declarations of one ID that can apply to the
+// same host. Each later one names the first it collides with.
+func (l *loader) checkDuplicates() {
+	byID := map[ID][]*decl{}
+	for _, r := range l.decls {
+		byID[r.res.ID] = append(byID[r.res.ID], r)
+	}
+	for id, rs := range byID {
+		if len(rs) < 2 {
+			continue
+		}
+		sort.SliceStable(rs, func(i, j int) bool { return posLess(rs[i].res.Pos, rs[j].res.Pos) })
+		for j := 1; j < len(rs); j++ {
+			for i := 0; i < j; i++ {
+				if l.collide(rs[i], rs[j]) {
+					l.errorAt(rs[j].res.Pos, "duplicate %s: first declared at %s", id, rs[i].res.Pos)
+					break
+				}
+			}
+		}
+	}
+}
+
+func posLess(a, b Pos) bool {
+	if a.File != b.File {
+		return a.File < b.File
+	}
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Col < b.Col
+}
+
+// checkRefs reports references in after and restart_on to resources that
+// the repository does not declare.
+func (l *loader) checkRefs() {
+	ids := map[ID]bool{}
+	for _, r := range l.decls {
+		ids[r.res.ID] = true
+	}
+	for _, r := range l.decls {
+		for _, x := range r.after {
+			if !ids[x.id] {
+				l.errorAt(x.pos, "after: %s is not declared in the repository", x.id)
+			}
+		}
+		for _, x := range r.restart {
+			if x.id.Kind == KindFile && !ids[x.id] {
+				l.errorAt(x.pos, "restart_on: %s is not declared in the repository", x.id)
+			}
+		}
+	}
+}
+
+// checkCycles reports every cycle of after edges, at the reference that
+// closes it.
+func (l *loader) checkCycles() {
+	edges := map[ID][]ref{}
+	for _, r := range l.decls {
+		for _, x := range r.after {
+			if !slices.ContainsFunc(edges[r.res.ID], func(y ref) bool { return y.id == x.id }) {
+				edges[r.res.ID] = append(edges[r.res.ID], x)
+			}
+		}
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[ID]int{}
+	var stack []ID
+	var visit func(id ID)
+	visit = func(id ID) {
+		color[id] = grey
+		stack = append(stack, id)
+		for _, x := range edges[id] {
+			switch color[x.id] {
+			case white:
+				visit(x.id)
+			case grey:
+				start := slices.Index(stack, x.id)
+				parts := make([]string, 0, len(stack)-start+1)
+				for _, s := range stack[start:] {
+					parts = append(parts, s.String())
+				}
+				parts = append(parts, x.id.String())
+				l.errorAt(x.pos, "after: dependency cycle %s", strings.Join(parts, " -> "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[id] = black
+	}
+	for _, r := range l.decls { // decls are sorted, so the walk is stable
+		if color[r.res.ID] == white {
+			visit(r.res.ID)
+		}
+	}
+}
+
+// applies reports whether r applies to host.
+func (rp *Repo) applies(r *decl, host Host) bool {
+	if !rp.fleet.present {
+		return true
+	}
+	for _, i := range r.targets {
+		if rp.fleet.targets[i].selects(host) {
+			return true
+		}
+	}
+	return false
 }
 
 // Render selects the resources that apply to host through fleet.yaml,
-// renders templates and reads sources, and returns the host's desired state.
-func (r *Repo) Render(host Host) (*State, error) {
-	panic("spec.Repo.Render: not implemented yet")
+// renders templates, and returns the host's desired state. A reference in
+// after or restart_on to a resource that does not apply to host is an
+// error. The result is the caller's to change.
+func (rp *Repo) Render(host Host) (*State, error) {
+	var errs Errors
+	st := &State{AllowMassPrune: rp.fleet.allowMassPrune}
+	var selected []*decl
+	present := map[ID]*decl{}
+	for _, r := range rp.decls {
+		if !rp.applies(r, host) {
+			continue
+		}
+		if first, dup := present[r.res.ID]; dup {
+			// Load refuses this; kept as a guard.
+			errs = append(errs, &Error{Pos: r.res.Pos, Msg: fmt.Sprintf("duplicate %s: first declared at %s", r.res.ID, first.res.Pos)})
+			continue
+		}
+		present[r.res.ID] = r
+		selected = append(selected, r)
+	}
+	for _, r := range selected {
+		res := cloneResource(&r.res)
+		for _, x := range r.after {
+			if present[x.id] == nil {
+				errs = append(errs, &Error{Pos: x.pos, Msg: fmt.Sprintf("after: %s does not apply to host %s", x.id, host.Name)})
+			}
+			res.After = append(res.After, x.id)
+		}
+		for _, x := range r.restart {
+			if present[x.id] == nil {
+				errs = append(errs, &Error{Pos: x.pos, Msg: fmt.Sprintf("restart_on: %s does not apply to host %s", x.id, host.Name)})
+			}
+			res.RestartOn = append(res.RestartOn, x.id)
+		}
+		if r.body != nil {
+			data, err := rp.renderBody(r.body, host)
+			if err != nil {
+				errs = append(errs, &Error{Pos: r.body.pos, Msg: err.Error()})
+			}
+			switch {
+			case res.File != nil:
+				res.File.Content = data
+			case res.Unit != nil:
+				res.Unit.Content = data
+			}
+		}
+		if res.Unit != nil && len(r.dropins) > 0 {
+			res.Unit.Dropins = make(map[string][]byte, len(r.dropins))
+			for name, b := range r.dropins {
+				data, err := rp.renderBody(b, host)
+				if err != nil {
+					errs = append(errs, &Error{Pos: b.pos, Msg: err.Error()})
+				}
+				res.Unit.Dropins[name] = data
+			}
+		}
+		st.Resources = append(st.Resources, res)
+	}
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	return st, nil
+}
+
+func (rp *Repo) renderBody(b *body, host Host) ([]byte, error) {
+	if b.tmpl == nil {
+		return bytes.Clone(b.data), nil
+	}
+	return execTemplate(b.tmpl, host, rp.opts.MaxFileSize)
+}
+
+// cloneResource deep-copies r so that a rendered state shares nothing with
+// the Repo.
+func cloneResource(r *Resource) *Resource {
+	c := *r
+	c.After, c.RestartOn = nil, nil
+	if r.File != nil {
+		f := *r.File
+		c.File = &f
+	}
+	if r.Unit != nil {
+		u := *r.Unit
+		if u.Enabled != nil {
+			e := *u.Enabled
+			u.Enabled = &e
+		}
+		c.Unit = &u
+	}
+	if r.Container != nil {
+		k := *r.Container
+		k.Command = slices.Clone(k.Command)
+		k.Entrypoint = slices.Clone(k.Entrypoint)
+		k.Env = maps.Clone(k.Env)
+		k.Ports = slices.Clone(k.Ports)
+		k.Volumes = slices.Clone(k.Volumes)
+		k.Tmpfs = slices.Clone(k.Tmpfs)
+		k.Labels = maps.Clone(k.Labels)
+		k.Networks = slices.Clone(k.Networks)
+		k.Devices = slices.Clone(k.Devices)
+		k.CapAdd = slices.Clone(k.CapAdd)
+		k.CapDrop = slices.Clone(k.CapDrop)
+		if k.Update != nil {
+			u := *k.Update
+			u.Exclude = slices.Clone(u.Exclude)
+			k.Update = &u
+		}
+		if k.Health != nil {
+			h := *k.Health
+			h.Cmd = slices.Clone(h.Cmd)
+			k.Health = &h
+		}
+		if k.Log != nil {
+			lg := *k.Log
+			lg.Options = maps.Clone(lg.Options)
+			k.Log = &lg
+		}
+		if k.StopTimeout != nil {
+			t := *k.StopTimeout
+			k.StopTimeout = &t
+		}
+		c.Container = &k
+	}
+	return &c
 }

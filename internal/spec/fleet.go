@@ -1,0 +1,165 @@
+package spec
+
+import (
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FleetFile is the name of the fleet file at the repository's root.
+const FleetFile = "fleet.yaml"
+
+// fleet is fleet.yaml: which paths apply to which hosts.
+type fleet struct {
+	present        bool
+	targets        []target
+	allowMassPrune bool
+}
+
+// target is one entry of fleet.yaml's targets.
+type target struct {
+	path   string // clean, relative to the root; "." is the whole repository
+	labels map[string]string
+	names  []string
+	pos    Pos
+}
+
+// covers reports whether the manifest file lies under the target's path.
+func (t *target) covers(file string) bool {
+	return t.path == "." || file == t.path || strings.HasPrefix(file, t.path+"/")
+}
+
+// selects reports whether the target applies to host: every label it names
+// has the value it names, and the host's name is in names when names is set.
+func (t *target) selects(h Host) bool {
+	for k, v := range t.labels {
+		if hv, ok := h.Labels[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return len(t.names) == 0 || slices.Contains(t.names, h.Name)
+}
+
+// compatible reports whether some host can be selected by both targets: no
+// label has two different values, and their name lists, when both are set,
+// share a name. This is exact: such a host exists whenever it holds.
+func compatible(a, b *target) bool {
+	for k, v := range a.labels {
+		if w, ok := b.labels[k]; ok && w != v {
+			return false
+		}
+	}
+	if len(a.names) == 0 || len(b.names) == 0 {
+		return true
+	}
+	for _, n := range a.names {
+		if slices.Contains(b.names, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// fleet reads fleet.yaml's data. fsys is used to check that each target
+// path exists.
+func (d *decoder) fleet(fsys fs.FS, data []byte) *fleet {
+	fl := &fleet{present: true}
+	docs := d.documents(data)
+	if len(docs) == 0 {
+		return fl
+	}
+	if len(docs) > 1 {
+		d.errorf(docs[1], "fleet.yaml must hold one document")
+	}
+	f, ok := d.fields(docs[0], "fleet", fieldSet([]string{"targets", "allow_mass_prune"}))
+	if !ok {
+		return fl
+	}
+	if g, ok := f["allow_mass_prune"]; ok {
+		fl.allowMassPrune, _ = d.boolean(g, "allow_mass_prune")
+	}
+	g, ok := f["targets"]
+	if !ok {
+		d.errorf(docs[0], "fleet: missing field \"targets\"")
+		return fl
+	}
+	if g.val == nil || g.val.Kind != yaml.SequenceNode {
+		d.errorf(g.at, "targets: must be a list, got %s", describe(g.val))
+		return fl
+	}
+	for _, e := range g.val.Content {
+		if t, ok := d.target(fsys, e); ok {
+			fl.targets = append(fl.targets, t)
+		}
+	}
+	return fl
+}
+
+func (d *decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
+	t := target{pos: posOf(d.file, n)}
+	f, ok := d.fields(n, "target", fieldSet([]string{"path", "selector"}))
+	if !ok {
+		return t, false
+	}
+	g, ok := f["path"]
+	if !ok {
+		d.errorf(n, "target: missing field \"path\"")
+		return t, false
+	}
+	p, ok := d.str(g, "path")
+	if !ok {
+		return t, false
+	}
+	switch {
+	case p == "" || path.IsAbs(p) || strings.ContainsRune(p, 0):
+		d.errorf(g.at, "path: %q must be a path relative to the repository's root", p)
+		return t, false
+	case path.Clean(p) != p:
+		d.errorf(g.at, "path: %q must be a clean path (%q)", p, path.Clean(p))
+		return t, false
+	case escapes(p):
+		d.errorf(g.at, "path: %q leaves the repository", p)
+		return t, false
+	}
+	real, err := resolve(fsys, p)
+	if err != nil {
+		d.errorf(g.at, "path: %v", err)
+		return t, false
+	}
+	if real != p {
+		d.errorf(g.at, "path: %q must not go through a symlink", p)
+		return t, false
+	}
+	if _, err := fs.Stat(fsys, p); err != nil {
+		d.errorf(g.at, "path: %q does not exist", p)
+		return t, false
+	}
+	t.path = p
+	if g, ok := f["selector"]; ok {
+		sf, ok := d.fields(g.at, "selector", fieldSet([]string{"labels", "names"}))
+		if !ok {
+			return t, false
+		}
+		if h, ok := sf["labels"]; ok {
+			items, _ := d.strMap(h, "selector.labels")
+			t.labels = make(map[string]string, len(items))
+			for _, it := range items {
+				t.labels[it.key] = it.val
+			}
+		}
+		if h, ok := sf["names"]; ok {
+			items, _ := d.strList(h, "selector.names")
+			t.names = []string{}
+			for _, it := range items {
+				t.names = append(t.names, it.val)
+			}
+			if len(t.names) == 0 {
+				d.errorf(h.at, "selector.names: an empty list selects no host; leave it out to select every host")
+			}
+		}
+	}
+	return t, true
+}

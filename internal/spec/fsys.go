@@ -1,0 +1,112 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+)
+
+// maxLinkHops bounds the symlinks followed while resolving one path.
+const maxLinkHops = 40
+
+// errTooLarge marks a file over the size limit.
+var errTooLarge = errors.New("too large")
+
+// escapes reports whether the clean, slash-separated relative path p leaves
+// the repository's root.
+func escapes(p string) bool {
+	return p == ".." || strings.HasPrefix(p, "../") || path.IsAbs(p)
+}
+
+// resolve returns the path, free of symlinks, that the clean repository path
+// p names. When fsys can read links, every symlink on the way is followed
+// inside fsys; a link that is absolute or that leaves the repository is an
+// error. Without fs.ReadLinkFS, fsys is trusted to confine itself.
+func resolve(fsys fs.FS, p string) (string, error) {
+	rl, ok := fsys.(fs.ReadLinkFS)
+	if !ok || p == "." {
+		return p, nil
+	}
+	done := "."
+	rest := p
+	for hops := 0; rest != ""; {
+		var elem string
+		elem, rest, _ = strings.Cut(rest, "/")
+		next := path.Join(done, elem)
+		fi, err := rl.Lstat(next)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return "", fmt.Errorf("%s does not exist", next)
+			}
+			return "", fmt.Errorf("%s: %w", next, err)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			done = next
+			continue
+		}
+		hops++
+		if hops > maxLinkHops {
+			return "", fmt.Errorf("%s: too many symlinks", p)
+		}
+		target, err := rl.ReadLink(next)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", next, err)
+		}
+		if path.IsAbs(target) {
+			return "", fmt.Errorf("symlink %s points to the absolute path %s, outside the repository", next, target)
+		}
+		joined := path.Join(done, target)
+		if escapes(joined) {
+			return "", fmt.Errorf("symlink %s points outside the repository", next)
+		}
+		// Resolve the link's target from the root again, then go on.
+		if rest != "" {
+			rest = joined + "/" + rest
+		} else {
+			rest = joined
+		}
+		if rest == "." {
+			rest = ""
+		}
+		done = "."
+	}
+	return done, nil
+}
+
+// readFile reads the regular file at the clean repository path p, confined to
+// fsys, refusing files larger than limit without reading them.
+func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
+	real, err := resolve(fsys, p)
+	if err != nil {
+		return nil, err
+	}
+	f, err := fsys.Open(real)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s does not exist", p)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes: %w", p, limit, errTooLarge)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes: %w", p, limit, errTooLarge)
+	}
+	return data, nil
+}

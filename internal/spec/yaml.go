@@ -1,0 +1,315 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Limits on a manifest's YAML, against hostile repositories. yaml.v3 itself
+// refuses nesting deeper than 10,000 levels while it scans, and never
+// expands aliases when it decodes into yaml.Node; Outpost expands them while
+// it reads a document, so it bounds the expanded size here.
+const (
+	// MaxManifestSize is the largest manifest file Outpost reads.
+	MaxManifestSize = 4 << 20
+	// maxDocNodes bounds the nodes of one document once its aliases are
+	// expanded (a "billion laughs" document exceeds it at once).
+	maxDocNodes = 100_000
+	// maxDepth bounds the nesting of one document: a resource needs four
+	// levels.
+	maxDepth = 32
+	// maxErrorsPerFile stops reporting a file's errors after so many.
+	maxErrorsPerFile = 100
+)
+
+// decoder reads the yaml.Nodes of one manifest file and collects its errors.
+type decoder struct {
+	file string
+	errs Errors
+}
+
+func posOf(file string, n *yaml.Node) Pos {
+	if n == nil {
+		return Pos{File: file}
+	}
+	return Pos{File: file, Line: n.Line, Col: n.Column}
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, &Error{Pos: posOf(d.file, n), Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns a yaml.v3 parse error into an Error at its line.
+func syntaxError(file string, err error) *Error {
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) {
+		msg = strings.Join(te.Errors, "; ")
+	}
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{Pos: Pos{File: file, Line: line, Col: 1}, Msg: "invalid YAML: " + m[2]}
+	}
+	return &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// documents splits data into its YAML documents' root nodes, skipping empty
+// documents. It stops at the first syntax error, which it reports.
+func (d *decoder) documents(data []byte) []*yaml.Node {
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	var roots []*yaml.Node
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return roots
+		}
+		if err != nil {
+			d.errs = append(d.errs, syntaxError(d.file, err))
+			return roots
+		}
+		if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+			continue
+		}
+		root := doc.Content[0]
+		if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+			continue
+		}
+		if !d.bounded(root) {
+			continue
+		}
+		roots = append(roots, root)
+	}
+}
+
+// bounded reports whether root, with its aliases expanded, stays within
+// maxDocNodes and maxDepth, and reports it when not.
+func (d *decoder) bounded(root *yaml.Node) bool {
+	memo := map[*yaml.Node]int{}
+	busy := map[*yaml.Node]bool{}
+	var problem string
+	var size func(n *yaml.Node, depth int) int
+	size = func(n *yaml.Node, depth int) int {
+		if problem != "" {
+			return 0
+		}
+		if depth > maxDepth {
+			problem = fmt.Sprintf("nesting deeper than %d levels", maxDepth)
+			return 0
+		}
+		if v, ok := memo[n]; ok {
+			return v
+		}
+		if busy[n] {
+			problem = "an alias refers to its own anchor"
+			return 0
+		}
+		busy[n] = true
+		total := 1
+		if n.Kind == yaml.AliasNode {
+			if n.Alias == nil {
+				problem = "an alias without an anchor"
+				return 0
+			}
+			total = size(n.Alias, depth)
+		}
+		for _, c := range n.Content {
+			total += size(c, depth+1)
+			if total > maxDocNodes {
+				if problem == "" {
+					problem = fmt.Sprintf("the document expands to more than %d nodes (through aliases?)", maxDocNodes)
+				}
+				return total
+			}
+		}
+		delete(busy, n)
+		memo[n] = total
+		return total
+	}
+	size(root, 1)
+	if problem != "" {
+		d.errorf(root, "%s", problem)
+		return false
+	}
+	return true
+}
+
+// deref follows aliases to the node they stand for.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// field is one key of a mapping and its value.
+type field struct {
+	name string
+	key  *yaml.Node
+	val  *yaml.Node // dereferenced
+	at   *yaml.Node // the value as written, for positions
+}
+
+// fields reads mapping n, reporting unknown and repeated keys. what names
+// the mapping in messages ("file", "update"). The result maps each known key
+// that is present to its field.
+func (d *decoder) fields(n *yaml.Node, what string, known map[string]bool) (map[string]field, bool) {
+	m := deref(n)
+	if m == nil || m.Kind != yaml.MappingNode {
+		d.errorf(n, "%s: must be a mapping, got %s", what, describe(m))
+		return nil, false
+	}
+	out := make(map[string]field, len(m.Content)/2)
+	first := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := deref(m.Content[i]), m.Content[i+1]
+		if k == nil || k.Kind != yaml.ScalarNode {
+			d.errorf(m.Content[i], "%s: a key must be a string, got %s", what, describe(k))
+			continue
+		}
+		name := k.Value
+		if name == "<<" && k.ShortTag() == "!!merge" {
+			d.errorf(m.Content[i], "%s: merge keys (<<) are not supported", what)
+			continue
+		}
+		if prev, ok := first[name]; ok {
+			d.errorf(m.Content[i], "%s: field %q repeated (first at %d:%d)", what, name, prev.Line, prev.Column)
+			continue
+		}
+		first[name] = m.Content[i]
+		if known != nil && !known[name] {
+			d.errorf(m.Content[i], "%s: unknown field %q", what, name)
+			continue
+		}
+		out[name] = field{name: name, key: m.Content[i], val: deref(v), at: v}
+	}
+	return out, true
+}
+
+// describe names a node's type for messages.
+func describe(n *yaml.Node) string {
+	if n == nil {
+		return "nothing"
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!bool":
+			return "a boolean"
+		case "!!int":
+			return "a number"
+		case "!!float":
+			return "a number"
+		}
+		return "a string"
+	}
+	return "an unknown node"
+}
+
+// str reads a string. Any non-null scalar counts: a tag of 1.10 is the
+// string "1.10" as written, not a number.
+func (d *decoder) str(f field, what string) (string, bool) {
+	if f.val == nil || f.val.Kind != yaml.ScalarNode || f.val.ShortTag() == "!!null" {
+		d.errorf(f.at, "%s: must be a string, got %s", what, describe(f.val))
+		return "", false
+	}
+	return f.val.Value, true
+}
+
+func (d *decoder) boolean(f field, what string) (bool, bool) {
+	if f.val == nil || f.val.Kind != yaml.ScalarNode || f.val.ShortTag() != "!!bool" {
+		d.errorf(f.at, "%s: must be true or false, got %s", what, describe(f.val))
+		return false, false
+	}
+	b, err := strconv.ParseBool(f.val.Value)
+	if err != nil {
+		d.errorf(f.at, "%s: must be true or false, got %q", what, f.val.Value)
+		return false, false
+	}
+	return b, true
+}
+
+func (d *decoder) integer(f field, what string) (int64, bool) {
+	if f.val == nil || f.val.Kind != yaml.ScalarNode || f.val.ShortTag() != "!!int" {
+		d.errorf(f.at, "%s: must be an integer, got %s", what, describe(f.val))
+		return 0, false
+	}
+	v, err := strconv.ParseInt(f.val.Value, 0, 64)
+	if err != nil {
+		d.errorf(f.at, "%s: must be an integer, got %q", what, f.val.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+func (d *decoder) number(f field, what string) (float64, bool) {
+	if f.val == nil || f.val.Kind != yaml.ScalarNode || (f.val.ShortTag() != "!!int" && f.val.ShortTag() != "!!float") {
+		d.errorf(f.at, "%s: must be a number, got %s", what, describe(f.val))
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f.val.Value, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		d.errorf(f.at, "%s: must be a finite number, got %q", what, f.val.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+// item is one element of a list, or one value of a map.
+type item struct {
+	key string
+	val string
+	at  *yaml.Node
+}
+
+// strList reads a list of strings.
+func (d *decoder) strList(f field, what string) ([]item, bool) {
+	if f.val == nil || f.val.Kind != yaml.SequenceNode {
+		d.errorf(f.at, "%s: must be a list, got %s", what, describe(f.val))
+		return nil, false
+	}
+	out := make([]item, 0, len(f.val.Content))
+	ok := true
+	for i, c := range f.val.Content {
+		s, good := d.str(field{val: deref(c), at: c}, fmt.Sprintf("%s[%d]", what, i))
+		if !good {
+			ok = false
+			continue
+		}
+		out = append(out, item{val: s, at: c})
+	}
+	return out, ok
+}
+
+// strMap reads a mapping of strings to strings.
+func (d *decoder) strMap(f field, what string) ([]item, bool) {
+	m, ok := d.fields(f.at, what, nil)
+	if !ok {
+		return nil, false
+	}
+	out := make([]item, 0, len(m))
+	for name, g := range m {
+		s, good := d.str(g, what+"."+name)
+		if !good {
+			ok = false
+			continue
+		}
+		out = append(out, item{key: name, val: s, at: g.key})
+	}
+	return out, ok
+}
