@@ -42,7 +42,7 @@ func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
 		}
 		return &ValidateReport{Errors: ps}, nil
 	}
-	resources, files := repoStats(repo)
+	resources, files := repo.Stats()
 	return &ValidateReport{Valid: true, Resources: resources, Files: files, Errors: []Problem{}}, nil
 }
 
@@ -261,7 +261,3 @@ func fillChanges(rep *Report, res *converge.Result) {
 	}
 }
 
-// repoStats counts a loaded repository's resources and manifest files.
-func repoStats(repo *spec.Repo) (resources, files int) {
-	return 0, 0
-}
