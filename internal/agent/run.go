@@ -260,4 +260,3 @@ func fillChanges(rep *Report, res *converge.Result) {
 		rep.Changes = append(rep.Changes, c)
 	}
 }
-
