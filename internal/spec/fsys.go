@@ -12,8 +12,15 @@ import (
 // maxLinkHops bounds the symlinks followed while resolving one path.
 const maxLinkHops = 40
 
-// errTooLarge marks a file over the size limit.
-var errTooLarge = errors.New("too large")
+// tooLargeError is a file over the size limit.
+type tooLargeError struct {
+	path  string
+	limit int64
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%s is larger than %d bytes", e.path, e.limit)
+}
 
 // escapes reports whether the clean, slash-separated relative path p leaves
 // the repository's root.
@@ -39,7 +46,7 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		fi, err := rl.Lstat(next)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return "", fmt.Errorf("%s does not exist", next)
+				return "", fmt.Errorf("%s does not exist", p)
 			}
 			return "", fmt.Errorf("%s: %w", next, err)
 		}
@@ -99,14 +106,14 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is not a regular file", p)
 	}
 	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: %w", p, limit, errTooLarge)
+		return nil, &tooLargeError{path: p, limit: limit}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: %w", p, limit, errTooLarge)
+		return nil, &tooLargeError{path: p, limit: limit}
 	}
 	return data, nil
 }

@@ -233,7 +233,8 @@ func (l *loader) parse() {
 }
 
 func manifestReadError(err error) string {
-	if errors.Is(err, errTooLarge) {
+	var tl *tooLargeError
+	if errors.As(err, &tl) {
 		return fmt.Sprintf("a manifest must not be larger than %d bytes", MaxManifestSize)
 	}
 	return "cannot read: " + err.Error()

@@ -86,7 +86,12 @@ func (d *decoder) resource(root *yaml.Node) *decl {
 	}
 	var kindField *field
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		if k := deref(m.Content[i]); k != nil && k.Kind == yaml.ScalarNode && k.Value == "kind" {
+		k := deref(m.Content[i])
+		if k != nil && k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			d.errorf(m.Content[i], "merge keys (<<) are not supported")
+			return nil
+		}
+		if k != nil && k.Kind == yaml.ScalarNode && k.Value == "kind" {
 			kindField = &field{name: "kind", key: m.Content[i], val: deref(m.Content[i+1]), at: m.Content[i+1]}
 			break
 		}
@@ -188,34 +193,39 @@ func (d *decoder) refs(f map[string]field, name string) []ref {
 	return out
 }
 
-// content reads source: or content: into a body. required says whether one
-// of them must be present.
+// content reads source: or content: into a body. what names the mapping in
+// messages ("" for the resource itself); required says whether one of them
+// must be present.
 func (d *decoder) content(f map[string]field, what string, at *yaml.Node, required bool) *body {
+	prefix, dotted := "", ""
+	if what != "" {
+		prefix, dotted = what+": ", what+"."
+	}
 	src, hasSrc := f["source"]
 	txt, hasTxt := f["content"]
 	switch {
 	case hasSrc && hasTxt:
-		d.errorf(txt.key, "%s: source and content are exclusive", what)
+		d.errorf(txt.key, "%ssource and content are exclusive", prefix)
 		return nil
 	case hasTxt:
-		s, ok := d.str(txt, what+"content")
+		s, ok := d.str(txt, dotted+"content")
 		if !ok {
 			return nil
 		}
 		return &body{inline: true, text: s, at: txt.at, pos: posOf(d.file, txt.at)}
 	case hasSrc:
-		s, ok := d.str(src, what+"source")
+		s, ok := d.str(src, dotted+"source")
 		if !ok {
 			return nil
 		}
 		p, err := d.sourcePath(s)
 		if err != nil {
-			d.errorf(src.at, "%ssource: %v", what, err)
+			d.errorf(src.at, "%ssource: %v", dotted, err)
 			return nil
 		}
 		return &body{text: p, at: src.at, pos: posOf(d.file, src.at)}
 	case required:
-		d.errorf(at, "%smissing field \"source\" or \"content\"", what)
+		d.errorf(at, "%smissing field \"source\" or \"content\"", prefix)
 	}
 	return nil
 }
@@ -384,7 +394,7 @@ func (d *decoder) dropins(r *decl, g field) {
 		if !ok {
 			continue
 		}
-		if b := d.content(ef, "dropins."+name+".", e.at, true); b != nil {
+		if b := d.content(ef, "dropins."+name, e.at, true); b != nil {
 			r.dropins[name] = b
 		}
 	}

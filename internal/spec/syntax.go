@@ -170,7 +170,7 @@ func parsePort(s string) (Port, error) {
 		return Port{}, fmt.Errorf("%q: %q is not an IP address", s, p.HostIP)
 	}
 	var err error
-	if p.HostPort, err = parsePortNumber(host, len(parts) == 3 || p.HostIP != ""); err != nil {
+	if p.HostPort, err = parsePortNumber(host, len(parts) == 1 || len(parts) == 3 || p.HostIP != ""); err != nil {
 		if host == "" {
 			return Port{}, fmt.Errorf("%q: empty host port", s)
 		}
