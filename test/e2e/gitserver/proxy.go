@@ -1,0 +1,171 @@
+package gitserver
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Proxy is a TCP proxy on a loopback port that forwards to one address and
+// can cut or slow what the server sends back.
+type Proxy struct {
+	// Addr is the proxy's 127.0.0.1:PORT.
+	Addr   string
+	target string
+	l      net.Listener
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	cutAfter atomic.Int64 // bytes from server to client per connection; 0: never
+	delay    atomic.Int64 // nanoseconds before each chunk from the server
+	conns    atomic.Int64
+	mu       sync.Mutex
+	open     map[net.Conn]struct{}
+}
+
+// NewProxy starts a proxy to target (host:port). It stops in t.Cleanup.
+func NewProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("gitserver: proxy: %v", err)
+	}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, stop: make(chan struct{}), open: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// CutAfter makes each new connection close after the server has sent n
+// bytes through it; 0 turns cutting off.
+func (p *Proxy) CutAfter(n int64) { p.cutAfter.Store(n) }
+
+// Delay holds each chunk from the server for d; 0 turns delaying off.
+func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// Conns returns how many connections the proxy has accepted.
+func (p *Proxy) Conns() int64 { return p.conns.Load() }
+
+// Close stops accepting, cuts every open connection and waits for the
+// proxy's goroutines. It is safe to call more than once.
+func (p *Proxy) Close() {
+	p.once.Do(func() {
+		close(p.stop)
+		p.l.Close()
+		p.mu.Lock()
+		for c := range p.open {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stop:
+		return false
+	default:
+	}
+	p.open[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.open, c)
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.conns.Add(1)
+		p.wg.Add(1)
+		go p.serve(c)
+	}
+}
+
+func (p *Proxy) serve(client net.Conn) {
+	defer p.wg.Done()
+	defer client.Close()
+	if !p.track(client) {
+		return
+	}
+	defer p.untrack(client)
+	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	if !p.track(server) {
+		return
+	}
+	defer p.untrack(server)
+
+	limit := p.cutAfter.Load()
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		_, _ = io.Copy(server, client)
+		// The client is done sending: pass the half-close on and let the
+		// server finish its answer.
+		if tc, ok := server.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+	p.copyBack(client, server, limit)
+	// The answer ended, was cut or failed: end both sides.
+	client.Close()
+	server.Close()
+	<-upDone
+}
+
+// copyBack copies from the server to the client, delaying each chunk and
+// stopping after limit bytes (0: no limit).
+func (p *Proxy) copyBack(client, server net.Conn, limit int64) {
+	buf := make([]byte, 16<<10)
+	var sent int64
+	for {
+		n, err := server.Read(buf)
+		if n > 0 {
+			if d := time.Duration(p.delay.Load()); d > 0 {
+				select {
+				case <-p.stop:
+					return
+				case <-time.After(d):
+				}
+			}
+			chunk := buf[:n]
+			if limit > 0 && sent+int64(n) >= limit {
+				chunk = buf[:limit-sent]
+			}
+			w, werr := client.Write(chunk)
+			sent += int64(w)
+			if werr != nil || (limit > 0 && sent >= limit) {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return
+			}
+			if tc, ok := client.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			return
+		}
+	}
+}

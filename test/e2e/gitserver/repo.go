@@ -1,0 +1,259 @@
+package gitserver
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// Repo is one bare repository of a Root and the work clone that commits to
+// it.
+type Repo struct {
+	t    testing.TB
+	Name string
+	// Path is the bare repository.
+	Path string
+	// Work is the work clone in which commits are made.
+	Work string
+}
+
+// Create makes the bare repository name.git with the default branch main.
+// It accepts pushes over every transport (http.receivepack and
+// receive.denyNonFastForwards off), so tests and agents can push notes.
+func (r *Root) Create(name string) *Repo {
+	r.t.Helper()
+	path := r.Path(name)
+	runGit(r.t, r.Dir, nil, nil, "init", "-q", "--bare", "-b", "main", path)
+	runGit(r.t, path, nil, nil, "config", "http.receivepack", "true")
+	work := filepath.Join(filepath.Dir(r.Dir), "work", name)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		r.t.Fatalf("gitserver: %v", err)
+	}
+	runGit(r.t, work, nil, nil, "init", "-q", "-b", "main")
+	runGit(r.t, work, nil, nil, "remote", "add", "origin", path)
+	return &Repo{t: r.t, Name: name, Path: path, Work: work}
+}
+
+// Files maps a path in the repository to its content.
+type Files map[string]string
+
+// CommitOptions say what a commit changes and how it is made.
+type CommitOptions struct {
+	// Branch is the branch to commit on; "" means main. A branch that does
+	// not exist yet starts empty (an orphan).
+	Branch string
+	// Message is the commit message; "" means "update".
+	Message string
+	// Files are written (created or replaced).
+	Files Files
+	// Symlinks maps a path to a symlink's target.
+	Symlinks map[string]string
+	// Remove are paths deleted from the tree.
+	Remove []string
+	// Replace empties the tree before Files and Symlinks are written.
+	Replace bool
+	// SSHKey is the path of a private key to sign the commit with
+	// (ssh-keygen -Y sign through gpg.format=ssh).
+	SSHKey string
+	// OpenPGP signs the commit with this entity (through go-git).
+	OpenPGP *openpgp.Entity
+	// AllowEmpty makes a commit even when nothing changed.
+	AllowEmpty bool
+}
+
+// Commit writes files on main, commits and pushes, and returns the commit's
+// hash.
+func (r *Repo) Commit(files Files, message string) string {
+	r.t.Helper()
+	return r.CommitWith(CommitOptions{Files: files, Message: message})
+}
+
+// CommitWith makes one commit as o says on the tip of o.Branch in the bare
+// repository (following force-pushes made meanwhile), pushes it and
+// returns its hash.
+func (r *Repo) CommitWith(o CommitOptions) string {
+	r.t.Helper()
+	branch := o.Branch
+	if branch == "" {
+		branch = "main"
+	}
+	msg := o.Message
+	if msg == "" {
+		msg = "update"
+	}
+	runGit(r.t, r.Work, nil, nil, "fetch", "-q", "--prune", "origin")
+	if _, err := gitOutput(r.Work, nil, nil, "rev-parse", "-q", "--verify", "refs/remotes/origin/"+branch); err == nil {
+		runGit(r.t, r.Work, nil, nil, "checkout", "-q", "-f", "-B", branch, "origin/"+branch)
+	} else {
+		// A new (or deleted and re-created) branch starts with no history.
+		_, _ = gitOutput(r.Work, nil, nil, "update-ref", "-d", "refs/heads/"+branch)
+		runGit(r.t, r.Work, nil, nil, "symbolic-ref", "HEAD", "refs/heads/"+branch)
+		runGit(r.t, r.Work, nil, nil, "read-tree", "--empty")
+	}
+	runGit(r.t, r.Work, nil, nil, "clean", "-f", "-d", "-x", "-q")
+	if o.Replace {
+		runGit(r.t, r.Work, nil, nil, "rm", "-r", "-f", "-q", "--ignore-unmatch", ".")
+	}
+	for _, p := range o.Remove {
+		runGit(r.t, r.Work, nil, nil, "rm", "-r", "-f", "-q", "--ignore-unmatch", "--", p)
+	}
+	for _, p := range sortedKeys(o.Files) {
+		full := filepath.Join(r.Work, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			r.t.Fatalf("gitserver: %v", err)
+		}
+		os.Remove(full)
+		if err := os.WriteFile(full, []byte(o.Files[p]), 0o644); err != nil {
+			r.t.Fatalf("gitserver: %v", err)
+		}
+	}
+	for _, p := range sortedKeys(o.Symlinks) {
+		full := filepath.Join(r.Work, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			r.t.Fatalf("gitserver: %v", err)
+		}
+		os.RemoveAll(full)
+		if err := os.Symlink(o.Symlinks[p], full); err != nil {
+			r.t.Fatalf("gitserver: %v", err)
+		}
+	}
+	runGit(r.t, r.Work, nil, nil, "add", "-A")
+	switch {
+	case o.OpenPGP != nil:
+		r.commitOpenPGP(msg, o.OpenPGP, o.AllowEmpty)
+	default:
+		args := []string{"-c", "commit.gpgsign=false", "commit", "-q", "-m", msg}
+		if o.AllowEmpty {
+			args = append(args, "--allow-empty")
+		}
+		if o.SSHKey != "" {
+			mustLookPath(r.t, "ssh-keygen")
+			args = append([]string{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + o.SSHKey}, args...)
+			args = append(args, "-S")
+		}
+		runGit(r.t, r.Work, nil, nil, args...)
+	}
+	runGit(r.t, r.Work, nil, nil, "push", "-q", "origin", "HEAD:refs/heads/"+branch)
+	return runGit(r.t, r.Work, nil, nil, "rev-parse", "HEAD")
+}
+
+func (r *Repo) commitOpenPGP(msg string, key *openpgp.Entity, allowEmpty bool) {
+	r.t.Helper()
+	repo, err := git.PlainOpen(r.Work)
+	if err != nil {
+		r.t.Fatalf("gitserver: open work clone: %v", err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		r.t.Fatalf("gitserver: %v", err)
+	}
+	sig := &object.Signature{Name: "Outpost Test", Email: "test@outpost.invalid", When: time.Now()}
+	if _, err := wt.Commit(msg, &git.CommitOptions{
+		Author: sig, Committer: sig, SignKey: key, AllowEmptyCommits: allowEmpty,
+	}); err != nil {
+		r.t.Fatalf("gitserver: signed commit: %v", err)
+	}
+	// go-git leaves git's index behind; let git rebuild it from HEAD.
+	runGit(r.t, r.Work, nil, nil, "reset", "-q")
+}
+
+// Head returns the commit at the tip of branch in the bare repository, or
+// "" when the branch does not exist.
+func (r *Repo) Head(branch string) string {
+	r.t.Helper()
+	out, err := gitOutput(r.Path, nil, nil, "rev-parse", "-q", "--verify", "refs/heads/"+branch+"^{commit}")
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// ForcePush moves branch in the bare repository to commit, which must be
+// in it already (an older commit, for a rewrite of history).
+func (r *Repo) ForcePush(branch, commit string) {
+	r.t.Helper()
+	runGit(r.t, r.Path, nil, nil, "update-ref", "refs/heads/"+branch, commit)
+}
+
+// DeleteBranch removes branch from the bare repository.
+func (r *Repo) DeleteBranch(branch string) {
+	r.t.Helper()
+	runGit(r.t, r.Path, nil, nil, "update-ref", "-d", "refs/heads/"+branch)
+}
+
+// Git runs git with args in the bare repository and returns its trimmed
+// output.
+func (r *Repo) Git(args ...string) string {
+	r.t.Helper()
+	return runGit(r.t, r.Path, nil, nil, args...)
+}
+
+// RawCommit returns the commit object's exact bytes (headers, signature,
+// message).
+func (r *Repo) RawCommit(commit string) []byte {
+	r.t.Helper()
+	cmd := exec.Command("git", "cat-file", "commit", commit)
+	cmd.Dir = r.Path
+	cmd.Env = gitEnv(filepath.Dir(r.Path))
+	out, err := cmd.Output()
+	if err != nil {
+		r.t.Fatalf("gitserver: git cat-file commit %s: %v", commit, err)
+	}
+	return out
+}
+
+// WriteRawCommit stores raw as a commit object in the bare repository
+// without checking it (a forged or tampered commit) and returns its hash.
+func (r *Repo) WriteRawCommit(raw []byte) string {
+	r.t.Helper()
+	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", "commit", "-w", "--stdin", "--literally")
+}
+
+// SSHKey is a key pair made with ssh-keygen.
+type SSHKey struct {
+	// PrivateFile is the private key's path (no passphrase).
+	PrivateFile string
+	// Public is the public key in authorized_keys form ("ssh-ed25519 AAAA...").
+	Public string
+}
+
+// AllowedSigner returns the key's line of an allowed_signers file for
+// principal, limited to git's namespace.
+func (k SSHKey) AllowedSigner(principal string) string {
+	return fmt.Sprintf("%s namespaces=\"git\" %s\n", principal, k.Public)
+}
+
+// NewSSHKey makes an ed25519 key pair in a directory of t.
+func NewSSHKey(t testing.TB) SSHKey {
+	t.Helper()
+	bin := mustLookPath(t, "ssh-keygen")
+	path := filepath.Join(t.TempDir(), "id_ed25519")
+	cmd := exec.Command(bin, "-q", "-t", "ed25519", "-N", "", "-C", "outpost-test", "-f", path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gitserver: ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(path + ".pub")
+	if err != nil {
+		t.Fatalf("gitserver: %v", err)
+	}
+	f := strings.Fields(string(pub))
+	return SSHKey{PrivateFile: path, Public: f[0] + " " + f[1]}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
