@@ -115,7 +115,11 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 		if err := writeProblems(errw, r.Errors); err != nil {
 			return err
 		}
-		_, err := fmt.Fprintf(errw, "%s: the repository is invalid for host %s; nothing was changed\n", r.Command, r.Host)
+		msg := fmt.Sprintf("%s: the repository is invalid for host %s", r.Command, r.Host)
+		if r.Command == "apply" {
+			msg += "; nothing was changed"
+		}
+		_, err := fmt.Fprintln(errw, msg)
 		return err
 	}
 	var b strings.Builder
@@ -166,22 +170,33 @@ func (c Change) line() string {
 
 func (r *Report) summaryLine() string {
 	s := r.Summary
-	if r.Command == "apply" {
-		if !s.Changed() && s.Failed == 0 {
-			return fmt.Sprintf("apply: host %s is in sync with %s; nothing to do", r.Host, shortRev(r.Revision))
+	at := fmt.Sprintf("host %s at %s", r.Host, shortRev(r.Revision))
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
 		}
-		return fmt.Sprintf("apply: %d created, %d updated, %d pruned, %d restarted, %d failed on host %s at %s",
-			s.Create, s.Update, s.Delete, s.Restart, s.Failed, r.Host, shortRev(r.Revision))
 	}
-	if !s.Changed() && s.Failed == 0 {
-		return fmt.Sprintf("diff: host %s is in sync with %s; no changes", r.Host, shortRev(r.Revision))
+	if r.Command == "apply" {
+		add(s.Create, "created")
+		add(s.Update, "updated")
+		add(s.Delete, "pruned")
+		add(s.Restart, "restarted")
+		add(s.Failed, "failed")
+		if len(parts) == 0 {
+			return "apply: nothing to do: " + at + " is in sync"
+		}
+		return "apply: " + strings.Join(parts, ", ") + " on " + at
 	}
-	line := fmt.Sprintf("diff: %d to create, %d to update, %d to prune, %d to restart on host %s at %s",
-		s.Create, s.Update, s.Delete, s.Restart, r.Host, shortRev(r.Revision))
-	if s.Failed > 0 {
-		line += fmt.Sprintf("; %d could not be checked", s.Failed)
+	add(s.Create, "to create")
+	add(s.Update, "to update")
+	add(s.Delete, "to prune")
+	add(s.Restart, "to restart")
+	add(s.Failed, "failed to check")
+	if len(parts) == 0 {
+		return "diff: no changes: " + at + " is in sync"
 	}
-	return line
+	return "diff: " + strings.Join(parts, ", ") + " on " + at
 }
 
 // shortRev shortens a revision for humans: 12 hex digits are plenty.

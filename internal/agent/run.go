@@ -11,6 +11,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
 )
 
 // driverEnv is what a driver is built from.
@@ -23,7 +24,9 @@ type driverEnv struct {
 // line. A driver is only built when its kind is desired or owned, so a host
 // without Docker can still converge its files.
 var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
-	// FILEDRIVER
+	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
+		return file.New(file.Options{Root: env.cfg.Root, Logger: env.log}), nil
+	},
 }
 
 // Validate loads the repository in the directory dir and reports every
@@ -80,7 +83,7 @@ func converge1(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (
 			return nil, err
 		}
 		rep.Errors = ps
-		log.Warn("invalid repository, nothing changed", "errors", len(ps))
+		log.Debug("invalid repository, nothing changed", "errors", len(ps))
 		return rep, nil
 	}
 	rep.Valid = true
