@@ -27,10 +27,10 @@ const DefaultStateDir = "/var/lib/outpost"
 
 // Config is the agent's configuration: the whole schema of agent.yaml.
 type Config struct {
-	Source Source     `yaml:"source"`
-	Host   HostConfig `yaml:"host"`
-	Status Status     `yaml:"status"`
-	Images Images     `yaml:"images"`
+	Source SourceConfig `yaml:"source"`
+	Host   HostConfig   `yaml:"host"`
+	Status StatusConfig `yaml:"status"`
+	Images ImagesConfig `yaml:"images"`
 	// StateDir holds what this host has applied and owns.
 	StateDir string `yaml:"state_dir"`
 	// HealthTimeout is how long changed resources have to become healthy
@@ -38,28 +38,28 @@ type Config struct {
 	HealthTimeout Duration `yaml:"health_timeout"`
 	// AllowedPaths confines file resources to these path prefixes; empty
 	// allows every path.
-	AllowedPaths []string `yaml:"allowed_paths"`
-	Metrics      Metrics  `yaml:"metrics"`
+	AllowedPaths []string      `yaml:"allowed_paths"`
+	Metrics      MetricsConfig `yaml:"metrics"`
 
 	// Root prefixes every file path (--root); not part of the file.
 	Root string `yaml:"-"`
 }
 
-// Source says where the environment repository comes from.
-type Source struct {
+// SourceConfig says where the environment repository comes from.
+type SourceConfig struct {
 	// URL is an https, ssh or file URL, or a local path. A local path to a
 	// plain directory is read as it is.
 	URL    string `yaml:"url"`
 	Branch string `yaml:"branch"`
 	// Interval is how often the daemon fetches (jittered per host).
-	Interval Duration `yaml:"interval"`
-	Auth     Auth     `yaml:"auth"`
-	Verify   Verify   `yaml:"verify"`
+	Interval Duration     `yaml:"interval"`
+	Auth     AuthConfig   `yaml:"auth"`
+	Verify   VerifyConfig `yaml:"verify"`
 }
 
-// Auth holds the paths of the credentials used to fetch; the files are read
+// AuthConfig holds the paths of the credentials used to fetch; the files are read
 // when needed and their contents are never logged.
-type Auth struct {
+type AuthConfig struct {
 	SSHKeyFile     string `yaml:"ssh_key_file"`
 	KnownHostsFile string `yaml:"known_hosts_file"`
 	Username       string `yaml:"username"`
@@ -68,8 +68,8 @@ type Auth struct {
 	CAFile         string `yaml:"ca_file"`
 }
 
-// Verify names the keys a commit must be signed with before it is applied.
-type Verify struct {
+// VerifyConfig names the keys a commit must be signed with before it is applied.
+type VerifyConfig struct {
 	AllowedSigners string `yaml:"allowed_signers"`
 	OpenPGPKeyring string `yaml:"openpgp_keyring"`
 }
@@ -80,20 +80,20 @@ type HostConfig struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
-// Status configures the notes the host writes into Git.
-type Status struct {
+// StatusConfig configures the notes the host writes into Git.
+type StatusConfig struct {
 	Push bool `yaml:"push"`
 	// Remote is a separate repository for notes; empty uses the source.
 	Remote string `yaml:"remote"`
 }
 
-// Images configures how often followed registries are polled.
-type Images struct {
+// ImagesConfig configures how often followed registries are polled.
+type ImagesConfig struct {
 	Interval Duration `yaml:"interval"`
 }
 
-// Metrics configures the Prometheus endpoint; an empty Listen turns it off.
-type Metrics struct {
+// MetricsConfig configures the Prometheus endpoint; an empty Listen turns it off.
+type MetricsConfig struct {
 	Listen string `yaml:"listen"`
 }
 
@@ -107,12 +107,12 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // Host.Name is left empty: Resolve fills it in from the hostname.
 func Default() *Config {
 	return &Config{
-		Source: Source{
+		Source: SourceConfig{
 			Branch:   "main",
 			Interval: Duration(time.Minute),
 		},
-		Status:        Status{Push: true},
-		Images:        Images{Interval: Duration(5 * time.Minute)},
+		Status:        StatusConfig{Push: true},
+		Images:        ImagesConfig{Interval: Duration(5 * time.Minute)},
 		StateDir:      DefaultStateDir,
 		HealthTimeout: Duration(2 * time.Minute),
 	}

@@ -13,11 +13,11 @@ import (
 
 func TestParseConfig(t *testing.T) {
 	full := Default()
-	full.Source = Source{
+	full.Source = SourceConfig{
 		URL:      "https://git.example.com/fleet/env.git",
 		Branch:   "prod",
 		Interval: Duration(90 * time.Second),
-		Auth: Auth{
+		Auth: AuthConfig{
 			SSHKeyFile:     "/etc/outpost/deploy_key",
 			KnownHostsFile: "/etc/outpost/known_hosts",
 			Username:       "outpost",
@@ -25,15 +25,15 @@ func TestParseConfig(t *testing.T) {
 			TokenFile:      "/etc/outpost/token",
 			CAFile:         "/etc/outpost/ca.pem",
 		},
-		Verify: Verify{AllowedSigners: "/etc/outpost/allowed_signers"},
+		Verify: VerifyConfig{AllowedSigners: "/etc/outpost/allowed_signers"},
 	}
 	full.Host = HostConfig{Name: "edge-042", Labels: map[string]string{"site": "berlin", "role": "gateway"}}
-	full.Status = Status{Push: false, Remote: "ssh://git@example.com/notes.git"}
-	full.Images = Images{Interval: Duration(10 * time.Minute)}
+	full.Status = StatusConfig{Push: false, Remote: "ssh://git@example.com/notes.git"}
+	full.Images = ImagesConfig{Interval: Duration(10 * time.Minute)}
 	full.StateDir = "/srv/outpost"
 	full.HealthTimeout = Duration(30 * time.Second)
 	full.AllowedPaths = []string{"/etc/web", "/srv"}
-	full.Metrics = Metrics{Listen: "127.0.0.1:9100"}
+	full.Metrics = MetricsConfig{Listen: "127.0.0.1:9100"}
 
 	partial := Default()
 	partial.Source.URL = "/srv/env"

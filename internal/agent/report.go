@@ -170,7 +170,7 @@ func (c Change) line() string {
 
 func (r *Report) summaryLine() string {
 	s := r.Summary
-	at := fmt.Sprintf("host %s at %s", r.Host, shortRev(r.Revision))
+	at := fmt.Sprintf("host %s at %s", r.Host, shortRevision(r.Revision))
 	var parts []string
 	add := func(n int, what string) {
 		if n > 0 {
@@ -199,8 +199,8 @@ func (r *Report) summaryLine() string {
 	return "diff: " + strings.Join(parts, ", ") + " on " + at
 }
 
-// shortRev shortens a revision for humans: 12 hex digits are plenty.
-func shortRev(rev string) string {
+// shortRevision shortens a revision for humans: 12 hex digits are plenty.
+func shortRevision(rev string) string {
 	algo, hex, ok := strings.Cut(rev, ":")
 	if !ok {
 		algo, hex = "", rev
