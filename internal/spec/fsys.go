@@ -30,18 +30,32 @@ func escapes(p string) bool {
 
 // resolve returns the path, free of symlinks, that the clean repository path
 // p names. When fsys can read links, every symlink on the way is followed
-// inside fsys; a link that is absolute or that leaves the repository is an
-// error. Without fs.ReadLinkFS, fsys is trusted to confine itself.
+// inside fsys the way the kernel would ("a/link/.." is the parent of the
+// link's target, not "a"); a link that is absolute or that leaves the
+// repository is an error. Without fs.ReadLinkFS, fsys is trusted to confine
+// itself.
 func resolve(fsys fs.FS, p string) (string, error) {
 	rl, ok := fsys.(fs.ReadLinkFS)
 	if !ok || p == "." {
 		return p, nil
 	}
-	done := "."
-	rest := p
+	done, rest, lastLink := ".", p, ""
 	for hops := 0; rest != ""; {
 		var elem string
 		elem, rest, _ = strings.Cut(rest, "/")
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if done == "." {
+				if lastLink != "" {
+					return "", fmt.Errorf("%s leads outside the repository through the symlink %s", p, lastLink)
+				}
+				return "", fmt.Errorf("%s leaves the repository", p)
+			}
+			done = path.Dir(done)
+			continue
+		}
 		next := path.Join(done, elem)
 		fi, err := rl.Lstat(next)
 		if err != nil {
@@ -65,20 +79,13 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		if path.IsAbs(target) {
 			return "", fmt.Errorf("symlink %s points to the absolute path %s, outside the repository", next, target)
 		}
-		joined := path.Join(done, target)
-		if escapes(joined) {
-			return "", fmt.Errorf("symlink %s points outside the repository", next)
-		}
-		// Resolve the link's target from the root again, then go on.
+		lastLink = next
+		// The target is relative to the link's directory, done.
 		if rest != "" {
-			rest = joined + "/" + rest
+			rest = target + "/" + rest
 		} else {
-			rest = joined
+			rest = target
 		}
-		if rest == "." {
-			rest = ""
-		}
-		done = "."
 	}
 	return done, nil
 }
