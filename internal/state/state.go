@@ -46,10 +46,24 @@ type State struct {
 	LastGood string `json:"last_good,omitempty"`
 	// Inventory is every object that Outpost owns on this host.
 	Inventory Inventory `json:"inventory"`
+	// Failed lists the commits that failed on this host, by commit: they
+	// are not applied again until a newer commit arrives or an operator
+	// asks for a retry.
+	Failed map[string]Failure `json:"failed,omitempty"`
+	// Suspended is true while an operator has paused changes on this host.
+	Suspended bool `json:"suspended,omitempty"`
 
 	// unknown holds the top-level fields of the document that this build
 	// does not know, so that a save does not lose them.
 	unknown map[string]json.RawMessage
+}
+
+// Failure is why a commit was refused or rolled back on this host.
+type Failure struct {
+	// Result is invalid, unverified, failed or rolled-back.
+	Result string    `json:"result"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
 }
 
 // Inventory is the set of owned objects, keyed by the string form of their

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/outpost-gitops/outpost/internal/agent"
+	"github.com/spf13/cobra"
+)
+
+// socketFlag adds --socket to a command that talks to the daemon.
+func socketFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "socket", agent.DefaultSocket, "the control socket's `path`")
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var socket string
+	var full time.Duration
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent: keep this host converged to the source",
+		Long: `Run polls the source, applies each new revision once it validates (and is
+signed, when verify is set), rolls back a revision whose changed resources do not
+become healthy, and repairs drift as soon as a watcher sees it. SIGHUP reloads
+the configuration; an invalid one is refused and the old one kept. SIGTERM
+finishes the resource in hand, saves state and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cfg, err := g.config(cmd)
+			if err != nil {
+				return err
+			}
+			reload := make(chan *agent.Config)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			done := make(chan struct{})
+			defer func() { cancel(); <-done }()
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						next, err := g.config(cmd)
+						if err != nil {
+							log.Error("configuration not reloaded; keeping the old one", "err", err)
+							continue
+						}
+						select {
+						case reload <- next:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}
+			}()
+			return agent.Run(ctx, cfg, agent.DaemonOptions{
+				Logger:       log,
+				Socket:       socket,
+				FullInterval: full,
+				Reload:       reload,
+				Notify:       agent.SystemdNotifier(),
+			})
+		},
+	}
+	socketFlag(cmd, &socket)
+	cmd.Flags().DurationVar(&full, "full-interval", agent.DefaultFullInterval, "how often to run a full converge as a backstop")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var socket string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show this host's state, from the agent or the state directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := agent.Control(cmd.Context(), socket, "status")
+			if errors.Is(err, agent.ErrNoDaemon) {
+				cfg, cerr := g.config(cmd)
+				if cerr != nil {
+					return cerr
+				}
+				s, err = agent.StatusFromState(cfg)
+			}
+			if err != nil {
+				return err
+			}
+			return g.printStatus(s)
+		},
+	}
+	socketFlag(cmd, &socket)
+	return cmd
+}
+
+// newControlCmd builds reconcile, suspend, resume and retry: each asks the
+// running agent to act and prints its status afterwards.
+func newControlCmd(op, short string) func(g *globals) *cobra.Command {
+	return func(g *globals) *cobra.Command {
+		var socket string
+		var timeout time.Duration
+		cmd := &cobra.Command{
+			Use:   op,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				defer cancel()
+				s, err := agent.Control(ctx, socket, op)
+				if err != nil {
+					return err
+				}
+				return g.printStatus(s)
+			},
+		}
+		socketFlag(cmd, &socket)
+		cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the agent")
+		return cmd
+	}
+}
+
+var (
+	newReconcileCmd = newControlCmd("reconcile", "Ask the agent to poll and converge now, and wait for the result")
+	newSuspendCmd   = newControlCmd("suspend", "Pause changes on this host for maintenance; drift is reported, not repaired")
+	newResumeCmd    = newControlCmd("resume", "Resume changes after suspend")
+	newRetryCmd     = newControlCmd("retry", "Try failed revisions again")
+)
+
+func (g *globals) printStatus(s *agent.Status) error {
+	if g.json {
+		return agent.WriteJSON(g.stdout, s)
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "host:      %s (from the %s)\n", s.Host, s.Source)
+	fmt.Fprintf(w, "revision:  %s %s\n", orDash(s.Commit), s.Result)
+	fmt.Fprintf(w, "last good: %s\n", orDash(s.LastGood))
+	if s.Suspended {
+		fmt.Fprintln(w, "suspended: yes (changes paused; drift is reported, not repaired)")
+	}
+	if !s.LastPoll.IsZero() {
+		line := s.LastPoll.Format(time.RFC3339)
+		if s.Offline {
+			line += " (offline: " + s.LastPollError + ")"
+		}
+		fmt.Fprintf(w, "last poll: %s\n", line)
+	}
+	if s.LastError != "" {
+		fmt.Fprintf(w, "error:     %s\n", s.LastError)
+	}
+	if s.Source == "daemon" {
+		fmt.Fprintf(w, "drift:     %d repaired, %d reported\n", s.DriftRepaired, s.DriftDetected)
+	}
+	for rev, f := range s.Failed {
+		fmt.Fprintf(w, "failed:    %s %s: %s\n", rev, f.Result, f.Reason)
+	}
+	for _, r := range s.Resources {
+		line := fmt.Sprintf("  %-9s %-40s %s", r.Kind, r.Name, r.State)
+		if r.Repairs > 0 {
+			line += fmt.Sprintf(" (%d repairs)", r.Repairs)
+		}
+		if r.Drifted {
+			line += " (drifted)"
+		}
+		if r.Error != "" {
+			line += ": " + r.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

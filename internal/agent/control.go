@@ -1,0 +1,277 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/outpost-gitops/outpost/internal/state"
+)
+
+// Status is what `outpost status` shows: the daemon's view of this host.
+type Status struct {
+	Host string `json:"host"`
+	// Source is "daemon" when the running agent answered, "state" when it
+	// was read from the state directory.
+	Source    string `json:"source"`
+	Commit    string `json:"commit,omitempty"`
+	LastGood  string `json:"last_good,omitempty"`
+	Result    string `json:"result,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	Suspended bool   `json:"suspended"`
+	Offline   bool   `json:"offline"`
+
+	LastPoll      time.Time `json:"last_poll,omitzero"`
+	LastPollError string    `json:"last_poll_error,omitempty"`
+	LastConverge  time.Time `json:"last_converge,omitzero"`
+	HealthyAt     time.Time `json:"healthy_at,omitzero"`
+
+	// DriftRepaired counts the repairs since the daemon started;
+	// DriftDetected the drift it reported and left alone (drift: warn, or
+	// suspended).
+	DriftRepaired int `json:"drift_repaired"`
+	DriftDetected int `json:"drift_detected"`
+
+	Failed    map[string]state.Failure `json:"failed,omitempty"`
+	Resources []ResourceStatus         `json:"resources"`
+}
+
+// ResourceStatus is one resource in force.
+type ResourceStatus struct {
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	State   string `json:"state"` // pending, converged, failed
+	Error   string `json:"error,omitempty"`
+	Repairs int    `json:"repairs"`
+	Drifted bool   `json:"drifted,omitempty"`
+}
+
+func (d *daemon) setStatus(f func(*Status)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(&d.status)
+}
+
+func (d *daemon) setResult(rev, result, reason string) {
+	d.setStatus(func(s *Status) {
+		s.Commit = rev
+		s.LastGood = d.st.LastGood
+		s.Result = result
+		s.LastError = reason
+		s.Failed = cloneFailed(d.st.Failed)
+	})
+	d.opts.Notify.Status(d.statusLine())
+}
+
+// snapshot returns a copy of the status that is safe to encode.
+func (d *daemon) snapshot() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.status
+	s.Source = "daemon"
+	s.Resources = append([]ResourceStatus(nil), d.status.Resources...)
+	return s
+}
+
+func (d *daemon) statusLine() string {
+	s := d.snapshot()
+	if s.Commit == "" {
+		return "waiting for a good revision"
+	}
+	line := fmt.Sprintf("%s %s", shortRev(s.Commit), s.Result)
+	if s.Suspended {
+		line += " (suspended)"
+	}
+	return line
+}
+
+func shortRev(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+// request is one control command, carried out by the loop.
+type request struct {
+	op    string
+	reply chan Status
+}
+
+// handle carries out a control request in the loop goroutine.
+func (d *daemon) handle(ctx context.Context, req request) Status {
+	switch req.op {
+	case "reconcile":
+		d.poll(ctx, false)
+		d.full(ctx)
+	case "suspend":
+		d.st.Suspended = true
+		d.save()
+		d.log.Info("changes suspended")
+	case "resume":
+		d.st.Suspended = false
+		d.save()
+		d.log.Info("changes resumed")
+		d.poll(ctx, false)
+		d.full(ctx)
+	case "retry":
+		d.st.Failed = nil
+		d.save()
+		d.log.Info("retrying failed revisions")
+		d.poll(ctx, true)
+	}
+	d.setStatus(func(s *Status) {
+		s.Suspended = d.st.Suspended
+		s.Failed = cloneFailed(d.st.Failed)
+	})
+	return d.snapshot()
+}
+
+func cloneFailed(m map[string]state.Failure) map[string]state.Failure {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]state.Failure, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// controlHandler serves the control socket: GET /v1/status, and POST
+// /v1/{reconcile,suspend,resume,retry}, each answering with the status.
+func (d *daemon) controlHandler(ctx context.Context) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, d.snapshot())
+	})
+	for _, op := range []string{"reconcile", "suspend", "resume", "retry"} {
+		mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
+			req := request{op: op, reply: make(chan Status, 1)}
+			select {
+			case d.requests <- req:
+			case <-r.Context().Done():
+				return
+			case <-ctx.Done():
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+				return
+			}
+			select {
+			case s := <-req.reply:
+				writeJSON(w, s)
+			case <-r.Context().Done():
+			case <-ctx.Done():
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+			}
+		})
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// listenControl listens on a unix socket that only root can reach: its
+// directory is 0700 and the socket 0600. A stale socket from a killed agent
+// is replaced; the state directory's lock already proves no other agent runs.
+func listenControl(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// ErrNoDaemon is matched by errors.Is when no agent answers on the socket.
+var ErrNoDaemon = errors.New("no agent is running")
+
+// Control sends one command to the daemon over its socket: "status", or
+// "reconcile", "suspend", "resume", "retry". It waits for the answer, up to
+// ctx's deadline.
+func Control(ctx context.Context, socket, op string) (*Status, error) {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, "unix", socket)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	method := http.MethodPost
+	if op == "status" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://outpost/v1/"+op, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ne *net.OpError
+		if errors.As(err, &ne) && ne.Op == "dial" {
+			return nil, fmt.Errorf("%w on %s: %w", ErrNoDaemon, socket, err)
+		}
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: the agent answered %s: %s", op, resp.Status, bytes.TrimSpace(body))
+	}
+	var s Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return &s, nil
+}
+
+// StatusFromState reads this host's status from the state directory, for
+// `outpost status` when no agent runs.
+func StatusFromState(cfg *Config) (*Status, error) {
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		return nil, err
+	}
+	s := &Status{
+		Host:      cfg.Host.Name,
+		Source:    "state",
+		Commit:    st.Commit,
+		LastGood:  st.LastGood,
+		Suspended: st.Suspended,
+		Failed:    st.Failed,
+		Resources: []ResourceStatus{},
+	}
+	for _, id := range st.Inventory.IDs() {
+		s.Resources = append(s.Resources, ResourceStatus{Kind: string(id.Kind), Name: id.Name, State: "owned"})
+	}
+	return s, nil
+}

@@ -1,0 +1,623 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/state"
+)
+
+// Defaults of the daemon's timers.
+const (
+	DefaultSocket       = "/run/outpost/outpost.sock"
+	DefaultFullInterval = 10 * time.Minute
+	// driftDebounce gathers the burst of events that one edit makes (an
+	// editor's write, chmod and rename) into one repair.
+	driftDebounce = 20 * time.Millisecond
+)
+
+// Results recorded for a revision, in status and in notes.
+const (
+	ResultApplied    = "applied"
+	ResultFailed     = "failed"
+	ResultRolledBack = "rolled-back"
+	ResultInvalid    = "invalid"
+	ResultUnverified = "unverified"
+)
+
+// DaemonOptions configure Run beyond the agent's configuration.
+type DaemonOptions struct {
+	Logger *slog.Logger
+	// Socket is the control socket's path; empty means DefaultSocket.
+	Socket string
+	// FullInterval is the period of the backstop full converge; 0 means
+	// DefaultFullInterval.
+	FullInterval time.Duration
+	// Reload delivers a newly read configuration (SIGHUP); the daemon
+	// swaps it in between two passes. A configuration that failed to load
+	// never reaches this channel: the caller keeps the old one.
+	Reload <-chan *Config
+	// Notify receives the daemon's lifecycle for the service manager
+	// (sd_notify); nil ignores it.
+	Notify Notifier
+}
+
+// Notifier tells the service manager about the daemon's lifecycle.
+type Notifier interface {
+	Ready(status string)
+	Status(status string)
+	Watchdog()
+}
+
+// daemon is the state of one `outpost run`. Everything that converges runs
+// in the loop goroutine, so no two converges of one resource ever overlap;
+// the control server only sends requests to the loop and reads status.
+type daemon struct {
+	log   *slog.Logger
+	opts  DaemonOptions
+	cfg   *Config
+	store *state.Store
+	src   revSource
+	m     *metrics
+
+	requests chan request
+	drift    chan spec.ID
+
+	// Owned by the loop goroutine.
+	st        *state.State
+	desired   *spec.State
+	rev       string
+	eng       *converge.Engine
+	stopWatch func()
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+// Run is `outpost run`: it keeps this host converged to cfg's source until
+// ctx is done, then finishes the resource in hand, saves its state and
+// returns nil.
+func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Socket == "" {
+		opts.Socket = DefaultSocket
+	}
+	if opts.FullInterval <= 0 {
+		opts.FullInterval = DefaultFullInterval
+	}
+	if opts.Notify == nil {
+		opts.Notify = nopNotifier{}
+	}
+	lock, err := state.Lock(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	d := &daemon{
+		log:      opts.Logger.With("host", cfg.Host.Name),
+		opts:     opts,
+		cfg:      cfg,
+		store:    state.New(cfg.StateDir),
+		requests: make(chan request),
+		drift:    make(chan spec.ID, 256),
+		m:        newMetrics(),
+	}
+	d.status.Host = cfg.Host.Name
+	d.status.Resources = []ResourceStatus{}
+
+	// The socket listens before the first converge, so that `outpost
+	// status` answers during a slow start.
+	ln, err := listenControl(opts.Socket)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: d.controlHandler(ctx), ReadHeaderTimeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("control socket", "err", err)
+		}
+	}()
+	defer srv.Close()
+
+	if cfg.Metrics.Listen != "" {
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		msrv := &http.Server{Handler: d.m.handler(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("metrics", "err", err)
+			}
+		}()
+		defer msrv.Close()
+	}
+
+	if d.src, err = newRevSourceFunc(cfg, d.log); err != nil {
+		return err
+	}
+	if d.st, err = d.store.Load(); err != nil {
+		return err
+	}
+	d.status.Suspended = d.st.Suspended
+	defer d.stopWatchers()
+
+	// First converge from local state: the last good commit needs no
+	// network, so a host that boots offline enforces it at once.
+	d.convergeLocal(ctx)
+	opts.Notify.Ready(d.statusLine())
+
+	err = d.loop(ctx)
+	if ctx.Err() != nil {
+		// A cancelled context is how the daemon is asked to stop.
+		d.log.Info("stopping")
+		return nil
+	}
+	return err
+}
+
+// loop is the daemon's one goroutine of work.
+func (d *daemon) loop(ctx context.Context) error {
+	pollT := time.NewTimer(0) // poll at once after the local converge
+	defer pollT.Stop()
+	fullT := time.NewTimer(d.opts.FullInterval)
+	defer fullT.Stop()
+	watchdog := time.NewTicker(10 * time.Second)
+	defer watchdog.Stop()
+
+	pending := map[spec.ID]bool{}
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+
+		case <-watchdog.C:
+			d.opts.Notify.Watchdog()
+
+		case <-pollT.C:
+			d.poll(ctx, false)
+			pollT.Reset(d.jitter(time.Duration(d.cfg.Source.Interval)))
+
+		case <-fullT.C:
+			d.full(ctx)
+			fullT.Reset(d.opts.FullInterval)
+
+		case id := <-d.drift:
+			if len(pending) == 0 {
+				debounce.Reset(driftDebounce)
+			}
+			pending[id] = true
+
+		case <-debounce.C:
+			ids := pending
+			pending = map[spec.ID]bool{}
+			d.repair(ctx, ids)
+
+		case cfg := <-d.opts.Reload:
+			d.reload(cfg)
+			pollT.Reset(0)
+
+		case req := <-d.requests:
+			req.reply <- d.handle(ctx, req)
+		}
+	}
+}
+
+// jitter spreads a host's polls over up to a tenth of the interval, by an
+// offset derived from the host's name so that a fleet does not poll in step.
+func (d *daemon) jitter(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	h := fnv.New64a()
+	h.Write([]byte(d.cfg.Host.Name))
+	r := rand.New(rand.NewPCG(h.Sum64(), uint64(time.Now().UnixNano())))
+	return interval + time.Duration(r.Int64N(int64(interval)/10+1))
+}
+
+// convergeLocal converges the last good revision from local state.
+func (d *daemon) convergeLocal(ctx context.Context) {
+	rev := d.st.LastGood
+	if rev == "" {
+		d.log.Info("no good revision yet; waiting for the source")
+		return
+	}
+	snap, err := d.src.Snapshot(ctx, rev)
+	if err != nil {
+		d.log.Warn("last good revision not readable locally", "revision", rev, "err", err)
+		return
+	}
+	desired, err := d.render(snap)
+	if err != nil {
+		d.log.Warn("last good revision no longer renders", "revision", rev, "err", err)
+		return
+	}
+	d.use(ctx, rev, desired)
+	res, err := d.converge(ctx, desired, true)
+	d.finish(ctx, rev, desired, res, err, false)
+}
+
+// poll asks the source for its newest revision and applies it when it is new
+// and not known to fail (unless retry).
+func (d *daemon) poll(ctx context.Context, retry bool) {
+	rev, err := d.src.Poll(ctx)
+	now := time.Now()
+	d.setStatus(func(s *Status) {
+		s.LastPoll = now
+		s.Offline = err != nil
+		s.LastPollError = ""
+		if err != nil {
+			s.LastPollError = err.Error()
+		}
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("poll failed; keeping the last good revision", "err", err)
+		}
+		return
+	}
+	d.m.lastPoll.SetToCurrentTime()
+	if rev == d.rev && !retry {
+		return
+	}
+	if f, bad := d.st.Failed[rev]; bad && !retry {
+		d.log.Debug("skipping a failed revision", "revision", rev, "result", f.Result)
+		return
+	}
+	if d.st.Suspended {
+		d.log.Info("new revision waits: changes are suspended", "revision", rev)
+		return
+	}
+	d.applyRevision(ctx, rev)
+}
+
+// applyRevision validates, verifies and renders rev before anything changes,
+// applies it, waits for what changed to become healthy, and rolls back to
+// the last good revision when it does not.
+func (d *daemon) applyRevision(ctx context.Context, rev string) {
+	log := d.log.With("revision", rev)
+	if err := d.src.Verify(ctx, rev); err != nil {
+		log.Error("revision not verified; nothing changed", "err", err)
+		d.refuse(ctx, rev, ResultUnverified, err)
+		return
+	}
+	snap, err := d.src.Snapshot(ctx, rev)
+	if err != nil {
+		log.Error("revision not readable; nothing changed", "err", err)
+		return
+	}
+	desired, err := d.render(snap)
+	if err != nil {
+		log.Error("revision invalid; nothing changed", "err", err)
+		d.refuse(ctx, rev, ResultInvalid, err)
+		return
+	}
+	log.Info("applying a new revision")
+	d.use(ctx, rev, desired)
+	res, err := d.converge(ctx, desired, true)
+	d.finish(ctx, rev, desired, res, err, true)
+}
+
+// finish records the outcome of a pass over rev; for a new revision it gates
+// on health and rolls back on failure.
+func (d *daemon) finish(ctx context.Context, rev string, desired *spec.State, res *converge.Result, err error, gate bool) {
+	if ctx.Err() != nil {
+		return
+	}
+	reason := ""
+	switch {
+	case err != nil:
+		reason = err.Error()
+	case len(res.Failed()) > 0:
+		reason = failedReason(res)
+	case gate:
+		reason = d.waitHealthy(ctx, desired, res)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if reason == "" {
+		d.st.LastGood = rev
+		delete(d.st.Failed, rev)
+		d.save()
+		d.setResult(rev, ResultApplied, "")
+		d.m.appliedCommit(rev)
+		d.report(ctx, rev, ResultApplied, res, "")
+		return
+	}
+	if !gate {
+		// The last good revision itself did not converge: keep it and
+		// report; the next pass tries again.
+		d.setResult(rev, ResultFailed, reason)
+		d.report(ctx, rev, ResultFailed, res, reason)
+		return
+	}
+	d.log.Error("revision failed", "revision", rev, "reason", reason)
+	good := d.st.LastGood
+	if good == "" || good == rev {
+		d.markFailed(rev, ResultFailed, reason)
+		d.setResult(rev, ResultFailed, reason)
+		d.report(ctx, rev, ResultFailed, res, reason)
+		return
+	}
+	if d.rollback(ctx, good) {
+		d.markFailed(rev, ResultRolledBack, reason)
+		d.setResult(good, ResultRolledBack, reason)
+		d.report(ctx, rev, ResultRolledBack, res, reason)
+		return
+	}
+	d.markFailed(rev, ResultFailed, reason)
+	d.setResult(rev, ResultFailed, reason)
+	d.report(ctx, rev, ResultFailed, res, reason)
+}
+
+// rollback converges the last good revision again.
+func (d *daemon) rollback(ctx context.Context, good string) bool {
+	log := d.log.With("revision", good)
+	snap, err := d.src.Snapshot(ctx, good)
+	if err != nil {
+		log.Error("cannot roll back: last good revision not readable", "err", err)
+		return false
+	}
+	desired, err := d.render(snap)
+	if err != nil {
+		log.Error("cannot roll back: last good revision no longer renders", "err", err)
+		return false
+	}
+	log.Warn("rolling back to the last good revision")
+	d.use(ctx, good, desired)
+	res, err := d.converge(ctx, desired, true)
+	if err != nil || len(res.Failed()) > 0 {
+		log.Error("rollback did not converge every resource", "err", err, "failed", len(res.Failed()))
+	}
+	return true
+}
+
+// refuse records a revision that was never applied.
+func (d *daemon) refuse(ctx context.Context, rev, result string, err error) {
+	d.markFailed(rev, result, err.Error())
+	d.setStatus(func(s *Status) { s.LastError = err.Error() })
+	d.report(ctx, rev, result, nil, err.Error())
+}
+
+func (d *daemon) markFailed(rev, result, reason string) {
+	if d.st.Failed == nil {
+		d.st.Failed = map[string]state.Failure{}
+	}
+	d.st.Failed[rev] = state.Failure{Result: result, Reason: reason, At: time.Now().UTC()}
+	d.save()
+	d.m.failures.Inc()
+}
+
+// waitHealthy waits until every resource that the pass changed is healthy, up
+// to the health timeout, and returns why not ("" when healthy).
+func (d *daemon) waitHealthy(ctx context.Context, desired *spec.State, res *converge.Result) string {
+	var check []*spec.Resource
+	for _, it := range res.Items {
+		if it.Prune || !it.Changed() {
+			continue
+		}
+		if r := desired.Lookup(it.ID); r != nil {
+			if _, ok := d.eng.Driver(r.ID.Kind).(converge.HealthChecker); ok {
+				check = append(check, r)
+			}
+		}
+	}
+	if len(check) == 0 {
+		return ""
+	}
+	timeout := time.Duration(d.cfg.HealthTimeout)
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var why string
+		for _, r := range check {
+			ok, reason, err := d.eng.Driver(r.ID.Kind).(converge.HealthChecker).Healthy(hctx, r)
+			if err != nil {
+				reason = err.Error()
+			}
+			if !ok {
+				why = fmt.Sprintf("%s is not healthy: %s", r.ID, reason)
+				break
+			}
+		}
+		if why == "" {
+			d.setStatus(func(s *Status) { s.HealthyAt = time.Now() })
+			return ""
+		}
+		select {
+		case <-hctx.Done():
+			return fmt.Sprintf("%s after %v", why, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// full is the backstop pass: the revision in force, converged whole.
+func (d *daemon) full(ctx context.Context) {
+	if d.desired == nil || d.st.Suspended {
+		return
+	}
+	res, err := d.converge(ctx, d.desired, true)
+	if err != nil {
+		d.log.Error("full pass refused", "err", err)
+		return
+	}
+	if res.Changed() {
+		d.log.Info("full pass repaired drift")
+	}
+}
+
+// repair converges the resources that a watcher reported.
+func (d *daemon) repair(ctx context.Context, ids map[spec.ID]bool) {
+	if d.desired == nil {
+		return
+	}
+	for id := range ids {
+		r := d.desired.Lookup(id)
+		if r == nil || r.Drift == spec.DriftIgnore {
+			continue
+		}
+		apply := !d.st.Suspended && r.Drift != spec.DriftWarn
+		it := d.eng.Repair(ctx, r, apply)
+		if ctx.Err() != nil {
+			return
+		}
+		d.noteRepair(r, it, apply)
+	}
+}
+
+func (d *daemon) noteRepair(r *spec.Resource, it converge.Item, apply bool) {
+	log := d.log.With("resource", r.ID)
+	switch {
+	case it.Err != nil:
+		log.Warn("drift repair failed", "err", it.Err)
+	case !it.Change.Changed():
+		return
+	case apply:
+		log.Info("drift repaired", "change", it.Change.String())
+		d.m.driftRepairs.Inc()
+		d.setStatus(func(s *Status) { s.DriftRepaired++ })
+	default:
+		log.Warn("drift detected, left alone", "change", it.Change.String())
+		d.setStatus(func(s *Status) { s.DriftDetected++ })
+	}
+	d.setStatus(func(s *Status) {
+		for i := range s.Resources {
+			if s.Resources[i].Kind == string(r.ID.Kind) && s.Resources[i].Name == r.ID.Name {
+				if apply {
+					s.Resources[i].Repairs++
+				} else {
+					s.Resources[i].Drifted = true
+				}
+			}
+		}
+	})
+}
+
+// reload swaps in a new configuration between two passes.
+func (d *daemon) reload(cfg *Config) {
+	src, err := newRevSourceFunc(cfg, d.log)
+	if err != nil {
+		d.log.Error("new configuration refused; keeping the old one", "err", err)
+		return
+	}
+	d.cfg = cfg
+	d.src = src
+	d.log.Info("configuration reloaded")
+}
+
+// render loads a snapshot and renders it for this host.
+func (d *daemon) render(snap *Snapshot) (*spec.State, error) {
+	desired, err := desiredState(snap, d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return desired, nil
+}
+
+// use makes desired the state in force: drivers for its kinds, and watchers
+// over its resources.
+func (d *daemon) use(ctx context.Context, rev string, desired *spec.State) {
+	drv, err := buildDrivers(ctx, d.cfg, d.log, desired, d.st.Inventory)
+	if err != nil {
+		d.log.Error("drivers", "err", err)
+	}
+	d.eng = converge.New(drv, converge.Options{Logger: d.log})
+	d.desired = desired
+	d.rev = rev
+	d.startWatchers(ctx, drv, desired)
+	rs := make([]ResourceStatus, 0, len(desired.Resources))
+	for _, r := range desired.Resources {
+		rs = append(rs, ResourceStatus{Kind: string(r.ID.Kind), Name: r.ID.Name, State: "pending"})
+	}
+	d.setStatus(func(s *Status) { s.Resources = rs })
+}
+
+// converge runs one pass and saves the inventory it leaves.
+func (d *daemon) converge(ctx context.Context, desired *spec.State, apply bool) (*converge.Result, error) {
+	res, err := d.eng.Converge(ctx, desired, d.st.Inventory, apply)
+	d.m.converges.Inc()
+	if res != nil && apply {
+		d.st.Inventory = res.Inventory
+		d.st.Commit = d.rev
+		d.save()
+		d.recordItems(res)
+	}
+	d.setStatus(func(s *Status) { s.LastConverge = time.Now() })
+	return res, err
+}
+
+func (d *daemon) recordItems(res *converge.Result) {
+	byID := map[string]converge.Item{}
+	for _, it := range res.Items {
+		byID[it.ID.String()] = it
+		if it.Changed() && it.Err == nil {
+			d.m.changes.Inc()
+		}
+	}
+	d.setStatus(func(s *Status) {
+		for i := range s.Resources {
+			rs := &s.Resources[i]
+			it, ok := byID[string(rs.Kind)+":"+rs.Name]
+			if !ok {
+				continue
+			}
+			rs.Error = ""
+			rs.State = "converged"
+			rs.Drifted = false
+			if it.Err != nil {
+				rs.State = "failed"
+				rs.Error = it.Err.Error()
+			}
+		}
+	})
+}
+
+func (d *daemon) save() {
+	if err := d.store.Save(d.st); err != nil {
+		d.log.Error("save state", "err", err)
+	}
+}
+
+func failedReason(res *converge.Result) string {
+	f := res.Failed()
+	if len(f) == 1 {
+		return fmt.Sprintf("%s: %v", f[0].ID, f[0].Err)
+	}
+	return fmt.Sprintf("%d resources failed; first %s: %v", len(f), f[0].ID, f[0].Err)
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Ready(string)  {}
+func (nopNotifier) Status(string) {}
+func (nopNotifier) Watchdog()     {}

@@ -1,0 +1,357 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/state"
+)
+
+// historySource is a source with a history of revisions, each a tree in
+// memory, of which the newest is what Poll returns.
+type historySource struct {
+	mu    sync.Mutex
+	revs  map[string]fstest.MapFS
+	head  string
+	polls int
+	down  bool
+}
+
+func (s *historySource) push(rev string, fsys fstest.MapFS) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revs == nil {
+		s.revs = map[string]fstest.MapFS{}
+	}
+	s.revs[rev] = fsys
+	s.head = rev
+}
+
+func (s *historySource) Poll(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.polls++
+	if s.down {
+		return "", errors.New("connection refused")
+	}
+	return s.head, nil
+}
+
+func (s *historySource) Snapshot(ctx context.Context, rev string) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fsys, ok := s.revs[rev]
+	if !ok {
+		return nil, fmt.Errorf("no revision %s", rev)
+	}
+	return &Snapshot{FS: fsys, Revision: rev}, nil
+}
+
+func (s *historySource) Verify(ctx context.Context, rev string) error { return nil }
+
+// healthDriver is a unit driver whose units are healthy unless their
+// content says "unhealthy".
+type healthDriver struct{ applied map[string]string }
+
+func (d *healthDriver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
+	if d.applied[r.ID.Name] == string(r.Unit.Content) {
+		return spec.Change{Action: spec.ActionNone}, nil
+	}
+	if apply {
+		d.applied[r.ID.Name] = string(r.Unit.Content)
+	}
+	return spec.Change{Action: spec.ActionUpdate, Fields: []string{"content"}}, nil
+}
+
+func (d *healthDriver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Change, error) {
+	if apply {
+		delete(d.applied, id.Name)
+	}
+	return spec.Change{Action: spec.ActionDelete}, nil
+}
+
+func (d *healthDriver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, error) {
+	if d.applied[r.ID.Name] == "unhealthy\n" {
+		return false, "the unit is failed", nil
+	}
+	return true, "", nil
+}
+
+// startDaemon runs the daemon over src until the test ends.
+func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
+	t.Helper()
+	dir := t.TempDir()
+	socket = filepath.Join(dir, "run", "outpost.sock")
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(dir, "state")
+	}
+	if cfg.Host.Name == "" {
+		cfg.Host.Name = "test-host"
+	}
+	cfg.Source.URL = "test://"
+	prev := newRevSourceFunc
+	newRevSourceFunc = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
+	t.Cleanup(func() { newRevSourceFunc = prev })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, DaemonOptions{
+			Socket:       socket,
+			FullInterval: time.Hour,
+			Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v after cancel, want nil", err)
+		}
+	})
+	waitFor(t, "the control socket", func() bool {
+		_, err := Control(context.Background(), socket, "status")
+		return err == nil
+	})
+	return socket
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(string(b))
+	return len(b), nil
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fileManifest(path, content string) fstest.MapFS {
+	return fstest.MapFS{"m.yaml": {Data: []byte(fmt.Sprintf("kind: file\npath: %s\ncontent: %q\n", path, content))}}
+}
+
+func TestDaemonAppliesRepairsAndFollows(t *testing.T) {
+	root := t.TempDir()
+	src := &historySource{}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	socket := startDaemon(t, src, &Config{Root: root, HealthTimeout: Duration(5 * time.Second)})
+	target := filepath.Join(root, "etc/app.conf")
+
+	waitFor(t, "the first revision", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.Result != ""
+	})
+	if b, _ := os.ReadFile(target); string(b) != "one\n" {
+		t.Errorf("content = %q, want %q", b, "one\n")
+	}
+	s, err := Control(context.Background(), socket, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Commit != "r1" || s.Result != ResultApplied || s.LastGood != "r1" {
+		t.Errorf("status = %s %s (last good %s), want r1 applied (last good r1)", s.Commit, s.Result, s.LastGood)
+	}
+
+	// A hand edit is put back by the file watcher, without a poll.
+	if err := os.WriteFile(target, []byte("edited by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drift repair", func() bool {
+		b, _ := os.ReadFile(target)
+		return string(b) == "one\n"
+	})
+	waitFor(t, "the repair in status", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.DriftRepaired >= 1
+	})
+
+	// A new revision is applied on reconcile.
+	src.push("r2", fileManifest("/etc/app.conf", "two\n"))
+	s, err = Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Commit != "r2" || s.Result != ResultApplied {
+		t.Errorf("after reconcile: %s %s, want r2 applied", s.Commit, s.Result)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "two\n" {
+		t.Errorf("content after r2 = %q, want %q", b, "two\n")
+	}
+}
+
+func TestDaemonSuspendResume(t *testing.T) {
+	root := t.TempDir()
+	src := &historySource{}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	socket := startDaemon(t, src, &Config{Root: root})
+	target := filepath.Join(root, "etc/app.conf")
+	waitFor(t, "the first revision", func() bool {
+		b, err := os.ReadFile(target)
+		return err == nil && string(b) == "one\n"
+	})
+
+	s, err := Control(context.Background(), socket, "suspend")
+	if err != nil || !s.Suspended {
+		t.Fatalf("suspend: %v, suspended %v", err, s != nil && s.Suspended)
+	}
+	src.push("r2", fileManifest("/etc/app.conf", "two\n"))
+	if _, err := Control(context.Background(), socket, "reconcile"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("maintenance\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drift report", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.DriftDetected >= 1
+	})
+	if b, _ := os.ReadFile(target); string(b) != "maintenance\n" {
+		t.Errorf("content while suspended = %q, want the hand edit kept", b)
+	}
+
+	s, err = Control(context.Background(), socket, "resume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Suspended || s.Commit != "r2" {
+		t.Errorf("after resume: suspended %v, revision %s; want false, r2", s.Suspended, s.Commit)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "two\n" {
+		t.Errorf("content after resume = %q, want %q", b, "two\n")
+	}
+}
+
+func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
+	units := &healthDriver{applied: map[string]string{}}
+	prev := drivers[spec.KindUnit]
+	drivers[spec.KindUnit] = func(context.Context, driverEnv) (converge.Driver, error) { return units, nil }
+	t.Cleanup(func() {
+		if prev == nil {
+			delete(drivers, spec.KindUnit)
+		} else {
+			drivers[spec.KindUnit] = prev
+		}
+	})
+	unit := func(content string) fstest.MapFS {
+		return fstest.MapFS{"u.yaml": {Data: []byte(fmt.Sprintf("kind: unit\nname: web.service\ncontent: %q\n", content))}}
+	}
+	src := &historySource{}
+	src.push("good", unit("healthy\n"))
+	cfg := &Config{Root: t.TempDir(), HealthTimeout: Duration(time.Second)}
+	socket := startDaemon(t, src, cfg)
+	waitFor(t, "the good revision", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == "good"
+	})
+
+	src.push("bad", unit("unhealthy\n"))
+	s, err := Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Result != ResultRolledBack || s.LastGood != "good" || s.Commit != "good" {
+		t.Errorf("after the bad revision: %s %s (last good %s), want good rolled-back (last good good)", s.Commit, s.Result, s.LastGood)
+	}
+	if got := units.applied["web.service"]; got != "healthy\n" {
+		t.Errorf("unit content after rollback = %q, want the good one", got)
+	}
+	if f, ok := s.Failed["bad"]; !ok || f.Result != ResultRolledBack {
+		t.Errorf("failed revisions = %v, want bad rolled-back", s.Failed)
+	}
+
+	// The failed revision is not tried again by a poll...
+	if _, err := Control(context.Background(), socket, "reconcile"); err != nil {
+		t.Fatal(err)
+	}
+	if got := units.applied["web.service"]; got != "healthy\n" {
+		t.Errorf("a poll retried the failed revision: unit content %q", got)
+	}
+	// ...but is on retry, and fails again.
+	s, err = Control(context.Background(), socket, "retry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Result != ResultRolledBack {
+		t.Errorf("retry: result %s, want rolled-back again", s.Result)
+	}
+
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastGood != "good" || st.Failed["bad"].Result != ResultRolledBack {
+		t.Errorf("saved state: last good %q, failed %v", st.LastGood, st.Failed)
+	}
+}
+
+func TestDaemonOfflineKeepsLastGood(t *testing.T) {
+	root := t.TempDir()
+	src := &historySource{}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	cfg := &Config{Root: root}
+	socket := startDaemon(t, src, cfg)
+	target := filepath.Join(root, "etc/app.conf")
+	waitFor(t, "the first revision", func() bool {
+		b, err := os.ReadFile(target)
+		return err == nil && string(b) == "one\n"
+	})
+	src.mu.Lock()
+	src.down = true
+	src.mu.Unlock()
+	s, err := Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Offline || s.Commit != "r1" {
+		t.Errorf("offline status: offline %v, revision %s; want true, r1", s.Offline, s.Commit)
+	}
+	if err := os.WriteFile(target, []byte("edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drift repair while offline", func() bool {
+		b, _ := os.ReadFile(target)
+		return string(b) == "one\n"
+	})
+}
+
+func TestDaemonInvalidRevisionChangesNothing(t *testing.T) {
+	root := t.TempDir()
+	src := &historySource{}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	socket := startDaemon(t, src, &Config{Root: root})
+	waitFor(t, "the first revision", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == "r1"
+	})
+	src.push("broken", fstest.MapFS{"m.yaml": {Data: []byte("kind: file\npath: relative/path\ncontent: x\n")}})
+	s, err := Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Failed["broken"]; f.Result != ResultInvalid {
+		t.Errorf("failed[broken] = %+v, want result invalid", f)
+	}
+	if s.LastGood != "r1" {
+		t.Errorf("last good = %s, want r1", s.LastGood)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "one\n" {
+		t.Errorf("content = %q, want r1's", b)
+	}
+}
