@@ -55,8 +55,6 @@ func newRootCmd(g *globals) *cobra.Command {
 		Short:         "Outpost converges this host to an environment Git repository",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// No command: print the help rather than do something.
-		Args: cobra.NoArgs,
 	}
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)

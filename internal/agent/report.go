@@ -82,6 +82,7 @@ func (s Summary) Changed() bool { return s.Create+s.Update+s.Delete+s.Restart > 
 func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
