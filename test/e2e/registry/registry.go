@@ -5,6 +5,7 @@
 // with a message that names it.
 //
 //	reg := registry.Start(t)                    // docker-registry serve, 127.0.0.1:PORT
+//	reg, stop, err := registry.Launch(dir)      // the same, shared by a TestMain
 //	reg.Host()                                   // "127.0.0.1:PORT"
 //	img := registry.Image(t, registry.Config{    // one busybox layer
 //		Entrypoint: []string{"/bin/busybox", "httpd", "-f", "-p", "8080"},
@@ -54,18 +55,32 @@ type Registry struct {
 // /v2/ answers, and stops it in t.Cleanup.
 func Start(t testing.TB) *Registry {
 	t.Helper()
+	r, stop, err := Launch(t.TempDir())
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	t.Cleanup(stop)
+	return r
+}
+
+// Launch is Start for a TestMain that shares one registry among the tests
+// of a package: it keeps its storage in dir and returns the function that
+// stops it.
+func Launch(dir string) (*Registry, func(), error) {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
-		t.Fatalf("registry: docker-registry is required but not installed (Debian package docker-registry; test/run installs it): %v", err)
+		return nil, nil, fmt.Errorf("docker-registry is required but not installed (Debian package docker-registry; test/run installs it): %w", err)
 	}
-	dir := t.TempDir()
 	storage := filepath.Join(dir, "storage")
 	if err := os.MkdirAll(storage, 0o755); err != nil {
-		t.Fatalf("registry: %v", err)
+		return nil, nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
+		port, err := freePort()
+		if err != nil {
+			return nil, nil, err
+		}
 		host := "127.0.0.1:" + strconv.Itoa(port)
 		conf := filepath.Join(dir, "config.yml")
 		body := fmt.Sprintf(`version: 0.1
@@ -85,31 +100,30 @@ http:
   addr: %s
 `, storage, host)
 		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-			t.Fatalf("registry: %v", err)
+			return nil, nil, err
 		}
-		logf, err := os.Create(filepath.Join(dir, "registry.log"))
+		logName := filepath.Join(dir, "registry.log")
+		logf, err := os.Create(logName)
 		if err != nil {
-			t.Fatalf("registry: %v", err)
+			return nil, nil, err
 		}
 		cmd := exec.Command(bin, "serve", conf)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			logf.Close()
-			t.Fatalf("registry: start %s: %v", bin, err)
+			return nil, nil, fmt.Errorf("start %s: %w", bin, err)
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); logf.Close(); close(exited) }()
 		if err := waitReady(host, exited); err != nil {
 			stop(cmd, exited)
-			out, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+			out, _ := os.ReadFile(logName)
 			lastErr = fmt.Errorf("%w\n%s", err, out)
 			continue
 		}
-		t.Cleanup(func() { stop(cmd, exited) })
-		return &Registry{host: host, Dir: storage}
+		return &Registry{host: host, Dir: storage}, func() { stop(cmd, exited) }, nil
 	}
-	t.Fatalf("registry: docker-registry did not start: %v", lastErr)
-	return nil
+	return nil, nil, fmt.Errorf("docker-registry did not start: %w", lastErr)
 }
 
 // Host returns "127.0.0.1:PORT".
@@ -187,14 +201,13 @@ func (r *Registry) Delete(t testing.TB, repo, tag string) {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("registry: free port: %v", err)
+		return 0, fmt.Errorf("free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitReady polls GET /v2/ until it answers, the process exits, or ten
