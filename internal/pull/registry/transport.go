@@ -187,7 +187,7 @@ func retryableError(err error) bool {
 		errDNS *net.DNSError
 	)
 	switch {
-	case errors.Is(err, ErrPlainHTTP),
+	case errors.Is(err, ErrPlainHTTP), errors.Is(err, http.ErrSchemeMismatch),
 		errors.As(err, &rh), errors.As(err, &cv), errors.As(err, &ua),
 		errors.As(err, &hn), errors.As(err, &ci):
 		return false
