@@ -378,7 +378,7 @@ func (e *Engine) record(inv state.Inventory, r *spec.Resource, it Item, now time
 		}
 		return
 	}
-	h := Hash(r)
+	h := r.Hash()
 	ent := state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, Hash: h, AppliedAt: old.AppliedAt, NoPrune: !r.Prune}
 	if !owned || old.Hash != h || it.Change.Changed() {
 		ent.AppliedAt = now

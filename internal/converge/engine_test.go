@@ -87,7 +87,7 @@ func (d fakeDriver) CheckApply(ctx context.Context, r *spec.Resource, apply bool
 	if err := d.h.misbehave(ctx, r.ID); err != nil {
 		return spec.Change{}, err
 	}
-	want := converge.Hash(r)
+	want := r.Hash()
 	d.h.mu.Lock()
 	defer d.h.mu.Unlock()
 	got, ok := d.h.objects[r.ID]
@@ -206,8 +206,8 @@ func desired(rs ...*spec.Resource) *spec.State { return &spec.State{Resources: r
 func synced(h *host, d *spec.State) state.Inventory {
 	inv := state.Inventory{}
 	for _, r := range d.Resources {
-		h.objects[r.ID] = converge.Hash(r)
-		inv.Set(state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, Hash: converge.Hash(r), NoPrune: !r.Prune})
+		h.objects[r.ID] = r.Hash()
+		inv.Set(state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, Hash: r.Hash(), NoPrune: !r.Prune})
 	}
 	return inv
 }
@@ -756,7 +756,7 @@ func TestConvergeInventory(t *testing.T) {
 	h := newHost()
 	same := res("file:/same")
 	inv := synced(h, desired(same, res("file:/changed")))
-	inv.Set(state.Entry{Kind: spec.KindFile, Name: "/same", Hash: converge.Hash(same), AppliedAt: t0})
+	inv.Set(state.Entry{Kind: spec.KindFile, Name: "/same", Hash: same.Hash(), AppliedAt: t0})
 	h.fail[id("file:/broken")] = errInjected
 
 	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: fakeDriver{h}}, converge.Options{Now: func() time.Time { return t1 }})
@@ -768,9 +768,9 @@ func TestConvergeInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := state.Inventory{}
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/same", Hash: converge.Hash(same), AppliedAt: t0})
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/changed", Hash: converge.Hash(changed), AppliedAt: t1})
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/kept", Hash: converge.Hash(kept), AppliedAt: t1, NoPrune: true})
+	want.Set(state.Entry{Kind: spec.KindFile, Name: "/same", Hash: same.Hash(), AppliedAt: t0})
+	want.Set(state.Entry{Kind: spec.KindFile, Name: "/changed", Hash: changed.Hash(), AppliedAt: t1})
+	want.Set(state.Entry{Kind: spec.KindFile, Name: "/kept", Hash: kept.Hash(), AppliedAt: t1, NoPrune: true})
 	// A failed create may have left something: owned, with no hash.
 	want.Set(state.Entry{Kind: spec.KindFile, Name: "/broken", AppliedAt: t1})
 	if diff := cmp.Diff(want, res.Inventory); diff != "" {
@@ -796,30 +796,5 @@ func TestConvergeCancelled(t *testing.T) {
 	}
 	if _, ok := h.Objects()[id("file:/c")]; ok {
 		t.Errorf("file:/c was applied after the cancellation")
-	}
-}
-
-func TestHash(t *testing.T) {
-	a := res("file:/a")
-	moved := res("file:/a")
-	moved.Pos = spec.Pos{File: "other.yaml", Line: 3, Col: 1}
-	tests := []struct {
-		name string
-		r    *spec.Resource
-		same bool
-	}{
-		{"equal", res("file:/a"), true},
-		{"declared elsewhere", moved, true},
-		{"content", res("file:/a", version("v2")), false},
-		{"mode", res("file:/a", func(r *spec.Resource) { r.File.Mode = 0o600 }), false},
-		{"prune", res("file:/a", noPrune), false},
-		{"after", res("file:/a", after("unit:u")), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := converge.Hash(tt.r) == converge.Hash(a); got != tt.same {
-				t.Errorf("Hash(%s) == Hash(a) is %v, want %v", tt.name, got, tt.same)
-			}
-		})
 	}
 }

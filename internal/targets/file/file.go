@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -387,35 +386,59 @@ func typeName(m fs.FileMode) string {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // sameContent reports whether the regular file at p, of the given size,
-// holds want. Sizes are compared first, so most changes cost no read.
+// holds want. Sizes are compared first, so most changes cost no read. The
+// file is read with plain system calls: an os.File would register it with
+// the poller, which costs more than the read itself for small files.
 func sameContent(p string, size int64, want []byte) (bool, error) {
 	if size != int64(len(want)) {
 		return false, nil
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	var fd int
+	err := retryEINTR(func() (err error) {
+		// O_NONBLOCK: never hang on a FIFO put there since lstat.
+		fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		return err
+	})
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ELOOP) {
 			// Replaced since lstat: not what is wanted.
 			return false, nil
 		}
-		return false, fmt.Errorf("read %s: %w", p, err)
+		return false, fmt.Errorf("read %s: %w", p, &fs.PathError{Op: "open", Path: p, Err: err})
 	}
-	defer f.Close()
+	defer syscall.Close(fd)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	rest := want
 	for {
-		n, err := f.Read(buf)
+		var n int
+		err := retryEINTR(func() (err error) {
+			n, err = syscall.Read(fd, buf)
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("read %s: %w", p, &fs.PathError{Op: "read", Path: p, Err: err})
+		}
+		if n == 0 {
+			return len(rest) == 0, nil
+		}
 		if n > len(rest) || !bytes.Equal(buf[:n], rest[:n]) {
 			return false, nil
 		}
 		rest = rest[n:]
-		if err == io.EOF {
-			return len(rest) == 0, nil
+		if len(rest) == 0 {
+			// All of the size that lstat saw matches: no need to
+			// read the end of the file.
+			return true, nil
 		}
-		if err != nil {
-			return false, fmt.Errorf("read %s: %w", p, err)
+	}
+}
+
+func retryEINTR(f func() error) error {
+	for {
+		if err := f(); err != syscall.EINTR {
+			return err
 		}
 	}
 }

@@ -44,20 +44,31 @@ func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spe
 		byPath[p] = append(byPath[p], r.ID)
 	}
 	watched := map[string]bool{}
-	rewatch := func() {
+	// rewatch watches the nearest existing directory of each target. A
+	// directory created between looking and watching would go unseen, so
+	// after each new watch it looks again, and it reports the targets whose
+	// directory changed: their file may have appeared in the meantime.
+	rewatch := func(report bool) {
 		for _, t := range targets {
-			dir := d.nearestDir(filepath.Dir(t.path))
-			if watched[dir] {
-				continue
+			moved := false
+			for {
+				dir := d.nearestDir(filepath.Dir(t.path))
+				if watched[dir] {
+					break
+				}
+				if err := w.Add(dir); err != nil {
+					d.log.Warn("cannot watch a directory; drift there is found by the periodic pass", "dir", dir, "err", err)
+					break
+				}
+				watched[dir] = true
+				moved = true
 			}
-			if err := w.Add(dir); err != nil {
-				d.log.Warn("cannot watch a directory; drift there is found by the periodic pass", "dir", dir, "err", err)
-				continue
+			if moved && report {
+				notify(t.id)
 			}
-			watched[dir] = true
 		}
 	}
-	rewatch()
+	rewatch(false)
 	for _, t := range targets {
 		notify(t.id)
 	}
@@ -91,7 +102,7 @@ func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spe
 					delete(watched, ev.Name)
 					_ = w.Remove(ev.Name) // the kernel may have dropped it already
 				}
-				rewatch()
+				rewatch(true)
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
