@@ -110,18 +110,21 @@ func NewPolicy(p *spec.UpdatePolicy) (Ranker, error) {
 type filter struct {
 	re      *regexp.Regexp
 	extract int // index of the extract group, or -1
-	exclude []string
+	exclude []func(string) bool
 }
 
 func newFilter(p *spec.UpdatePolicy) (*filter, error) {
-	f := &filter{extract: -1, exclude: DefaultExclude}
+	f := &filter{extract: -1}
+	globs := DefaultExclude
 	if p.Exclude != nil {
-		f.exclude = p.Exclude
+		globs = p.Exclude
 	}
-	for _, g := range f.exclude {
-		if _, err := path.Match(g, ""); err != nil {
+	for _, g := range globs {
+		m, err := glob(g)
+		if err != nil {
 			return nil, fmt.Errorf("%w: exclude %q: %v", ErrInvalidPolicy, g, err)
 		}
+		f.exclude = append(f.exclude, m)
 	}
 	if p.Filter != "" {
 		re, err := regexp.Compile(p.Filter)
@@ -137,8 +140,8 @@ func newFilter(p *spec.UpdatePolicy) (*filter, error) {
 // value returns what is compared of tag, and false when the tag is excluded
 // or does not match the filter.
 func (f *filter) value(tag string) (string, bool) {
-	for _, g := range f.exclude {
-		if ok, _ := path.Match(g, tag); ok {
+	for _, excluded := range f.exclude {
+		if excluded(tag) {
 			return "", false
 		}
 	}
@@ -153,6 +156,30 @@ func (f *filter) value(tag string) (string, bool) {
 		return tag, true
 	}
 	return m[f.extract], true
+}
+
+// glob compiles a path.Match pattern. The usual "*.sig" and "prefix*"
+// forms become plain suffix and prefix tests: path.Match dominates the cost
+// of a policy over a long tag list otherwise.
+func glob(pattern string) (func(string) bool, error) {
+	if _, err := path.Match(pattern, ""); err != nil {
+		return nil, err
+	}
+	const meta = `*?[\`
+	switch {
+	case !strings.ContainsAny(pattern, meta):
+		return func(s string) bool { return s == pattern }, nil
+	case strings.HasPrefix(pattern, "*") && !strings.ContainsAny(pattern[1:], meta):
+		suffix := pattern[1:]
+		return func(s string) bool { return strings.HasSuffix(s, suffix) }, nil
+	case strings.HasSuffix(pattern, "*") && !strings.ContainsAny(pattern[:len(pattern)-1], meta):
+		prefix := pattern[:len(pattern)-1]
+		return func(s string) bool { return strings.HasPrefix(s, prefix) }, nil
+	}
+	return func(s string) bool {
+		ok, _ := path.Match(pattern, s)
+		return ok
+	}, nil
 }
 
 // ranked is one allowed tag and the key it is ordered by.

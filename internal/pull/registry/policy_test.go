@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"path"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -161,5 +162,36 @@ func BenchmarkPolicy1000Tags(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestGlob(t *testing.T) {
+	tests := []struct {
+		pattern, tag string
+		want         bool
+	}{
+		{"*.sig", "sha256-abc.sig", true},
+		{"*.sig", "sha256-abc.sig2", false},
+		{"*.sig", "signature", false},
+		{"*", "anything", true},
+		{"dev-*", "dev-1", true},
+		{"dev-*", "1-dev-", false},
+		{"latest", "latest", true},
+		{"latest", "latest2", false},
+		{"1.?.0", "1.2.0", true},
+		{"*-rc*", "1.0.0-rc.1", true},
+		{"*/x", "a/x", true}, // path.Match's * stops at a slash; tags have none
+		{"[0-9]*", "1.0", true},
+		{"[0-9]*", "v1.0", false},
+	}
+	for _, tt := range tests {
+		m, err := glob(tt.pattern)
+		if err != nil {
+			t.Fatalf("glob(%q) = %v", tt.pattern, err)
+		}
+		want, _ := path.Match(tt.pattern, tt.tag)
+		if got := m(tt.tag); got != tt.want || got != want {
+			t.Errorf("glob(%q)(%q) = %v, want %v (path.Match says %v)", tt.pattern, tt.tag, got, tt.want, want)
+		}
 	}
 }

@@ -50,8 +50,8 @@ func TestPollerNext(t *testing.T) {
 // TestPollerRun runs the poll loop against a real registry until it reports
 // the container's first resolution, then stops it.
 func TestPollerRun(t *testing.T) {
-	reg := testreg.Start(t)
-	d := reg.Push(t, "web", testreg.Image(t, testreg.Config{Cmd: []string{"true"}}), "1.0.0")
+	reg := sharedRegistry
+	d := reg.Push(t, "run", testreg.Image(t, testreg.Config{Cmd: []string{"true"}}), "1.0.0")
 	store, err := OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -59,8 +59,8 @@ func TestPollerRun(t *testing.T) {
 	p := NewPoller(newTestResolver(t, Options{Bad: store}), store,
 		PollerOptions{HostName: "edge-042", Interval: 10 * time.Millisecond, MinInterval: -1, Platform: hostPlatform, Logger: discard()})
 	cs := []*spec.Container{
-		following("web", reg.Repo("web"), spec.UpdatePolicy{Policy: "semver"}),
-		{Name: "pinned", Image: reg.Repo("web"), Tag: "1.0.0"},
+		following("web", reg.Repo("run"), spec.UpdatePolicy{Policy: "semver"}),
+		{Name: "pinned", Image: reg.Repo("run"), Tag: "1.0.0"},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan []Update, 1)

@@ -140,11 +140,10 @@ func following(name, image string, p spec.UpdatePolicy) *spec.Container {
 	return &spec.Container{Name: name, Image: image, Update: &p}
 }
 
-// TestAgainstRegistry runs against one real docker-registry (Debian's
-// docker-registry package) shared by its subtests, each in its own
-// repository.
+// TestAgainstRegistry runs against the package's real docker-registry
+// (Debian's docker-registry package), each subtest in its own repository.
 func TestAgainstRegistry(t *testing.T) {
-	reg := testreg.Start(t)
+	reg := sharedRegistry
 	img := testreg.Image(t, testreg.Config{Cmd: []string{"true"}})
 	imgDigest := reg.Push(t, "app", img, issueTags...)
 	ctx := context.Background()
@@ -557,16 +556,16 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 }
 
 func TestPollUnchangedRequests(t *testing.T) {
-	reg := testreg.Start(t)
+	reg := sharedRegistry
 	img := testreg.Image(t, testreg.Config{Cmd: []string{"true"}})
-	reg.Push(t, "web", img, "1.0.0", "1.1.0")
+	reg.Push(t, "unchanged", img, "1.0.0", "1.1.0")
 	f := reg.Front(t, testreg.FrontOptions{})
 	store, err := OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := NewPoller(newTestResolver(t, Options{Bad: store}), store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
-	cs := []*spec.Container{following("web", f.Host()+"/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"})}
+	cs := []*spec.Container{following("web", f.Host()+"/unchanged", spec.UpdatePolicy{Policy: "semver", Range: "^1"})}
 	ctx := context.Background()
 	if _, err := p.Poll(ctx, cs); err != nil {
 		t.Fatal(err)
@@ -597,10 +596,10 @@ func TestPollUnchangedRequests(t *testing.T) {
 }
 
 func BenchmarkPollUnchanged(b *testing.B) {
-	reg := testreg.Start(b)
+	reg := sharedRegistry
 	img := testreg.Image(b, testreg.Config{Cmd: []string{"true"}})
-	reg.Push(b, "web", img, issueTags...)
-	reg.Push(b, "db", img, "15.1", "15.2", "16.0")
+	reg.Push(b, "bench-web", img, issueTags...)
+	reg.Push(b, "bench-db", img, "15.1", "15.2", "16.0")
 	f := reg.Front(b, testreg.FrontOptions{})
 	store, err := OpenStore(b.TempDir())
 	if err != nil {
@@ -612,9 +611,9 @@ func BenchmarkPollUnchanged(b *testing.B) {
 	}
 	p := NewPoller(r, store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
 	cs := []*spec.Container{
-		following("web", f.Host()+"/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"}),
-		following("db", f.Host()+"/db", spec.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+\.\d+)$`}),
-		following("edge", f.Host()+"/web", spec.UpdatePolicy{Policy: "digest", Tag: "latest"}),
+		following("web", f.Host()+"/bench-web", spec.UpdatePolicy{Policy: "semver", Range: "^1"}),
+		following("db", f.Host()+"/bench-db", spec.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+\.\d+)$`}),
+		following("edge", f.Host()+"/bench-web", spec.UpdatePolicy{Policy: "digest", Tag: "latest"}),
 	}
 	ctx := context.Background()
 	if _, err := p.Poll(ctx, cs); err != nil {
