@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strings"
 
@@ -109,13 +110,18 @@ func converge1(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (
 	if apply && res != nil {
 		// Saved even when the pass was cut short: what was created is
 		// owned and must stay prunable.
+		before := *st
 		st.Inventory = res.Inventory
 		st.Commit = snap.Revision
 		if cerr == nil && len(res.Failed()) == 0 {
 			st.LastGood = snap.Revision
 		}
-		if err := store.Save(st); err != nil {
-			return nil, errors.Join(cerr, err)
+		// A no-op pass leaves the document alone: an fsync per run of a
+		// host that is in sync is wasted wear on small devices' flash.
+		if !sameRecord(&before, st) {
+			if err := store.Save(st); err != nil {
+				return nil, errors.Join(cerr, err)
+			}
 		}
 	}
 	if cerr != nil {
@@ -262,4 +268,13 @@ func fillChanges(rep *Report, res *converge.Result) {
 		}
 		rep.Changes = append(rep.Changes, c)
 	}
+}
+
+// sameRecord reports whether a and b record the same applied state.
+func sameRecord(a, b *state.State) bool {
+	return a.Commit == b.Commit && a.LastGood == b.LastGood &&
+		maps.EqualFunc(a.Inventory, b.Inventory, func(x, y state.Entry) bool {
+			return x.Kind == y.Kind && x.Name == y.Name && x.Hash == y.Hash &&
+				x.NoPrune == y.NoPrune && x.AppliedAt.Equal(y.AppliedAt)
+		})
 }

@@ -1,0 +1,328 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// writeTree writes files (slash paths relative to dir) into dir.
+func writeTree(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sandbox returns a configuration that converges repo into a fresh root.
+func sandbox(t testing.TB, repo string) *Config {
+	t.Helper()
+	cfg := Default()
+	cfg.Source.URL = repo
+	cfg.Root = filepath.Join(t.TempDir(), "root")
+	cfg.StateDir = filepath.Join(t.TempDir(), "state")
+	cfg.Host = HostConfig{Name: "h1", Labels: map[string]string{"role": "web"}}
+	return cfg
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestApplyRecordsState(t *testing.T) {
+	ctx := context.Background()
+	repo := t.TempDir()
+	writeTree(t, repo, map[string]string{
+		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
+		"b.yaml": "kind: file\npath: /etc/b\ncontent: b\n",
+	})
+	cfg := sandbox(t, repo)
+
+	rep, err := Apply(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	if want := (Summary{Create: 2}); rep.Summary != want {
+		t.Errorf("Apply() summary = %+v, want %+v", rep.Summary, want)
+	}
+	statePath := filepath.Join(cfg.StateDir, "state.json")
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"file:/etc/a"`, `"file:/etc/b"`, `"commit": "` + rep.Revision + `"`, `"last_good": "` + rep.Revision + `"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("state after Apply() = %s, want it to hold %s", b, want)
+		}
+	}
+
+	// A pass with nothing to do leaves the state document alone.
+	before := inode(t, statePath)
+	rep, err = Apply(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("second Apply() error: %v", err)
+	}
+	if rep.Summary.Changed() {
+		t.Errorf("second Apply() summary = %+v, want no change", rep.Summary)
+	}
+	if after := inode(t, statePath); after != before {
+		t.Errorf("a no-op Apply() rewrote %s (inode %d -> %d)", statePath, before, after)
+	}
+
+	// Diff never writes, even when it finds changes.
+	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: changed\n"})
+	rep, err = Diff(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Diff() error: %v", err)
+	}
+	want := []Change{{Kind: "file", Name: "/etc/a", Action: "update", Fields: []string{"content"}}}
+	if diff := cmp.Diff(want, rep.Changes); diff != "" {
+		t.Errorf("Diff() changes mismatch (-want +got):\n%s", diff)
+	}
+	if after := inode(t, statePath); after != before {
+		t.Errorf("Diff() rewrote %s", statePath)
+	}
+	if got, _ := os.ReadFile(filepath.Join(cfg.Root, "etc/a")); string(got) != "a" {
+		t.Errorf("after Diff() /etc/a = %q, want it untouched (%q)", got, "a")
+	}
+}
+
+func TestApplyInvalidChangesNothing(t *testing.T) {
+	repo := t.TempDir()
+	writeTree(t, repo, map[string]string{
+		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
+		"b.yaml": "kind: file\npath: relative\ncontent: b\n",
+	})
+	cfg := sandbox(t, repo)
+	rep, err := Apply(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatalf("Apply() error: %v", err)
+	}
+	want := []Problem{{File: filepath.Join(repo, "b.yaml"), Line: 2, Col: 7, Message: `path: "relative" must be an absolute path`}}
+	if rep.Valid || !cmp.Equal(rep.Errors, want) {
+		t.Errorf("Apply() = valid %v, errors %v; want invalid with %v", rep.Valid, rep.Errors, want)
+	}
+	for _, p := range []string{cfg.Root, cfg.StateDir} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Apply() of an invalid repository created %s (stat: %v)", p, err)
+		}
+	}
+}
+
+func TestCheckAllowedPaths(t *testing.T) {
+	file := func(p string, line int) *spec.Resource {
+		return &spec.Resource{ID: spec.ID{Kind: spec.KindFile, Name: p}, Pos: spec.Pos{File: "f.yaml", Line: line, Col: 1}, File: &spec.File{Path: p}}
+	}
+	unit := &spec.Resource{ID: spec.ID{Kind: spec.KindUnit, Name: "a.service"}, Unit: &spec.Unit{Name: "a.service"}}
+	tests := []struct {
+		name    string
+		allowed []string
+		paths   []string
+		want    []string // the rejected resources
+	}{
+		{"no list allows everything", nil, []string{"/etc/passwd"}, nil},
+		{"exact path", []string{"/etc/app.conf"}, []string{"/etc/app.conf"}, nil},
+		{"under a prefix", []string{"/etc/app", "/srv"}, []string{"/etc/app/a", "/srv/x/y"}, nil},
+		{"a sibling with the same prefix", []string{"/etc/app"}, []string{"/etc/application/x"}, []string{"/etc/application/x"}},
+		{"the parent of a prefix", []string{"/etc/app"}, []string{"/etc"}, []string{"/etc"}},
+		{"root allows everything", []string{"/"}, []string{"/etc/x"}, nil},
+		{"every offender", []string{"/srv"}, []string{"/etc/a", "/srv/b", "/etc/c"}, []string{"/etc/a", "/etc/c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &spec.State{Resources: []*spec.Resource{unit}}
+			for i, p := range tt.paths {
+				st.Resources = append(st.Resources, file(p, i+1))
+			}
+			err := checkAllowedPaths(st, tt.allowed)
+			var got []string
+			if err != nil {
+				var es spec.Errors
+				if !errors.As(err, &es) || !errors.Is(err, spec.ErrInvalid) {
+					t.Fatalf("checkAllowedPaths() error %v is not spec.Errors", err)
+				}
+				for _, e := range es {
+					got = append(got, strings.TrimPrefix(strings.Fields(e.Msg)[0], "file:"))
+				}
+			}
+			for i := range got {
+				got[i] = strings.TrimSuffix(got[i], ":")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("checkAllowedPaths(%v, %v) rejected (-want +got):\n%s", tt.paths, tt.allowed, diff)
+			}
+		})
+	}
+}
+
+func TestOpenSource(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	writeTree(t, dir, map[string]string{"file": "x"})
+	tests := []struct {
+		url     string
+		wantErr string // empty: opens
+	}{
+		{dir, ""},
+		{"", "no source"},
+		{filepath.Join(dir, "missing"), "no such file or directory"},
+		{notDir, "is not a directory"},
+		{"https://git.example.com/env.git", "Git sources are not supported"},
+		{"ssh://git@git.example.com/env.git", "Git sources are not supported"},
+		{"git@git.example.com:fleet/env.git", "Git sources are not supported"},
+		{"file:///srv/env.git", "Git sources are not supported"},
+		{"https://outpost:s3cret@git.example.com/env.git", "https://outpost:REDACTED@git.example.com/env.git"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			cfg := Default()
+			cfg.Source.URL = tt.url
+			snap, err := openSource(context.Background(), cfg)
+			if tt.wantErr == "" {
+				if err != nil || snap.Display != tt.url || !strings.HasPrefix(snap.Revision, "sha256:") {
+					t.Errorf("openSource(%q) = %+v, %v; want the directory", tt.url, snap, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("openSource(%q) error = %v, want ErrSource saying %q", tt.url, err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("openSource(%q) error = %v leaks the password", tt.url, err)
+			}
+		})
+	}
+}
+
+func TestTreeHash(t *testing.T) {
+	hash := func(files map[string]string) string {
+		t.Helper()
+		dir := t.TempDir()
+		writeTree(t, dir, files)
+		snap, err := dirSnapshot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Revision
+	}
+	base := map[string]string{"a.yaml": "a", "d/b.yaml": "b"}
+	h := hash(base)
+	tests := []struct {
+		name  string
+		files map[string]string
+		same  bool
+	}{
+		{"same content elsewhere", map[string]string{"a.yaml": "a", "d/b.yaml": "b"}, true},
+		{".git is ignored", map[string]string{"a.yaml": "a", "d/b.yaml": "b", ".git/HEAD": "ref"}, true},
+		{"content", map[string]string{"a.yaml": "A", "d/b.yaml": "b"}, false},
+		{"a renamed file", map[string]string{"a.yaml": "a", "d/c.yaml": "b"}, false},
+		{"content moved between files", map[string]string{"a.yaml": "ab", "d/b.yaml": ""}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hash(tt.files); (got == h) != tt.same {
+				t.Errorf("tree hash of %v = %s, base %s; want same %v", tt.files, got, h, tt.same)
+			}
+		})
+	}
+}
+
+func TestReportText(t *testing.T) {
+	tests := []struct {
+		name string
+		rep  Report
+		want string
+	}{
+		{
+			"diff",
+			Report{Command: "diff", Host: "h1", Revision: "sha256:0123456789abcdef", Valid: true,
+				Changes: []Change{
+					{Kind: "file", Name: "/etc/a", Action: "create"},
+					{Kind: "file", Name: "/etc/b", Action: "update", Fields: []string{"content", "mode 0644 -> 0640"}},
+					{Kind: "file", Name: "/etc/c", Action: "delete", Prune: true},
+					{Kind: "container", Name: "web", Action: "none", Restarted: true},
+					{Kind: "unit", Name: "b.service", Action: "none", Error: "no driver"},
+					{Kind: "unit", Name: "c.service", Action: "none", Skipped: true, Error: "dependency failed"},
+				},
+				Summary: Summary{Create: 1, Update: 1, Delete: 1, Restart: 1, Failed: 2}},
+			"+ file /etc/a (create)\n" +
+				"~ file /etc/b (content, mode 0644 -> 0640)\n" +
+				"- file /etc/c (prune)\n" +
+				"~ container web (restart)\n" +
+				"! unit b.service: no driver\n" +
+				"! unit c.service (skipped): dependency failed\n" +
+				"diff: 1 to create, 1 to update, 1 to prune, 1 to restart, 2 failed to check on host h1 at sha256:0123456789ab\n",
+		},
+		{
+			"apply in sync",
+			Report{Command: "apply", Host: "h1", Revision: "sha256:0123456789abcdef", Valid: true},
+			"apply: nothing to do: host h1 at sha256:0123456789ab is in sync\n",
+		},
+		{
+			"apply with a commit revision",
+			Report{Command: "apply", Host: "h1", Revision: "0123456789abcdef0123", Valid: true,
+				Changes: []Change{{Kind: "file", Name: "/etc/a", Action: "update", Fields: []string{"owner"}}},
+				Summary: Summary{Update: 1}},
+			"~ file /etc/a (owner)\napply: 1 updated on host h1 at 0123456789ab\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errw strings.Builder
+			if err := tt.rep.WriteText(&out, &errw); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, out.String()); diff != "" {
+				t.Errorf("WriteText() mismatch (-want +got):\n%s", diff)
+			}
+			if errw.Len() != 0 {
+				t.Errorf("WriteText() wrote to stderr: %q", errw.String())
+			}
+		})
+	}
+}
+
+// BenchmarkApplyNoopFiles1000 measures one whole `outpost apply` pass over a
+// repository of 1,000 files that are already in sync: reading and hashing
+// the source, loading and rendering it, the state, and the engine.
+func BenchmarkApplyNoopFiles1000(b *testing.B) {
+	repo := b.TempDir()
+	files := map[string]string{}
+	for i := range 1000 {
+		files[fmt.Sprintf("d%02d/f%04d.yaml", i%50, i)] = fmt.Sprintf("kind: file\npath: /etc/bench/%04d.conf\ncontent: \"value %d\\n\"\nmode: \"0640\"\n", i, i)
+	}
+	writeTree(b, repo, files)
+	cfg := sandbox(b, repo)
+	ctx := context.Background()
+	rep, err := Apply(ctx, cfg, nil)
+	if err != nil || rep.Summary.Create != 1000 {
+		b.Fatalf("first Apply() = %+v, %v; want 1000 created", rep, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := Apply(ctx, cfg, nil)
+		if err != nil || rep.Summary.Changed() {
+			b.Fatalf("Apply() = %+v, %v; want nothing to do", rep.Summary, err)
+		}
+	}
+}
