@@ -1,0 +1,179 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	testreg "github.com/outpost-gitops/outpost/test/e2e/registry"
+)
+
+// e2eLabel marks the containers of the end-to-end test, beside Outpost's
+// own labels.
+const e2eLabel = "io.outpost.test.registry"
+
+// TestFollowOnDocker follows a repository on the real Docker engine: the
+// container runs 1.0.0, runs 1.1.0 one poll after 1.1.0 is pushed, and when
+// 1.2.0 fails its healthcheck it is back on 1.1.0 with 1.2.0 marked bad and
+// passed over at the next poll. The wiring between the poller, the store
+// and the driver is the daemon's; the test does it by hand.
+func TestFollowOnDocker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	reg := sharedRegistry
+	suffix := randomSuffix(t)
+	repo := "follow-" + suffix
+	name := "outpost-regtest-" + suffix
+
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("docker client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	t.Cleanup(func() { cleanupDocker(t, cli, suffix, reg.Repo(repo)) })
+
+	drv, err := docker.New(ctx, docker.Options{Settle: time.Second, HealthTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("docker.New: %v", err)
+	}
+
+	healthy := testreg.Image(t, testreg.Config{Cmd: []string{"sleep", "1000"}})
+	d10 := reg.Push(t, repo, healthy, "1.0.0")
+
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newTestResolver(t, Options{Bad: store})
+	p := NewPoller(r, store, PollerOptions{HostName: "edge-042", Platform: hostPlatform, MinInterval: -1})
+
+	stop := time.Second
+	desired := func() *spec.Resource {
+		return &spec.Resource{
+			ID: spec.ID{Kind: spec.KindContainer, Name: name},
+			Container: &spec.Container{
+				Name:        name,
+				Image:       reg.Repo(repo),
+				Update:      &spec.UpdatePolicy{Policy: "semver", Range: "^1"},
+				Labels:      map[string]string{e2eLabel: suffix},
+				Health:      &spec.Health{Cmd: []string{"sh", "-c", `test "$SICK" != 1`}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
+				StopTimeout: &stop,
+			},
+		}
+	}
+	// deploy is one turn of the daemon: poll, pin what the store resolved,
+	// converge, and mark a tag bad when its container failed.
+	deploy := func(t *testing.T) ([]Update, error) {
+		t.Helper()
+		res := desired()
+		ups, err := p.Poll(ctx, []*spec.Container{res.Container})
+		if err != nil {
+			t.Fatalf("Poll = %v", err)
+		}
+		if !store.Pin(res.Container) {
+			t.Fatal("Pin = false after a successful poll")
+		}
+		_, err = drv.CheckApply(ctx, res, true)
+		if errors.Is(err, docker.ErrUnhealthy) {
+			if merr := store.MarkBad(name, res.Container.Tag, res.Container.Digest, err.Error()); merr != nil {
+				t.Fatal(merr)
+			}
+		}
+		return ups, err
+	}
+	runs := func(t *testing.T, wantDigest string) {
+		t.Helper()
+		in, err := cli.ContainerInspect(ctx, name)
+		if err != nil {
+			t.Fatalf("inspect %s: %v", name, err)
+		}
+		if !in.State.Running || !strings.HasSuffix(in.Config.Image, "@"+wantDigest) {
+			t.Errorf("container %s runs %s (running %v), want @%s", name, in.Config.Image, in.State.Running, wantDigest)
+		}
+	}
+
+	if _, err := deploy(t); err != nil {
+		t.Fatalf("deploy 1.0.0: %v", err)
+	}
+	runs(t, d10)
+
+	d11 := reg.Push(t, repo, variant(t, healthy, "V=1.1"), "1.1.0")
+	ups, err := deploy(t)
+	if err != nil {
+		t.Fatalf("deploy 1.1.0: %v", err)
+	}
+	want := []Update{{Container: name, From: "1.0.0@" + d10, To: "1.1.0@" + d11}}
+	if diff := cmp.Diff(want, ups); diff != "" {
+		t.Errorf("poll after pushing 1.1.0 (-want +got):\n%s", diff)
+	}
+	runs(t, d11)
+
+	// 1.2.0 says SICK=1: its healthcheck fails.
+	d12 := reg.Push(t, repo, variant(t, healthy, "SICK=1"), "1.2.0")
+	if _, err := deploy(t); !errors.Is(err, docker.ErrUnhealthy) {
+		t.Fatalf("deploy 1.2.0 = %v, want %v", err, docker.ErrUnhealthy)
+	}
+	runs(t, d11)
+	if !store.IsBad(name, "1.2.0", d12) {
+		t.Errorf("IsBad(1.2.0@%s) = false after the failed deployment", d12)
+	}
+
+	// The next poll passes over 1.2.0 and leaves the container alone.
+	ups, err = deploy(t)
+	if err != nil || len(ups) != 0 {
+		t.Errorf("deploy after 1.2.0 failed = %v, %v; want no update and no error", ups, err)
+	}
+	runs(t, d11)
+	e, _ := store.Entry(name)
+	wantSkip := []Skip{{Tag: "1.2.0", Digest: d12, Reason: "marked bad on this host"}}
+	if diff := cmp.Diff(wantSkip, e.Check.Skipped); diff != "" {
+		t.Errorf("last check's skipped tags (-want +got):\n%s", diff)
+	}
+}
+
+func randomSuffix(t *testing.T) string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// cleanupDocker removes the test's containers and the images it pulled.
+func cleanupDocker(t *testing.T, cli *client.Client, suffix, repo string) {
+	ctx := context.Background()
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", e2eLabel+"="+suffix))})
+	if err != nil {
+		t.Errorf("cleanup: list containers: %v", err)
+	}
+	for _, c := range cs {
+		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			t.Errorf("cleanup: remove container %s: %v", c.ID, err)
+		}
+	}
+	imgs, err := cli.ImageList(ctx, image.ListOptions{All: true})
+	if err != nil {
+		t.Errorf("cleanup: list images: %v", err)
+		return
+	}
+	for _, img := range imgs {
+		for _, d := range img.RepoDigests {
+			if strings.HasPrefix(d, repo+"@") {
+				cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+				break
+			}
+		}
+	}
+}
