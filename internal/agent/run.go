@@ -70,7 +70,7 @@ func converge1(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (
 	if apply {
 		rep.Command = "apply"
 	}
-	snap, err := openSource(ctx, cfg)
+	snap, err := openSource(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}

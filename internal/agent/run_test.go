@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/state"
 )
 
 // writeTree writes files (slash paths relative to dir) into dir.
@@ -191,12 +192,14 @@ func TestOpenSource(t *testing.T) {
 		{"git@git.example.com:fleet/env.git", "Git sources are not supported"},
 		{"file:///srv/env.git", "Git sources are not supported"},
 		{"https://outpost:s3cret@git.example.com/env.git", "https://outpost:REDACTED@git.example.com/env.git"},
+		{"https://s3cret@git.example.com/env.git", "https://REDACTED@git.example.com/env.git"},
+		{"ssh://git@git.example.com/env.git", "ssh://git@git.example.com/env.git"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			cfg := Default()
 			cfg.Source.URL = tt.url
-			snap, err := openSource(context.Background(), cfg)
+			snap, err := openSource(context.Background(), cfg, nil)
 			if tt.wantErr == "" {
 				if err != nil || snap.Display != tt.url || !strings.HasPrefix(snap.Revision, "sha256:") {
 					t.Errorf("openSource(%q) = %+v, %v; want the directory", tt.url, snap, err)
@@ -324,5 +327,27 @@ func BenchmarkApplyNoopFiles1000(b *testing.B) {
 		if err != nil || rep.Summary.Changed() {
 			b.Fatalf("Apply() = %+v, %v; want nothing to do", rep.Summary, err)
 		}
+	}
+}
+
+func TestApplyLockedStateDir(t *testing.T) {
+	repo := t.TempDir()
+	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
+	cfg := sandbox(t, repo)
+	lock, err := state.Lock(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	_, err = Apply(context.Background(), cfg, nil)
+	if !errors.Is(err, state.ErrLocked) {
+		t.Errorf("Apply() on a locked state directory = %v, want state.ErrLocked", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Root, "etc/a")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Apply() on a locked state directory wrote /etc/a (stat: %v)", err)
+	}
+	// Diff reads without the lock.
+	if _, err := Diff(context.Background(), cfg, nil); err != nil {
+		t.Errorf("Diff() on a locked state directory = %v, want it to run", err)
 	}
 }

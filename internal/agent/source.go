@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -29,33 +30,34 @@ type Snapshot struct {
 // ErrSource is matched by errors.Is when the source cannot be read.
 var ErrSource = errors.New("cannot read source")
 
-// openFunc opens one kind of source.
-type openFunc func(ctx context.Context, cfg *Config) (*Snapshot, error)
-
 // gitURL matches what is fetched with Git rather than read as a directory:
 // a URL with a scheme, or scp-like user@host:path.
 var gitURL = regexp.MustCompile(`^([a-z][a-z0-9+.-]*://|[^/@:]+@[^/:]+:)`)
 
-// openSource reads the configured source. Git sources are fetched by the
-// Git package once it is wired in here: this is the one place that decides
-// between a directory and a repository.
-func openSource(ctx context.Context, cfg *Config) (*Snapshot, error) {
-	url := cfg.Source.URL
-	if url == "" {
-		return nil, fmt.Errorf("%w: no source: set source.url in the configuration or pass --source", ErrSource)
+// openSource reads the configured source's newest revision for one pass of
+// diff or apply: the daemon's source (a directory or a Git repository)
+// polled once, its signature verified when the configuration asks for
+// signed revisions.
+func openSource(ctx context.Context, cfg *Config, log *slog.Logger) (*Snapshot, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	open := openDir
-	if gitURL.MatchString(url) {
-		open = openGit
+	src, err := newRevSourceFunc(cfg, log)
+	if err != nil {
+		return nil, err
 	}
-	return open(ctx, cfg)
+	rev, err := src.Poll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := src.Verify(ctx, rev); err != nil {
+		return nil, err
+	}
+	return src.Snapshot(ctx, rev)
 }
 
-func openGit(ctx context.Context, cfg *Config) (*Snapshot, error) {
-	return nil, fmt.Errorf("%w: %s: Git sources are not supported by this build; pass a directory", ErrSource, redactURL(cfg.Source.URL))
-}
-
-// redactURL hides a password in a URL's user information.
+// redactURL hides credentials in a URL's user information: a password, and
+// over HTTP a user name alone too, which is where tokens go.
 func redactURL(u string) string {
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {
@@ -66,15 +68,17 @@ func redactURL(u string) string {
 	if at < 0 || (slash >= 0 && at > slash) {
 		return u
 	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":REDACTED@" + rest[at+1:]
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	switch {
+	case hasPassword:
+		user += ":REDACTED"
+	case scheme == "http" || scheme == "https":
+		user = "REDACTED"
+	}
+	return scheme + "://" + user + "@" + rest[at+1:]
 }
 
-// openDir reads a plain directory as it is on disk.
-func openDir(ctx context.Context, cfg *Config) (*Snapshot, error) {
-	return dirSnapshot(cfg.Source.URL)
-}
-
+// dirSnapshot reads a plain directory as it is on disk.
 func dirSnapshot(dir string) (*Snapshot, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
