@@ -1,0 +1,86 @@
+package status
+
+import (
+	"cmp"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// Redacted replaces a secret in a note or a log line.
+const Redacted = "[redacted]"
+
+// MinSecretLen is the length below which a secret value is not replaced:
+// replacing every "1" or "on" of a text would destroy it and hide nothing
+// worth hiding.
+const MinSecretLen = 4
+
+// Redactor removes credentials from text: the user information of every
+// URL, and every occurrence of a list of secret values. The zero value and
+// nil strip URLs only.
+type Redactor struct {
+	secrets []string // longest first, so a secret inside another goes too
+}
+
+// NewRedactor returns a Redactor that replaces the given secrets (such as
+// the values of containers' environment variables) with Redacted.
+func NewRedactor(secrets ...string) *Redactor {
+	var s []string
+	for _, v := range secrets {
+		if len(v) >= MinSecretLen {
+			s = append(s, v)
+		}
+	}
+	slices.SortFunc(s, func(a, b string) int {
+		if c := cmp.Compare(len(b), len(a)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return &Redactor{secrets: slices.Compact(s)}
+}
+
+// userinfo matches the user information of a URL: after "scheme://", up
+// to the last "@" before the host, which the user information may itself
+// contain.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/\s"'<>]*@`)
+
+// RedactURL strips the user information (user name and password) from
+// every URL in s.
+func RedactURL(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	return userinfo.ReplaceAllString(s, "$1")
+}
+
+// String returns s without URL user information and without the secrets.
+func (r *Redactor) String(s string) string {
+	if r != nil {
+		for _, v := range r.secrets {
+			s = strings.ReplaceAll(s, v, Redacted)
+		}
+	}
+	return RedactURL(s)
+}
+
+// Secrets returns the values that a note about st must not contain: the
+// environment values of every container.
+func Secrets(st *spec.State) []string {
+	if st == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range st.Resources {
+		if r.Container == nil {
+			continue
+		}
+		for _, v := range r.Container.Env {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
