@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -67,6 +69,11 @@ type Options struct {
 	MaxPruneShare float64
 	// Now returns the time recorded in the inventory; nil means time.Now.
 	Now func() time.Time
+	// Workers is how many resources of one kind that do not depend on
+	// each other converge at the same time; 0 or 1 converges one at a
+	// time. With more, a driver's CheckApply and Restart are called
+	// concurrently for different resources.
+	Workers int
 }
 
 // Engine converges a host to a desired state through the drivers of each
@@ -190,29 +197,42 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 		failed[r.ID] = true
 		res.Items = append(res.Items, Item{ID: r.ID, Err: fmt.Errorf("%s: %w through after", r.ID, ErrCycle)})
 	}
-	for _, r := range order {
+	// One backing array for every batch's outcomes.
+	allItems, allDone := make([]Item, len(order)), make([]bool, len(order))
+	next := 0
+	for _, batch := range e.batches(order) {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		it := e.converge(ctx, r, failed, changed, apply)
-		if err := ctx.Err(); err != nil {
-			// A driver error caused by the cancellation is not the
-			// resource's failure.
-			return res, err
+		items, done := allItems[next:next+len(batch)], allDone[next:next+len(batch)]
+		next += len(batch)
+		e.runBatch(ctx, batch, items, done, failed, changed, apply)
+		cancelled := ctx.Err()
+		for i, r := range batch {
+			it := items[i]
+			// After a cancellation, a driver error may be caused by
+			// it and is not the resource's failure: only what
+			// converged is reported.
+			if !done[i] || (cancelled != nil && it.Err != nil) {
+				continue
+			}
+			res.Items = append(res.Items, it)
+			if it.Err != nil {
+				failed[r.ID] = true
+			} else if it.Change.Changed() {
+				changed[r.ID] = true
+			}
+			e.record(res.Inventory, r, it, now)
 		}
-		res.Items = append(res.Items, it)
-		if it.Err != nil {
-			failed[r.ID] = true
-		} else if it.Change.Changed() {
-			changed[r.ID] = true
+		if cancelled != nil {
+			return res, cancelled
 		}
-		e.record(res.Inventory, r, it, now)
 	}
 
 	for _, id := range keep {
 		delete(res.Inventory, id.String())
 		if apply {
-			e.log.Info("left on the host and forgotten (prune: false)", "resource", id)
+			e.log.Info("left on the host and forgotten (prune: false)", "resource", id.String())
 		}
 	}
 	for _, id := range prune {
@@ -229,6 +249,68 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 		}
 	}
 	return res, nil
+}
+
+// batches splits the apply order into runs of resources of one kind that do
+// not depend on each other, which may converge at the same time. Batches run
+// one after the other, so every after edge and restart_on reference points
+// into an earlier batch. With one worker, each resource is its own batch.
+func (e *Engine) batches(order []*spec.Resource) [][]*spec.Resource {
+	var out [][]*spec.Resource
+	in := map[spec.ID]bool{}
+	start := 0
+	for i, r := range order {
+		split := i > start && (e.opts.Workers <= 1 || r.ID.Kind != order[start].ID.Kind)
+		for _, d := range r.After {
+			split = split || in[d]
+		}
+		for _, d := range r.RestartOn {
+			split = split || in[d]
+		}
+		if split {
+			out = append(out, order[start:i])
+			start = i
+			clear(in)
+		}
+		in[r.ID] = true
+	}
+	if start < len(order) {
+		out = append(out, order[start:])
+	}
+	return out
+}
+
+// runBatch converges the resources of one batch with up to Workers at a
+// time, and waits for them. It fills items, and done with which were tried:
+// none is started once ctx is done.
+func (e *Engine) runBatch(ctx context.Context, batch []*spec.Resource, items []Item, done []bool, failed, changed map[spec.ID]bool, apply bool) {
+	n := min(e.opts.Workers, len(batch))
+	if n <= 1 {
+		for i, r := range batch {
+			if ctx.Err() != nil {
+				return
+			}
+			items[i], done[i] = e.converge(ctx, r, failed, changed, apply), true
+		}
+		return
+	}
+	// failed and changed are only read here; they change between batches.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(batch) || ctx.Err() != nil {
+					return
+				}
+				items[i], done[i] = e.converge(ctx, batch[i], failed, changed, apply), true
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // prunable splits the owned objects that left the desired state into those
@@ -263,12 +345,11 @@ func (e *Engine) guard(owned, remove int, allow bool) error {
 // when a file that it names in restart_on changed.
 func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed, changed map[spec.ID]bool, apply bool) Item {
 	it := Item{ID: r.ID}
-	log := e.log.With("resource", r.ID)
 	for _, dep := range r.After {
 		if failed[dep] {
 			it.Skipped = true
 			it.Err = fmt.Errorf("%w: %s did not converge", ErrDependency, dep)
-			log.Debug("skipped", "after", dep)
+			e.log.Debug("skipped", "resource", r.ID.String(), "after", dep.String())
 			return it
 		}
 	}
@@ -277,19 +358,19 @@ func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed, changed
 		it.Err = fmt.Errorf("%w for kind %s on this host", ErrNoDriver, r.ID.Kind)
 		return it
 	}
-	it.Err = e.call(ctx, log, func(ctx context.Context) (err error) {
+	it.Err = e.call(ctx, r.ID, func(ctx context.Context) (err error) {
 		it.Change, err = drv.CheckApply(ctx, r, apply)
 		return err
 	})
 	if it.Err != nil {
-		log.Debug("did not converge", "err", it.Err)
+		e.log.Debug("did not converge", "resource", r.ID.String(), "err", it.Err)
 		return it
 	}
 	if it.Change.Changed() {
 		if apply {
-			log.Info("converged", "change", it.Change.String())
+			e.log.Info("converged", "resource", r.ID.String(), "change", it.Change.String())
 		} else {
-			log.Debug("would change", "change", it.Change.String())
+			e.log.Debug("would change", "resource", r.ID.String(), "change", it.Change.String())
 		}
 	}
 
@@ -314,28 +395,27 @@ func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed, changed
 	}
 	if !apply {
 		it.Restarted = true
-		log.Debug("would restart", "changed", trigger)
+		e.log.Debug("would restart", "resource", r.ID.String(), "changed", trigger.String())
 		return it
 	}
-	it.Err = e.call(ctx, log, func(ctx context.Context) error { return rs.Restart(ctx, r) })
+	it.Err = e.call(ctx, r.ID, func(ctx context.Context) error { return rs.Restart(ctx, r) })
 	if it.Err != nil {
 		it.Err = fmt.Errorf("restart on a change of %s: %w", trigger, it.Err)
 		return it
 	}
 	it.Restarted = true
-	log.Info("restarted", "changed", trigger)
+	e.log.Info("restarted", "resource", r.ID.String(), "changed", trigger.String())
 	return it
 }
 
 func (e *Engine) remove(ctx context.Context, id spec.ID, apply bool) Item {
 	it := Item{ID: id, Prune: true}
-	log := e.log.With("resource", id)
 	drv, ok := e.drivers[id.Kind]
 	if !ok || drv == nil {
 		it.Err = fmt.Errorf("prune: %w for kind %s on this host", ErrNoDriver, id.Kind)
 		return it
 	}
-	it.Err = e.call(ctx, log, func(ctx context.Context) (err error) {
+	it.Err = e.call(ctx, id, func(ctx context.Context) (err error) {
 		it.Change, err = drv.Remove(ctx, id, apply)
 		return err
 	})
@@ -343,19 +423,19 @@ func (e *Engine) remove(ctx context.Context, id spec.ID, apply bool) Item {
 	case it.Err != nil:
 		it.Err = fmt.Errorf("prune: %w", it.Err)
 	case apply && it.Change.Changed():
-		log.Info("pruned")
+		e.log.Info("pruned", "resource", id.String())
 	}
 	return it
 }
 
 // call runs one driver call with the per-resource timeout and turns a panic
 // into an error.
-func (e *Engine) call(ctx context.Context, log *slog.Logger, f func(context.Context) error) (err error) {
+func (e *Engine) call(ctx context.Context, id spec.ID, f func(context.Context) error) (err error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, e.opts.Timeout, ErrTimeout)
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
-			log.Debug("driver panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			e.log.Debug("driver panicked", "resource", id.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			err = fmt.Errorf("%w: %v", ErrPanic, p)
 		}
 	}()

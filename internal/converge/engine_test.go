@@ -280,28 +280,39 @@ func TestConvergeOrder(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHost()
-			res, err := converge.New(drivers(h), converge.Options{}).Converge(context.Background(), desired(tt.rs...), nil, true)
-			if err != nil {
-				t.Fatalf("Converge() error = %v", err)
-			}
-			var got []string
-			for _, it := range res.Items {
-				got = append(got, it.ID.String())
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Converge() order mismatch (-want +got):\n%s", diff)
-			}
-			var calls []string
-			for _, s := range tt.want {
-				calls = append(calls, "check "+s+" apply=true")
-			}
-			if diff := cmp.Diff(calls, h.Calls()); diff != "" {
-				t.Errorf("driver calls mismatch (-want +got):\n%s", diff)
-			}
-		})
+		for _, workers := range []int{1, 4} {
+			t.Run(fmt.Sprintf("%s/workers=%d", tt.name, workers), func(t *testing.T) {
+				h := newHost()
+				res, err := converge.New(drivers(h), converge.Options{Workers: workers}).Converge(context.Background(), desired(tt.rs...), nil, true)
+				if err != nil {
+					t.Fatalf("Converge() error = %v", err)
+				}
+				var got []string
+				for _, it := range res.Items {
+					got = append(got, it.ID.String())
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("Converge() order mismatch (-want +got):\n%s", diff)
+				}
+				var calls []string
+				for _, s := range tt.want {
+					calls = append(calls, "check "+s+" apply=true")
+				}
+				if diff := cmp.Diff(calls, h.Calls(), unordered(workers)); diff != "" {
+					t.Errorf("driver calls mismatch (-want +got):\n%s", diff)
+				}
+			})
+		}
 	}
+}
+
+// unordered compares calls as a multiset when several workers may make them
+// in any order within a batch; the items' order is checked on its own.
+func unordered(workers int) cmp.Option {
+	if workers <= 1 {
+		return cmp.Options{}
+	}
+	return cmpopts.SortSlices(func(a, b string) bool { return a < b })
 }
 
 func TestConvergeFailures(t *testing.T) {
@@ -372,33 +383,35 @@ func TestConvergeFailures(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHost()
-			if tt.prepare != nil {
-				tt.prepare(h)
-			}
-			drv := drivers(h)
-			if tt.drivers != nil {
-				drv = tt.drivers(h)
-			}
-			e := converge.New(drv, converge.Options{Timeout: 100 * time.Millisecond})
-			res, err := e.Converge(context.Background(), desired(tt.rs...), nil, true)
-			if err != nil {
-				t.Fatalf("Converge() error = %v, want nil", err)
-			}
-			if diff := cmp.Diff(tt.want, summarize(res.Items)); diff != "" {
-				t.Errorf("Converge() items mismatch (-want +got):\n%s", diff)
-			}
-			var failed int
-			for _, s := range tt.want {
-				if s.Err != "" {
-					failed++
+		for _, workers := range []int{1, 4} {
+			t.Run(fmt.Sprintf("%s/workers=%d", tt.name, workers), func(t *testing.T) {
+				h := newHost()
+				if tt.prepare != nil {
+					tt.prepare(h)
 				}
-			}
-			if got := len(res.Failed()); got != failed {
-				t.Errorf("len(Failed()) = %d, want %d", got, failed)
-			}
-		})
+				drv := drivers(h)
+				if tt.drivers != nil {
+					drv = tt.drivers(h)
+				}
+				e := converge.New(drv, converge.Options{Timeout: 100 * time.Millisecond, Workers: workers})
+				res, err := e.Converge(context.Background(), desired(tt.rs...), nil, true)
+				if err != nil {
+					t.Fatalf("Converge() error = %v, want nil", err)
+				}
+				if diff := cmp.Diff(tt.want, summarize(res.Items)); diff != "" {
+					t.Errorf("Converge() items mismatch (-want +got):\n%s", diff)
+				}
+				var failed int
+				for _, s := range tt.want {
+					if s.Err != "" {
+						failed++
+					}
+				}
+				if got := len(res.Failed()); got != failed {
+					t.Errorf("len(Failed()) = %d, want %d", got, failed)
+				}
+			})
+		}
 	}
 }
 
@@ -510,23 +523,25 @@ func TestConvergeRestartOn(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHost()
-			inv := synced(h, desired(tt.old...))
-			for k, v := range tt.fail {
-				h.fail[k] = v
-			}
-			res, err := converge.New(drivers(h), converge.Options{}).Converge(context.Background(), desired(tt.rs...), inv, tt.apply)
-			if err != nil {
-				t.Fatalf("Converge() error = %v", err)
-			}
-			if diff := cmp.Diff(tt.want, summarize(res.Items)); diff != "" {
-				t.Errorf("Converge() items mismatch (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.calls, h.Calls()); diff != "" {
-				t.Errorf("driver calls mismatch (-want +got):\n%s", diff)
-			}
-		})
+		for _, workers := range []int{1, 4} {
+			t.Run(fmt.Sprintf("%s/workers=%d", tt.name, workers), func(t *testing.T) {
+				h := newHost()
+				inv := synced(h, desired(tt.old...))
+				for k, v := range tt.fail {
+					h.fail[k] = v
+				}
+				res, err := converge.New(drivers(h), converge.Options{Workers: workers}).Converge(context.Background(), desired(tt.rs...), inv, tt.apply)
+				if err != nil {
+					t.Fatalf("Converge() error = %v", err)
+				}
+				if diff := cmp.Diff(tt.want, summarize(res.Items)); diff != "" {
+					t.Errorf("Converge() items mismatch (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.calls, h.Calls(), unordered(workers)); diff != "" {
+					t.Errorf("driver calls mismatch (-want +got):\n%s", diff)
+				}
+			})
+		}
 	}
 }
 
@@ -709,7 +724,7 @@ func TestConvergeDryRun(t *testing.T) {
 	next := desired(res("file:/a", version("v2")), res("file:/b"), res("file:/new"), res("unit:u", restartOn("file:/a")))
 	before := h.Objects()
 	invBefore := inv.Clone()
-	e := converge.New(drivers(h), converge.Options{})
+	e := converge.New(drivers(h), converge.Options{Workers: 3})
 
 	dry, err := e.Converge(context.Background(), next, inv, false)
 	if err != nil {
@@ -796,5 +811,86 @@ func TestConvergeCancelled(t *testing.T) {
 	}
 	if _, ok := h.Objects()[id("file:/c")]; ok {
 		t.Errorf("file:/c was applied after the cancellation")
+	}
+}
+
+// gateDriver holds each CheckApply until want calls are in flight together,
+// or its context ends, and records when each call started and ended.
+type gateDriver struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	inflight int
+	max      int
+	want     int
+	events   []string
+}
+
+func newGate(want int) *gateDriver {
+	g := &gateDriver{want: want}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+func (g *gateDriver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
+	g.mu.Lock()
+	g.events = append(g.events, "start "+r.ID.String())
+	g.inflight++
+	g.max = max(g.max, g.inflight)
+	g.cond.Broadcast()
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.cond.Broadcast()
+	})
+	defer stop()
+	for g.max < g.want && ctx.Err() == nil {
+		g.cond.Wait()
+	}
+	g.inflight--
+	g.events = append(g.events, "end "+r.ID.String())
+	g.mu.Unlock()
+	return spec.Change{Action: spec.ActionNone}, ctx.Err()
+}
+
+func (g *gateDriver) Remove(context.Context, spec.ID, bool) (spec.Change, error) {
+	return spec.Change{Action: spec.ActionNone}, nil
+}
+
+func TestConvergeWorkers(t *testing.T) {
+	g := newGate(3)
+	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: g, spec.KindUnit: g},
+		converge.Options{Workers: 3, Timeout: 30 * time.Second})
+	d := desired(res("file:/a"), res("file:/b"), res("file:/c"), res("file:/d"),
+		res("file:/e", after("file:/a")), res("unit:u"))
+	res, err := e.Converge(context.Background(), d, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := res.Failed(); len(f) != 0 {
+		t.Fatalf("Failed() = %v, want none: three independent files must converge at once", f)
+	}
+	var got []string
+	for _, it := range res.Items {
+		got = append(got, it.ID.String())
+	}
+	want := []string{"file:/a", "file:/b", "file:/c", "file:/d", "file:/e", "unit:u"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("items order mismatch (-want +got):\n%s", diff)
+	}
+	if g.max != 3 {
+		t.Errorf("at most %d calls in flight, want 3", g.max)
+	}
+	pos := map[string]int{}
+	for i, ev := range g.events {
+		pos[ev] = i
+	}
+	for _, c := range [][2]string{
+		{"end file:/a", "start file:/e"},
+		{"end file:/d", "start file:/e"},
+		{"end file:/e", "start unit:u"},
+	} {
+		if pos[c[0]] > pos[c[1]] {
+			t.Errorf("%q came after %q, want before: %v", c[0], c[1], g.events)
+		}
 	}
 }
