@@ -17,7 +17,10 @@ import (
 //
 // A driver converges in one call and with apply false changes nothing: a dry
 // run and an apply share one code path. It only touches objects that it
-// marked as Outpost's.
+// marked as Outpost's. It returns when ctx is done: the engine's per-resource
+// timeout is that context's deadline. With Options.Workers above 1 the engine
+// calls CheckApply and Restarter.Restart concurrently for different resources
+// of one kind.
 type Driver interface {
 	// CheckApply compares r with what is on the host. With apply true it
 	// converges the host to r. It returns what differed (ActionNone when

@@ -61,6 +61,11 @@ type Driver struct {
 func New(opts Options) *Driver {
 	root := opts.Root
 	if root != "" {
+		// Absolute, so that symlinks resolved to absolute paths compare
+		// with it; Abs only fails without a working directory.
+		if abs, err := filepath.Abs(root); err == nil {
+			root = abs
+		}
 		root = filepath.Clean(root)
 		if root == "/" {
 			root = ""

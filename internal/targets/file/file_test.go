@@ -550,3 +550,21 @@ func TestRootPrefix(t *testing.T) {
 		t.Errorf("without a root, %s = %q, %v, want \"x\"", abs, b, err)
 	}
 }
+
+func TestRelativeRoot(t *testing.T) {
+	base := t.TempDir()
+	t.Chdir(base)
+	if err := os.MkdirAll("sandbox/real", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// An absolute symlink into the root, under a root given as a relative
+	// path.
+	symlink(t, filepath.Join(base, "sandbox/real"), "sandbox/etc")
+	d := file.New(file.Options{Root: "sandbox"})
+	if _, err := d.CheckApply(context.Background(), fileRes("/etc/a", "x"), true); err != nil {
+		t.Fatalf("CheckApply() under a relative root = %v, want nil", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "sandbox/real/a")); err != nil || string(b) != "x" {
+		t.Errorf("sandbox/real/a = %q, %v, want \"x\"", b, err)
+	}
+}
