@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -64,5 +65,81 @@ func TestLoadInvalidIsErrors(t *testing.T) {
 	want := `a.yaml:2:7: path: "etc/x" must be an absolute path`
 	if got := es.Error(); got != want {
 		t.Errorf("Load() = %q, want %q", got, want)
+	}
+}
+
+// TestRenderIsolated checks that a rendered state is the caller's: changing
+// it changes neither the Repo nor the next Render.
+func TestRenderIsolated(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a.yaml": {Data: []byte(`kind: file
+path: /etc/a
+content: a
+---
+kind: container
+name: web
+image: web
+tag: "1"
+env: {A: "1"}
+command: [x]
+update: null
+`)},
+	}
+	_, err := Load(fsys, Options{})
+	if err == nil {
+		t.Fatalf("Load() with update: null = nil, want an error")
+	}
+	fsys["a.yaml"].Data = []byte(strings.Replace(string(fsys["a.yaml"].Data), "update: null\n", "", 1))
+	repo, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	first, err := repo.Render(Host{Name: "h"})
+	if err != nil {
+		t.Fatalf("Render() = %v", err)
+	}
+	first.Resources[0].File.Content[0] = 'X'
+	first.Resources[1].Container.Env["A"] = "changed"
+	first.Resources[1].Container.Command[0] = "changed"
+	second, err := repo.Render(Host{Name: "h"})
+	if err != nil {
+		t.Fatalf("Render() = %v", err)
+	}
+	if got := string(second.Resources[0].File.Content); got != "a" {
+		t.Errorf("second Render() content = %q, want %q", got, "a")
+	}
+	if got := second.Resources[1].Container.Env["A"]; got != "1" {
+		t.Errorf("second Render() env A = %q, want %q", got, "1")
+	}
+	if got := second.Resources[1].Container.Command[0]; got != "x" {
+		t.Errorf("second Render() command = %q, want %q", got, "x")
+	}
+}
+
+// TestOptionsMaxFileSize checks that a smaller limit applies to sources,
+// contents and template output.
+func TestOptionsMaxFileSize(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a.yaml": {Data: []byte("kind: file\npath: /etc/a\nsource: big\n---\nkind: file\npath: /etc/b\ncontent: \"0123456789\"\n---\nkind: file\npath: /etc/c\ncontent: '{{ printf \"%40d\" 1 }}'\ntemplate: true\n")},
+		"big":    {Data: make([]byte, 31)},
+	}
+	_, err := Load(fsys, Options{MaxFileSize: 30})
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("Load() = %v, want Errors", err)
+	}
+	want := "a.yaml:3:9: source: big is larger than 30 bytes"
+	if got := es.Error(); got != want {
+		t.Errorf("Load() = %q, want %q", got, want)
+	}
+	fsys["big"].Data = make([]byte, 30)
+	repo, err := Load(fsys, Options{MaxFileSize: 30})
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	_, err = repo.Render(Host{Name: "h"})
+	want = "a.yaml:11:10: template: content: output larger than 30 bytes"
+	if err == nil || err.Error() != want {
+		t.Errorf("Render() = %v, want %q", err, want)
 	}
 }
