@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func TestFollowOnDocker(t *testing.T) {
 	}
 }
 
-func randomSuffix(t *testing.T) string {
+func randomSuffix(t testing.TB) string {
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func randomSuffix(t *testing.T) string {
 }
 
 // cleanupDocker removes the test's containers and the images it pulled.
-func cleanupDocker(t *testing.T, cli *client.Client, suffix, repo string) {
+func cleanupDocker(t testing.TB, cli *client.Client, suffix, repo string) {
 	ctx := context.Background()
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", e2eLabel+"="+suffix))})
 	if err != nil {
@@ -176,4 +177,89 @@ func cleanupDocker(t *testing.T, cli *client.Client, suffix, repo string) {
 			}
 		}
 	}
+}
+
+// BenchmarkPushToRunning measures the time from a tag's push to the new
+// container running, with the poll loop at a 5 s interval on the real
+// Docker engine. Each iteration pushes a newer tag; run it with a small
+// -benchtime such as 3x.
+func BenchmarkPushToRunning(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := sharedRegistry
+	suffix := randomSuffix(b)
+	repo := "bench-follow-" + suffix
+	name := "outpost-regbench-" + suffix
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		b.Fatalf("docker client: %v", err)
+	}
+	b.Cleanup(func() { cli.Close() })
+	b.Cleanup(func() { cleanupDocker(b, cli, suffix, reg.Repo(repo)) })
+	drv, err := docker.New(ctx, docker.Options{Settle: time.Second, HealthTimeout: time.Minute})
+	if err != nil {
+		b.Fatalf("docker.New: %v", err)
+	}
+	base := testreg.Image(b, testreg.Config{Cmd: []string{"sleep", "1000"}})
+	reg.Push(b, repo, base, "1.0.0")
+
+	store, err := OpenStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := NewResolver(Options{Keychain: noKeychain(), Bad: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := NewPoller(r, store, PollerOptions{HostName: "edge-042", Platform: hostPlatform, Interval: 5 * time.Second, MinInterval: -1})
+	stop := time.Second
+	res := &spec.Resource{
+		ID: spec.ID{Kind: spec.KindContainer, Name: name},
+		Container: &spec.Container{
+			Name: name, Image: reg.Repo(repo),
+			Update:      &spec.UpdatePolicy{Policy: "semver"},
+			Labels:      map[string]string{e2eLabel: suffix},
+			Health:      &spec.Health{Cmd: []string{"true"}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
+			StopTimeout: &stop,
+		},
+	}
+	type deployed struct {
+		digest            string
+		resolved, running time.Time
+	}
+	running := make(chan deployed, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(ctx, func() []*spec.Container { return []*spec.Container{res.Container} }, func([]Update) {
+			resolved := time.Now()
+			if !store.Pin(res.Container) {
+				return
+			}
+			if _, err := drv.CheckApply(ctx, res, true); err != nil {
+				b.Errorf("CheckApply: %v", err)
+				return
+			}
+			running <- deployed{res.Container.Digest, resolved, time.Now()}
+		})
+	}()
+	<-running // 1.0.0
+
+	var toResolved, toRunning time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		d := reg.Push(b, repo, variant(b, base, "N="+strconv.Itoa(i)), "1.0."+strconv.Itoa(i))
+		pushed := time.Now()
+		for got := range running {
+			if got.digest == d {
+				toResolved += got.resolved.Sub(pushed)
+				toRunning += got.running.Sub(pushed)
+				break
+			}
+		}
+	}
+	cancel()
+	<-done
+	b.ReportMetric(toResolved.Seconds()/float64(i), "s/push-to-resolved")
+	b.ReportMetric(toRunning.Seconds()/float64(i), "s/push-to-running")
 }

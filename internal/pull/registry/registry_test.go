@@ -48,7 +48,7 @@ var fastRetry = Retry{Max: 3, WaitMin: 5 * time.Millisecond, WaitMax: 2 * time.S
 func newTestResolver(t *testing.T, o Options) *Resolver {
 	t.Helper()
 	if o.Keychain == nil {
-		o.Keychain = authn.NewMultiKeychain() // anonymous: no host config is read
+		o.Keychain = noKeychain()
 	}
 	if o.Retry == (Retry{}) {
 		o.Retry = fastRetry
@@ -62,7 +62,7 @@ func newTestResolver(t *testing.T, o Options) *Resolver {
 
 // variant returns img with env added to its configuration: a new digest
 // that shares img's layer, cheaper than building an image.
-func variant(t *testing.T, img v1.Image, env ...string) v1.Image {
+func variant(t testing.TB, img v1.Image, env ...string) v1.Image {
 	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -135,6 +135,9 @@ func paginate(reg *testreg.Registry) func(http.ResponseWriter, *http.Request) bo
 		return true
 	}
 }
+
+// noKeychain is anonymous: the host's Docker configuration is not read.
+func noKeychain() authn.Keychain { return authn.NewMultiKeychain() }
 
 func following(name, image string, p spec.UpdatePolicy) *spec.Container {
 	return &spec.Container{Name: name, Image: image, Update: &p}
@@ -605,7 +608,7 @@ func BenchmarkPollUnchanged(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := NewResolver(Options{Keychain: authn.NewMultiKeychain(), Bad: store})
+	r, err := NewResolver(Options{Keychain: noKeychain(), Bad: store})
 	if err != nil {
 		b.Fatal(err)
 	}
