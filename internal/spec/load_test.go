@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -141,5 +142,43 @@ func TestOptionsMaxFileSize(t *testing.T) {
 	want = "a.yaml:11:10: template: content: output larger than 30 bytes"
 	if err == nil || err.Error() != want {
 		t.Errorf("Render() = %v, want %q", err, want)
+	}
+}
+
+// TestFieldForms checks forms of values that YAML types differently from
+// what they mean: unquoted modes and tags, numbers and booleans in env.
+func TestFieldForms(t *testing.T) {
+	fsys := fstest.MapFS{"a.yaml": {Data: []byte(`kind: file
+path: /etc/a
+content: a
+mode: 0640
+---
+kind: container
+name: web
+image: web
+tag: 1.10
+env: {N: 4, B: false, F: 1.50}
+memory: 1073741824
+`)}}
+	repo, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	st, err := repo.Render(Host{Name: "h"})
+	if err != nil {
+		t.Fatalf("Render() = %v", err)
+	}
+	if got := st.Resources[0].File.Mode; got != 0o640 {
+		t.Errorf("mode: 0640 = %v, want %v", got, fs.FileMode(0o640))
+	}
+	c := st.Resources[1].Container
+	if c.Tag != "1.10" {
+		t.Errorf("tag: 1.10 = %q, want %q", c.Tag, "1.10")
+	}
+	if diff := cmp.Diff(map[string]string{"N": "4", "B": "false", "F": "1.50"}, c.Env); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+	if c.Memory != 1<<30 {
+		t.Errorf("memory = %d, want %d", c.Memory, 1<<30)
 	}
 }
