@@ -1,0 +1,444 @@
+package docker
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// view is a container's configuration reduced to what a spec sets, in one
+// normal form, so that the desired and the observed container compare field
+// by field.
+type view struct {
+	Name       string
+	Running    bool
+	Image      string // the reference
+	ImageID    string // the local image's ID; empty when it is not pulled
+	Entrypoint []string
+	Cmd        []string
+	Env        map[string]string
+	Ports      []string // hostIP:hostPort:containerPort/proto
+	Volumes    []string // source:target:rw|ro
+	Tmpfs      map[string]string
+	Restart    string
+	Labels     map[string]string // without Outpost's own
+	User       string
+	Workdir    string
+	Network    string
+	Networks   []string
+	Devices    []string
+	CapAdd     []string
+	CapDrop    []string
+	Privileged bool
+	Health     healthView
+	LogDriver  string
+	LogOptions map[string]string
+	Memory     int64
+	NanoCPUs   int64
+	StopTime   string // seconds, or "" for the engine's default
+	StopSignal string
+	// RemoveVolumes is the io.outpost.remove-volumes label.
+	RemoveVolumes string
+}
+
+type healthView struct {
+	Test                                   string
+	Interval, Timeout, StartPeriod, Retries string
+}
+
+func (h healthView) String() string {
+	if h.Test == "" {
+		return "none"
+	}
+	return h.Test
+}
+
+// expected is the view of the container that c asks for, on an image whose
+// configuration is img (nil when the image is not pulled yet), as the engine
+// merges the two at create. logDriver is the engine's default.
+func expected(c *spec.Container, img *image.InspectResponse, logDriver string) view {
+	var ic container.Config
+	imageID := ""
+	if img != nil {
+		imageID = img.ID
+		if img.Config != nil {
+			ic.Entrypoint = img.Config.Entrypoint
+			ic.Cmd = img.Config.Cmd
+			ic.Env = img.Config.Env
+			ic.Labels = img.Config.Labels
+			ic.User = img.Config.User
+			ic.WorkingDir = img.Config.WorkingDir
+			ic.StopSignal = img.Config.StopSignal
+			ic.Healthcheck = img.Config.Healthcheck
+		}
+	}
+	v := view{
+		Name:          c.Name,
+		Running:       true,
+		Image:         imageRef(c),
+		ImageID:       imageID,
+		Restart:       restartString(parseRestart(c.Restart)),
+		Privileged:    c.Privileged,
+		Memory:        c.Memory,
+		NanoCPUs:      nanoCPUs(c.CPUs),
+		Network:       networkMode(c),
+		Networks:      wantNetworks(c),
+		CapAdd:        normCaps(c.CapAdd),
+		CapDrop:       normCaps(c.CapDrop),
+		Tmpfs:         parseTmpfs(c.Tmpfs),
+		RemoveVolumes: strconv.FormatBool(c.RemoveVolumes),
+	}
+	// The engine takes the image's entrypoint unless one is given, and the
+	// image's command only when neither is given.
+	v.Entrypoint = c.Entrypoint
+	v.Cmd = c.Command
+	if len(c.Entrypoint) == 0 {
+		v.Entrypoint = ic.Entrypoint
+		if len(c.Command) == 0 {
+			v.Cmd = ic.Cmd
+		}
+	}
+	v.Env = envMap(ic.Env)
+	for k, val := range c.Env {
+		v.Env[k] = val
+	}
+	v.Labels = map[string]string{}
+	maps.Copy(v.Labels, ic.Labels)
+	maps.Copy(v.Labels, c.Labels)
+	v.User = or(c.User, ic.User)
+	v.Workdir = or(c.Workdir, ic.WorkingDir)
+	v.StopSignal = normSignal(or(c.StopSignal, ic.StopSignal))
+	if s := stopTimeoutSeconds(c); s != nil {
+		v.StopTime = strconv.Itoa(*s)
+	}
+	for _, p := range c.Ports {
+		v.Ports = append(v.Ports, portKey(p))
+	}
+	sort.Strings(v.Ports)
+	for _, vol := range c.Volumes {
+		v.Volumes = append(v.Volumes, volumeString(vol.Source, vol.Target, vol.ReadOnly))
+	}
+	sort.Strings(v.Volumes)
+	for _, d := range c.Devices {
+		v.Devices = append(v.Devices, deviceString(parseDevice(d)))
+	}
+	sort.Strings(v.Devices)
+
+	// A spec's healthcheck takes the image's values for what it leaves
+	// zero, as the engine does.
+	var h container.HealthConfig
+	if ic.Healthcheck != nil {
+		h = *ic.Healthcheck
+	}
+	if sh := c.Health; sh != nil {
+		if t := healthTest(sh.Cmd); len(t) > 0 {
+			h.Test = t
+		}
+		if sh.Interval != 0 {
+			h.Interval = sh.Interval
+		}
+		if sh.Timeout != 0 {
+			h.Timeout = sh.Timeout
+		}
+		if sh.StartPeriod != 0 {
+			h.StartPeriod = sh.StartPeriod
+		}
+		if sh.Retries != 0 {
+			h.Retries = sh.Retries
+		}
+	}
+	v.Health = healthOf(&h)
+
+	v.LogDriver = logDriver
+	if c.Log != nil && c.Log.Driver != "" {
+		v.LogDriver = c.Log.Driver
+	}
+	if c.Log != nil && len(c.Log.Options) > 0 {
+		v.LogOptions = maps.Clone(c.Log.Options)
+	}
+	return v
+}
+
+// observed is the view of a container as the engine reports it.
+func observed(in container.InspectResponse) view {
+	v := view{ImageID: in.Image}
+	if in.ContainerJSONBase != nil {
+		v.Name = strings.TrimPrefix(in.Name, "/")
+		if in.State != nil {
+			v.Running = in.State.Running && !in.State.Paused
+		}
+	}
+	if c := in.Config; c != nil {
+		v.Image = c.Image
+		v.Entrypoint = c.Entrypoint
+		v.Cmd = c.Cmd
+		v.Env = envMap(c.Env)
+		v.Labels = map[string]string{}
+		for k, val := range c.Labels {
+			if strings.HasPrefix(k, "io.outpost.") {
+				continue
+			}
+			v.Labels[k] = val
+		}
+		v.RemoveVolumes = c.Labels[LabelRemoveVolumes]
+		v.User = c.User
+		v.Workdir = c.WorkingDir
+		v.StopSignal = normSignal(c.StopSignal)
+		if c.StopTimeout != nil {
+			v.StopTime = strconv.Itoa(*c.StopTimeout)
+		}
+		v.Health = healthOf(c.Healthcheck)
+	}
+	if in.ContainerJSONBase != nil && in.HostConfig != nil {
+		h := in.HostConfig
+		for port, bs := range h.PortBindings {
+			for _, b := range bs {
+				ip := b.HostIP
+				if ip == "0.0.0.0" {
+					ip = ""
+				}
+				v.Ports = append(v.Ports, fmt.Sprintf("%s:%s:%s/%s", ip, b.HostPort, port.Port(), port.Proto()))
+			}
+		}
+		sort.Strings(v.Ports)
+		for _, b := range h.Binds {
+			parts := strings.Split(b, ":")
+			if len(parts) < 2 {
+				continue
+			}
+			ro := len(parts) > 2 && slices.Contains(strings.Split(parts[2], ","), "ro")
+			v.Volumes = append(v.Volumes, volumeString(parts[0], parts[1], ro))
+		}
+		for _, m := range h.Mounts {
+			if m.Type == mount.TypeBind || m.Type == mount.TypeVolume {
+				v.Volumes = append(v.Volumes, volumeString(m.Source, m.Target, m.ReadOnly))
+			}
+		}
+		sort.Strings(v.Volumes)
+		if len(h.Tmpfs) > 0 {
+			v.Tmpfs = maps.Clone(h.Tmpfs)
+		}
+		v.Restart = restartString(h.RestartPolicy)
+		v.Network = string(h.NetworkMode)
+		if v.Network == "default" || v.Network == "" {
+			v.Network = "bridge"
+		}
+		for _, d := range h.Devices {
+			v.Devices = append(v.Devices, deviceString(d))
+		}
+		sort.Strings(v.Devices)
+		v.CapAdd = normCaps(h.CapAdd)
+		v.CapDrop = normCaps(h.CapDrop)
+		v.Privileged = h.Privileged
+		v.LogDriver = h.LogConfig.Type
+		if len(h.LogConfig.Config) > 0 {
+			v.LogOptions = maps.Clone(h.LogConfig.Config)
+		}
+		v.Memory = h.Memory
+		v.NanoCPUs = h.NanoCPUs
+	}
+	if attachable(v.Network) && in.NetworkSettings != nil {
+		for n := range in.NetworkSettings.Networks {
+			v.Networks = append(v.Networks, n)
+		}
+		sort.Strings(v.Networks)
+	}
+	return v
+}
+
+// field is one group of settings that differs.
+type field struct {
+	// Text names the group, with old and new values where they are not
+	// secret: "restart no -> unless-stopped", "env".
+	Text string
+	// How the difference is repaired.
+	Fix fix
+}
+
+// fix says how a difference is repaired, from the cheapest.
+type fix int
+
+const (
+	fixStart    fix = iota // start the container
+	fixRename              // rename it back
+	fixUpdate              // docker update in place
+	fixRecreate            // recreate it
+)
+
+// diff compares the desired view w with the observed view o and names every
+// group that differs. Environment values are secrets: only "env" is named.
+func diff(w, o view) []field {
+	var fs []field
+	add := func(text string, f fix) { fs = append(fs, field{Text: text, Fix: f}) }
+	change := func(name, from, to string) string { return fmt.Sprintf("%s %s -> %s", name, from, to) }
+
+	if w.Image != o.Image || (w.ImageID != "" && w.ImageID != o.ImageID) || w.ImageID == "" {
+		if w.Image != o.Image {
+			add(change("image", o.Image, w.Image), fixRecreate)
+		} else {
+			add("image "+w.Image+" (another image ID)", fixRecreate)
+		}
+	}
+	if !slices.Equal(w.Entrypoint, o.Entrypoint) {
+		add("entrypoint", fixRecreate)
+	}
+	if !slices.Equal(w.Cmd, o.Cmd) {
+		add("command", fixRecreate)
+	}
+	if !maps.Equal(w.Env, o.Env) {
+		add("env", fixRecreate)
+	}
+	if !slices.Equal(w.Ports, o.Ports) {
+		add(change("ports", list(o.Ports), list(w.Ports)), fixRecreate)
+	}
+	if !slices.Equal(w.Volumes, o.Volumes) {
+		add(change("volumes", list(o.Volumes), list(w.Volumes)), fixRecreate)
+	}
+	if !maps.Equal(w.Tmpfs, o.Tmpfs) {
+		add("tmpfs", fixRecreate)
+	}
+	if !maps.Equal(w.Labels, o.Labels) {
+		add("labels", fixRecreate)
+	}
+	if w.User != o.User {
+		add(change("user", quote(o.User), quote(w.User)), fixRecreate)
+	}
+	if w.Workdir != o.Workdir {
+		add(change("workdir", quote(o.Workdir), quote(w.Workdir)), fixRecreate)
+	}
+	if w.Network != o.Network {
+		add(change("network_mode", o.Network, w.Network), fixRecreate)
+	} else if !slices.Equal(w.Networks, o.Networks) {
+		add(change("networks", list(o.Networks), list(w.Networks)), fixRecreate)
+	}
+	if !slices.Equal(w.Devices, o.Devices) {
+		add(change("devices", list(o.Devices), list(w.Devices)), fixRecreate)
+	}
+	if !slices.Equal(w.CapAdd, o.CapAdd) {
+		add(change("cap_add", list(o.CapAdd), list(w.CapAdd)), fixRecreate)
+	}
+	if !slices.Equal(w.CapDrop, o.CapDrop) {
+		add(change("cap_drop", list(o.CapDrop), list(w.CapDrop)), fixRecreate)
+	}
+	if w.Privileged != o.Privileged {
+		add(change("privileged", strconv.FormatBool(o.Privileged), strconv.FormatBool(w.Privileged)), fixRecreate)
+	}
+	if w.Health != o.Health {
+		add("health", fixRecreate)
+	}
+	if w.LogDriver != o.LogDriver {
+		add(change("log", o.LogDriver, w.LogDriver), fixRecreate)
+	}
+	// The engine adds its default log options; only those the spec sets
+	// must match.
+	for k, val := range w.LogOptions {
+		if o.LogOptions[k] != val {
+			add("log options", fixRecreate)
+			break
+		}
+	}
+	if w.Memory != o.Memory {
+		add(change("memory", strconv.FormatInt(o.Memory, 10), strconv.FormatInt(w.Memory, 10)), fixRecreate)
+	}
+	if w.StopTime != o.StopTime {
+		add(change("stop_timeout", or(o.StopTime, "default"), or(w.StopTime, "default")), fixRecreate)
+	}
+	if w.StopSignal != o.StopSignal {
+		add(change("stop_signal", o.StopSignal, w.StopSignal), fixRecreate)
+	}
+	if w.RemoveVolumes != o.RemoveVolumes {
+		add(change("remove_volumes", or(o.RemoveVolumes, "unset"), w.RemoveVolumes), fixRecreate)
+	}
+	if w.Restart != o.Restart {
+		add(change("restart", o.Restart, w.Restart), fixUpdate)
+	}
+	if w.NanoCPUs != o.NanoCPUs {
+		add(change("cpus", cpus(o.NanoCPUs), cpus(w.NanoCPUs)), fixUpdate)
+	}
+	if w.Name != o.Name {
+		add(change("name", o.Name, w.Name), fixRename)
+	}
+	if w.Running != o.Running {
+		add(change("state", state(o.Running), state(w.Running)), fixStart)
+	}
+	return fs
+}
+
+func healthOf(h *container.HealthConfig) healthView {
+	if h == nil || len(h.Test) == 0 {
+		return healthView{}
+	}
+	d := func(x time.Duration) string {
+		if x == 0 {
+			return ""
+		}
+		return x.String()
+	}
+	return healthView{
+		Test:     strings.Join(h.Test, "\x00"),
+		Interval: d(h.Interval), Timeout: d(h.Timeout), StartPeriod: d(h.StartPeriod),
+		Retries: strconv.Itoa(h.Retries),
+	}
+}
+
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func normSignal(s string) string {
+	if s == "" {
+		return "SIGTERM"
+	}
+	if n, err := strconv.Atoi(s); err == nil && n == 15 {
+		return "SIGTERM"
+	}
+	s = strings.ToUpper(s)
+	if !strings.HasPrefix(s, "SIG") {
+		s = "SIG" + s
+	}
+	return s
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func list(s []string) string {
+	if len(s) == 0 {
+		return "[]"
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+func quote(s string) string { return strconv.Quote(s) }
+
+func cpus(n int64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(float64(n)/1e9, 'f', -1, 64)
+}
+
+func state(running bool) string {
+	if running {
+		return "running"
+	}
+	return "stopped"
+}

@@ -1,0 +1,318 @@
+package docker
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/go-connections/nat"
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// imageRef is the reference a container runs: image@digest when a digest is
+// pinned (exactly that digest), else image:tag.
+func imageRef(c *spec.Container) string {
+	if c.Digest != "" {
+		return c.Image + "@" + c.Digest
+	}
+	if c.Tag != "" {
+		return c.Image + ":" + c.Tag
+	}
+	return c.Image + ":latest"
+}
+
+// specHash hashes the normalized container spec: what the container runs,
+// not how its image is followed.
+func specHash(c *spec.Container) string {
+	n := *c
+	n.Update = nil
+	n.Ports = append([]spec.Port(nil), c.Ports...)
+	sort.Slice(n.Ports, func(i, j int) bool { return portKey(n.Ports[i]) < portKey(n.Ports[j]) })
+	n.Volumes = append([]spec.Volume(nil), c.Volumes...)
+	sort.Slice(n.Volumes, func(i, j int) bool { return n.Volumes[i].Target < n.Volumes[j].Target })
+	n.Tmpfs = sortedCopy(c.Tmpfs)
+	n.Devices = sortedCopy(c.Devices)
+	n.CapAdd = normCaps(c.CapAdd)
+	n.CapDrop = normCaps(c.CapDrop)
+	b, err := json.Marshal(n) // maps marshal with sorted keys
+	if err != nil {
+		panic(fmt.Sprintf("docker: hash of a container spec: %v", err)) // plain data always marshals
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func sortedCopy(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
+}
+
+func portKey(p spec.Port) string {
+	proto := p.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	ip := p.HostIP
+	if ip == "0.0.0.0" {
+		ip = ""
+	}
+	hp := ""
+	if p.HostPort != 0 {
+		hp = strconv.Itoa(int(p.HostPort))
+	}
+	return fmt.Sprintf("%s:%s:%d/%s", ip, hp, p.ContainerPort, proto)
+}
+
+func normCaps(caps []string) []string {
+	if len(caps) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(caps))
+	for _, c := range caps {
+		c = strings.ToUpper(strings.TrimSpace(c))
+		if c != "ALL" && !strings.HasPrefix(c, "CAP_") {
+			c = "CAP_" + c
+		}
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func parseRestart(s string) container.RestartPolicy {
+	name, n, _ := strings.Cut(s, ":")
+	if name == "" {
+		name = "no"
+	}
+	max, _ := strconv.Atoi(n)
+	return container.RestartPolicy{Name: container.RestartPolicyMode(name), MaximumRetryCount: max}
+}
+
+func restartString(p container.RestartPolicy) string {
+	name := string(p.Name)
+	if name == "" {
+		name = "no"
+	}
+	if p.MaximumRetryCount > 0 {
+		return name + ":" + strconv.Itoa(p.MaximumRetryCount)
+	}
+	return name
+}
+
+func parseDevice(s string) container.DeviceMapping {
+	parts := strings.SplitN(s, ":", 3)
+	d := container.DeviceMapping{PathOnHost: parts[0], PathInContainer: parts[0], CgroupPermissions: "rwm"}
+	if len(parts) > 1 && parts[1] != "" {
+		// host:perms is allowed too, when the second part is only r, w, m.
+		if len(parts) == 2 && strings.Trim(parts[1], "rwm") == "" {
+			d.CgroupPermissions = parts[1]
+		} else {
+			d.PathInContainer = parts[1]
+		}
+	}
+	if len(parts) > 2 && parts[2] != "" {
+		d.CgroupPermissions = parts[2]
+	}
+	return d
+}
+
+func deviceString(d container.DeviceMapping) string {
+	perms := d.CgroupPermissions
+	if perms == "" {
+		perms = "rwm"
+	}
+	in := d.PathInContainer
+	if in == "" {
+		in = d.PathOnHost
+	}
+	return d.PathOnHost + ":" + in + ":" + perms
+}
+
+func parseTmpfs(list []string) map[string]string {
+	if len(list) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(list))
+	for _, t := range list {
+		p, o, _ := strings.Cut(t, ":")
+		m[p] = o
+	}
+	return m
+}
+
+func volumeString(source, target string, ro bool) string {
+	mode := "rw"
+	if ro {
+		mode = "ro"
+	}
+	return source + ":" + target + ":" + mode
+}
+
+func healthTest(cmd []string) []string {
+	if len(cmd) == 0 {
+		return nil
+	}
+	switch cmd[0] {
+	case "CMD", "CMD-SHELL", "NONE":
+		return cmd
+	}
+	return append([]string{"CMD"}, cmd...)
+}
+
+func nanoCPUs(cpus float64) int64 { return int64(math.Round(cpus * 1e9)) }
+
+func stopTimeoutSeconds(c *spec.Container) *int {
+	if c.StopTimeout == nil {
+		return nil
+	}
+	s := int(math.Ceil(c.StopTimeout.Seconds()))
+	return &s
+}
+
+// networkMode is the HostConfig.NetworkMode a spec asks for: its
+// network_mode, else its first network, else bridge.
+func networkMode(c *spec.Container) string {
+	switch {
+	case c.NetworkMode != "":
+		return c.NetworkMode
+	case len(c.Networks) > 0:
+		return c.Networks[0]
+	}
+	return "bridge"
+}
+
+// attachable reports whether a network mode joins networks (bridge or a
+// named network), as opposed to host, none and container:NAME.
+func attachable(mode string) bool {
+	return mode != "host" && mode != "none" && !strings.HasPrefix(mode, "container:")
+}
+
+// wantNetworks lists the networks a container joins, sorted; nil for host,
+// none and container: modes.
+func wantNetworks(c *spec.Container) []string {
+	mode := networkMode(c)
+	if !attachable(mode) {
+		return nil
+	}
+	set := map[string]bool{mode: true}
+	for _, n := range c.Networks {
+		set[n] = true
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ownLabels are the labels Outpost adds to a container.
+func ownLabels(c *spec.Container, hash, digest string) map[string]string {
+	l := map[string]string{
+		LabelManaged:       "true",
+		LabelResource:      c.Name,
+		LabelSpecHash:      hash,
+		LabelRemoveVolumes: strconv.FormatBool(c.RemoveVolumes),
+	}
+	if digest != "" {
+		l[LabelImageDigest] = digest
+	}
+	return l
+}
+
+// createConfig builds what ContainerCreate takes for c. It joins the first
+// of its networks at create; the others are connected before start (the
+// engine's API before 1.44 takes one endpoint at create).
+func createConfig(c *spec.Container, hash, digest string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	labels := map[string]string{}
+	for k, v := range c.Labels {
+		labels[k] = v
+	}
+	for k, v := range ownLabels(c, hash, digest) {
+		labels[k] = v
+	}
+	env := make([]string, 0, len(c.Env))
+	for k, v := range c.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+
+	cfg := &container.Config{
+		Image:       imageRef(c),
+		Env:         env,
+		Labels:      labels,
+		User:        c.User,
+		WorkingDir:  c.Workdir,
+		StopSignal:  c.StopSignal,
+		StopTimeout: stopTimeoutSeconds(c),
+	}
+	if len(c.Command) > 0 {
+		cfg.Cmd = c.Command
+	}
+	if len(c.Entrypoint) > 0 {
+		cfg.Entrypoint = c.Entrypoint
+	}
+	if h := c.Health; h != nil {
+		cfg.Healthcheck = &container.HealthConfig{
+			Test: healthTest(h.Cmd), Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, Retries: h.Retries,
+		}
+	}
+
+	host := &container.HostConfig{
+		NetworkMode:   container.NetworkMode(networkMode(c)),
+		RestartPolicy: parseRestart(c.Restart),
+		Privileged:    c.Privileged,
+		CapAdd:        c.CapAdd,
+		CapDrop:       c.CapDrop,
+		Tmpfs:         parseTmpfs(c.Tmpfs),
+	}
+	host.Memory = c.Memory
+	host.NanoCPUs = nanoCPUs(c.CPUs)
+	if len(c.Ports) > 0 {
+		cfg.ExposedPorts = nat.PortSet{}
+		host.PortBindings = nat.PortMap{}
+		for _, p := range c.Ports {
+			proto := p.Protocol
+			if proto == "" {
+				proto = "tcp"
+			}
+			port := nat.Port(fmt.Sprintf("%d/%s", p.ContainerPort, proto))
+			cfg.ExposedPorts[port] = struct{}{}
+			hp := ""
+			if p.HostPort != 0 {
+				hp = strconv.Itoa(int(p.HostPort))
+			}
+			host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: p.HostIP, HostPort: hp})
+		}
+	}
+	for _, v := range c.Volumes {
+		b := v.Source + ":" + v.Target
+		if v.ReadOnly {
+			b += ":ro"
+		}
+		host.Binds = append(host.Binds, b)
+	}
+	for _, dv := range c.Devices {
+		host.Devices = append(host.Devices, parseDevice(dv))
+	}
+	if l := c.Log; l != nil {
+		host.LogConfig = container.LogConfig{Type: l.Driver, Config: l.Options}
+	}
+	var nc *network.NetworkingConfig
+	if mode := networkMode(c); attachable(mode) && mode != "bridge" {
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{mode: {}}}
+	}
+	return cfg, host, nc
+}
