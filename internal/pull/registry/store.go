@@ -220,6 +220,18 @@ func (s *Store) Pin(c *spec.Container) bool {
 	return true
 }
 
+// PinState pins every following container of st (see Pin) and returns the
+// names of those that have nothing resolved yet: they cannot be created
+// until a poll resolves them, and a running one is best left as it is.
+func (s *Store) PinState(st *spec.State) (unresolved []string) {
+	for _, r := range st.Resources {
+		if c := r.Container; c != nil && c.Update != nil && !s.Pin(c) {
+			unresolved = append(unresolved, c.Name)
+		}
+	}
+	return unresolved
+}
+
 // MarkBad records that tag (at digest, or at any digest when digest is
 // empty) failed on this host: the resolver passes it over until an
 // operator clears it, and a newer tag is chosen when one appears. When tag

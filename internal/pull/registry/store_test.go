@@ -200,3 +200,27 @@ func TestOpenStoreCorrupt(t *testing.T) {
 		})
 	}
 }
+
+func TestStorePinState(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	web := following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})
+	if _, err := s.Record(web, Resolution{Tag: "1.0.0", Digest: "sha256:aa"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := &spec.State{Resources: []*spec.Resource{
+		{ID: spec.ID{Kind: spec.KindFile, Name: "/etc/x"}, File: &spec.File{Path: "/etc/x"}},
+		{ID: spec.ID{Kind: spec.KindContainer, Name: "web"}, Container: following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})},
+		{ID: spec.ID{Kind: spec.KindContainer, Name: "api"}, Container: following("api", "r.example/api", spec.UpdatePolicy{Policy: "semver"})},
+		{ID: spec.ID{Kind: spec.KindContainer, Name: "db"}, Container: &spec.Container{Name: "db", Image: "postgres", Tag: "16"}},
+	}}
+	got := s.PinState(st)
+	if diff := cmp.Diff([]string{"api"}, got); diff != "" {
+		t.Errorf("PinState unresolved (-want +got):\n%s", diff)
+	}
+	if ref := st.Resources[1].Container.Ref(); ref != "r.example/web:1.0.0@sha256:aa" {
+		t.Errorf("web after PinState = %s, want r.example/web:1.0.0@sha256:aa", ref)
+	}
+	if ref := st.Resources[3].Container.Ref(); ref != "postgres:16" {
+		t.Errorf("pinned db after PinState = %s, want postgres:16", ref)
+	}
+}
