@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -98,6 +99,8 @@ func Load(fsys fs.FS, opts Options) (*Repo, error) {
 	l.readBodies()
 	l.readFleet()
 	l.checkDuplicates()
+	l.checkNestedFiles()
+	l.checkPorts()
 	l.checkRefs()
 	l.checkCycles()
 	if len(l.errs) > 0 {
@@ -349,6 +352,67 @@ func (l *loader) checkDuplicates() {
 			}
 		}
 	}
+}
+
+// checkNestedFiles reports a file whose path lies under another file's path
+// when both can apply to one host: one of them would have to be a
+// directory.
+func (l *loader) checkNestedFiles() {
+	byPath := map[string][]*decl{}
+	for _, r := range l.decls {
+		if f := r.res.File; f != nil && !f.Absent {
+			byPath[f.Path] = append(byPath[f.Path], r)
+		}
+	}
+	for _, r := range l.decls {
+		f := r.res.File
+		if f == nil || f.Absent {
+			continue
+		}
+		for dir := path.Dir(f.Path); dir != "/"; dir = path.Dir(dir) {
+			for _, parent := range byPath[dir] {
+				if l.collide(parent, r) {
+					l.errorAt(r.res.Pos, "path: %s lies under file:%s, declared at %s", f.Path, dir, parent.res.Pos)
+				}
+			}
+		}
+	}
+}
+
+// checkPorts reports two containers that publish the same host port and
+// protocol on overlapping addresses when both can apply to one host.
+func (l *loader) checkPorts() {
+	type use struct {
+		r    *decl
+		port Port
+	}
+	byPort := map[string][]use{}
+	for _, r := range l.decls {
+		c := r.res.Container
+		if c == nil {
+			continue
+		}
+		for _, p := range c.Ports {
+			if p.HostPort == 0 {
+				continue
+			}
+			key := fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)
+			for _, u := range byPort[key] {
+				if u.r != r && overlaps(u.port.HostIP, p.HostIP) && l.collide(u.r, r) {
+					l.errorAt(r.res.Pos, "ports: host port %s is also published by %s, declared at %s", key, u.r.res.ID, u.r.res.Pos)
+					break
+				}
+			}
+			byPort[key] = append(byPort[key], use{r, p})
+		}
+	}
+}
+
+// overlaps reports whether two host addresses of a published port can
+// clash: an empty or unspecified address binds them all.
+func overlaps(a, b string) bool {
+	any := func(s string) bool { return s == "" || s == "0.0.0.0" || s == "::" }
+	return a == b || any(a) || any(b)
 }
 
 func posLess(a, b Pos) bool {
