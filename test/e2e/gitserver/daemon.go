@@ -32,6 +32,7 @@ func (r *Root) ServeGit() *GitDaemon {
 			"--enable=receive-pack", r.Dir)
 		d.cmd.Env = gitEnv(r.Dir)
 		d.cmd.Stderr = d.stderr
+		ownGroup(d.cmd)
 		if err := d.cmd.Start(); err != nil {
 			r.t.Fatalf("gitserver: start git daemon: %v", err)
 		}

@@ -42,6 +42,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -152,16 +153,24 @@ func waitListening(addr string, exited <-chan struct{}) error {
 	}
 }
 
-// stopProcess ends a started command and waits for it.
+// ownGroup starts cmd in a process group of its own, so that stopping it
+// stops the children it forked for connections too, and bounds the wait for
+// output pipes that such children hold open.
+func ownGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second
+}
+
+// stopProcess ends a started command, its process group and waits for it.
 func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
 	if cmd.Process == nil {
 		return
 	}
-	_ = cmd.Process.Signal(os.Interrupt)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}
 }

@@ -90,10 +90,15 @@ PubkeyAuthentication yes
 AllowUsers %s
 PrintMotd no
 LogLevel ERROR
+SetEnv SHLVL=1
 `, port, hostKey.PrivateFile, authKeys, u.Username)
+		// SHLVL=1: bash, the login shell, sources ~/.bashrc for commands
+		// that sshd runs when SHLVL is unset; a slow .bashrc would slow
+		// every connection down.
 		confFile := writeFile(r, dir, "sshd_config", conf)
 		s.cmd = exec.Command(sshd, "-D", "-e", "-f", confFile)
 		s.cmd.Stderr = s.stderr
+		ownGroup(s.cmd)
 		if err := s.cmd.Start(); err != nil {
 			r.t.Fatalf("gitserver: start sshd: %v", err)
 		}
