@@ -1,0 +1,438 @@
+// Package pull owns Outpost's side of Git: a bare, shallow clone cache of the
+// environment repository, cheap polls of its branch, reading a commit's tree
+// as an fs.FS, verifying commit signatures (SSH and OpenPGP), classifying
+// and retrying failures, and choosing the commit to converge when the server
+// is away (the last good one).
+//
+// pull imports no other Outpost package. It does not know manifests, the
+// engine or the state document: the caller keeps the last good commit and
+// hands it in.
+package pull
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// DefaultTimeout limits each network operation when Config.Timeout is 0.
+const DefaultTimeout = 2 * time.Minute
+
+// Config says where the environment repository is and how to trust it.
+type Config struct {
+	// URL is https://, http://, ssh://, user@host:path, git://, file:// or
+	// a local path. User info in an https URL is used as credentials and
+	// never logged.
+	URL string
+	// Branch is the branch to follow; "" means main.
+	Branch string
+	Auth   Auth
+	Verify Verify
+	// Timeout limits each network operation; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Auth names the credential files of a source. Files are read when the Repo
+// is opened; their content is never logged.
+type Auth struct {
+	// SSHKeyFile is a private key without a passphrase (ssh sources).
+	SSHKeyFile string
+	// KnownHostsFile is checked strictly (ssh sources); "" means
+	// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts.
+	KnownHostsFile string
+	// Username goes with PasswordFile or TokenFile (https), or is the ssh
+	// login when the URL has none.
+	Username string
+	// PasswordFile holds an https password.
+	PasswordFile string
+	// TokenFile holds an https access token, sent as the basic auth
+	// password (user name Username, or "outpost").
+	TokenFile string
+	// CAFile holds PEM certificates trusted for https besides the system's.
+	CAFile string
+}
+
+// Verify names the keys that must have signed a commit. With both empty no
+// signature is checked.
+type Verify struct {
+	// AllowedSigners is an allowed_signers file as ssh-keygen -Y verify
+	// reads it.
+	AllowedSigners string
+	// OpenPGPKeyring is a file of OpenPGP public keys, armored or binary.
+	OpenPGPKeyring string
+}
+
+// Enabled reports whether commits must be signed.
+func (v Verify) Enabled() bool { return v.AllowedSigners != "" || v.OpenPGPKeyring != "" }
+
+// Repo is a source repository: a clone cache under a directory, or, for a
+// local path or file:// URL, the repository itself read in place. Its
+// methods are safe for concurrent use.
+type Repo struct {
+	cfg      Config
+	log      *slog.Logger
+	dir      string
+	tr       Transport
+	redacted string
+	branch   plumbing.ReferenceName // on the remote
+	tracking plumbing.ReferenceName // in the cache
+
+	mu      sync.Mutex // guards repo, damaged, seen and every read of repo
+	repo    *git.Repository
+	damaged error  // why the cache must be cloned again, or nil
+	seen    string // the tip of the last Poll of a local repository
+}
+
+// Result is the outcome of a Poll.
+type Result struct {
+	// Commit is the branch tip, now in the local clone.
+	Commit string
+	// Changed is true when the tip differs from the one fetched before
+	// (by this cache; for a local repository, by this Repo).
+	Changed bool
+}
+
+// Open prepares the source of cfg with its clone cache in dir (created 0700
+// when missing; not used for local repositories). It does not touch the
+// network. A cache that is damaged is noted and cloned again by the next
+// Poll; the commits it held are fetched again then.
+func Open(dir string, cfg Config, log *slog.Logger) (*Repo, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Branch == "" {
+		cfg.Branch = "main"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	tr, err := cfg.Transport()
+	if err != nil {
+		return nil, &Error{Op: "open", URL: Redact(cfg.URL), Err: err}
+	}
+	if a, ok := tr.Auth.(*sshAuth); ok {
+		a.timeout = cfg.Timeout
+	}
+	r := &Repo{
+		cfg: cfg, dir: dir, tr: tr, redacted: Redact(cfg.URL),
+		branch:   plumbing.NewBranchReferenceName(cfg.Branch),
+		tracking: plumbing.NewRemoteReferenceName("origin", cfg.Branch),
+	}
+	r.log = log.With("source", r.redacted, "branch", cfg.Branch)
+	if tr.Local {
+		repo, err := git.PlainOpenWithOptions(tr.LocalPath, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+		if err != nil {
+			return nil, &Error{Op: "open", URL: r.redacted, Kind: ErrRepoNotFound, Err: err}
+		}
+		r.repo = repo
+		return r, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, &Error{Op: "open", URL: r.redacted, Err: err}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.openCache(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Dir returns the clone cache's directory ("" for a local repository).
+func (r *Repo) Dir() string {
+	if r.tr.Local {
+		return ""
+	}
+	return r.dir
+}
+
+// Transport returns how the source is reached.
+func (r *Repo) Transport() Transport { return r.tr }
+
+// storage opens the cache's object store with a small object cache: the
+// tree of a large repository must not all stay in memory.
+func (r *Repo) storage() *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(8*cache.MiByte),
+		filesystem.Options{ExclusiveAccess: true, LargeObjectThreshold: 1 << 20})
+}
+
+// openCache opens or creates the bare cache and checks what the tracking ref
+// points to. r.mu is held.
+func (r *Repo) openCache() error {
+	r.damaged = nil
+	repo, err := git.Open(r.storage(), nil)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		repo, err = git.Init(r.storage(), nil)
+		if err != nil {
+			return &Error{Op: "open", URL: r.redacted, Err: fmt.Errorf("create clone cache %s: %w", r.dir, err)}
+		}
+		r.repo = repo
+		return nil
+	}
+	if err != nil {
+		r.damaged = err
+		r.log.Warn("clone cache damaged; it will be cloned again", "dir", r.dir, "err", err)
+		return r.resetCache()
+	}
+	r.repo = repo
+	if err := r.checkTip(); err != nil {
+		r.damaged = err
+		r.log.Warn("clone cache damaged; it will be cloned again", "dir", r.dir, "err", err)
+	}
+	return nil
+}
+
+// resetCache removes the cache and creates it empty. r.mu is held.
+func (r *Repo) resetCache() error {
+	entries, err := os.ReadDir(r.dir)
+	if err != nil {
+		return &Error{Op: "reset", URL: r.redacted, Err: err}
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(r.dir, e.Name())); err != nil {
+			return &Error{Op: "reset", URL: r.redacted, Err: err}
+		}
+	}
+	repo, err := git.Init(r.storage(), nil)
+	if err != nil {
+		return &Error{Op: "reset", URL: r.redacted, Err: fmt.Errorf("create clone cache %s: %w", r.dir, err)}
+	}
+	r.repo = repo
+	r.damaged = nil
+	return nil
+}
+
+// checkTip reads the tracking ref and every object of its commit's tree,
+// so that a truncated pack, a missing object or a broken ref is found
+// before it is trusted. A cache without the ref is fine. r.mu is held.
+func (r *Repo) checkTip() error {
+	ref, err := r.repo.Storer.Reference(r.tracking)
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: ref %s: %w", ErrCorrupt, r.tracking, err)
+	}
+	if ref.Type() != plumbing.HashReference || ref.Hash().IsZero() {
+		return fmt.Errorf("%w: ref %s is not a commit", ErrCorrupt, r.tracking)
+	}
+	return r.checkCommit(ref.Hash())
+}
+
+// checkCommit reads the commit, its tree and every blob in it. r.mu is held.
+func (r *Repo) checkCommit(h plumbing.Hash) error {
+	c, err := r.repo.CommitObject(h)
+	if err != nil {
+		return fmt.Errorf("%w: commit %s: %w", ErrCorrupt, h, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fmt.Errorf("%w: tree of %s: %w", ErrCorrupt, h, err)
+	}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		name, e, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: tree of %s: %w", ErrCorrupt, h, err)
+		}
+		if e.Mode == filemode.Dir || e.Mode == filemode.Submodule {
+			continue
+		}
+		if err := readObject(r.repo, e.Hash); err != nil {
+			return fmt.Errorf("%w: %s in %s: %w", ErrCorrupt, name, h, err)
+		}
+	}
+}
+
+func readObject(repo *git.Repository, h plumbing.Hash) error {
+	o, err := repo.Storer.EncodedObject(plumbing.AnyObject, h)
+	if err != nil {
+		return err
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	n, err := io.Copy(io.Discard, rd)
+	if err != nil {
+		return err
+	}
+	if n != o.Size() {
+		return fmt.Errorf("object %s: read %d of %d bytes", h, n, o.Size())
+	}
+	return nil
+}
+
+// Poll asks the server for the branch tip (one ref advertisement) and, only
+// when it moved, fetches it: single branch, depth 1, no tags, following
+// force-pushes. A damaged cache is cloned again first.
+func (r *Repo) Poll(ctx context.Context) (Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tr.Local {
+		return r.pollLocal()
+	}
+	if r.damaged != nil {
+		r.log.Info("cloning again into a damaged cache", "dir", r.dir, "err", r.damaged)
+		if err := r.resetCache(); err != nil {
+			return Result{}, err
+		}
+	}
+	prev := r.trackedTip()
+
+	tip, err := r.lsRemote(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if tip == prev {
+		r.log.Debug("branch unchanged", "commit", tip.String())
+		return Result{Commit: tip.String()}, nil
+	}
+	if r.checkCommit(tip) == nil {
+		// A force-push back to a commit that is still here.
+		if err := r.repo.Storer.SetReference(plumbing.NewHashReference(r.tracking, tip)); err != nil {
+			return Result{}, &Error{Op: "fetch", URL: r.redacted, Kind: ErrCorrupt, Err: err}
+		}
+	} else if err := r.fetch(ctx); err != nil {
+		return Result{}, err
+	}
+	now := r.trackedTip()
+	if now.IsZero() {
+		return Result{}, &Error{Op: "fetch", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("%s", r.cfg.Branch)}
+	}
+	r.log.Info("fetched new commit", "commit", now.String(), "previous", prev.String())
+	return Result{Commit: now.String(), Changed: now != prev}, nil
+}
+
+// trackedTip returns the cache's tracking ref, or the zero hash.
+func (r *Repo) trackedTip() plumbing.Hash {
+	ref, err := r.repo.Storer.Reference(r.tracking)
+	if err != nil {
+		return plumbing.ZeroHash
+	}
+	return ref.Hash()
+}
+
+func (r *Repo) remote() *git.Remote {
+	return git.NewRemote(r.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
+}
+
+// lsRemote returns the branch's tip on the server.
+func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	refs, err := r.remote().ListContext(ctx, &git.ListOptions{
+		Auth: r.tr.Auth, CABundle: r.tr.CABundle, PeelingOption: git.IgnorePeeled,
+	})
+	if err != nil {
+		return plumbing.ZeroHash, r.wrapErr("ls-remote", err)
+	}
+	for _, ref := range refs {
+		if ref.Name() == r.branch && ref.Type() == plumbing.HashReference {
+			return ref.Hash(), nil
+		}
+	}
+	return plumbing.ZeroHash, &Error{Op: "ls-remote", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("no branch %q", r.cfg.Branch)}
+}
+
+// fetch fetches the branch tip at depth 1 into the tracking ref. A fetch that
+// fails on the local side (a damaged pack) clones again once.
+func (r *Repo) fetch(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	spec := config.RefSpec(fmt.Sprintf("+%s:%s", r.branch, r.tracking))
+	opts := &git.FetchOptions{
+		RemoteName: "origin",
+		RefSpecs:   []config.RefSpec{spec},
+		Depth:      1,
+		Tags:       git.NoTags,
+		Force:      true,
+		Auth:       r.tr.Auth,
+		CABundle:   r.tr.CABundle,
+	}
+	err := r.remote().FetchContext(ctx, opts)
+	if errors.Is(err, git.NoErrAlreadyUpToDate) {
+		err = nil
+	}
+	if err != nil {
+		werr := r.wrapErr("fetch", err)
+		if ctx.Err() != nil || !errors.Is(werr, ErrUnreachable) {
+			return werr
+		}
+		// A failure that is not the network's may be the cache's.
+		if cerr := r.checkTip(); cerr == nil {
+			return werr
+		}
+		r.log.Warn("clone cache damaged; cloning again", "dir", r.dir, "err", err)
+		if rerr := r.resetCache(); rerr != nil {
+			return rerr
+		}
+		if err := r.remote().FetchContext(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+			return r.wrapErr("fetch", err)
+		}
+	}
+	if err := r.checkTip(); err != nil {
+		r.damaged = err
+		return &Error{Op: "fetch", URL: r.redacted, Err: err}
+	}
+	return nil
+}
+
+func (r *Repo) pollLocal() (Result, error) {
+	ref, err := r.repo.Reference(r.branch, true)
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return Result{}, &Error{Op: "read", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("no branch %q", r.cfg.Branch)}
+	}
+	if err != nil {
+		return Result{}, &Error{Op: "read", URL: r.redacted, Err: err}
+	}
+	tip := ref.Hash().String()
+	res := Result{Commit: tip, Changed: tip != r.seen}
+	r.seen = tip
+	return res, nil
+}
+
+// resolve returns the hash of a commit that is in the repository.
+func (r *Repo) resolve(commit string) (*object.Commit, error) {
+	h := plumbing.NewHash(commit)
+	if len(commit) != 40 || h.String() != commit {
+		return nil, &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("%q is not a full commit hash", commit)}
+	}
+	c, err := r.repo.CommitObject(h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("commit %s", commit)}
+	}
+	if err != nil {
+		return nil, r.noteDamage(fmt.Errorf("commit %s: %w", commit, err))
+	}
+	return c, nil
+}
+
+// noteDamage marks the cache to be cloned again and returns err as
+// ErrCorrupt. r.mu is held.
+func (r *Repo) noteDamage(err error) error {
+	if !r.tr.Local {
+		r.damaged = err
+	}
+	return &Error{Op: "read", URL: r.redacted, Kind: ErrCorrupt, Err: err}
+}
