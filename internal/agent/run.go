@@ -52,17 +52,17 @@ func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
 
 // Diff reports what Apply would change on this host, and changes nothing.
 func Diff(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
-	return converge1(ctx, cfg, log, false)
+	return pass(ctx, cfg, log, false)
 }
 
 // Apply converges this host once to the source's current revision and
 // records what it owns in the state directory.
 func Apply(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
-	return converge1(ctx, cfg, log, true)
+	return pass(ctx, cfg, log, true)
 }
 
-// converge1 runs one pass, dry or not: diff and apply share every step.
-func converge1(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Report, error) {
+// pass runs one pass, dry or not: diff and apply share every step.
+func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Report, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
