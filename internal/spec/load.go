@@ -508,7 +508,8 @@ func (rp *Repo) applies(r *decl, host Host) bool {
 // Render selects the resources that apply to host through fleet.yaml,
 // renders templates, and returns the host's desired state. A reference in
 // after or restart_on to a resource that does not apply to host is an
-// error. The result is the caller's to change.
+// error. The result is the caller's to change. Render does no I/O and is
+// safe for concurrent use.
 func (rp *Repo) Render(host Host) (*State, error) {
 	var errs Errors
 	st := &State{AllowMassPrune: rp.fleet.allowMassPrune}

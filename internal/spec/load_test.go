@@ -3,7 +3,9 @@ package spec
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -180,5 +182,53 @@ memory: 1073741824
 	}
 	if c.Memory != 1<<30 {
 		t.Errorf("memory = %d, want %d", c.Memory, 1<<30)
+	}
+}
+
+// TestRenderConcurrent renders one Repo from several goroutines, under the
+// race detector, and expects what a sequential Render gives.
+func TestRenderConcurrent(t *testing.T) {
+	repo, err := Load(os.DirFS("testdata/valid/fleet-selectors/repo"), Options{})
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	hosts := []Host{
+		{Name: "edge-042", Labels: map[string]string{"role": "gateway", "site": "berlin"}},
+		{Name: "edge-043", Labels: map[string]string{"site": "berlin"}},
+		{Name: "other"},
+	}
+	hashes := func(h Host) ([]string, error) {
+		st, err := repo.Render(h)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, r := range st.Resources {
+			out = append(out, r.ID.String()+" "+r.Hash())
+		}
+		return out, nil
+	}
+	want := make([][]string, len(hosts))
+	for i, h := range hosts {
+		if want[i], err = hashes(h); err != nil {
+			t.Fatalf("Render(%s) = %v", h.Name, err)
+		}
+	}
+	got := make([][]string, 4*len(hosts))
+	errs := make([]error, len(got))
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = hashes(hosts[i%len(hosts)]) })
+	}
+	wg.Wait()
+	for i := range got {
+		h := hosts[i%len(hosts)]
+		if errs[i] != nil {
+			t.Errorf("concurrent Render(%s) = %v", h.Name, errs[i])
+			continue
+		}
+		if diff := cmp.Diff(want[i%len(hosts)], got[i]); diff != "" {
+			t.Errorf("concurrent Render(%s) (-want +got):\n%s", h.Name, diff)
+		}
 	}
 }

@@ -62,8 +62,7 @@ func fieldSet(lists ...[]string) map[string]bool {
 	return m
 }
 
-// manifest parses one manifest file's documents into decls. dir is the
-// manifest's directory, relative to the repository root.
+// manifest parses one manifest file's documents into decls.
 func (d *decoder) manifest(data []byte) []*decl {
 	var out []*decl
 	for _, root := range d.documents(data) {
