@@ -51,7 +51,7 @@ type view struct {
 }
 
 type healthView struct {
-	Test                                   string
+	Test                                    string
 	Interval, Timeout, StartPeriod, Retries string
 }
 
