@@ -549,10 +549,48 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 		p := NewPoller(newTestResolver(t, Options{Bad: store}), store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
 		ups, err := p.Poll(ctx, []*spec.Container{down})
 		if err == nil || len(ups) != 0 {
-			t.Errorf("Poll of a stopped registry = %v, %v; want an error and no update", ups, err)
+			t.Fatalf("Poll of a stopped registry = %v, %v; want an error and no update", ups, err)
 		}
 		if !strings.Contains(err.Error(), addr) {
 			t.Errorf("Poll error %q does not name the registry %s", err, addr)
+		}
+		wantCurrent(t, store, "1.0.0@"+d)
+	})
+
+	t.Run("registry process stopped behind a proxy", func(t *testing.T) {
+		own, stopReg, err := testreg.Launch(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := false
+		t.Cleanup(func() {
+			if !stopped {
+				stopReg()
+			}
+		})
+		d := own.Push(t, "svc", img, "1.0.0")
+		f := own.Front(t, testreg.FrontOptions{})
+		c := following("svc", f.Host()+"/svc", spec.UpdatePolicy{Policy: "semver"})
+		store, err := OpenStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := NewPoller(newTestResolver(t, Options{Bad: store}), store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
+		if ups, err := p.Poll(ctx, []*spec.Container{c}); err != nil || len(ups) != 1 {
+			t.Fatalf("first Poll = %v, %v; want one update", ups, err)
+		}
+		own.Push(t, "svc", variant(t, img, "N=stopped"), "1.0.1")
+		stopReg()
+		stopped = true
+		f.Reset()
+
+		ups, err := p.Poll(ctx, []*spec.Container{c})
+		var te *transport.Error
+		if !errors.As(err, &te) || te.StatusCode != http.StatusBadGateway || len(ups) != 0 {
+			t.Errorf("Poll with the registry stopped = %v, %v; want a 502 from the proxy and no update", ups, err)
+		}
+		if got, want := f.RequestsTo("/v2/svc/tags/list"), fastRetry.Max+1; got != want {
+			t.Errorf("tag list requests with the registry stopped = %d, want %d", got, want)
 		}
 		wantCurrent(t, store, "1.0.0@"+d)
 	})
