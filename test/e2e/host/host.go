@@ -232,7 +232,7 @@ func (h *Host) Command(ctx context.Context, args ...string) *exec.Cmd {
 func (h *Host) CommandIn(ctx context.Context, dir string, args ...string) *exec.Cmd {
 	nsargs := []string{"-t", strconv.Itoa(h.pid), "-a"}
 	if dir != "" {
-		nsargs = append(nsargs, "--wdir="+dir)
+		nsargs = append(nsargs, "--wd="+dir)
 	}
 	nsargs = append(nsargs, "--")
 	cmd := exec.CommandContext(ctx, "nsenter", append(nsargs, args...)...)

@@ -1,0 +1,430 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// unitState is what the driver reads of a loaded unit.
+type unitState struct {
+	LoadState     string
+	ActiveState   string
+	SubState      string
+	UnitFileState string
+}
+
+func (d *Driver) state(ctx context.Context, name string) (unitState, error) {
+	props, err := d.conn.GetUnitPropertiesContext(ctx, name)
+	if err != nil {
+		return unitState{}, fmt.Errorf("unit %s: read properties: %w", name, err)
+	}
+	str := func(k string) string { s, _ := props[k].(string); return s }
+	return unitState{
+		LoadState:     str("LoadState"),
+		ActiveState:   str("ActiveState"),
+		SubState:      str("SubState"),
+		UnitFileState: str("UnitFileState"),
+	}, nil
+}
+
+// running reports whether an ActiveState counts as running: active, or on
+// its way there.
+func running(active string) bool {
+	return active == "active" || active == "reloading" || active == "activating"
+}
+
+// enabledAs reports whether a UnitFileState satisfies enabled: want. A unit
+// without an [Install] section (static, and the like) satisfies either.
+func enabledAs(state string, want bool) bool {
+	switch state {
+	case "enabled", "enabled-runtime", "linked", "linked-runtime", "alias":
+		return want
+	case "static", "indirect", "generated", "transient":
+		return true
+	}
+	return !want // disabled, masked, bad, or not loaded yet
+}
+
+func (d *Driver) unit(r *spec.Resource) (*spec.Unit, error) {
+	u := r.Unit
+	if u == nil {
+		return nil, fmt.Errorf("resource %s: not a unit", r.ID)
+	}
+	if err := checkName(u.Name); err != nil {
+		return nil, err
+	}
+	for n := range u.Dropins {
+		if err := checkDropin(n); err != nil {
+			return nil, fmt.Errorf("unit %s: %w", u.Name, err)
+		}
+	}
+	return u, nil
+}
+
+// CheckApply compares the unit r with the host: its files, whether it is
+// enabled, whether it runs. With apply it writes the files (and reloads
+// systemd when one changed), enables or disables the unit, and starts, stops
+// or restarts it, waiting for each job's result. A unit whose files changed
+// is restarted (reloaded with on_change: reload) when it runs.
+//
+// Drift, a difference made by hand to the spec last applied, is repaired,
+// except with drift: warn (reported, "left alone") and drift: ignore (not
+// reported). A new spec is always applied. CheckApply implements
+// converge.Driver.
+func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
+	u, err := d.unit(r)
+	if err != nil {
+		return spec.Change{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	log := d.log.With("resource", r.ID.String())
+
+	hash := specHash(u)
+	plan, err := d.planFiles(u, hash)
+	if err != nil {
+		return spec.Change{}, fmt.Errorf("unit %s: %w", u.Name, err)
+	}
+	// What Prepare wrote in this pass counts as this call's change.
+	prep, prepared := d.prepared[u.Name]
+	if prepared {
+		plan.change.fields = append(prep.fields, plan.change.fields...)
+		plan.change.create = plan.change.create || prep.create
+		plan.change.restart = plan.change.restart || prep.restart
+		plan.change.drifted = prep.drifted
+	}
+	st, err := d.state(ctx, u.Name)
+	if err != nil {
+		return spec.Change{}, err
+	}
+
+	fields := append([]string(nil), plan.change.fields...)
+	if u.Enabled != nil && !enabledAs(st.UnitFileState, *u.Enabled) && !(plan.change.create && !*u.Enabled) {
+		from := st.UnitFileState
+		if from == "" || plan.change.create {
+			from = "missing"
+		}
+		fields = append(fields, fmt.Sprintf("enabled %s -> %v", from, *u.Enabled))
+	}
+	switch {
+	case u.State == spec.UnitRunning && !running(st.ActiveState):
+		fields = append(fields, fmt.Sprintf("state %s -> running", st.ActiveState))
+	case u.State == spec.UnitStopped && running(st.ActiveState):
+		fields = append(fields, fmt.Sprintf("state %s -> stopped", st.ActiveState))
+	}
+	if len(fields) == 0 {
+		return spec.Change{Action: spec.ActionNone}, nil
+	}
+	ch := spec.Change{Action: spec.ActionUpdate, Fields: fields}
+	if plan.change.create {
+		ch.Action = spec.ActionCreate
+	}
+	if plan.change.drifted {
+		switch r.Drift {
+		case spec.DriftIgnore:
+			return spec.Change{Action: spec.ActionNone}, nil
+		case spec.DriftWarn:
+			log.Warn("unit drifted; left alone (drift: warn)", "fields", strings.Join(fields, ", "))
+			ch.Fields = append(ch.Fields, "left alone (drift: warn)")
+			return ch, nil
+		}
+	}
+	if !apply {
+		return ch, nil
+	}
+	delete(d.prepared, u.Name)
+
+	if !plan.empty() {
+		if err := plan.apply(); err != nil {
+			return ch, fmt.Errorf("unit %s: %w", u.Name, err)
+		}
+		if err := d.reload(ctx); err != nil {
+			return ch, err
+		}
+	}
+	if u.Enabled != nil {
+		if err := d.enable(ctx, u.Name, *u.Enabled); err != nil {
+			return ch, err
+		}
+	}
+	if err := d.converge(ctx, u, plan.change.restart); err != nil {
+		return ch, err
+	}
+	log.Info("unit converged", "change", ch.String())
+	return ch, nil
+}
+
+// converge brings the unit's run state to u's, restarting it when its files
+// changed and it runs.
+func (d *Driver) converge(ctx context.Context, u *spec.Unit, changed bool) error {
+	st, err := d.state(ctx, u.Name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.State == spec.UnitStopped:
+		if running(st.ActiveState) {
+			return d.job(ctx, "stop", u.Name)
+		}
+	case !running(st.ActiveState):
+		if u.State == spec.UnitRunning {
+			return d.job(ctx, "start", u.Name)
+		}
+	case changed:
+		if u.Reload {
+			return d.job(ctx, "reload-or-restart", u.Name)
+		}
+		return d.job(ctx, "restart", u.Name)
+	}
+	return nil
+}
+
+func (d *Driver) enable(ctx context.Context, name string, want bool) error {
+	st, err := d.state(ctx, name)
+	if err != nil {
+		return err
+	}
+	if enabledAs(st.UnitFileState, want) {
+		return nil
+	}
+	if want {
+		if _, _, err := d.conn.EnableUnitFilesContext(ctx, []string{name}, false, false); err != nil {
+			return fmt.Errorf("enable %s: %w", name, err)
+		}
+	} else if _, err := d.conn.DisableUnitFilesContext(ctx, []string{name}, false); err != nil {
+		return fmt.Errorf("disable %s: %w", name, err)
+	}
+	// Like systemctl, reload so that systemd sees the new symlinks: its
+	// dependency graph and the UnitFileState it reports.
+	return d.reload(ctx)
+}
+
+func (d *Driver) reload(ctx context.Context) error {
+	if err := d.conn.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("systemd daemon-reload: %w", err)
+	}
+	d.reloads++
+	return nil
+}
+
+// job runs a start, stop, restart or reload job and waits for its result or
+// for ctx. A result other than done is a *JobError.
+func (d *Driver) job(ctx context.Context, op, name string) error {
+	// Buffered: the library delivers the result while holding a lock, and
+	// nobody reads it once ctx is done.
+	done := make(chan string, 1)
+	var err error
+	switch op {
+	case "start":
+		_, err = d.conn.StartUnitContext(ctx, name, "replace", done)
+	case "stop":
+		_, err = d.conn.StopUnitContext(ctx, name, "replace", done)
+	case "restart":
+		_, err = d.conn.RestartUnitContext(ctx, name, "replace", done)
+	case "try-restart":
+		_, err = d.conn.TryRestartUnitContext(ctx, name, "replace", done)
+	case "reload-or-restart":
+		_, err = d.conn.ReloadOrRestartUnitContext(ctx, name, "replace", done)
+	case "reload-or-try-restart":
+		_, err = d.conn.ReloadOrTryRestartUnitContext(ctx, name, "replace", done)
+	default:
+		return fmt.Errorf("unknown job %q", op)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, name, err)
+	}
+	select {
+	case res := <-done:
+		if res == "done" || (res == "skipped" && op != "start") {
+			return nil
+		}
+		return d.jobError(ctx, op, name, res)
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: waiting for the job: %w", op, name, ctx.Err())
+	}
+}
+
+// jobError describes a failed job with the unit's own result.
+func (d *Driver) jobError(ctx context.Context, op, name, res string) error {
+	e := &JobError{Unit: name, Op: op, JobResult: res}
+	if typ := unitType(name); typ != "" {
+		if props, err := d.conn.GetUnitTypePropertiesContext(ctx, name, typ); err == nil {
+			e.UnitResult, _ = props["Result"].(string)
+			if st, ok := props["ExecMainStatus"].(int32); ok {
+				e.ExitStatus = int(st)
+			}
+		}
+	}
+	return e
+}
+
+// unitType is the D-Bus interface suffix of a unit type that has a Result.
+func unitType(name string) string {
+	i := strings.LastIndexByte(name, '.')
+	switch t := name[i+1:]; t {
+	case "service", "socket", "timer", "mount", "automount", "swap", "path":
+		return strings.ToUpper(t[:1]) + t[1:]
+	}
+	return ""
+}
+
+// Prepare writes the changed files of every unit in rs and reloads systemd
+// once, so that a pass that changes many units reloads once; each unit's
+// CheckApply then reports what Prepare wrote and restarts the unit. Prepare
+// skips what CheckApply would not change (drift: warn and ignore) and units
+// whose files are in the way, which their CheckApply reports. With apply
+// false it does nothing.
+func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) error {
+	if !apply {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := false
+	var errs []error
+	for _, r := range rs {
+		if r.ID.Kind != spec.KindUnit {
+			continue
+		}
+		u, err := d.unit(r)
+		if err != nil {
+			continue
+		}
+		plan, err := d.planFiles(u, specHash(u))
+		if err != nil || plan.empty() {
+			continue
+		}
+		if plan.change.drifted && (r.Drift == spec.DriftWarn || r.Drift == spec.DriftIgnore) {
+			continue
+		}
+		if err := plan.apply(); err != nil {
+			errs = append(errs, fmt.Errorf("unit %s: %w", u.Name, err))
+			continue
+		}
+		prev := d.prepared[u.Name]
+		plan.change.fields = append(prev.fields, plan.change.fields...)
+		plan.change.create = plan.change.create || prev.create
+		plan.change.restart = plan.change.restart || prev.restart
+		d.prepared[u.Name] = plan.change
+		changed = true
+	}
+	if changed {
+		if err := d.reload(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Remove stops and disables the owned unit id, removes its files and its
+// owned drop-ins, and reloads systemd. A unit file without the marker, and
+// drop-ins without it, are never touched. Remove implements
+// converge.Driver.
+func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Change, error) {
+	name := id.Name
+	if err := checkName(name); err != nil {
+		return spec.Change{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.prepared, name)
+
+	path := d.unitPath(name)
+	data, err := os.ReadFile(path)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return spec.Change{}, fmt.Errorf("unit %s: read unit file: %w", name, err)
+	}
+	if exists {
+		if owned, _, _ := parseMarker(data); !owned {
+			return spec.Change{Action: spec.ActionNone}, nil
+		}
+	}
+	dropins, err := d.ownedDropins(name)
+	if err != nil {
+		return spec.Change{}, fmt.Errorf("unit %s: %w", name, err)
+	}
+	if !exists && len(dropins) == 0 {
+		return spec.Change{Action: spec.ActionNone}, nil
+	}
+	ch := spec.Change{Action: spec.ActionDelete}
+	if exists {
+		ch.Fields = append(ch.Fields, "unit file")
+	}
+	for _, n := range dropins {
+		ch.Fields = append(ch.Fields, "drop-in "+n)
+	}
+	if !apply {
+		return ch, nil
+	}
+	if exists {
+		st, err := d.state(ctx, name)
+		if err != nil {
+			return ch, err
+		}
+		if running(st.ActiveState) {
+			if err := d.job(ctx, "stop", name); err != nil {
+				return ch, err
+			}
+		}
+		if _, err := d.conn.DisableUnitFilesContext(ctx, []string{name}, false); err != nil {
+			return ch, fmt.Errorf("disable %s: %w", name, err)
+		}
+	}
+	plan := filePlan{rmdir: d.dropinDir(name)}
+	for _, n := range dropins {
+		plan.removes = append(plan.removes, d.dropinPath(name, n))
+	}
+	if exists {
+		plan.removes = append(plan.removes, path)
+	}
+	if err := plan.apply(); err != nil {
+		return ch, fmt.Errorf("unit %s: %w", name, err)
+	}
+	if err := d.reload(ctx); err != nil {
+		return ch, err
+	}
+	// A unit that failed before it left keeps no failed state behind.
+	_ = d.conn.ResetFailedUnitContext(ctx, name)
+	d.log.Info("unit removed", "resource", id.String())
+	return ch, nil
+}
+
+// Restart restarts the unit r because a file it names in restart_on
+// changed: reloads it instead with on_change: reload, starts it when its
+// state is running, and leaves it alone when its state is stopped or it is
+// not running and its state is unset. It implements converge.Restarter.
+func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
+	u, err := d.unit(r)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	op := ""
+	switch u.State {
+	case spec.UnitStopped:
+		return nil
+	case spec.UnitRunning:
+		op = "restart"
+		if u.Reload {
+			op = "reload-or-restart"
+		}
+	default:
+		op = "try-restart"
+		if u.Reload {
+			op = "reload-or-try-restart"
+		}
+	}
+	if err := d.job(ctx, op, u.Name); err != nil {
+		return err
+	}
+	d.log.Info("unit restarted for restart_on", "resource", r.ID.String())
+	return nil
+}
