@@ -90,6 +90,9 @@ func (d *decoder) fleet(fsys fs.FS, data []byte) *fleet {
 		d.errorf(g.at, "targets: must be a list, got %s", describe(g.val))
 		return fl
 	}
+	if len(g.val.Content) == 0 {
+		d.errorf(g.at, "targets: an empty list applies nothing to any host")
+	}
 	for _, e := range g.val.Content {
 		if t, ok := d.target(fsys, e); ok {
 			fl.targets = append(fl.targets, t)
@@ -147,6 +150,9 @@ func (d *decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 			items, _ := d.strMap(h, "selector.labels")
 			t.labels = make(map[string]string, len(items))
 			for _, it := range items {
+				if it.key == "" {
+					d.errorf(it.at, "selector.labels: a label name must not be empty")
+				}
 				t.labels[it.key] = it.val
 			}
 		}
@@ -154,6 +160,9 @@ func (d *decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 			items, _ := d.strList(h, "selector.names")
 			t.names = []string{}
 			for _, it := range items {
+				if it.val == "" {
+					d.errorf(it.at, "selector.names: a host name must not be empty")
+				}
 				t.names = append(t.names, it.val)
 			}
 			if len(t.names) == 0 {

@@ -232,3 +232,70 @@ func TestRenderConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDefaults parses one resource of each shape and compares the whole
+// rendered resource, defaults included.
+func TestParseDefaults(t *testing.T) {
+	yes := true
+	tests := []struct {
+		name, yaml string
+		want       *Resource
+	}{
+		{
+			name: "file",
+			yaml: "kind: file\npath: /etc/a\ncontent: a\n",
+			want: &Resource{ID: ID{KindFile, "/etc/a"}, Prune: true, Drift: DriftRevert,
+				File: &File{Path: "/etc/a", Content: []byte("a"), Mode: 0o644}},
+		},
+		{
+			name: "absent file",
+			yaml: "kind: file\npath: /etc/a\nstate: absent\nprune: false\ndrift: ignore\n",
+			want: &Resource{ID: ID{KindFile, "/etc/a"}, Drift: DriftIgnore,
+				File: &File{Path: "/etc/a", Mode: 0o644, Absent: true}},
+		},
+		{
+			name: "unit",
+			yaml: "kind: unit\nname: a.service\ncontent: x\nenabled: true\ndropins: {a.conf: {content: y}}\n",
+			want: &Resource{ID: ID{KindUnit, "a.service"}, Prune: true, Drift: DriftRevert,
+				Unit: &Unit{Name: "a.service", Content: []byte("x"), Enabled: &yes, Dropins: map[string][]byte{"a.conf": []byte("y")}}},
+		},
+		{
+			name: "container following semver",
+			yaml: "kind: container\nname: web\nimage: web\nupdate: {policy: semver}\n",
+			want: &Resource{ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
+				Container: &Container{Name: "web", Image: "web", Update: &UpdatePolicy{Policy: "semver", Exclude: DefaultExclude}}},
+		},
+		{
+			name: "container following alphabetical",
+			yaml: "kind: container\nname: web\nimage: web\nupdate: {policy: alphabetical, exclude: []}\n",
+			want: &Resource{ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
+				Container: &Container{Name: "web", Image: "web", Update: &UpdatePolicy{Policy: "alphabetical", Order: "asc", Exclude: []string{}}}},
+		},
+		{
+			name: "container pinned by digest",
+			yaml: "kind: container\nname: web\nimage: web@sha256:" + strings.Repeat("ab", 32) + "\n",
+			want: &Resource{ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
+				Container: &Container{Name: "web", Image: "web", Digest: "sha256:" + strings.Repeat("ab", 32)}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, err := Load(fstest.MapFS{"a.yaml": {Data: []byte(tt.yaml)}}, Options{})
+			if err != nil {
+				t.Fatalf("Load(%q) = %v", tt.yaml, err)
+			}
+			st, err := repo.Render(Host{Name: "h"})
+			if err != nil {
+				t.Fatalf("Render() = %v", err)
+			}
+			if len(st.Resources) != 1 {
+				t.Fatalf("Render() = %d resources, want 1", len(st.Resources))
+			}
+			got := st.Resources[0]
+			tt.want.Pos = Pos{File: "a.yaml", Line: 1, Col: 1}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Load(%q) (-want +got):\n%s", tt.yaml, diff)
+			}
+		})
+	}
+}
