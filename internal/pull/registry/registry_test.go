@@ -368,6 +368,24 @@ func TestAgainstRegistry(t *testing.T) {
 		if err != nil || got.Tag != "v1.3.0" {
 			t.Errorf("Resolve with the Docker config's credentials = %s, %v; want v1.3.0", got.Ref(), err)
 		}
+
+		// A credential helper named by credHelpers, found on PATH.
+		helperDir, cfgDir := t.TempDir(), t.TempDir()
+		helper := "#!/bin/sh\nread server\necho '{\"ServerURL\":\"'$server'\",\"Username\":\"fleet\",\"Secret\":\"s3cret\"}'\n"
+		if err := os.WriteFile(filepath.Join(helperDir, "docker-credential-outposttest"), []byte(helper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg = fmt.Sprintf(`{"credHelpers":{%q:"outposttest"}}`, f.Host())
+		if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("DOCKER_CONFIG", cfgDir)
+		t.Setenv("PATH", helperDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		r = newTestResolver(t, Options{Keychain: authn.DefaultKeychain})
+		got, err = r.Resolve(ctx, c, hostPlatform)
+		if err != nil || got.Tag != "v1.3.0" {
+			t.Errorf("Resolve with a credential helper = %s, %v; want v1.3.0", got.Ref(), err)
+		}
 	})
 
 	t.Run("faults", func(t *testing.T) {

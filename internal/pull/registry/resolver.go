@@ -286,6 +286,9 @@ func (r *Resolver) imagePlatforms(ctx context.Context, repo name.Repository, des
 			}
 			plats = append(plats, Platform{OS: m.Platform.OS, Architecture: m.Platform.Architecture, Variant: m.Platform.Variant})
 		}
+	case types.DockerManifestSchema1, types.DockerManifestSchema1Signed:
+		// Too old to say its platform, and Docker no longer pulls it:
+		// no platform runs it.
 	default:
 		m, err := v1.ParseManifest(bytes.NewReader(d.Manifest))
 		if err != nil {
