@@ -568,7 +568,7 @@ func TestConvergePrune(t *testing.T) {
 				{ID: "file:/old", Action: spec.ActionDelete, Prune: true},
 			},
 			calls: []string{"remove container:old apply=true", "remove unit:old apply=true", "remove file:/old apply=true"},
-			left:  []string{"container:c", "file:/a", "file:/b", "unit:u"},
+			left:  []string{"container:c", "container:unowned", "file:/a", "file:/b", "file:/unowned", "unit:u"},
 			inv:   []string{"container:c", "file:/a", "file:/b", "unit:u"},
 		},
 		{
@@ -582,7 +582,7 @@ func TestConvergePrune(t *testing.T) {
 				{ID: "file:/old", Action: spec.ActionDelete, Prune: true},
 			},
 			calls: []string{"remove file:/old apply=true"},
-			left:  []string{"container:c", "file:/a", "file:/b", "file:/keep", "unit:u"},
+			left:  []string{"container:c", "container:unowned", "file:/a", "file:/b", "file:/keep", "file:/unowned", "unit:u"},
 			inv:   []string{"container:c", "file:/a", "file:/b", "unit:u"},
 		},
 	}
@@ -590,6 +590,9 @@ func TestConvergePrune(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHost()
 			inv := synced(h, desired(tt.owned...))
+			// On the host, but never owned: never touched.
+			h.objects[id("container:unowned")] = "x"
+			h.objects[id("file:/unowned")] = "x"
 			res, err := converge.New(drivers(h), converge.Options{}).Converge(context.Background(), desired(kept...), inv, true)
 			if err != nil {
 				t.Fatalf("Converge() error = %v", err)
@@ -892,5 +895,37 @@ func TestConvergeWorkers(t *testing.T) {
 		if pos[c[0]] > pos[c[1]] {
 			t.Errorf("%q came after %q, want before: %v", c[0], c[1], g.events)
 		}
+	}
+}
+
+func TestRepair(t *testing.T) {
+	h := newHost()
+	a := res("file:/a")
+	synced(h, desired(a))
+	h.objects[id("file:/a")] = "drifted"
+	h.panic[id("file:/boom")] = true
+	e := converge.New(drivers(h), converge.Options{})
+	tests := []struct {
+		name  string
+		r     *spec.Resource
+		apply bool
+		want  summary
+	}{
+		{"drift seen", a, false, summary{ID: "file:/a", Action: spec.ActionUpdate}},
+		{"drift repaired", a, true, summary{ID: "file:/a", Action: spec.ActionUpdate}},
+		{"repaired already", a, true, summary{ID: "file:/a", Action: spec.ActionNone}},
+		{"panic", res("file:/boom"), true, summary{ID: "file:/boom", Err: "driver panicked"}},
+		{"after a resource is not skipped", res("unit:u", after("file:/boom")), true, summary{ID: "unit:u", Action: spec.ActionCreate}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := e.Repair(context.Background(), tt.r, tt.apply)
+			if diff := cmp.Diff([]summary{tt.want}, summarize([]converge.Item{got})); diff != "" {
+				t.Errorf("Repair(%s, %v) mismatch (-want +got):\n%s", tt.r.ID, tt.apply, diff)
+			}
+		})
+	}
+	if e.Driver(spec.KindFile) == nil || e.Driver("nope") != nil {
+		t.Errorf("Driver() returns the wrong drivers")
 	}
 }
