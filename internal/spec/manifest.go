@@ -399,6 +399,10 @@ func (d *decoder) dropins(r *decl, g field) {
 	}
 }
 
+// ReservedLabelPrefix starts the container labels with which Outpost marks
+// what it owns; a manifest may not set them.
+const ReservedLabelPrefix = "io.outpost."
+
 var policies = map[string]bool{"semver": true, "numerical": true, "alphabetical": true, "digest": true}
 
 // DefaultExclude lists the tags that an update policy never considers unless
@@ -551,6 +555,9 @@ func (d *decoder) container(r *decl, root *yaml.Node, f map[string]field) bool {
 	c.Labels = smap("labels", func(k string) error {
 		if k == "" {
 			return fmt.Errorf("a label key must not be empty")
+		}
+		if strings.HasPrefix(k, ReservedLabelPrefix) {
+			return fmt.Errorf("%q: labels starting with %s are Outpost's own", k, ReservedLabelPrefix)
 		}
 		return nil
 	})
