@@ -50,8 +50,12 @@ type MassPruneError struct {
 }
 
 func (e *MassPruneError) Error() string {
-	return fmt.Sprintf("%v: the desired state would remove %d of the %d objects that Outpost owns on this host (more than %.0f%%); nothing was changed; set allow_mass_prune: true in fleet.yaml if this is intended",
-		ErrMassPrune, e.Remove, e.Owned, e.MaxShare*100)
+	share := fmt.Sprintf("more than %.0f%%", e.MaxShare*100)
+	if e.Remove == e.Owned {
+		share = "all of them"
+	}
+	return fmt.Sprintf("%v: the desired state would remove %d of the %d objects that Outpost owns on this host (%s); nothing was changed; set allow_mass_prune: true in fleet.yaml if this is intended",
+		ErrMassPrune, e.Remove, e.Owned, share)
 }
 
 // Is makes errors.Is(err, ErrMassPrune) true.

@@ -701,7 +701,11 @@ func TestConvergeMassPruneGuard(t *testing.T) {
 				if mp.Remove != tt.remove || mp.Owned != len(tt.owned) {
 					t.Errorf("MassPruneError = %d of %d, want %d of %d", mp.Remove, mp.Owned, tt.remove, len(tt.owned))
 				}
-				for _, w := range []string{fmt.Sprintf("%d of the %d", tt.remove, len(tt.owned)), "allow_mass_prune: true"} {
+				share := "more than "
+				if tt.remove == len(tt.owned) {
+					share = "all of them"
+				}
+				for _, w := range []string{fmt.Sprintf("%d of the %d", tt.remove, len(tt.owned)), share, "allow_mass_prune: true"} {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error %q does not say %q", err, w)
 					}
