@@ -214,10 +214,14 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 		cancelled := ctx.Err()
 		for i, r := range batch {
 			it := items[i]
-			// After a cancellation, a driver error may be caused by
-			// it and is not the resource's failure: only what
-			// converged is reported.
-			if !done[i] || (cancelled != nil && it.Err != nil) {
+			if !done[i] {
+				continue
+			}
+			if cancelled != nil && it.Err != nil {
+				// The error may be the cancellation's, not the
+				// resource's failure: not reported, but what it
+				// may have created is owned.
+				e.record(res.Inventory, r, it, now)
 				continue
 			}
 			res.Items = append(res.Items, it)

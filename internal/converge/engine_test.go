@@ -819,6 +819,12 @@ func TestConvergeCancelled(t *testing.T) {
 	if _, ok := h.Objects()[id("file:/c")]; ok {
 		t.Errorf("file:/c was applied after the cancellation")
 	}
+	// file:/b was being created when the pass was cancelled: it may exist,
+	// so it is owned, with no hash, to be pruned if it leaves the desired
+	// state.
+	if e, ok := res.Inventory.Get(id("file:/b")); !ok || e.Hash != "" {
+		t.Errorf("Result.Inventory[file:/b] = %+v, %v, want an entry with no hash", e, ok)
+	}
 }
 
 // gateDriver holds each CheckApply until want calls are in flight together,
