@@ -31,6 +31,12 @@ var setups = map[string]func(t *testing.T, dir string){
 	},
 }
 
+// caseOptions are the load options of cases that need other limits: the
+// output cap is tested at 1 MiB to keep the race detector's run short.
+var caseOptions = map[string]Options{
+	"template-output-cap": {MaxFileSize: 1 << 20},
+}
+
 func sparse(t *testing.T, name string, size int64) {
 	t.Helper()
 	f, err := os.Create(name)
@@ -96,8 +102,8 @@ func caseDirs(t *testing.T, root string) []string {
 
 // loadAndRender returns the error output of loading dir and rendering it for
 // host, or "" when both succeed.
-func loadAndRender(fsys fs.FS, host Host) (string, error) {
-	repo, err := Load(fsys, Options{})
+func loadAndRender(fsys fs.FS, host Host, opts Options) (string, error) {
+	repo, err := Load(fsys, opts)
 	if err == nil {
 		_, err = repo.Render(host)
 	}
@@ -131,7 +137,7 @@ func TestInvalidCorpus(t *testing.T) {
 				setup(t, tmp)
 				dir = tmp
 			}
-			got, err := loadAndRender(os.DirFS(dir), corpusHost)
+			got, err := loadAndRender(os.DirFS(dir), corpusHost, caseOptions[name])
 			if err != nil {
 				t.Fatalf("Load(%s) = %v, want validation errors", name, err)
 			}
