@@ -293,3 +293,23 @@ func TestResolve(t *testing.T) {
 		})
 	}
 }
+
+func TestSuggest(t *testing.T) {
+	known := fieldSet(commonFields, kindFields[KindContainer])
+	tests := []struct{ in, want string }{
+		{"environment", "env"},
+		{"container_name", "name"},
+		{"imgae", "image"},
+		{"port", "ports"},
+		{"colour", ""},
+		{"xyz", ""},
+		{"a", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := suggest(tt.in, known); got != tt.want {
+				t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -187,7 +187,11 @@ func (d *decoder) fields(n *yaml.Node, what string, known map[string]bool) (map[
 		}
 		first[name] = m.Content[i]
 		if known != nil && !known[name] {
-			d.errorf(m.Content[i], "%s: unknown field %q", what, name)
+			if hint := suggest(name, known); hint != "" {
+				d.errorf(m.Content[i], "%s: unknown field %q (did you mean %q?)", what, name, hint)
+			} else {
+				d.errorf(m.Content[i], "%s: unknown field %q", what, name)
+			}
 			continue
 		}
 		out[name] = field{name: name, key: m.Content[i], val: deref(v), at: v}
@@ -312,4 +316,62 @@ func (d *decoder) strMap(f field, what string) ([]item, bool) {
 		out = append(out, item{key: name, val: s, at: g.key})
 	}
 	return out, ok
+}
+
+// composeNames maps Docker Compose's names of container fields to Outpost's,
+// for the hint of an unknown field.
+var composeNames = map[string]string{
+	"container_name":    "name",
+	"environment":       "env",
+	"working_dir":       "workdir",
+	"healthcheck":       "health",
+	"test":              "cmd",
+	"logging":           "log",
+	"mem_limit":         "memory",
+	"stop_grace_period": "stop_timeout",
+	"restart_policy":    "restart",
+	"file":              "source",
+	"dest":              "path",
+}
+
+// suggest returns the known field that name was probably meant to be: its
+// Docker Compose equivalent, or a field at most two edits away.
+func suggest(name string, known map[string]bool) string {
+	if alt, ok := composeNames[name]; ok && known[alt] {
+		return alt
+	}
+	best, bestDist := "", 3
+	for k := range known {
+		if d := editDistance(name, k); d < bestDist || d == bestDist && k < best {
+			best, bestDist = k, d
+		}
+	}
+	if len(name) <= 3 && bestDist > 1 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, for short strings.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 30
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
