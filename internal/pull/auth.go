@@ -1,6 +1,7 @@
 package pull
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+	"golang.org/x/net/proxy"
 )
 
 // Transport is how to reach a source: the URL to hand to go-git (without
@@ -212,6 +214,47 @@ func defaultKnownHosts() []string {
 		files = append([]string{filepath.Join(home, ".ssh", "known_hosts")}, files...)
 	}
 	return files
+}
+
+// deadlineScheme names a pseudo proxy through which go-git dials ssh: it
+// dials directly and gives the connection a deadline, because go-git runs
+// the SSH handshake without the operation's context and a server that
+// accepts a connection and then stalls would hang the poll for ever.
+const deadlineScheme = "outpost-deadline"
+
+func init() {
+	proxy.RegisterDialerType(deadlineScheme, func(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
+		d, err := time.ParseDuration(u.Query().Get("timeout"))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%w: dial timeout %q", ErrConfig, u.Query().Get("timeout"))
+		}
+		return deadlineDialer{timeout: d}, nil
+	})
+}
+
+// deadlineProxy returns the proxy options that bound every ssh connection
+// of one operation to timeout.
+func deadlineProxy(timeout time.Duration) transport.ProxyOptions {
+	return transport.ProxyOptions{URL: deadlineScheme + "://direct/?timeout=" + url.QueryEscape(timeout.String())}
+}
+
+type deadlineDialer struct{ timeout time.Duration }
+
+func (d deadlineDialer) Dial(network, addr string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, addr)
+}
+
+func (d deadlineDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	nd := net.Dialer{Timeout: d.timeout}
+	c, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetDeadline(time.Now().Add(d.timeout)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // sshAuth adds a connect timeout to go-git's key auth: go-git dials SSH

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 
@@ -106,7 +107,14 @@ func (e *Error) Error() string {
 		b.WriteString(": " + e.Kind.Error())
 	}
 	if e.Err != nil {
-		b.WriteString(": " + Redact(e.Err.Error()))
+		cause := strings.TrimRight(Redact(e.Err.Error()), ": \n")
+		// go-git often repeats its sentinel: "x: x".
+		if a, rest, ok := strings.Cut(cause, ": "); ok && strings.TrimSpace(rest) == a {
+			cause = a
+		}
+		if e.Kind == nil || cause != e.Kind.Error() {
+			b.WriteString(": " + cause)
+		}
 	}
 	return b.String()
 }
@@ -151,7 +159,7 @@ func classify(err error) error {
 		httpErr          *githttp.Err
 	)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return ErrTimeout
 	case errors.Is(err, transport.ErrAuthenticationRequired),
 		errors.Is(err, transport.ErrAuthorizationFailed),

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
@@ -190,11 +192,30 @@ func (r *Repo) openCache() error {
 		return r.resetCache()
 	}
 	r.repo = repo
+	r.removeTemp()
 	if err := r.checkTip(); err != nil {
 		r.damaged = err
 		r.log.Warn("clone cache damaged; it will be cloned again", "dir", r.dir, "err", err)
 	}
 	return nil
+}
+
+// removeTemp removes what a fetch that was cut left behind: go-git writes
+// a pack to a temporary file and renames it only when it is whole. r.mu is
+// held and the cache is this process's alone.
+func (r *Repo) removeTemp() {
+	packs := filepath.Join(r.dir, "objects", "pack")
+	entries, err := os.ReadDir(packs)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "tmp_") {
+			if err := os.Remove(filepath.Join(packs, e.Name())); err == nil {
+				r.log.Debug("removed a partial fetch", "file", e.Name())
+			}
+		}
+	}
 }
 
 // resetCache removes the cache and creates it empty. r.mu is held.
@@ -333,6 +354,14 @@ func (r *Repo) trackedTip() plumbing.Hash {
 	return ref.Hash()
 }
 
+// proxyOptions bound ssh connections by the operation's timeout.
+func (r *Repo) proxyOptions() transport.ProxyOptions {
+	if _, ok := r.tr.Auth.(*sshAuth); ok {
+		return deadlineProxy(r.cfg.Timeout)
+	}
+	return transport.ProxyOptions{}
+}
+
 func (r *Repo) remote() *git.Remote {
 	return git.NewRemote(r.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
 }
@@ -343,6 +372,7 @@ func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 	defer cancel()
 	refs, err := r.remote().ListContext(ctx, &git.ListOptions{
 		Auth: r.tr.Auth, CABundle: r.tr.CABundle, PeelingOption: git.IgnorePeeled,
+		ProxyOptions: r.proxyOptions(),
 	})
 	if err != nil {
 		return plumbing.ZeroHash, r.wrapErr("ls-remote", err)
@@ -358,17 +388,19 @@ func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 // fetch fetches the branch tip at depth 1 into the tracking ref. A fetch that
 // fails on the local side (a damaged pack) clones again once.
 func (r *Repo) fetch(ctx context.Context) error {
+	r.removeTemp()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	spec := config.RefSpec(fmt.Sprintf("+%s:%s", r.branch, r.tracking))
 	opts := &git.FetchOptions{
-		RemoteName: "origin",
-		RefSpecs:   []config.RefSpec{spec},
-		Depth:      1,
-		Tags:       git.NoTags,
-		Force:      true,
-		Auth:       r.tr.Auth,
-		CABundle:   r.tr.CABundle,
+		RemoteName:   "origin",
+		RefSpecs:     []config.RefSpec{spec},
+		Depth:        1,
+		Tags:         git.NoTags,
+		Force:        true,
+		Auth:         r.tr.Auth,
+		CABundle:     r.tr.CABundle,
+		ProxyOptions: r.proxyOptions(),
 	}
 	err := r.remote().FetchContext(ctx, opts)
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {

@@ -2,6 +2,7 @@ package pull_test
 
 import (
 	"context"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -181,4 +182,8 @@ func TestPoll(t *testing.T) {
 			}
 		})
 	}
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,9 +22,10 @@ import (
 	testreg "github.com/outpost-gitops/outpost/test/e2e/registry"
 )
 
-// e2eLabel marks the containers of the end-to-end test, beside Outpost's
-// own labels.
-const e2eLabel = "io.outpost.test.registry"
+// e2eLabel marks the containers of the end-to-end test. It is a label of
+// the spec, so it stays out of the io.outpost. namespace that the Docker
+// target keeps for itself.
+const e2eLabel = "outpost-test.registry"
 
 // TestFollowOnDocker follows a repository on the real Docker engine: the
 // container runs 1.0.0, runs 1.1.0 one poll after 1.1.0 is pushed, and when
@@ -43,7 +45,7 @@ func TestFollowOnDocker(t *testing.T) {
 		t.Fatalf("docker client: %v", err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	t.Cleanup(func() { cleanupDocker(t, cli, suffix, reg.Repo(repo)) })
+	t.Cleanup(func() { cleanupDocker(t, cli, suffix, "/"+repo) })
 
 	drv, err := docker.New(ctx, docker.Options{Settle: time.Second, HealthTimeout: time.Minute})
 	if err != nil {
@@ -53,6 +55,9 @@ func TestFollowOnDocker(t *testing.T) {
 	healthy := testreg.Image(t, testreg.Config{Cmd: []string{"sleep", "1000"}})
 	d10 := reg.Push(t, repo, healthy, "1.0.0")
 
+	// The engine pulls through the front too, so that the registry can
+	// fail for the agent and the engine alike.
+	f := reg.Front(t, testreg.FrontOptions{})
 	store, err := OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +71,7 @@ func TestFollowOnDocker(t *testing.T) {
 			ID: spec.ID{Kind: spec.KindContainer, Name: name},
 			Container: &spec.Container{
 				Name:        name,
-				Image:       reg.Repo(repo),
+				Image:       f.Host() + "/" + repo,
 				Update:      &spec.UpdatePolicy{Policy: "semver", Range: "^1"},
 				Labels:      map[string]string{e2eLabel: suffix},
 				Health:      &spec.Health{Cmd: []string{"sh", "-c", `test "$SICK" != 1`}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
@@ -74,27 +79,34 @@ func TestFollowOnDocker(t *testing.T) {
 			},
 		}
 	}
-	// deploy is one turn of the daemon: poll, pin what the store resolved,
-	// converge, and mark a tag bad when its container failed.
-	deploy := func(t *testing.T) ([]Update, error) {
+	// turn is one turn of the daemon: poll, pin what the store resolved,
+	// converge, and mark a tag bad when its container failed. A failed
+	// poll does not stop the turn: the container runs what it ran.
+	turn := func(t *testing.T) (ups []Update, pollErr, applyErr error) {
 		t.Helper()
 		res := desired()
-		ups, err := p.Poll(ctx, []*spec.Container{res.Container})
-		if err != nil {
-			t.Fatalf("Poll = %v", err)
-		}
+		ups, pollErr = p.Poll(ctx, []*spec.Container{res.Container})
 		if !store.Pin(res.Container) {
 			t.Fatal("Pin = false after a successful poll")
 		}
-		_, err = drv.CheckApply(ctx, res, true)
-		if errors.Is(err, docker.ErrUnhealthy) {
-			if merr := store.MarkBad(name, res.Container.Tag, res.Container.Digest, err.Error()); merr != nil {
-				t.Fatal(merr)
+		_, applyErr = drv.CheckApply(ctx, res, true)
+		if errors.Is(applyErr, docker.ErrUnhealthy) {
+			if err := store.MarkBad(name, res.Container.Tag, res.Container.Digest, applyErr.Error()); err != nil {
+				t.Fatal(err)
 			}
 		}
-		return ups, err
+		return ups, pollErr, applyErr
 	}
-	runs := func(t *testing.T, wantDigest string) {
+	deploy := func(t *testing.T) ([]Update, error) {
+		t.Helper()
+		ups, pollErr, applyErr := turn(t)
+		if pollErr != nil {
+			t.Fatalf("Poll = %v", pollErr)
+		}
+		return ups, applyErr
+	}
+	// runs checks the container's image and returns its ID.
+	runs := func(t *testing.T, wantDigest string) string {
 		t.Helper()
 		in, err := cli.ContainerInspect(ctx, name)
 		if err != nil {
@@ -103,6 +115,7 @@ func TestFollowOnDocker(t *testing.T) {
 		if !in.State.Running || !strings.HasSuffix(in.Config.Image, "@"+wantDigest) {
 			t.Errorf("container %s runs %s (running %v), want @%s", name, in.Config.Image, in.State.Running, wantDigest)
 		}
+		return in.ID
 	}
 
 	if _, err := deploy(t); err != nil {
@@ -142,6 +155,26 @@ func TestFollowOnDocker(t *testing.T) {
 	if diff := cmp.Diff(wantSkip, e.Check.Skipped); diff != "" {
 		t.Errorf("last check's skipped tags (-want +got):\n%s", diff)
 	}
+
+	// The registry fails while a newer tag waits there: the container is
+	// not touched, and the first turn after recovery deploys the tag.
+	id := runs(t, d11)
+	d13 := reg.Push(t, repo, variant(t, healthy, "V=1.3"), "1.3.0")
+	for _, fault := range []int{http.StatusInternalServerError, http.StatusTooManyRequests} {
+		f.FailNext(1000, fault, 0)
+		ups, pollErr, applyErr := turn(t)
+		if pollErr == nil || len(ups) != 0 || applyErr != nil {
+			t.Errorf("turn with the registry answering %d = %v, poll %v, apply %v; want a poll error only", fault, ups, pollErr, applyErr)
+		}
+		if got := runs(t, d11); got != id {
+			t.Errorf("container %s replaced (%.12s -> %.12s) while the registry answered %d", name, id, got, fault)
+		}
+	}
+	f.Reset()
+	if _, err := deploy(t); err != nil {
+		t.Fatalf("deploy after recovery: %v", err)
+	}
+	runs(t, d13)
 }
 
 func randomSuffix(t testing.TB) string {
@@ -171,7 +204,7 @@ func cleanupDocker(t testing.TB, cli *client.Client, suffix, repo string) {
 	}
 	for _, img := range imgs {
 		for _, d := range img.RepoDigests {
-			if strings.HasPrefix(d, repo+"@") {
+			if strings.Contains(d, repo+"@") {
 				cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
 				break
 			}

@@ -22,6 +22,7 @@ type Proxy struct {
 	once   sync.Once
 
 	cutAfter atomic.Int64 // bytes from server to client per connection; 0: never
+	cutEpoch atomic.Int64 // bumped by CutAfter: open connections count again
 	delay    atomic.Int64 // nanoseconds before each chunk from the server
 	conns    atomic.Int64
 	mu       sync.Mutex
@@ -42,9 +43,13 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	return p
 }
 
-// CutAfter makes each new connection close after the server has sent n
-// bytes through it; 0 turns cutting off.
-func (p *Proxy) CutAfter(n int64) { p.cutAfter.Store(n) }
+// CutAfter makes each connection close after the server has sent n bytes
+// through it, counted from now for connections already open (kept-alive
+// HTTP connections too); 0 turns cutting off.
+func (p *Proxy) CutAfter(n int64) {
+	p.cutAfter.Store(n)
+	p.cutEpoch.Add(1)
+}
 
 // Delay holds each chunk from the server for d; 0 turns delaying off.
 func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
@@ -115,7 +120,6 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(server)
 
-	limit := p.cutAfter.Load()
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
@@ -126,7 +130,7 @@ func (p *Proxy) serve(client net.Conn) {
 			_ = tc.CloseWrite()
 		}
 	}()
-	p.copyBack(client, server, limit)
+	p.copyBack(client, server)
 	// The answer ended, was cut or failed: end both sides.
 	client.Close()
 	server.Close()
@@ -134,12 +138,17 @@ func (p *Proxy) serve(client net.Conn) {
 }
 
 // copyBack copies from the server to the client, delaying each chunk and
-// stopping after limit bytes (0: no limit).
-func (p *Proxy) copyBack(client, server net.Conn, limit int64) {
+// stopping when the cut limit is reached.
+func (p *Proxy) copyBack(client, server net.Conn) {
 	buf := make([]byte, 16<<10)
 	var sent int64
+	epoch := p.cutEpoch.Load()
 	for {
 		n, err := server.Read(buf)
+		if e := p.cutEpoch.Load(); e != epoch {
+			epoch, sent = e, 0
+		}
+		limit := p.cutAfter.Load()
 		if n > 0 {
 			if d := time.Duration(p.delay.Load()); d > 0 {
 				select {
