@@ -446,15 +446,26 @@ func (l *loader) checkRefs() {
 	}
 }
 
-// checkCycles reports every cycle of after edges, at the reference that
-// closes it.
+// checkCycles reports every cycle of ordering edges, at the reference that
+// closes it. A resource converges after what it names in after and in
+// restart_on, so both kinds of edge count.
 func (l *loader) checkCycles() {
-	edges := map[ID][]ref{}
+	type edge struct {
+		ref
+		field string
+	}
+	edges := map[ID][]edge{}
+	add := func(from ID, x ref, field string) {
+		if !slices.ContainsFunc(edges[from], func(y edge) bool { return y.id == x.id }) {
+			edges[from] = append(edges[from], edge{x, field})
+		}
+	}
 	for _, r := range l.decls {
 		for _, x := range r.after {
-			if !slices.ContainsFunc(edges[r.res.ID], func(y ref) bool { return y.id == x.id }) {
-				edges[r.res.ID] = append(edges[r.res.ID], x)
-			}
+			add(r.res.ID, x, "after")
+		}
+		for _, x := range r.restart {
+			add(r.res.ID, x, "restart_on")
 		}
 	}
 	const (
@@ -479,7 +490,7 @@ func (l *loader) checkCycles() {
 					parts = append(parts, s.String())
 				}
 				parts = append(parts, x.id.String())
-				l.errorAt(x.pos, "after: dependency cycle %s", strings.Join(parts, " -> "))
+				l.errorAt(x.pos, "%s: dependency cycle %s", x.field, strings.Join(parts, " -> "))
 			}
 		}
 		stack = stack[:len(stack)-1]
