@@ -17,7 +17,7 @@ func TestReport(t *testing.T) {
 	d1 := "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	d2 := "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 	web := following("web", "registry.example.com/acme/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"})
-	api := following("api", "registry.example.com/acme/api", spec.UpdatePolicy{Policy: "digest", Tag: "stable"})
+	api := following("api", "registry.example.com/acme/api", spec.UpdatePolicy{Policy: "digest", Tag: "stable", Exclude: DefaultExclude})
 	fresh := following("new", "registry.example.com/acme/new", spec.UpdatePolicy{Policy: "alphabetical", Order: "desc", Filter: "^main-"})
 	pinned := &spec.Container{Name: "db", Image: "postgres", Tag: "16"}
 

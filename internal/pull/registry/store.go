@@ -322,7 +322,7 @@ func Describe(p *spec.UpdatePolicy) string {
 	if p.Filter != "" {
 		b.WriteString(" filter=" + p.Filter)
 	}
-	if p.Exclude != nil {
+	if p.Exclude != nil && !slices.Equal(p.Exclude, DefaultExclude) {
 		b.WriteString(" exclude=" + strings.Join(p.Exclude, ","))
 	}
 	return b.String()

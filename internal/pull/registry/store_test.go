@@ -224,3 +224,22 @@ func TestStorePinState(t *testing.T) {
 		t.Errorf("pinned db after PinState = %s, want postgres:16", ref)
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	tests := []struct {
+		p    *spec.UpdatePolicy
+		want string
+	}{
+		{nil, ""},
+		{&spec.UpdatePolicy{Policy: "semver", Range: "^1.4", Exclude: []string{"*.sig", "*.att", "*.sbom"}}, "semver ^1.4"},
+		{&spec.UpdatePolicy{Policy: "semver"}, "semver"},
+		{&spec.UpdatePolicy{Policy: "numerical", Order: "asc", Filter: `^b-(?P<extract>\d+)$`}, `numerical asc filter=^b-(?P<extract>\d+)$`},
+		{&spec.UpdatePolicy{Policy: "alphabetical", Exclude: []string{"*-debug"}}, "alphabetical exclude=*-debug"},
+		{&spec.UpdatePolicy{Policy: "digest"}, "digest latest"},
+	}
+	for _, tt := range tests {
+		if got := Describe(tt.p); got != tt.want {
+			t.Errorf("Describe(%+v) = %q, want %q", tt.p, got, tt.want)
+		}
+	}
+}
