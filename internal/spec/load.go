@@ -211,7 +211,7 @@ func (l *loader) parse() {
 		}
 		if len(c.errs) > maxErrorsPerFile {
 			c.errs.Sort()
-			c.errs = append(c.errs[:maxErrorsPerFile], &Error{Pos: c.errs[maxErrorsPerFile].Pos, Msg: "too many errors"})
+			c.errs = append(c.errs[:maxErrorsPerFile], &Error{Pos: c.errs[maxErrorsPerFile].Pos, Msg: fmt.Sprintf("too many errors in this file; the first %d are shown", maxErrorsPerFile)})
 		}
 		l.errs = append(l.errs, c.errs...)
 		l.decls = append(l.decls, c.decls...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -297,5 +298,20 @@ func TestParseDefaults(t *testing.T) {
 				t.Errorf("Load(%q) (-want +got):\n%s", tt.yaml, diff)
 			}
 		})
+	}
+}
+
+// TestLoadUnreadable checks that a tree that cannot be read at all is an
+// error of its own, not a validation error: the command line exits 2.
+func TestLoadUnreadable(t *testing.T) {
+	_, err := Load(os.DirFS(filepath.Join(t.TempDir(), "missing")), Options{})
+	if err == nil {
+		t.Fatal("Load(missing directory) = nil, want an error")
+	}
+	if errors.Is(err, ErrInvalid) {
+		t.Errorf("Load(missing directory) = %v, want an error that is not ErrInvalid", err)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing directory) = %v, want fs.ErrNotExist", err)
 	}
 }
