@@ -388,6 +388,11 @@ func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 // fetch fetches the branch tip at depth 1 into the tracking ref. A fetch that
 // fails on the local side (a damaged pack) clones again once.
 func (r *Repo) fetch(ctx context.Context) error {
+	return r.fetchDepth(ctx, 1)
+}
+
+// fetchDepth fetches the branch with depth commits (0: all). r.mu is held.
+func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 	r.removeTemp()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -395,7 +400,7 @@ func (r *Repo) fetch(ctx context.Context) error {
 	opts := &git.FetchOptions{
 		RemoteName:   "origin",
 		RefSpecs:     []config.RefSpec{spec},
-		Depth:        1,
+		Depth:        depth,
 		Tags:         git.NoTags,
 		Force:        true,
 		Auth:         r.tr.Auth,
@@ -428,6 +433,47 @@ func (r *Repo) fetch(ctx context.Context) error {
 		return &Error{Op: "fetch", URL: r.redacted, Err: err}
 	}
 	return nil
+}
+
+// Has reports whether commit and its whole tree are in the repository.
+func (r *Repo) Has(commit string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.has(commit)
+}
+
+func (r *Repo) has(commit string) bool {
+	h := plumbing.NewHash(commit)
+	return h.String() == commit && r.checkCommit(h) == nil
+}
+
+// deepenSteps are the depths tried, in turn, to bring an older commit back
+// into a shallow cache; 0 is the whole history.
+var deepenSteps = []int{16, 256, 0}
+
+// Fetch makes sure that commit, which the branch's history holds, is in the
+// cache: a cache cloned again after damage holds only the tip, and the last
+// good commit must stay readable. It fetches the branch deeper until the
+// commit is there.
+func (r *Repo) Fetch(ctx context.Context, commit string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.has(commit) {
+		return nil
+	}
+	if r.tr.Local {
+		return &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("commit %s", commit)}
+	}
+	for _, depth := range deepenSteps {
+		if err := r.fetchDepth(ctx, depth); err != nil {
+			return err
+		}
+		if r.has(commit) {
+			r.log.Info("fetched an older commit again", "commit", commit, "depth", depth)
+			return nil
+		}
+	}
+	return &Error{Op: "fetch", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("commit %s is not in the history of %s", commit, r.cfg.Branch)}
 }
 
 func (r *Repo) pollLocal() (Result, error) {
