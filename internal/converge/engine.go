@@ -456,13 +456,14 @@ func (e *Engine) call(ctx context.Context, id spec.ID, f func(context.Context) e
 
 // record updates the inventory with the outcome of one desired resource.
 func (e *Engine) record(inv state.Inventory, r *spec.Resource, it Item, now time.Time) {
-	old, owned := inv.Get(r.ID)
+	key := r.ID.String()
+	old, owned := inv[key]
 	if it.Err != nil {
 		// A failed create may have left an object behind: own it, with no
 		// hash, so that it is pruned when it leaves the desired state.
 		// Drivers only remove objects that carry Outpost's mark.
 		if !owned && !it.Skipped && !errors.Is(it.Err, ErrNoDriver) {
-			inv.Set(state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, AppliedAt: now, NoPrune: !r.Prune})
+			inv[key] = state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, AppliedAt: now, NoPrune: !r.Prune}
 		}
 		return
 	}
@@ -472,6 +473,6 @@ func (e *Engine) record(inv state.Inventory, r *spec.Resource, it Item, now time
 		ent.AppliedAt = now
 	}
 	if !owned || ent != old {
-		inv.Set(ent)
+		inv[key] = ent
 	}
 }
