@@ -50,7 +50,16 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		return ch, nil
 	}
 
-	img, err := d.localImage(ctx, imageRef(c))
+	// A container that runs the reference it was created with runs the
+	// image it was given: a tag is not followed by pulling it again (a
+	// registry policy pins digests for that), so the image is looked up by
+	// its immutable ID, from a cache in a no-op pass.
+	var img *image.InspectResponse
+	if cur.Config.Image == imageRef(c) {
+		img, err = d.imageByID(ctx, cur.Image)
+	} else {
+		img, err = d.localImage(ctx, imageRef(c))
+	}
 	if err != nil {
 		return spec.Change{}, err
 	}
@@ -58,7 +67,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	if img == nil {
 		// Not pulled yet: compare what the image adds with the running
 		// image's, so that only the image is reported.
-		if run, err := d.localImage(ctx, cur.Image); err == nil && run != nil {
+		if run, err := d.imageByID(ctx, cur.Image); err == nil && run != nil {
 			want = expected(c, run, d.logDriver)
 			want.ImageID = ""
 		}
@@ -225,6 +234,28 @@ func (d *Driver) localImage(ctx context.Context, ref string) (*image.InspectResp
 		return nil, fmt.Errorf("image %s: inspect: %w", ref, err)
 	}
 	return &img, nil
+}
+
+// imageByID returns the local image with the given ID, or nil. Images are
+// immutable by ID, so they are cached.
+func (d *Driver) imageByID(ctx context.Context, id string) (*image.InspectResponse, error) {
+	d.mu.Lock()
+	img, ok := d.images[id]
+	d.mu.Unlock()
+	if ok {
+		return img, nil
+	}
+	img, err := d.localImage(ctx, id)
+	if err != nil || img == nil {
+		return img, err
+	}
+	d.mu.Lock()
+	if len(d.images) > 256 {
+		clear(d.images)
+	}
+	d.images[id] = img
+	d.mu.Unlock()
+	return img, nil
 }
 
 // ensureImage pulls ref unless it is present, and returns its digest for

@@ -122,8 +122,9 @@ type Driver struct {
 	// names none.
 	logDriver string
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+	images map[string]*image.InspectResponse // by ID
 }
 
 // New connects to the Docker engine (negotiating the API version) and checks
@@ -167,7 +168,7 @@ func newDriver(ctx context.Context, cli api, opts Options) (*Driver, error) {
 	if opts.ReconnectMax <= 0 {
 		opts.ReconnectMax = 30 * time.Second
 	}
-	d := &Driver{api: cli, opts: opts, log: opts.Logger, locks: map[string]*sync.Mutex{}}
+	d := &Driver{api: cli, opts: opts, log: opts.Logger, locks: map[string]*sync.Mutex{}, images: map[string]*image.InspectResponse{}}
 	cctx, cancel := d.call(ctx)
 	defer cancel()
 	info, err := cli.Info(cctx)
