@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/outpost-gitops/outpost/internal/state"
@@ -62,6 +63,9 @@ func TestLockOtherProcess(t *testing.T) {
 	}
 	if le.PID != cmd.Process.Pid {
 		t.Errorf("LockedError.PID = %d, want the holder's %d", le.PID, cmd.Process.Pid)
+	}
+	if want := fmt.Sprintf("in use by outpost process %d", cmd.Process.Pid); !strings.Contains(err.Error(), want) {
+		t.Errorf("Lock() error = %q, want it to say %q", err, want)
 	}
 
 	stdin.Close()
