@@ -14,12 +14,18 @@ func newApplyCmd(g *globals) *cobra.Command {
 		Short: "Converge this host to the source once and exit",
 		Long: `Apply renders the source for this host, converges every resource, prunes
 what left the repository, and records what it owns in the state directory.
-Exit status: 0 converged, 1 a resource failed (or an invalid repository, and
-then nothing is changed), 2 error.`,
+When the source cannot be reached it converges the last good commit again and
+says that it is offline. Exit status: 0 converged, 1 a resource failed (or an
+invalid repository, and then nothing is changed; or a tip that is not signed by
+a trusted key, and then the last good commit is converged), 2 error (among
+them: offline with no good commit yet).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.converge(cmd, agent.Apply, func(rep *agent.Report) bool {
-				return !rep.Valid || rep.Summary.Failed > 0
+				// A tip refused for its signature leaves the host on its
+				// last good commit: converged, but not to what the
+				// branch says.
+				return !rep.Valid || rep.Summary.Failed > 0 || (rep.Fallback != "" && !rep.Offline)
 			})
 		},
 	}

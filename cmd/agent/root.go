@@ -47,6 +47,12 @@ var commands = []func(g *globals) *cobra.Command{
 	newDiffCmd,
 	newApplyCmd,
 	newVersionCmd,
+	newRunCmd,
+	newStatusCmd,
+	newReconcileCmd,
+	newSuspendCmd,
+	newResumeCmd,
+	newRetryCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 )
@@ -79,6 +80,8 @@ type daemon struct {
 	rev       string
 	eng       *converge.Engine
 	stopWatch func()
+	// pollFailures counts the transient poll failures in a row.
+	pollFailures int
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -198,8 +201,7 @@ func (d *daemon) loop(ctx context.Context) error {
 			d.opts.Notify.Watchdog()
 
 		case <-pollT.C:
-			d.poll(ctx, false)
-			pollT.Reset(d.jitter(time.Duration(d.cfg.Source.Interval)))
+			pollT.Reset(d.nextPoll(d.poll(ctx, false)))
 
 		case <-fullT.C:
 			d.full(ctx)
@@ -238,6 +240,22 @@ func (d *daemon) jitter(interval time.Duration) time.Duration {
 	return interval + time.Duration(r.Int64N(int64(interval)/10+1))
 }
 
+// nextPoll is the wait before the next poll: the jittered interval, or after
+// a transient failure (the network, a server error) a shorter backoff that
+// grows up to the interval, so that a host is back soon after its server
+// without hammering it.
+func (d *daemon) nextPoll(err error) time.Duration {
+	interval := d.jitter(time.Duration(d.cfg.Source.Interval))
+	if err == nil || !transient(err) {
+		d.pollFailures = 0
+		return interval
+	}
+	b := pull.Backoff{Base: time.Second, Cap: interval, Seed: d.cfg.Host.Name}
+	delay := b.Delay(d.pollFailures)
+	d.pollFailures++
+	return delay
+}
+
 // convergeLocal converges the last good revision from local state.
 func (d *daemon) convergeLocal(ctx context.Context) {
 	rev := d.st.LastGood
@@ -262,7 +280,7 @@ func (d *daemon) convergeLocal(ctx context.Context) {
 
 // poll asks the source for its newest revision and applies it when it is new
 // and not known to fail (unless retry).
-func (d *daemon) poll(ctx context.Context, retry bool) {
+func (d *daemon) poll(ctx context.Context, retry bool) error {
 	rev, err := d.src.Poll(ctx)
 	now := time.Now()
 	d.setStatus(func(s *Status) {
@@ -277,21 +295,22 @@ func (d *daemon) poll(ctx context.Context, retry bool) {
 		if ctx.Err() == nil {
 			d.log.Warn("poll failed; keeping the last good revision", "err", err)
 		}
-		return
+		return err
 	}
 	d.m.lastPoll.SetToCurrentTime()
 	if rev == d.rev && !retry {
-		return
+		return nil
 	}
 	if f, bad := d.st.Failed[rev]; bad && !retry {
 		d.log.Debug("skipping a failed revision", "revision", rev, "result", f.Result)
-		return
+		return nil
 	}
 	if d.st.Suspended {
 		d.log.Info("new revision waits: changes are suspended", "revision", rev)
-		return
+		return nil
 	}
 	d.applyRevision(ctx, rev)
+	return nil
 }
 
 // applyRevision validates, verifies and renders rev before anything changes,

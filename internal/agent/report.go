@@ -41,6 +41,13 @@ type Report struct {
 	Command  string `json:"command"`
 	Host     string `json:"host"`
 	Revision string `json:"revision,omitempty"`
+	// Fallback is set when Revision is the last good revision rather than
+	// the source's tip: why the tip was not used. Offline is true when
+	// the source could not be reached; Tip is the tip that was refused
+	// (not verified), if any.
+	Fallback string `json:"fallback,omitempty"`
+	Offline  bool   `json:"offline,omitempty"`
+	Tip      string `json:"tip,omitempty"`
 	// Valid is false when the repository is invalid for this host; Errors
 	// says why and nothing was changed.
 	Valid  bool      `json:"valid"`
@@ -122,6 +129,15 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 		}
 		_, err := fmt.Fprintln(errw, msg)
 		return err
+	}
+	if r.Fallback != "" {
+		what := "the source's tip is not usable"
+		if r.Offline {
+			what = "offline"
+		}
+		if _, err := fmt.Fprintf(errw, "%s: %s: converging the last good revision %s (%s)\n", r.Command, what, r.Revision, r.Fallback); err != nil {
+			return err
+		}
 	}
 	var b strings.Builder
 	for _, c := range r.Changes {

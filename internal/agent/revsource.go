@@ -66,7 +66,3 @@ func (s *dirRevSource) Snapshot(ctx context.Context, rev string) (*Snapshot, err
 }
 
 func (s *dirRevSource) Verify(ctx context.Context, rev string) error { return nil }
-
-func newGitRevSource(cfg *Config, log *slog.Logger) (revSource, error) {
-	return nil, fmt.Errorf("%w: %s: Git sources are not supported by this build", ErrSource, redactURL(cfg.Source.URL))
-}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 	"github.com/outpost-gitops/outpost/internal/targets/file"
@@ -70,11 +71,22 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	if apply {
 		rep.Command = "apply"
 	}
-	snap, err := openSource(ctx, cfg, log)
+	// The last good revision is what a pass falls back on when the source
+	// is away or its tip is not verified.
+	prior, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		return nil, err
+	}
+	snap, choice, err := openSourceOr(ctx, cfg, log, prior.LastGood)
 	if err != nil {
 		return nil, err
 	}
 	rep.Revision = snap.Revision
+	if choice.Fallback != nil {
+		rep.Offline = choice.Offline
+		rep.Fallback = pull.Redact(choice.Fallback.Error())
+		rep.Tip = choice.Tip
+	}
 	log = log.With("revision", snap.Revision, "host", cfg.Host.Name)
 
 	desired, err := desiredState(snap, cfg)

@@ -12,6 +12,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/outpost-gitops/outpost/internal/pull"
 )
 
 // Snapshot is one version of the environment repository, ready to load.
@@ -39,21 +41,42 @@ var gitURL = regexp.MustCompile(`^([a-z][a-z0-9+.-]*://|[^/@:]+@[^/:]+:)`)
 // polled once, its signature verified when the configuration asks for
 // signed revisions.
 func openSource(ctx context.Context, cfg *Config, log *slog.Logger) (*Snapshot, error) {
+	snap, _, err := openSourceOr(ctx, cfg, log, "")
+	return snap, err
+}
+
+// openSourceOr reads the source's newest revision, or lastGood when the tip
+// cannot be used: the server is away, or the tip is not verified. The
+// choice says which and why. Without a usable tip and without lastGood it
+// fails, matching pull.ErrNoGoodCommit and the cause.
+func openSourceOr(ctx context.Context, cfg *Config, log *slog.Logger, lastGood string) (*Snapshot, pull.Choice, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	src, err := newRevSourceFunc(cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, pull.Choice{}, err
 	}
-	rev, err := src.Poll(ctx)
+	rev, pollErr := src.Poll(ctx)
+	var verifyErr error
+	if pollErr == nil {
+		verifyErr = src.Verify(ctx, rev)
+	}
+	if ctx.Err() != nil {
+		return nil, pull.Choice{}, ctx.Err()
+	}
+	choice, err := pull.Choose(rev, pollErr, verifyErr, lastGood)
 	if err != nil {
-		return nil, err
+		return nil, choice, err
 	}
-	if err := src.Verify(ctx, rev); err != nil {
-		return nil, err
+	if choice.Fallback != nil {
+		log.Info("converging the last good revision", "revision", choice.Commit, "offline", choice.Offline, "reason", choice.Fallback)
 	}
-	return src.Snapshot(ctx, rev)
+	snap, err := src.Snapshot(ctx, choice.Commit)
+	if err != nil {
+		return nil, choice, err
+	}
+	return snap, choice, nil
 }
 
 // redactURL hides credentials in a URL's user information: a password, and

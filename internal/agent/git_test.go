@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
+)
+
+// TestApplyGitOfflineFallsBackToLastGood runs apply against a real git
+// daemon, stops it, and applies again: the last good commit is converged and
+// the report says the host is offline.
+func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
+	srv := root.ServeGit()
+
+	cfg := Default()
+	cfg.Source.URL = srv.URL("env")
+	cfg.StateDir = t.TempDir()
+	cfg.Root = t.TempDir()
+	cfg.Host.Name = "edge-1"
+	ctx := context.Background()
+
+	rep, err := Apply(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if rep.Revision != first || rep.Offline {
+		t.Fatalf("Apply = revision %s offline %v, want %s online", rep.Revision, rep.Offline, first)
+	}
+
+	repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: two\n"}, "second")
+	srv.Close()
+	// A hand edit while the server is away is still reverted, to the last
+	// good commit's content.
+	target := filepath.Join(cfg.Root, "etc/app.conf")
+	if err := os.WriteFile(target, []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Apply(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Apply while offline: %v", err)
+	}
+	if rep.Revision != first || !rep.Offline || rep.Fallback == "" {
+		t.Errorf("Apply while offline = revision %s offline %v fallback %q, want %s offline with a reason", rep.Revision, rep.Offline, rep.Fallback, first)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "one" {
+		t.Errorf("content while offline = %q, want the last good %q", b, "one")
+	}
+
+	// A host that never had a good commit cannot fall back.
+	fresh := *cfg
+	fresh.StateDir = t.TempDir()
+	if _, err := Apply(ctx, &fresh, nil); !errors.Is(err, pull.ErrNoGoodCommit) {
+		t.Errorf("Apply with no good commit while offline: %v, want ErrNoGoodCommit", err)
+	}
+}
+
+// TestApplyGitUnsignedTipStaysOnLastGood serves a repository whose tip is
+// unsigned, with verification on: the signed commit before it stays applied.
+func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	key := gitserver.NewSSHKey(t)
+	signers := filepath.Join(t.TempDir(), "allowed_signers")
+	if err := os.WriteFile(signers, []byte(key.AllowedSigner("ops@example.com")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signed := repo.CommitWith(gitserver.CommitOptions{
+		Files:  gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: signed\n"},
+		SSHKey: key.PrivateFile,
+	})
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+
+	cfg := Default()
+	cfg.Source.URL = srv.URL("env")
+	cfg.Source.Verify.AllowedSigners = signers
+	cfg.StateDir = t.TempDir()
+	cfg.Root = t.TempDir()
+	cfg.Host.Name = "edge-2"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	rep, err := Apply(ctx, cfg, nil)
+	if err != nil || rep.Revision != signed {
+		t.Fatalf("Apply of a signed commit = %+v, %v; want %s", rep, err, signed)
+	}
+	unsigned := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: unsigned\n"}, "unsigned")
+	rep, err = Apply(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("Apply with an unsigned tip: %v", err)
+	}
+	if rep.Revision != signed || rep.Tip != unsigned || rep.Offline {
+		t.Errorf("Apply with an unsigned tip = revision %s tip %s offline %v, want %s and tip %s", rep.Revision, rep.Tip, rep.Offline, signed, unsigned)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cfg.Root, "etc/app.conf")); string(b) != "signed" {
+		t.Errorf("content = %q, want the signed commit's", b)
+	}
+}
