@@ -120,6 +120,10 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		return none, err
 	}
 	obs, err := lstat(p)
+	if f.Absent && errors.Is(err, syscall.ENOTDIR) {
+		// A file where a directory should be: nothing can be there.
+		return none, nil
+	}
 	if err != nil {
 		return none, err
 	}
@@ -209,6 +213,10 @@ func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Chang
 		return none, err
 	}
 	obs, err := lstat(p)
+	if errors.Is(err, syscall.ENOTDIR) {
+		// A file where a directory should be: nothing to remove.
+		return none, nil
+	}
 	if errors.Is(err, ErrNotFile) {
 		d.log.Warn("not a regular file at a pruned file's path; left alone", "resource", id, "err", err)
 		return none, nil

@@ -283,6 +283,13 @@ func TestCheckApply(t *testing.T) {
 			after:   map[string]node{"etc": {Type: "dir", Mode: fs.ModeDir | 0o755}},
 		},
 		{
+			name:    "absent under a file",
+			prepare: func(t *testing.T, root string) { write(t, root+"/etc", "x", 0o644) },
+			r:       fileRes("/etc/a", "", absent),
+			want:    spec.Change{Action: spec.ActionNone},
+			after:   map[string]node{"etc": {Type: "file", Mode: 0o644, Content: "x"}},
+		},
+		{
 			name:  "absent and missing",
 			r:     fileRes("/etc/a", "", absent),
 			want:  spec.Change{Action: spec.ActionNone},
@@ -401,6 +408,11 @@ func TestCheckApplyErrors(t *testing.T) {
 			is:      file.ErrOutsideRoot,
 		},
 		{
+			name:    "a file where a directory should be",
+			prepare: func(t *testing.T, root, _ string) { write(t, root+"/etc", "x", 0o644) },
+			r:       fileRes("/etc/a", "x"),
+		},
+		{
 			name: "unknown owner",
 			r:    fileRes("/etc/a", "x", owner("no-such-user-outpost", "")),
 		},
@@ -465,6 +477,17 @@ func TestRemove(t *testing.T) {
 				symlink(t, root+"/victim", root+"/etc/a")
 			},
 			want: spec.Change{Action: spec.ActionNone},
+		},
+		{
+			name:    "a file where its directory was",
+			prepare: func(t *testing.T, root string) {
+				if err := os.RemoveAll(root + "/etc"); err != nil {
+					t.Fatal(err)
+				}
+				write(t, root+"/etc", "not a directory", 0o644)
+			},
+			want:    spec.Change{Action: spec.ActionNone},
+			gone:    true,
 		},
 		{
 			name: "directory is left alone",
