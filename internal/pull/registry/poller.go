@@ -114,7 +114,8 @@ func (p *Poller) first() time.Duration {
 // left alone for now (Retry-After), and records each outcome in the store.
 // A registry that fails leaves the container's current tag@digest as it
 // was. It returns the containers whose tag@digest changed, and the errors
-// joined (the store's own errors among them).
+// joined (the store's own errors among them). It logs a container's checks
+// when they start failing and when they recover, not at every poll.
 func (p *Poller) Poll(ctx context.Context, cs []*spec.Container) ([]Update, error) {
 	now := p.now()
 	due := map[string]bool{} // by registry host
@@ -138,6 +139,14 @@ func (p *Poller) Poll(ctx context.Context, cs []*spec.Container) ([]Update, erro
 		res, err := p.res.Resolve(ctx, c, p.opts.Platform)
 		if ctx.Err() != nil {
 			return ups, errors.Join(append(errs, ctx.Err())...)
+		}
+		failedBefore := before.Check != nil && before.Check.Error != ""
+		switch {
+		case err != nil && !failedBefore:
+			// Logged when a check starts failing, not at every poll.
+			p.log.Warn("registry check failing; keeping the current image", "container", c.Name, "image", c.Image, "error", err)
+		case err == nil && failedBefore:
+			p.log.Info("registry check recovered", "container", c.Name, "image", c.Image)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -177,7 +186,7 @@ func (p *Poller) due(reg string, now time.Time) bool {
 // Run polls the containers that list returns, first after a short
 // host-seeded wait and then every Next(), and calls changed with the
 // containers whose tag@digest changed. It returns ctx's error when ctx is
-// done; poll errors are logged and do not stop it.
+// done; a failing poll does not stop it.
 func (p *Poller) Run(ctx context.Context, list func() []*spec.Container, changed func([]Update)) error {
 	t := time.NewTimer(p.first())
 	defer t.Stop()
@@ -189,7 +198,8 @@ func (p *Poller) Run(ctx context.Context, list func() []*spec.Container, changed
 		}
 		ups, err := p.Poll(ctx, list())
 		if err != nil && ctx.Err() == nil {
-			p.log.Warn("registry poll failed; keeping the current images", "error", err)
+			// Poll logged when checks started failing.
+			p.log.Debug("registry poll failed", "error", err)
 		}
 		if len(ups) > 0 && changed != nil {
 			changed(ups)

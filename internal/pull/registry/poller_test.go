@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +87,43 @@ func TestPollerRun(t *testing.T) {
 	}
 	if _, ok := store.Entry("pinned"); ok {
 		t.Error("a pinned container has an entry in the store, want none")
+	}
+}
+
+// TestPollerLogsTransitions checks that a registry that keeps failing is
+// logged once when it starts and once when it recovers, not at every poll.
+func TestPollerLogsTransitions(t *testing.T) {
+	reg := sharedRegistry
+	reg.Push(t, "logs", testreg.Image(t, testreg.Config{Cmd: []string{"true"}}), "1.0.0")
+	f := reg.Front(t, testreg.FrontOptions{})
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	p := NewPoller(newTestResolver(t, Options{Bad: store, Retry: Retry{Max: -1}}), store,
+		PollerOptions{MinInterval: -1, Platform: hostPlatform, Logger: log})
+	cs := []*spec.Container{following("logs", f.Host()+"/logs", spec.UpdatePolicy{Policy: "semver"})}
+	ctx := context.Background()
+
+	var errs int
+	for _, fail := range []bool{false, true, true, true, false, false} {
+		f.Reset()
+		if fail {
+			f.FailNext(1000, http.StatusInternalServerError, 0)
+		}
+		if _, err := p.Poll(ctx, cs); err != nil {
+			errs++
+		}
+	}
+	if errs != 3 {
+		t.Errorf("failed polls = %d, want 3", errs)
+	}
+	out := buf.String()
+	for msg, want := range map[string]int{"registry check failing": 1, "registry check recovered": 1, "new image resolved": 1} {
+		if got := strings.Count(out, msg); got != want {
+			t.Errorf("log has %q %d times, want %d:\n%s", msg, got, want, out)
+		}
 	}
 }

@@ -250,7 +250,8 @@ func (r *Resolver) list(ctx context.Context, repo name.Repository) ([]string, bo
 		if len(tags) >= r.opts.MaxTags {
 			truncated := len(tags) > r.opts.MaxTags || l.HasNext()
 			if truncated {
-				r.log.Warn("repository has more tags than are read", "repository", repo.String(), "max_tags", r.opts.MaxTags)
+				// Shown by outpost images; at every poll a warning would be noise.
+				r.log.Debug("repository has more tags than are read", "repository", repo.String(), "max_tags", r.opts.MaxTags)
 			}
 			return tags[:r.opts.MaxTags], truncated, nil
 		}
