@@ -479,15 +479,15 @@ func TestRemove(t *testing.T) {
 			want: spec.Change{Action: spec.ActionNone},
 		},
 		{
-			name:    "a file where its directory was",
+			name: "a file where its directory was",
 			prepare: func(t *testing.T, root string) {
 				if err := os.RemoveAll(root + "/etc"); err != nil {
 					t.Fatal(err)
 				}
 				write(t, root+"/etc", "not a directory", 0o644)
 			},
-			want:    spec.Change{Action: spec.ActionNone},
-			gone:    true,
+			want: spec.Change{Action: spec.ActionNone},
+			gone: true,
 		},
 		{
 			name: "directory is left alone",
