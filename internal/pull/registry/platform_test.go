@@ -3,6 +3,7 @@ package registry
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -60,6 +61,16 @@ func TestPlatformRuns(t *testing.T) {
 		if got := h.Runs(i); got != tt.want {
 			t.Errorf("%s.Runs(%s) = %v, want %v", tt.host, tt.img, got, tt.want)
 		}
+	}
+}
+
+func TestHostPlatform(t *testing.T) {
+	got := HostPlatform()
+	if got.OS != runtime.GOOS || got.Architecture != runtime.GOARCH {
+		t.Errorf("HostPlatform() = %s, want %s/%s", got, runtime.GOOS, runtime.GOARCH)
+	}
+	if wantVariant := runtime.GOARCH == "arm"; (got.Variant != "") != wantVariant {
+		t.Errorf("HostPlatform() = %s: a variant only on arm", got)
 	}
 }
 

@@ -264,6 +264,14 @@ func TestAgainstRegistry(t *testing.T) {
 			t.Errorf("Resolve(<1) = %s, %v; want 0.9.0@%s", got.Ref(), err, hostIdx)
 		}
 
+		// A cap on the tags checked for their platform.
+		capped := newTestResolver(t, Options{MaxCandidates: 1})
+		c = following("multi", reg.Repo("multi"), spec.UpdatePolicy{Policy: "semver"})
+		got, err = capped.Resolve(ctx, c, hostPlatform)
+		if !errors.Is(err, ErrNoCandidate) || len(got.Skipped) != 1 || got.Tag != "" {
+			t.Errorf("Resolve with MaxCandidates 1 = %+v, %v; want %v after 1.1.0 was skipped", got, err, ErrNoCandidate)
+		}
+
 		// Nothing runs here at all.
 		c = following("multi", reg.Repo("multi"), spec.UpdatePolicy{Policy: "semver", Range: "~1.1"})
 		got, err = r.Resolve(ctx, c, hostPlatform)
