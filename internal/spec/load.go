@@ -32,8 +32,8 @@ type Error struct {
 func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 
 // Errors is every validation error of a repository, sorted by position.
-// Load and Render return it (wrapped) when the repository is invalid; test
-// for it with errors.As.
+// Load and Render return it when the repository is invalid; test for it with
+// errors.As, or for ErrInvalid with errors.Is.
 type Errors []*Error
 
 func (es Errors) Error() string {
