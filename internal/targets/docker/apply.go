@@ -141,24 +141,15 @@ func (d *Driver) repair(ctx context.Context, c *spec.Container, cur *container.I
 			}
 		}
 	}
-	if !cur.State.Running || cur.State.Paused {
-		return d.start(ctx, c.Name, cur.ID)
-	}
-	return nil
-}
-
-func (d *Driver) start(ctx context.Context, name, id string) error {
-	cctx, cancel := d.call(ctx)
-	defer cancel()
-	in, err := d.api.ContainerInspect(cctx, id)
-	if err != nil {
-		return fmt.Errorf("container %s: %w", name, err)
-	}
-	if in.State != nil && in.State.Paused {
-		return fmt.Errorf("container %s: paused by hand; unpause or recreate it", name)
-	}
-	if err := d.api.ContainerStart(cctx, id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("container %s: start: %w", name, err)
+	switch {
+	case cur.State.Paused:
+		return fmt.Errorf("container %s: paused by hand; unpause it", c.Name)
+	case !cur.State.Running:
+		cctx, cancel := d.call(ctx)
+		defer cancel()
+		if err := d.api.ContainerStart(cctx, cur.ID, container.StartOptions{}); err != nil {
+			return fmt.Errorf("container %s: start: %w", c.Name, err)
+		}
 	}
 	return nil
 }
