@@ -82,6 +82,10 @@ type daemon struct {
 	stopWatch func()
 	// pollFailures counts the transient poll failures in a row.
 	pollFailures int
+	// notes writes and pushes status notes; nil without Git.
+	notes *reporter
+	// driftSinceNote counts the drift repairs since the last note.
+	driftSinceNote int
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -161,7 +165,13 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	if d.st, err = d.store.Load(); err != nil {
 		return err
 	}
-	d.status.Suspended = d.st.Suspended
+	// Status notes are a report, not a duty: without them the host still
+	// converges.
+	if d.notes, err = newReporter(ctx, cfg, d.log); err != nil {
+		d.log.Warn("status notes disabled", "err", err)
+	}
+	defer d.notes.close()
+	d.setStatus(func(s *Status) { s.Suspended = d.st.Suspended })
 	defer d.stopWatchers()
 
 	// First converge from local state: the last good commit needs no
@@ -524,6 +534,7 @@ func (d *daemon) noteRepair(r *spec.Resource, it converge.Item, apply bool) {
 	case apply:
 		log.Info("drift repaired", "change", it.Change.String())
 		d.m.driftRepairs.Inc()
+		d.driftSinceNote++
 		d.setStatus(func(s *Status) { s.DriftRepaired++ })
 	default:
 		log.Warn("drift detected, left alone", "change", it.Change.String())

@@ -87,7 +87,8 @@ func (d *healthDriver) Healthy(ctx context.Context, r *spec.Resource) (bool, str
 	return true, "", nil
 }
 
-// startDaemon runs the daemon over src until the test ends.
+// startDaemon runs the daemon over src (nil: the source cfg names) until
+// the test ends.
 func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -98,10 +99,12 @@ func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
 	if cfg.Host.Name == "" {
 		cfg.Host.Name = "test-host"
 	}
-	cfg.Source.URL = "test://"
-	prev := newRevSourceFunc
-	newRevSourceFunc = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
-	t.Cleanup(func() { newRevSourceFunc = prev })
+	if src != nil {
+		cfg.Source.URL = "test://"
+		prev := newRevSourceFunc
+		newRevSourceFunc = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
+		t.Cleanup(func() { newRevSourceFunc = prev })
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

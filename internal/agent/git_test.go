@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/status"
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 )
 
@@ -103,4 +105,52 @@ func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(cfg.Root, "etc/app.conf")); string(b) != "signed" {
 		t.Errorf("content = %q, want the signed commit's", b)
 	}
+}
+
+// TestDaemonNotesOverHTTP runs the daemon against a real smart HTTP server:
+// the host's note on the applied commit arrives on the server, in the host's
+// own ref, readable with git itself; a failed revision gets its own note.
+func TestDaemonNotesOverHTTP(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+
+	cfg := Default()
+	cfg.Source.URL = srv.URL("env")
+	cfg.Source.Interval = Duration(time.Hour)
+	cfg.Root = t.TempDir()
+	cfg.Host.Name = "edge-7"
+	cfg.Host.Labels = map[string]string{"site": "berlin"}
+	socket := startDaemon(t, nil, cfg)
+
+	note := func(commit string) string {
+		out, err := gitOutput(repo.Path, "notes", "--ref=outpost/edge-7", "show", commit)
+		if err != nil {
+			return ""
+		}
+		return out
+	}
+	waitFor(t, "the note of the first commit on the server", func() bool { return note(first) != "" })
+	n, err := status.Parse([]byte(note(first)))
+	if err != nil {
+		t.Fatalf("parse the note: %v", err)
+	}
+	if n.Host != "edge-7" || n.Commit != first || n.Result != status.Applied || n.Labels["site"] != "berlin" {
+		t.Errorf("note = %+v, want edge-7 applied %s with its labels", n, first)
+	}
+
+	broken := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: relative\ncontent: x\n"}, "broken")
+	if _, err := Control(context.Background(), socket, "reconcile"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the note of the invalid commit", func() bool { return note(broken) != "" })
+	if n, err := status.Parse([]byte(note(broken))); err != nil || n.Result != status.Invalid {
+		t.Errorf("note of the broken commit = %+v, %v; want invalid", n, err)
+	}
+}
+
+func gitOutput(dir string, args ...string) (string, error) {
+	out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).Output()
+	return string(out), err
 }

@@ -2,12 +2,147 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/status"
 )
 
+// reporter writes this host's status notes into a bare repository of its own
+// in the state directory (never the clone cache, which is cloned again when
+// damaged) and pushes them in the background to the source, or to
+// status.remote. Offline, notes queue in the local ref.
+type reporter struct {
+	notes  *status.Notes
+	pusher *status.Pusher // nil when status.push is false
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// newReporter opens the notes repository and starts the pusher. A source
+// that is a plain directory has no Git to write to: it gets no reporter.
+func newReporter(ctx context.Context, cfg *Config, log *slog.Logger) (*reporter, error) {
+	url := cfg.Status.Remote
+	if url == "" {
+		if !gitURL.MatchString(cfg.Source.URL) && !isGitRepo(cfg.Source.URL) {
+			return nil, nil
+		}
+		url = cfg.Source.URL
+	}
+	dir := filepath.Join(cfg.StateDir, "notes")
+	if _, err := git.PlainOpen(dir); errors.Is(err, git.ErrRepositoryNotExists) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("status notes: %w", err)
+		}
+		if _, err := git.PlainInit(dir, true); err != nil {
+			return nil, fmt.Errorf("status notes: %w", err)
+		}
+	}
+	notes, err := status.OpenPath(dir, cfg.Host.Name)
+	if err != nil {
+		return nil, fmt.Errorf("status notes: %w", err)
+	}
+	r := &reporter{notes: notes}
+	if !cfg.Status.Push {
+		return r, nil
+	}
+	pc := pullConfig(cfg)
+	pc.URL = url
+	tr, err := pc.Transport()
+	if err != nil {
+		return nil, fmt.Errorf("status notes: %w", err)
+	}
+	r.pusher, err = status.NewPusher(notes, status.PushOptions{
+		URL: tr.URL, Auth: tr.Auth, CABundle: tr.CABundle, Logger: log,
+		MinBackoff: time.Second, MaxBackoff: time.Duration(cfg.Source.Interval),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("status notes: %w", err)
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := r.pusher.Run(pctx); err != nil && pctx.Err() == nil {
+			log.Warn("status notes are no longer pushed", "err", err)
+		}
+	}()
+	return r, nil
+}
+
+// isGitRepo reports whether path is a local Git repository (bare or not).
+func isGitRepo(path string) bool {
+	_, err := git.PlainOpenWithOptions(path, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	return err == nil
+}
+
+// close stops the pusher and waits for it.
+func (r *reporter) close() {
+	if r == nil || r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.wg.Wait()
+}
+
 // report records the outcome of a revision on this host: in the log, and as
-// a status note when status notes are configured.
+// a status note on the revision when there is Git to write to. Notes are
+// written when the outcome changes, not on every poll.
 func (d *daemon) report(ctx context.Context, rev, result string, res *converge.Result, reason string) {
 	d.log.Debug("outcome", "revision", rev, "result", result)
+	if d.notes == nil {
+		return
+	}
+	n := status.New(d.cfg.Host.Name, rev, status.Result(result), time.Now())
+	n.Labels = d.cfg.Host.Labels
+	n.AgentVersion = Version
+	n.Message = pull.Redact(reason)
+	d.mu.Lock()
+	n.HealthyAt = d.status.HealthyAt
+	d.mu.Unlock()
+	n.DriftRepairs = d.driftSinceNote
+	n.Images = map[string]string{}
+	if d.desired != nil {
+		for _, r := range d.desired.Resources {
+			if c := r.Container; c != nil {
+				n.Images[c.Name] = imageRef(c)
+			}
+		}
+	}
+	if res != nil {
+		for _, it := range res.Failed() {
+			n.Failed = append(n.Failed, status.Failure{Resource: it.ID.String(), Error: it.Err.Error()})
+		}
+	}
+	wrote, err := d.notes.notes.Write(ctx, n, status.WriteOptions{Secrets: status.Secrets(d.desired)})
+	if err != nil {
+		d.log.Warn("status note not written", "revision", rev, "err", err)
+		return
+	}
+	if wrote {
+		d.driftSinceNote = 0
+		if d.notes.pusher != nil {
+			d.notes.pusher.Notify()
+		}
+	}
+}
+
+// imageRef is what a container runs, as tag@digest when the digest is known.
+func imageRef(c *spec.Container) string {
+	ref := c.Tag
+	if c.Digest != "" {
+		ref += "@" + c.Digest
+	}
+	return ref
 }
