@@ -277,7 +277,8 @@ func WriteJSON(w io.Writer, hosts []HostStatus) error {
 }
 
 // WriteTable writes hosts as an aligned table: host, labels, commit (with
-// "(tip)" when it is the branch's tip), result, age at now, images.
+// "(tip)" when it is the branch's tip), result (with the number of failed
+// resources), age at now, images; then a line per host with a warning.
 func WriteTable(w io.Writer, hosts []HostStatus, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tLABELS\tCOMMIT\tRESULT\tAGE\tIMAGES")
@@ -303,6 +304,13 @@ func WriteTable(w io.Writer, hosts []HostStatus, now time.Time) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write fleet table: %w", err)
+	}
+	for _, h := range hosts {
+		if h.Warning != "" {
+			if _, err := fmt.Fprintf(w, "warning: %s: %s\n", h.Host, h.Warning); err != nil {
+				return fmt.Errorf("write fleet table: %w", err)
+			}
+		}
 	}
 	return nil
 }

@@ -1,0 +1,59 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
+)
+
+// BenchmarkFleet1000 reads a fleet of 1,000 hosts over smart HTTP (git
+// http-backend): one ref listing and one shallow fetch of every
+// refs/notes/outpost/* tip, then each host's latest note. Each host has
+// written three notes. "loose" is the server as pushes leave it, "packed"
+// after git gc. fetched-B/op counts request and response bodies.
+func BenchmarkFleet1000(b *testing.B) {
+	const hosts = 1000
+	root := gitserver.NewRoot(b)
+	repo := root.Create("env")
+	var commits []string
+	for i := range 3 {
+		commits = append(commits, repo.Commit(gitserver.Files{"f": fmt.Sprint(i)}, fmt.Sprint("change ", i)))
+	}
+	ctx := context.Background()
+	at := time.Now().Add(-time.Hour)
+	for i := range hosts {
+		host := fmt.Sprintf("host-%04d", i)
+		notes := openNotes(b, repo.Path, host)
+		for j, c := range commits {
+			n := New(host, c, Applied, at.Add(time.Duration(j)*time.Minute))
+			n.Labels = map[string]string{"site": fmt.Sprint("site-", i%20), "role": "edge"}
+			n.AgentVersion = "0.1.0"
+			n.Images = map[string]string{"web": fmt.Sprintf("1.%d.0@sha256:%064x", j, i)}
+			if _, err := notes.Write(ctx, n, WriteOptions{}); err != nil {
+				b.Fatalf("Write() error = %v", err)
+			}
+		}
+	}
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+	url := srv.URL("env")
+	run := func(b *testing.B) {
+		srv.Reset()
+		for b.Loop() {
+			got, err := Fleet(ctx, url, FleetOptions{})
+			if err != nil {
+				b.Fatalf("Fleet() error = %v", err)
+			}
+			if len(got) != hosts {
+				b.Fatalf("Fleet() = %d hosts, want %d", len(got), hosts)
+			}
+		}
+		b.ReportMetric(float64(srv.Bytes())/float64(b.N), "fetched-B/op")
+		b.ReportMetric(float64(srv.Requests())/float64(b.N), "requests/op")
+	}
+	b.Run("loose", run)
+	repo.Git("gc", "-q")
+	b.Run("packed", run)
+}
