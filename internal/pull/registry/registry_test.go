@@ -583,6 +583,34 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 		wantCurrent(t, store, "1.0.0@"+d)
 	})
 
+	t.Run("registry stalls", func(t *testing.T) {
+		f := reg.Front(t, testreg.FrontOptions{})
+		c := following("svc", f.Host()+"/faulty", spec.UpdatePolicy{Policy: "semver"})
+		store, err := OpenStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newTestResolver(t, Options{Bad: store, Retry: Retry{Max: 1, WaitMin: 5 * time.Millisecond, Timeout: time.Second}})
+		p := NewPoller(r, store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
+		if ups, err := p.Poll(ctx, []*spec.Container{c}); err != nil || len(ups) != 1 {
+			t.Fatalf("first Poll = %v, %v; want one update", ups, err)
+		}
+		// The front accepts each request and never answers it.
+		f.Reset()
+		f.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+			<-r.Context().Done()
+			return true
+		})
+		ups, err := p.Poll(ctx, []*spec.Container{c})
+		if err == nil || len(ups) != 0 {
+			t.Errorf("Poll of a stalled registry = %v, %v; want an error and no update", ups, err)
+		}
+		if got := f.RequestsTo(listPath); got != 2 {
+			t.Errorf("tag list requests to a stalled registry = %d, want 2 (one retry)", got)
+		}
+		wantCurrent(t, store, "1.0.0@"+d)
+	})
+
 	t.Run("registry process stopped behind a proxy", func(t *testing.T) {
 		own, stopReg, err := testreg.Launch(t.TempDir())
 		if err != nil {

@@ -30,6 +30,10 @@ type Retry struct {
 	// WaitMin is the first backoff; each retry doubles it, with jitter. 0
 	// means 500ms.
 	WaitMin time.Duration
+	// Timeout bounds each attempt, from the request until its body is
+	// read, so that a registry that accepts a connection and stalls fails
+	// the attempt instead of the poll hanging; 0 means 30s.
+	Timeout time.Duration
 	// WaitMax caps one wait, and the Retry-After of a 429 that is waited
 	// for: a registry that asks for a longer pause is not retried now, and
 	// the registry is not polled again before the time it asked for. 0
@@ -49,6 +53,9 @@ func (r Retry) withDefaults() Retry {
 	}
 	if r.WaitMax <= 0 {
 		r.WaitMax = 30 * time.Second
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = 30 * time.Second
 	}
 	if r.WaitMax < r.WaitMin {
 		r.WaitMax = r.WaitMin
@@ -93,6 +100,7 @@ func newTransport(base http.RoundTripper, r Retry, th *throttle, log *slog.Logge
 	c := &retryablehttp.Client{
 		HTTPClient: &http.Client{
 			Transport: loopbackHTTPOnly{base},
+			Timeout:   r.Timeout,
 			// Redirects are the outer client's business (go-containerregistry
 			// checks where they lead).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
