@@ -53,6 +53,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newSuspendCmd,
 	newResumeCmd,
 	newRetryCmd,
+	newFleetCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

@@ -146,3 +146,26 @@ func imageRef(c *spec.Container) string {
 	}
 	return ref
 }
+
+// FleetOptions returns where `outpost fleet` reads the fleet's notes (the
+// status remote, else the source) and how to reach it.
+func FleetOptions(cfg *Config) (status.FleetOptions, string, error) {
+	url := cfg.Status.Remote
+	if url == "" {
+		url = cfg.Source.URL
+	}
+	if url == "" {
+		return status.FleetOptions{}, "", fmt.Errorf("%w: no source: set source.url in the configuration or pass --source", ErrSource)
+	}
+	pc := pullConfig(cfg)
+	pc.URL = url
+	tr, err := pc.Transport()
+	if err != nil {
+		return status.FleetOptions{}, "", fmt.Errorf("%w: %w", ErrSource, err)
+	}
+	src := tr.URL
+	if tr.Local {
+		src = tr.LocalPath
+	}
+	return status.FleetOptions{Branch: cfg.Source.Branch, Auth: tr.Auth, CABundle: tr.CABundle}, src, nil
+}
