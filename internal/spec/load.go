@@ -392,14 +392,14 @@ func (l *loader) checkPorts() {
 		if c == nil {
 			continue
 		}
-		for _, p := range c.Ports {
+		for i, p := range c.Ports {
 			if p.HostPort == 0 {
 				continue
 			}
 			key := fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)
 			for _, u := range byPort[key] {
 				if u.r != r && overlaps(u.port.HostIP, p.HostIP) && l.collide(u.r, r) {
-					l.errorAt(r.res.Pos, "ports: host port %s is also published by %s, declared at %s", key, u.r.res.ID, u.r.res.Pos)
+					l.errorAt(r.portPos[i], "ports: host port %s is also published by %s, declared at %s", key, u.r.res.ID, u.r.res.Pos)
 					break
 				}
 			}

@@ -23,6 +23,7 @@ type decl struct {
 	body    *body            // a file's or a unit's content
 	dropins map[string]*body // a unit's drop-ins
 	targets []int            // indexes of the fleet targets that cover file
+	portPos []Pos            // where each of a container's ports is written
 }
 
 // ref is a reference to another resource in after or restart_on.
@@ -532,6 +533,7 @@ func (d *decoder) container(r *decl, root *yaml.Node, f map[string]field) bool {
 				continue
 			}
 			c.Ports = append(c.Ports, p)
+			r.portPos = append(r.portPos, posOf(d.file, it.at))
 		}
 	}
 	if g, ok := f["volumes"]; ok {

@@ -2,6 +2,10 @@ package spec
 
 import (
 	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -311,5 +315,32 @@ func TestSuggest(t *testing.T) {
 				t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDocsCoverEveryField checks that docs/manifests.md names every field
+// that the parser knows, so that the reference cannot fall behind.
+func TestDocsCoverEveryField(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "manifests.md"))
+	if err != nil {
+		t.Fatalf("read the reference: %v", err)
+	}
+	doc := string(data)
+	var fields []string
+	fields = append(fields, commonFields...)
+	for _, k := range Kinds {
+		fields = append(fields, kindFields[k]...)
+	}
+	fields = append(fields, "policy", "range", "order", "filter", "exclude", "interval", "timeout",
+		"start_period", "retries", "driver", "options", "targets", "selector", "labels", "names", "allow_mass_prune")
+	// Code spans, left to right: `f`, `f: x`, `{a, f}`, `x.f`.
+	spans := strings.Join(regexp.MustCompile("`[^`\n]+`").FindAllString(doc, -1), "\n")
+	for _, f := range fields {
+		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(f) + `\b`).MatchString(spans) {
+			t.Errorf("docs/manifests.md does not name the field %q", f)
+		}
+	}
+	if regexp.MustCompile(`\bno_such_field\b`).MatchString(spans) {
+		t.Errorf("the check finds a field that the reference does not name")
 	}
 }
