@@ -25,6 +25,10 @@ type target struct {
 	labels map[string]string
 	names  []string
 	pos    Pos
+	// pathPos is where path is written; file is true when path names a
+	// file rather than a directory.
+	pathPos Pos
+	file    bool
 }
 
 // covers reports whether the manifest file lies under the target's path.
@@ -141,6 +145,10 @@ func (d *decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 		return t, false
 	}
 	t.path = p
+	t.pathPos = posOf(d.file, g.at)
+	if fi, err := fs.Stat(fsys, p); err == nil && !fi.IsDir() {
+		t.file = true
+	}
 	if g, ok := f["selector"]; ok {
 		sf, ok := d.fields(g.at, "selector", fieldSet([]string{"labels", "names"}))
 		if !ok {

@@ -91,7 +91,7 @@ func Load(fsys fs.FS, opts Options) (*Repo, error) {
 	if opts.MaxFileSize <= 0 {
 		opts.MaxFileSize = DefaultMaxFileSize
 	}
-	l := &loader{fsys: fsys, opts: opts}
+	l := &loader{fsys: fsys, opts: opts, failed: map[string]bool{}}
 	if err := l.walk(); err != nil {
 		return nil, err
 	}
@@ -119,6 +119,7 @@ type loader struct {
 	decls    []*decl
 	fleet    *fleet
 	errs     Errors
+	failed   map[string]bool // manifests with errors of their own
 }
 
 type candidate struct {
@@ -215,6 +216,9 @@ func (l *loader) parse() {
 		}
 		l.errs = append(l.errs, c.errs...)
 		l.decls = append(l.decls, c.decls...)
+		if len(c.errs) > 0 {
+			l.failed[c.path] = true
+		}
 	}
 	order := map[Kind]int{}
 	for i, k := range Kinds {
@@ -312,6 +316,15 @@ func (l *loader) readFleet() {
 			if l.fleet.targets[i].covers(r.file) {
 				r.targets = append(r.targets, i)
 			}
+		}
+	}
+	manifests := map[string]bool{}
+	for _, r := range l.decls {
+		manifests[r.file] = true
+	}
+	for _, t := range l.fleet.targets {
+		if t.file && !manifests[t.path] && !l.failed[t.path] {
+			l.errorAt(t.pathPos, "path: %s is not a manifest that declares resources", t.path)
 		}
 	}
 }
