@@ -54,6 +54,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newResumeCmd,
 	newRetryCmd,
 	newFleetCmd,
+	newImagesCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

@@ -86,6 +86,8 @@ type daemon struct {
 	notes *reporter
 	// driftSinceNote counts the drift repairs since the last note.
 	driftSinceNote int
+	// images pins the tags of containers that follow their registry.
+	images *images
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -165,6 +167,9 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	if d.st, err = d.store.Load(); err != nil {
 		return err
 	}
+	if d.images, err = newImages(cfg, d.log); err != nil {
+		return err
+	}
 	// Status notes are a report, not a duty: without them the host still
 	// converges.
 	if d.notes, err = newReporter(ctx, cfg, d.log); err != nil {
@@ -194,6 +199,8 @@ func (d *daemon) loop(ctx context.Context) error {
 	defer pollT.Stop()
 	fullT := time.NewTimer(d.opts.FullInterval)
 	defer fullT.Stop()
+	imagesT := time.NewTimer(d.images.poller.Next())
+	defer imagesT.Stop()
 	watchdog := time.NewTicker(10 * time.Second)
 	defer watchdog.Stop()
 
@@ -212,6 +219,10 @@ func (d *daemon) loop(ctx context.Context) error {
 
 		case <-pollT.C:
 			pollT.Reset(d.nextPoll(d.poll(ctx, false)))
+
+		case <-imagesT.C:
+			d.pollImages(ctx)
+			imagesT.Reset(d.images.poller.Next())
 
 		case <-fullT.C:
 			d.full(ctx)
@@ -278,7 +289,7 @@ func (d *daemon) convergeLocal(ctx context.Context) {
 		d.log.Warn("last good revision not readable locally", "revision", rev, "err", err)
 		return
 	}
-	desired, err := d.render(snap)
+	desired, err := d.render(ctx, snap, false)
 	if err != nil {
 		d.log.Warn("last good revision no longer renders", "revision", rev, "err", err)
 		return
@@ -338,7 +349,7 @@ func (d *daemon) applyRevision(ctx context.Context, rev string) {
 		log.Error("revision not readable; nothing changed", "err", err)
 		return
 	}
-	desired, err := d.render(snap)
+	desired, err := d.render(ctx, snap, true)
 	if err != nil {
 		log.Error("revision invalid; nothing changed", "err", err)
 		d.refuse(ctx, rev, ResultInvalid, err)
@@ -385,6 +396,7 @@ func (d *daemon) finish(ctx context.Context, rev string, desired *spec.State, re
 		return
 	}
 	d.log.Error("revision failed", "revision", rev, "reason", reason)
+	d.images.markBad(desired, failedIDs(res))
 	good := d.st.LastGood
 	if good == "" || good == rev {
 		d.markFailed(rev, ResultFailed, reason)
@@ -411,7 +423,7 @@ func (d *daemon) rollback(ctx context.Context, good string) bool {
 		log.Error("cannot roll back: last good revision not readable", "err", err)
 		return false
 	}
-	desired, err := d.render(snap)
+	desired, err := d.render(ctx, snap, false)
 	if err != nil {
 		log.Error("cannot roll back: last good revision no longer renders", "err", err)
 		return false
@@ -565,12 +577,16 @@ func (d *daemon) reload(cfg *Config) {
 	d.log.Info("configuration reloaded")
 }
 
-// render loads a snapshot and renders it for this host.
-func (d *daemon) render(snap *Snapshot) (*spec.State, error) {
+// render loads a snapshot and renders it for this host, with the resolved
+// tags of the containers that follow their registry. Only a new revision
+// (resolve true) asks a registry for what it has never resolved; the last
+// good one is rendered from local state alone.
+func (d *daemon) render(ctx context.Context, snap *Snapshot, resolve bool) (*spec.State, error) {
 	desired, err := desiredState(snap, d.cfg)
 	if err != nil {
 		return nil, err
 	}
+	d.images.pin(ctx, desired, resolve)
 	return desired, nil
 }
 
@@ -651,3 +667,50 @@ type nopNotifier struct{}
 func (nopNotifier) Ready(string)  {}
 func (nopNotifier) Status(string) {}
 func (nopNotifier) Watchdog()     {}
+
+// pollImages checks the registries of the containers that follow one and,
+// when a newer tag is resolved, converges the revision in force with it. A
+// tag whose container fails (the Docker target has put the old container
+// back) is marked bad, and the previous tag pinned again.
+func (d *daemon) pollImages(ctx context.Context) {
+	if d.desired == nil || d.st.Suspended {
+		return
+	}
+	cs := following(d.desired)
+	if len(cs) == 0 {
+		return
+	}
+	ups, err := d.images.poller.Poll(ctx, cs)
+	if err != nil && ctx.Err() == nil {
+		d.log.Debug("registry poll", "err", err)
+	}
+	if len(ups) == 0 || ctx.Err() != nil {
+		return
+	}
+	snap, err := d.src.Snapshot(ctx, d.rev)
+	if err != nil {
+		d.log.Error("new image waits: revision not readable", "revision", d.rev, "err", err)
+		return
+	}
+	desired, err := d.render(ctx, snap, false)
+	if err != nil {
+		d.log.Error("new image waits: revision no longer renders", "revision", d.rev, "err", err)
+		return
+	}
+	d.use(ctx, d.rev, desired)
+	res, err := d.converge(ctx, desired, true)
+	if err != nil {
+		d.log.Error("image update refused", "err", err)
+		return
+	}
+	if !d.images.markBad(desired, failedIDs(res)) {
+		d.report(ctx, d.rev, ResultApplied, res, "")
+		return
+	}
+	d.log.Warn("new image failed on this host; marked bad, back to the previous one")
+	if desired, err = d.render(ctx, snap, false); err == nil {
+		d.use(ctx, d.rev, desired)
+		res, _ = d.converge(ctx, desired, true)
+	}
+	d.report(ctx, d.rev, ResultApplied, res, "")
+}

@@ -100,6 +100,13 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 		return rep, nil
 	}
 	rep.Valid = true
+	var im *images
+	if len(following(desired)) > 0 {
+		if im, err = newImages(cfg, log); err != nil {
+			return nil, err
+		}
+		im.pin(ctx, desired, true)
+	}
 
 	store := state.New(cfg.StateDir)
 	if apply {
@@ -119,6 +126,11 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	}
 	eng := converge.New(drv, converge.Options{Logger: log})
 	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
+	if apply && im != nil && cerr == nil {
+		// A followed tag that failed here is not tried again; the next
+		// apply pins the previous one.
+		im.markBad(desired, failedIDs(res))
+	}
 	if apply && res != nil {
 		// Saved even when the pass was cut short: what was created is
 		// owned and must stay prunable.
