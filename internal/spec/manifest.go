@@ -42,6 +42,13 @@ type body struct {
 	tmpl   *template.Template // set when the file is a template
 }
 
+// kindHints maps likely mistakes for a kind to the kind meant.
+var kindHints = map[string]Kind{
+	"file": KindFile, "files": KindFile, "template": KindFile,
+	"unit": KindUnit, "units": KindUnit, "service": KindUnit, "systemd": KindUnit, "timer": KindUnit,
+	"container": KindContainer, "containers": KindContainer, "docker": KindContainer,
+}
+
 var commonFields = []string{"kind", "prune", "drift", "after", "restart_on"}
 
 var kindFields = map[Kind][]string{
@@ -106,7 +113,11 @@ func (d *decoder) resource(root *yaml.Node) *decl {
 	}
 	kind := Kind(ks)
 	if _, known := kindFields[kind]; !known {
-		d.errorf(kindField.at, "kind: unknown kind %q (want file, unit or container)", ks)
+		if hint, ok := kindHints[strings.ToLower(ks)]; ok {
+			d.errorf(kindField.at, "kind: unknown kind %q (did you mean %q?)", ks, hint)
+		} else {
+			d.errorf(kindField.at, "kind: unknown kind %q (want file, unit or container)", ks)
+		}
 		return nil
 	}
 	f, _ := d.fields(root, string(kind), fieldSet(commonFields, kindFields[kind]))
