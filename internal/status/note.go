@@ -135,8 +135,13 @@ func isHash(s string) bool {
 }
 
 // normalized returns a copy of n with empty maps and lists instead of nil
-// ones and the failures sorted, so that every note has the same shape.
+// ones, the failures sorted and times in UTC to the second, so that every
+// note has the same shape.
 func (n Note) normalized() Note {
+	n.AppliedAt = n.AppliedAt.UTC().Truncate(time.Second)
+	if !n.HealthyAt.IsZero() {
+		n.HealthyAt = n.HealthyAt.UTC().Truncate(time.Second)
+	}
 	n.Labels = maps.Clone(n.Labels)
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
