@@ -86,6 +86,8 @@ type daemon struct {
 	notes *reporter
 	// driftSinceNote counts the drift repairs since the last note.
 	driftSinceNote int
+	// drivers are built once, as their kinds are first needed, and kept.
+	drivers map[spec.Kind]converge.Driver
 	// images pins the tags of containers that follow their registry.
 	images *images
 
@@ -177,6 +179,8 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 	defer d.notes.close()
 	d.setStatus(func(s *Status) { s.Suspended = d.st.Suspended })
+	// Watchers stop before the drivers they watch through are closed.
+	defer func() { closeDrivers(d.drivers) }()
 	defer d.stopWatchers()
 
 	// First converge from local state: the last good commit needs no
@@ -593,10 +597,8 @@ func (d *daemon) render(ctx context.Context, snap *Snapshot, resolve bool) (*spe
 // use makes desired the state in force: drivers for its kinds, and watchers
 // over its resources.
 func (d *daemon) use(ctx context.Context, rev string, desired *spec.State) {
-	drv, err := buildDrivers(ctx, d.cfg, d.log, desired, d.st.Inventory)
-	if err != nil {
-		d.log.Error("drivers", "err", err)
-	}
+	d.drivers = buildDrivers(ctx, d.cfg, d.log, desired, d.st.Inventory, d.drivers)
+	drv := d.drivers
 	d.eng = converge.New(drv, converge.Options{Logger: d.log})
 	d.desired = desired
 	d.rev = rev

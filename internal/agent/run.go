@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 // driverEnv is what a driver is built from.
@@ -28,6 +31,12 @@ type driverEnv struct {
 var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
 	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
 		return file.New(file.Options{Root: env.cfg.Root, Logger: env.log}), nil
+	},
+	spec.KindUnit: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
+		return systemd.New(ctx, systemd.Options{Logger: env.log})
+	},
+	spec.KindContainer: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
+		return docker.New(ctx, docker.Options{Logger: env.log})
 	},
 }
 
@@ -120,10 +129,8 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	drv, err := buildDrivers(ctx, cfg, log, desired, st.Inventory)
-	if err != nil {
-		return nil, err
-	}
+	drv := buildDrivers(ctx, cfg, log, desired, st.Inventory, nil)
+	defer closeDrivers(drv)
 	eng := converge.New(drv, converge.Options{Logger: log})
 	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
 	if apply && im != nil && cerr == nil {
@@ -226,10 +233,11 @@ func problems(err error, display string) (ps []Problem, ok bool) {
 	return ps, true
 }
 
-// buildDrivers builds the drivers of the kinds that are desired or owned.
-// A kind with no driver in this build is left out: the engine fails its
-// resources and converges the others.
-func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, inv state.Inventory) (map[spec.Kind]converge.Driver, error) {
+// buildDrivers returns the drivers of the kinds that are desired or owned,
+// reusing those in have and building the others. A driver that cannot be
+// built (no system bus, no Docker engine) stands in as one that fails each
+// of its resources with the reason, so the other kinds still converge.
+func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, inv state.Inventory, have map[spec.Kind]converge.Driver) map[spec.Kind]converge.Driver {
 	need := map[spec.Kind]bool{}
 	for _, r := range desired.Resources {
 		need[r.ID.Kind] = true
@@ -239,17 +247,50 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 	}
 	out := map[spec.Kind]converge.Driver{}
 	for _, k := range spec.Kinds {
+		// A driver that was unavailable is tried again: the engine may
+		// have come back.
+		if d, ok := have[k]; ok {
+			if _, down := d.(unavailable); !down {
+				out[k] = d
+				continue
+			}
+		}
 		mk, ok := drivers[k]
 		if !need[k] || !ok {
 			continue
 		}
 		d, err := mk(ctx, driverEnv{cfg: cfg, log: log.With("kind", string(k))})
 		if err != nil {
-			return nil, fmt.Errorf("%s driver: %w", k, err)
+			log.Warn("driver unavailable", "kind", k, "err", err)
+			out[k] = unavailable{kind: k, err: err}
+			continue
 		}
 		out[k] = d
 	}
-	return out, nil
+	return out
+}
+
+// closeDrivers releases the drivers' connections.
+func closeDrivers(ds map[spec.Kind]converge.Driver) {
+	for _, d := range ds {
+		if c, ok := d.(io.Closer); ok {
+			c.Close()
+		}
+	}
+}
+
+// unavailable is the driver of a kind whose client could not be built.
+type unavailable struct {
+	kind spec.Kind
+	err  error
+}
+
+func (u unavailable) CheckApply(context.Context, *spec.Resource, bool) (spec.Change, error) {
+	return spec.Change{}, fmt.Errorf("%w for kind %s on this host: %w", converge.ErrNoDriver, u.kind, u.err)
+}
+
+func (u unavailable) Remove(context.Context, spec.ID, bool) (spec.Change, error) {
+	return spec.Change{}, fmt.Errorf("%w for kind %s on this host: %w", converge.ErrNoDriver, u.kind, u.err)
 }
 
 // fillChanges turns the engine's result into the report's changes: every
