@@ -38,6 +38,10 @@ type PushOptions struct {
 	// MinBackoff and MaxBackoff bound the wait between failed pushes in
 	// Run; 0 means 2s and 5m.
 	MinBackoff, MaxBackoff time.Duration
+	// Timeout bounds one push attempt (fetch and push), so that a network
+	// that drops packets without a word does not hold Run forever; 0 means
+	// 2m.
+	Timeout time.Duration
 	// Logger receives what Run does; nil discards it.
 	Logger *slog.Logger
 }
@@ -80,6 +84,9 @@ func NewPusher(notes *Notes, o PushOptions) (*Pusher, error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Minute
 	}
 	log := o.Logger
 	if log == nil {
@@ -166,6 +173,8 @@ func (p *Pusher) Run(ctx context.Context) error {
 func (p *Pusher) Push(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, p.o.Timeout)
+	defer cancel()
 	if err := p.push(ctx); err != nil {
 		p.synced = false
 		return &redactedError{msg: fmt.Sprintf("push status notes to %s: %s", RedactURL(p.o.URL), RedactURL(err.Error())), err: err}

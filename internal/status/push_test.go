@@ -374,3 +374,32 @@ func TestNewPusherErrors(t *testing.T) {
 		t.Errorf("NewPusher(no URL) error = nil, want an error")
 	}
 }
+
+// A network that swallows answers without closing the connection does not
+// hold a push beyond its timeout.
+func TestPushTimeout(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	root.Create("env")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+	proxy := gitserver.NewProxy(t, srv.Addr)
+	proxy.Delay(time.Hour)
+
+	notes := mustOpen(t, hostRepo(t), "edge-t")
+	mustWrite(t, notes, New("edge-t", commitA, Applied, time.Now()), WriteOptions{})
+	p := mustPusher(t, notes, PushOptions{URL: "http://" + proxy.Addr + "/env.git", Timeout: 300 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- p.Push(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("Push() through a silent network = nil, want an error")
+		}
+	case <-ctx.Done():
+		t.Fatalf("Push() through a silent network did not return: the timeout is not applied")
+	}
+	if pending, err := p.Pending(); err != nil || pending != 1 {
+		t.Errorf("Pending() = %d, %v, want 1, nil", pending, err)
+	}
+}
