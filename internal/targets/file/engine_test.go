@@ -109,34 +109,54 @@ func TestEngineFiles(t *testing.T) {
 }
 
 // BenchmarkNoopApplyFiles1000 measures one converge of 1,000 managed files
-// that are already in sync, as the daemon's periodic pass does on a host:
-// absolute paths, no --root; one resource at a time, and two at a time.
-// Besides wall time it reports the CPU time of the process per pass
+// that are already in sync, through the engine and the file driver: absolute
+// paths, no --root.
+//
+//   - read: every file's content is read and compared, as in a fresh
+//     process (outpost apply) or for files written in the last seconds;
+//   - verified: the daemon's periodic pass over files that it read before and
+//     that were last written more than trustAge ago, so only lstat'ed; the
+//     driver's clock is set an hour ahead to stand for that age;
+//   - verified-workers=2: the same with two files converging at once.
+//
+// Besides wall time it reports the process's CPU time per pass
 // (cpu-ns/op), which a busy machine changes less.
 func BenchmarkNoopApplyFiles1000(b *testing.B) {
-	for _, workers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			benchNoop(b, "", b.TempDir(), workers)
+	never := func() time.Time { return time.Unix(0, 0) }
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	for _, c := range []struct {
+		name    string
+		workers int
+		clock   func() time.Time
+	}{
+		{"read", 1, never},
+		{"verified", 1, later},
+		{"verified-workers=2", 2, later},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchNoop(b, "", b.TempDir(), c.workers, c.clock)
 		})
 	}
 }
 
-// BenchmarkNoopApplyFiles1000Root is the same pass under --root, which also
+// BenchmarkNoopApplyFiles1000Root is the read pass under --root, which also
 // checks every directory on the way for symlinks leading outside the root.
 func BenchmarkNoopApplyFiles1000Root(b *testing.B) {
-	benchNoop(b, b.TempDir(), "", 1)
+	benchNoop(b, b.TempDir(), "", 1, func() time.Time { return time.Unix(0, 0) })
 }
 
 // benchNoop converges 1,000 files under root, with paths prefixed by prefix,
 // once to write them, then measures passes that find nothing to do.
-func benchNoop(b *testing.B, root, prefix string, workers int) {
+func benchNoop(b *testing.B, root, prefix string, workers int, clock func() time.Time) {
 	d := &spec.State{}
 	for i := range 1000 {
 		content := fmt.Sprintf("# managed by outpost\nkey%d = %s\n", i, "value value value value value value value value")
 		r := fileRes(fmt.Sprintf("%s/etc/app%02d/conf%d.conf", prefix, i%20, i), content, mode(0o640))
 		d.Resources = append(d.Resources, r)
 	}
-	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: file.New(file.Options{Root: root})}, converge.Options{Workers: workers})
+	drv := file.New(file.Options{Root: root})
+	file.SetClock(drv, clock)
+	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: drv}, converge.Options{Workers: workers})
 	ctx := context.Background()
 	res, err := e.Converge(ctx, d, nil, true)
 	if err != nil || len(res.Failed()) != 0 {
@@ -145,6 +165,10 @@ func benchNoop(b *testing.B, root, prefix string, workers int) {
 	inv := res.Inventory
 	if n, _ := filepath.Glob(filepath.Join(root, prefix, "etc/*/*.conf")); len(n) != 1000 {
 		b.Fatalf("%d files written, want 1000", len(n))
+	}
+	// One pass to read what the first one wrote.
+	if _, err := e.Converge(ctx, d, inv, true); err != nil {
+		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	cpu0 := cpuTime(b)

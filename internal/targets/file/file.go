@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -20,7 +21,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/outpost-gitops/outpost/internal/atomicfile"
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -48,14 +51,37 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Driver converges file resources.
+// Driver converges file resources. It is safe for concurrent use.
 type Driver struct {
 	root string
 	log  *slog.Logger
+	now  func() time.Time
 
 	mu       sync.Mutex
 	rootReal string // Root with its symlinks resolved, once known
+
+	// verified remembers, per path, a version of a file whose content
+	// was read and matched, so that a pass over unchanged files costs one
+	// lstat each. See sameContent.
+	vmu      sync.Mutex
+	verified map[string]verifiedContent
+	seed     maphash.Seed
+	// reads counts the files whose content was read.
+	reads atomic.Int64
 }
+
+// verifiedContent is a file version whose content was read and found equal
+// to the content whose hash is sum.
+type verifiedContent struct {
+	id  fileID
+	sum uint64
+}
+
+// trustAge is how much older than the moment it was read a file's change
+// time must be for the file's version to be remembered as verified: then any
+// later write gives it another change time, even on filesystems whose
+// timestamps are coarse (seconds, or the kernel's clock tick).
+const trustAge = 2 * time.Second
 
 // New returns a file driver.
 func New(opts Options) *Driver {
@@ -75,7 +101,7 @@ func New(opts Options) *Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{root: root, log: log}
+	return &Driver{root: root, log: log, now: time.Now, verified: map[string]verifiedContent{}, seed: maphash.MakeSeed()}
 }
 
 // Path returns where the managed path name is on this host: name under the
@@ -95,6 +121,18 @@ type observed struct {
 	uid     int
 	gid     int
 	size    int64
+	// id names this version of the file's content, for the cache of
+	// verified content.
+	id fileID
+}
+
+// fileID is what changes whenever a file's content may have: a replaced
+// file has a new inode, and any write sets the modification and change
+// times to the current time. The change time cannot be set by hand.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
 }
 
 // want is a file resource with its owner and group resolved.
@@ -162,7 +200,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		fields = append(fields, "symlink replaced")
 		rewrite = true
 	} else {
-		same, err := sameContent(p, obs.size, w.content)
+		same, err := d.sameContent(p, obs, w.content)
 		if err != nil {
 			return none, err
 		}
@@ -238,6 +276,7 @@ func (d *Driver) remove(p string, obs observed, apply bool) (spec.Change, error)
 		return none, nil
 	}
 	if apply {
+		d.forget(p)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return none, fmt.Errorf("remove %s: %w", p, err)
 		}
@@ -252,6 +291,7 @@ func (d *Driver) remove(p string, obs observed, apply bool) (spec.Change, error)
 // wanted file, atomically. An owner or group that the resource leaves alone
 // is kept from the file being replaced.
 func (d *Driver) write(p string, w want, obs observed) error {
+	d.forget(p)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("create parent directories of %s: %w", p, err)
 	}
@@ -378,6 +418,7 @@ func lstat(p string) (observed, error) {
 	o.mode = fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		o.uid, o.gid = int(st.Uid), int(st.Gid)
+		o.id = fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
 	}
 	return o, nil
 }
@@ -396,13 +437,52 @@ func typeName(m fs.FileMode) string {
 	return "special file"
 }
 
+// sameContent reports whether the regular file at p, as lstat observed it,
+// holds want. Sizes are compared first. Then, as git does with its index, a
+// file version that was read and matched before is trusted without reading
+// it again when nothing that a write changes has changed: inode, size,
+// modification and change time. A version is only remembered when its change
+// time was trustAge older than the read, so that a write in the same clock
+// tick as the version it replaced is never mistaken for it.
+func (d *Driver) sameContent(p string, obs observed, want []byte) (bool, error) {
+	if obs.size != int64(len(want)) {
+		return false, nil
+	}
+	sum := maphash.Bytes(d.seed, want)
+	d.vmu.Lock()
+	v, ok := d.verified[p]
+	d.vmu.Unlock()
+	if ok && v.id == obs.id && v.sum == sum {
+		return true, nil
+	}
+	readAt := d.now()
+	d.reads.Add(1)
+	same, err := readSame(p, obs.size, want)
+	if err != nil || !same {
+		return same, err
+	}
+	if obs.id.ino != 0 && time.Unix(obs.id.ctime.Unix()).Before(readAt.Add(-trustAge)) {
+		d.vmu.Lock()
+		d.verified[p] = verifiedContent{id: obs.id, sum: sum}
+		d.vmu.Unlock()
+	}
+	return true, nil
+}
+
+// forget drops what is remembered about the file at p, which Outpost is
+// about to change.
+func (d *Driver) forget(p string) {
+	d.vmu.Lock()
+	delete(d.verified, p)
+	d.vmu.Unlock()
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// sameContent reports whether the regular file at p, of the given size,
-// holds want. Sizes are compared first, so most changes cost no read. The
-// file is read with plain system calls: an os.File would register it with
-// the poller, which costs more than the read itself for small files.
-func sameContent(p string, size int64, want []byte) (bool, error) {
+// readSame reports whether the regular file at p, of the given size, holds
+// want. The file is read with plain system calls: an os.File would register
+// it with the poller, which costs more than the read itself for small files.
+func readSame(p string, size int64, want []byte) (bool, error) {
 	if size != int64(len(want)) {
 		return false, nil
 	}
