@@ -165,6 +165,10 @@ func removeAll(cli *client.Client, name string) {
 	for _, f := range []filters.Args{
 		filters.NewArgs(filters.Arg("label", LabelResource+"="+name)),
 		filters.NewArgs(filters.Arg("name", name)),
+		// Containers still using the network or volume of that name
+		// (cleanups run in reverse order) belong to the test too.
+		filters.NewArgs(filters.Arg("network", name)),
+		filters.NewArgs(filters.Arg("volume", name)),
 	} {
 		list, _ := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 		for _, c := range list {
