@@ -106,6 +106,9 @@ func Fleet(ctx context.Context, src string, o FleetOptions) ([]HostStatus, error
 func fetchFleet(ctx context.Context, st *memory.Storage, url string, branch plumbing.ReferenceName, o FleetOptions) ([]*plumbing.Reference, plumbing.Hash, error) {
 	remote := git.NewRemote(st, &config.RemoteConfig{Name: remoteName, URLs: []string{url}})
 	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: o.Auth, CABundle: o.CABundle})
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return nil, plumbing.ZeroHash, nil // a new status repository: no host has pushed yet
+	}
 	if err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("list refs of %s: %w", url, err)
 	}

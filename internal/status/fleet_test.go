@@ -342,3 +342,33 @@ func TestFleet50Hosts(t *testing.T) {
 		}
 	})
 }
+
+// A new status repository (status.remote) holds nothing yet: an empty
+// fleet, not an error.
+func TestFleetEmptyRemote(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	root.Create("status")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+	hosts, err := Fleet(context.Background(), srv.URL("status"), FleetOptions{})
+	if err != nil || len(hosts) != 0 {
+		t.Fatalf("Fleet(empty repository) = %v, %v, want no hosts and no error", hosts, err)
+	}
+	var b bytes.Buffer
+	if err := WriteJSON(&b, hosts); err != nil || strings.TrimSpace(b.String()) != "[]" {
+		t.Errorf("WriteJSON(no hosts) = %q, %v, want []", b.String(), err)
+	}
+	if code := ExitCode(hosts); code != 0 {
+		t.Errorf("ExitCode(no hosts) = %d, want 0", code)
+	}
+
+	// A status repository with notes but no branch: nothing is at a tip.
+	notes := mustOpen(t, hostRepo(t), "h")
+	mustWrite(t, notes, New("h", commitA, Applied, time.Now()), WriteOptions{})
+	if err := mustPusher(t, notes, PushOptions{URL: srv.URL("status")}).Push(context.Background()); err != nil {
+		t.Fatalf("Push() error = %v", err)
+	}
+	hosts, err = Fleet(context.Background(), srv.URL("status"), FleetOptions{})
+	if err != nil || len(hosts) != 1 || hosts[0].Note == nil || hosts[0].AtTip {
+		t.Fatalf("Fleet(status repository) = %+v, %v, want host h's note, not at a tip", hosts, err)
+	}
+}
