@@ -143,7 +143,11 @@ func (d *Driver) repair(ctx context.Context, c *spec.Container, cur *container.I
 	}
 	switch {
 	case cur.State.Paused:
-		return fmt.Errorf("container %s: paused by hand; unpause it", c.Name)
+		cctx, cancel := d.call(ctx)
+		defer cancel()
+		if err := d.api.ContainerUnpause(cctx, cur.ID); err != nil {
+			return fmt.Errorf("container %s: unpause: %w", c.Name, err)
+		}
 	case !cur.State.Running:
 		cctx, cancel := d.call(ctx)
 		defer cancel()

@@ -20,7 +20,7 @@ import (
 // by field.
 type view struct {
 	Name       string
-	Running    bool
+	State      string // running, stopped or paused
 	Image      string // the reference
 	ImageID    string // the local image's ID; empty when it is not pulled
 	Entrypoint []string
@@ -83,7 +83,7 @@ func expected(c *spec.Container, img *image.InspectResponse, logDriver string) v
 	}
 	v := view{
 		Name:          c.Name,
-		Running:       true,
+		State:         "running",
 		Image:         imageRef(c),
 		ImageID:       imageID,
 		Restart:       restartString(parseRestart(c.Restart)),
@@ -173,8 +173,13 @@ func observed(in container.InspectResponse) view {
 	v := view{ImageID: in.Image}
 	if in.ContainerJSONBase != nil {
 		v.Name = strings.TrimPrefix(in.Name, "/")
-		if in.State != nil {
-			v.Running = in.State.Running && !in.State.Paused
+		v.State = "stopped"
+		switch {
+		case in.State == nil:
+		case in.State.Paused:
+			v.State = "paused"
+		case in.State.Running:
+			v.State = "running"
 		}
 	}
 	if c := in.Config; c != nil {
@@ -367,8 +372,8 @@ func diff(w, o view) []field {
 	if w.Name != o.Name {
 		add(change("name", o.Name, w.Name), fixRename)
 	}
-	if w.Running != o.Running {
-		add(change("state", state(o.Running), state(w.Running)), fixStart)
+	if w.State != o.State {
+		add(change("state", o.State, w.State), fixStart)
 	}
 	return fs
 }
@@ -434,11 +439,4 @@ func cpus(n int64) string {
 		return "unlimited"
 	}
 	return strconv.FormatFloat(float64(n)/1e9, 'f', -1, 64)
-}
-
-func state(running bool) string {
-	if running {
-		return "running"
-	}
-	return "stopped"
 }

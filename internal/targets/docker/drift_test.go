@@ -103,6 +103,11 @@ func TestDrift(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, spec.Change{Action: spec.ActionUpdate, Fields: []string{"state stopped -> running"}}},
+		{"pause", func(t *testing.T, cli *client.Client, name string) {
+			if err := cli.ContainerPause(testCtx(t), name); err != nil {
+				t.Fatal(err)
+			}
+		}, spec.Change{Action: spec.ActionUpdate, Fields: []string{"state paused -> running"}}},
 		{"rm -f", func(t *testing.T, cli *client.Client, name string) {
 			if err := cli.ContainerRemove(testCtx(t), name, container.RemoveOptions{Force: true}); err != nil {
 				t.Fatal(err)

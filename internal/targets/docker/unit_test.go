@@ -112,6 +112,8 @@ func TestDiff(t *testing.T) {
 			in.Name = "/web-x"
 			in.State.Running = false
 		}, []string{"name web-x -> web", "state stopped -> running"}},
+		{"paused", nil, func(in *container.InspectResponse) { in.State.Paused = true },
+			[]string{"state paused -> running"}},
 		{"another image ID", nil, func(in *container.InspectResponse) { in.Image = "sha256:other" },
 			[]string{"image registry.example/web:1 (another image ID)"}},
 		{"log options the engine adds", func(c *spec.Container) {
