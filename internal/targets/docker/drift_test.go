@@ -201,3 +201,30 @@ func TestDriftIgnore(t *testing.T) {
 		t.Errorf("container = running %v image %s, want running web:2", in.State.Running, in.Config.Image)
 	}
 }
+
+// TestInterruptedUpdate leaves the old container aside and stopped, as an
+// update cut short after its stop and rename would, and expects the next
+// CheckApply to put it back.
+func TestInterruptedUpdate(t *testing.T) {
+	d := newDriverT(t, Options{})
+	cli := rawClient(t)
+	ctx := testCtx(t)
+	name := uniqueName(t, "aside")
+	r := web(name)
+	apply(t, d, r)
+	id := inspect(t, cli, name).ID
+	if err := cli.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.ContainerRename(ctx, id, name+asideSuffix); err != nil {
+		t.Fatal(err)
+	}
+	want := spec.Change{Action: spec.ActionUpdate, Fields: []string{"name " + name + asideSuffix + " -> " + name, "state stopped -> running"}}
+	if ch := apply(t, d, r); ch.String() != want.String() {
+		t.Errorf("CheckApply = %v, want %v", ch, want)
+	}
+	if in := inspect(t, cli, name); in.ID != id || !in.State.Running {
+		t.Errorf("container %s = %s running %v, want %s running", name, in.ID, in.State.Running, id)
+	}
+	noop(t, d, r)
+}
