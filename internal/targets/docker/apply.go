@@ -72,7 +72,17 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 			want.ImageID = ""
 		}
 	}
-	fields := diff(want, observed(*cur))
+	have := observed(*cur)
+	if target, ok := strings.CutPrefix(want.Network, "container:"); ok {
+		// The engine keeps container:ID for container:NAME.
+		cctx, cancel := d.call(ctx)
+		in, err := d.api.ContainerInspect(cctx, target)
+		cancel()
+		if err == nil && have.Network == "container:"+in.ID {
+			want.Network = have.Network
+		}
+	}
+	fields := diff(want, have)
 	// The spec hash label tells drift (the spec is the one applied, the
 	// container changed) from a desired change.
 	drifted := cur.Config.Labels[LabelSpecHash] == hash

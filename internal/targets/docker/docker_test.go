@@ -496,3 +496,27 @@ func TestRestartAndHealthy(t *testing.T) {
 		t.Errorf("Healthy of a stopped container = %v, %q, %v; want false", ok, why, err)
 	}
 }
+
+func TestNetworkModeContainer(t *testing.T) {
+	d := newDriverT(t, Options{})
+	cli := rawClient(t)
+	a := web(uniqueName(t, "ns"))
+	b := web(uniqueName(t, "ns"))
+	b.Container.NetworkMode = "container:" + a.Container.Name
+	b.Container.Command = []string{"-p", "8081"}
+	apply(t, d, a)
+	apply(t, d, b)
+	noop(t, d, b)
+	// a is replaced: b's network namespace went with the old a.
+	a.Container.Tag = "2"
+	apply(t, d, a)
+	ch, err := d.CheckApply(testCtx(t), b, false)
+	if err != nil || ch.Action != spec.ActionUpdate || !strings.HasPrefix(ch.Fields[0], "network_mode") {
+		t.Errorf("CheckApply(b) after a was replaced = %v, %v; want update (network_mode ...)", ch, err)
+	}
+	apply(t, d, b)
+	noop(t, d, b)
+	if got, want := string(inspect(t, cli, b.Container.Name).HostConfig.NetworkMode), "container:"+inspect(t, cli, a.Container.Name).ID; got != want {
+		t.Errorf("network mode of b = %s, want %s", got, want)
+	}
+}
