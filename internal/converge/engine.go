@@ -324,13 +324,16 @@ func (e *Engine) runBatch(ctx context.Context, batch []*spec.Resource, items []I
 // prunable splits the owned objects that left the desired state into those
 // to remove, in reverse kind order, and those to forget (prune: false).
 func (e *Engine) prunable(desired map[spec.ID]*spec.Resource, inv state.Inventory) (remove, keep []spec.ID) {
-	ids := inv.IDs()
+	gone := state.Inventory{}
+	for k, ent := range inv {
+		if _, ok := desired[ent.ID()]; !ok {
+			gone[k] = ent
+		}
+	}
+	ids := gone.IDs()
 	for i := len(ids) - 1; i >= 0; i-- {
 		id := ids[i]
-		if _, ok := desired[id]; ok {
-			continue
-		}
-		if ent, _ := inv.Get(id); ent.NoPrune {
+		if ent, _ := gone.Get(id); ent.NoPrune {
 			keep = append(keep, id)
 			continue
 		}
