@@ -20,17 +20,43 @@ type unitState struct {
 }
 
 func (d *Driver) state(ctx context.Context, name string) (unitState, error) {
-	props, err := d.conn.GetUnitPropertiesContext(ctx, name)
+	states, err := d.states(ctx, []string{name})
 	if err != nil {
-		return unitState{}, fmt.Errorf("unit %s: read properties: %w", name, err)
+		return unitState{}, err
 	}
-	str := func(k string) string { s, _ := props[k].(string); return s }
-	return unitState{
-		LoadState:     str("LoadState"),
-		ActiveState:   str("ActiveState"),
-		SubState:      str("SubState"),
-		UnitFileState: str("UnitFileState"),
-	}, nil
+	return states[name], nil
+}
+
+// states reads the state of units with two calls, whatever their number:
+// cheaper than reading each unit's properties.
+func (d *Driver) states(ctx context.Context, names []string) (map[string]unitState, error) {
+	out := make(map[string]unitState, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	units, err := d.conn.ListUnitsByNamesContext(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("read unit states: %w", err)
+	}
+	for _, u := range units {
+		out[u.Name] = unitState{LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState}
+	}
+	// UnitFileState as the unit reports it: systemd keeps it with the
+	// loaded unit and refreshes it on daemon-reload, so reading it is cheap,
+	// unlike listing unit files, which walks every unit directory.
+	for _, n := range names {
+		if out[n].LoadState != "loaded" {
+			continue
+		}
+		p, err := d.conn.GetUnitPropertyContext(ctx, n, "UnitFileState")
+		if err != nil {
+			return nil, fmt.Errorf("read unit file state: %w", err)
+		}
+		st := out[n]
+		st.UnitFileState, _ = p.Value.Value().(string)
+		out[n] = st
+	}
+	return out, nil
 }
 
 // running reports whether an ActiveState counts as running: active, or on
@@ -99,24 +125,16 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		plan.change.restart = plan.change.restart || prep.restart
 		plan.change.drifted = prep.drifted
 	}
-	st, err := d.state(ctx, u.Name)
-	if err != nil {
-		return spec.Change{}, err
-	}
-
-	fields := append([]string(nil), plan.change.fields...)
-	if u.Enabled != nil && !enabledAs(st.UnitFileState, *u.Enabled) && !(plan.change.create && !*u.Enabled) {
-		from := st.UnitFileState
-		if from == "" || plan.change.create {
-			from = "missing"
+	// Prepare read every unit's state at once; a difference it shows is
+	// read again, since it may be stale by now.
+	st, snapped := d.snap[u.Name]
+	delete(d.snap, u.Name)
+	fields := stateFields(u, st, plan.change)
+	if !snapped || len(fields) > len(plan.change.fields) {
+		if st, err = d.state(ctx, u.Name); err != nil {
+			return spec.Change{}, err
 		}
-		fields = append(fields, fmt.Sprintf("enabled %s -> %v", from, *u.Enabled))
-	}
-	switch {
-	case u.State == spec.UnitRunning && !running(st.ActiveState):
-		fields = append(fields, fmt.Sprintf("state %s -> running", st.ActiveState))
-	case u.State == spec.UnitStopped && running(st.ActiveState):
-		fields = append(fields, fmt.Sprintf("state %s -> stopped", st.ActiveState))
+		fields = stateFields(u, st, plan.change)
 	}
 	if len(fields) == 0 {
 		return spec.Change{Action: spec.ActionNone}, nil
@@ -158,6 +176,25 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	}
 	log.Info("unit converged", "change", ch.String())
 	return ch, nil
+}
+
+// stateFields lists the file differences and where st differs from u.
+func stateFields(u *spec.Unit, st unitState, fc fileChange) []string {
+	fields := append([]string(nil), fc.fields...)
+	if u.Enabled != nil && !enabledAs(st.UnitFileState, *u.Enabled) {
+		from := st.UnitFileState
+		if from == "" || fc.create {
+			from = "missing"
+		}
+		fields = append(fields, fmt.Sprintf("enabled %s -> %v", from, *u.Enabled))
+	}
+	switch {
+	case u.State == spec.UnitRunning && !running(st.ActiveState):
+		fields = append(fields, fmt.Sprintf("state %s -> running", st.ActiveState))
+	case u.State == spec.UnitStopped && running(st.ActiveState):
+		fields = append(fields, fmt.Sprintf("state %s -> stopped", st.ActiveState))
+	}
+	return fields
 }
 
 // converge brings the unit's run state to u's, restarting it when its files
@@ -274,21 +311,28 @@ func unitType(name string) string {
 	return ""
 }
 
-// Prepare writes the changed files of every unit in rs and reloads systemd
-// once, so that a pass that changes many units reloads once; each unit's
-// CheckApply then reports what Prepare wrote and restarts the unit. Prepare
-// skips what CheckApply would not change (drift: warn and ignore) and units
-// whose files are in the way, which their CheckApply reports. With apply
-// false it does nothing.
+// Prepare readies a pass over rs. With apply it writes the changed files of
+// every unit and reloads systemd once, so that a pass that changes many
+// units reloads once; each unit's CheckApply then reports what Prepare
+// wrote and restarts the unit. It skips what CheckApply would not change
+// (drift: warn and ignore) and units whose files are in the way, which
+// their CheckApply reports. Either way it reads the state of every unit at
+// once, which makes a pass of unchanged units cheap.
 func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) error {
-	if !apply {
-		return nil
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	changed := false
 	var errs []error
+	var names []string
 	for _, r := range rs {
+		if r.Unit != nil && checkName(r.Unit.Name) == nil {
+			names = append(names, r.Unit.Name)
+		}
+	}
+	for _, r := range rs {
+		if !apply {
+			break
+		}
 		if r.ID.Kind != spec.KindUnit {
 			continue
 		}
@@ -318,6 +362,11 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 		if err := d.reload(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if snap, err := d.states(ctx, names); err == nil {
+		d.snap = snap
+	} else {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -107,6 +107,8 @@ type Driver struct {
 	// prepared holds, between Prepare and the unit's CheckApply, what
 	// Prepare changed in a unit's files.
 	prepared map[string]fileChange
+	// snap holds the unit states that Prepare read, each used once.
+	snap map[string]unitState
 	// reloads counts daemon-reloads, for tests and benchmarks.
 	reloads int
 }
