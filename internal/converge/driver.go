@@ -52,3 +52,14 @@ type HealthChecker interface {
 type Watcher interface {
 	Watch(ctx context.Context, rs []*spec.Resource, notify func(spec.ID)) error
 }
+
+// Preparer is implemented by drivers that do better with a whole pass in
+// view, such as one reload of systemd for every changed unit: the engine
+// calls Prepare once per pass, before the first CheckApply of the driver's
+// kind, with every desired resource of that kind and the pass's apply. An
+// error is logged and the pass goes on: each CheckApply still reports its
+// own resource's problem. A driver must stay correct when Prepare is not
+// called.
+type Preparer interface {
+	Prepare(ctx context.Context, rs []*spec.Resource, apply bool) error
+}

@@ -22,6 +22,7 @@ var (
 	_ converge.Restarter     = (*Driver)(nil)
 	_ converge.HealthChecker = (*Driver)(nil)
 	_ converge.Watcher       = (*Driver)(nil)
+	_ converge.Preparer      = (*Driver)(nil)
 )
 
 // TestMain runs the tests inside a test host, where systemd is PID 1 and
