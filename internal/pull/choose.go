@@ -67,12 +67,6 @@ func (r *Repo) Resolve(ctx context.Context, lastGood string, b Backoff, attempts
 	var verifyErr error
 	if pollErr == nil {
 		verifyErr = r.Verify(res.Commit)
-		if lastGood != "" && lastGood != res.Commit {
-			// Keep the fallback readable after the cache was cloned again.
-			if err := r.Fetch(ctx, lastGood); err != nil {
-				r.log.Warn("last good commit not in the cache", "commit", lastGood, "err", err)
-			}
-		}
 	}
 	c, err := Choose(res.Commit, pollErr, verifyErr, lastGood)
 	if err != nil {

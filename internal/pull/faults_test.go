@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,5 +183,35 @@ func TestNoPartialFetch(t *testing.T) {
 		if strings.HasPrefix(e.Name(), "tmp") {
 			t.Errorf("Open left a partial fetch in objects/pack: %s", e.Name())
 		}
+	}
+}
+
+// TestServerError treats an HTTP 5xx as transient: Retry tries again and
+// succeeds once the server recovers.
+func TestServerError(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	c1 := repo.Commit(gitserver.Files{"a": "1"}, "first")
+	h := root.ServeHTTP(gitserver.HTTPOptions{})
+	failures := 2
+	var mu sync.Mutex
+	h.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures == 0 {
+			return false
+		}
+		failures--
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		return true
+	})
+	r := open(t, pull.Config{URL: h.URL("env"), Timeout: 20 * time.Second})
+	_, err := r.Poll(context.Background())
+	if !errors.Is(err, pull.ErrUnreachable) || !pull.IsTransient(err) {
+		t.Fatalf("Poll of a server answering 503 = %v, want a transient ErrUnreachable", err)
+	}
+	choice, err := r.Resolve(context.Background(), "", quick, 3)
+	if err != nil || choice.Commit != c1 || choice.Fallback != nil {
+		t.Errorf("Resolve after a 503 = %+v, %v; want %s after a retry", choice, err, c1)
 	}
 }

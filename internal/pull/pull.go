@@ -96,8 +96,9 @@ type Repo struct {
 
 	mu      sync.Mutex // guards repo, damaged, seen and every read of repo
 	repo    *git.Repository
-	damaged error  // why the cache must be cloned again, or nil
-	seen    string // the tip of the last Poll of a local repository
+	store   *filesystem.Storage // the cache's; nil for a local repository
+	damaged error               // why the cache must be cloned again, or nil
+	seen    string              // the tip of the last Poll of a local repository
 }
 
 // Result is the outcome of a Poll.
@@ -168,9 +169,34 @@ func (r *Repo) Transport() Transport { return r.tr }
 
 // storage opens the cache's object store with a small object cache: the
 // tree of a large repository must not all stay in memory.
+// Pack files stay open between reads (reading a tree of thousands of files
+// would otherwise open the pack once per file) until Close or a reset.
 func (r *Repo) storage() *filesystem.Storage {
-	return filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(8*cache.MiByte),
-		filesystem.Options{ExclusiveAccess: true, LargeObjectThreshold: 1 << 20})
+	r.closeStore()
+	r.store = filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(8*cache.MiByte),
+		filesystem.Options{ExclusiveAccess: true, KeepDescriptors: true, LargeObjectThreshold: 1 << 20})
+	return r.store
+}
+
+// closeStore closes the open pack files of the cache. r.mu is held.
+func (r *Repo) closeStore() {
+	if r.store != nil {
+		if err := r.store.Close(); err != nil {
+			r.log.Debug("close clone cache", "err", err)
+		}
+		r.store = nil
+	}
+}
+
+// Close releases the files that the Repo keeps open. A Tree read after
+// Close opens them again.
+func (r *Repo) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.store != nil {
+		return r.store.ObjectStorage.Close()
+	}
+	return nil
 }
 
 // openCache opens or creates the bare cache and checks what the tracking ref
@@ -179,7 +205,7 @@ func (r *Repo) openCache() error {
 	r.damaged = nil
 	repo, err := git.Open(r.storage(), nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		repo, err = git.Init(r.storage(), nil)
+		repo, err = git.Init(r.store, nil)
 		if err != nil {
 			return &Error{Op: "open", URL: r.redacted, Err: fmt.Errorf("create clone cache %s: %w", r.dir, err)}
 		}
@@ -220,6 +246,7 @@ func (r *Repo) removeTemp() {
 
 // resetCache removes the cache and creates it empty. r.mu is held.
 func (r *Repo) resetCache() error {
+	r.closeStore()
 	entries, err := os.ReadDir(r.dir)
 	if err != nil {
 		return &Error{Op: "reset", URL: r.redacted, Err: err}
@@ -454,15 +481,20 @@ var deepenSteps = []int{16, 256, 0}
 // Fetch makes sure that commit, which the branch's history holds, is in the
 // cache: a cache cloned again after damage holds only the tip, and the last
 // good commit must stay readable. It fetches the branch deeper until the
-// commit is there.
+// commit is there. Tree does the same for a commit it does not find.
 func (r *Repo) Fetch(ctx context.Context, commit string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.ensure(ctx, commit)
+}
+
+// ensure is Fetch with r.mu held.
+func (r *Repo) ensure(ctx context.Context, commit string) error {
 	if r.has(commit) {
 		return nil
 	}
-	if r.tr.Local {
-		return &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("commit %s", commit)}
+	if r.tr.Local || plumbing.NewHash(commit).String() != commit {
+		return &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("commit %q", commit)}
 	}
 	for _, depth := range deepenSteps {
 		if err := r.fetchDepth(ctx, depth); err != nil {

@@ -30,11 +30,21 @@ const maxLinks = 40
 // fs.StatFS. Open follows symlinks inside the tree only. The directory
 // structure is read at once; file contents are read when opened.
 //
+// A commit that is not in the cache (one cloned again after damage holds
+// only the tip) is fetched from the branch's history first, as Fetch does.
+//
 // The FS stays valid until a Poll clones a damaged cache again.
 func (r *Repo) Tree(ctx context.Context, commit string) (fs.FS, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, err := r.resolve(commit)
+	if errors.Is(err, ErrCommitNotFound) && !r.tr.Local {
+		if ferr := r.ensure(ctx, commit); ferr == nil {
+			c, err = r.resolve(commit)
+		} else if !errors.Is(ferr, ErrCommitNotFound) {
+			err = ferr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

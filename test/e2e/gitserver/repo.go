@@ -2,6 +2,7 @@ package gitserver
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,6 +217,19 @@ func (r *Repo) RawCommit(commit string) []byte {
 func (r *Repo) WriteRawCommit(raw []byte) string {
 	r.t.Helper()
 	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", "commit", "-w", "--stdin", "--literally")
+}
+
+// Import feeds a git fast-import stream into the bare repository: the quick
+// way to make a large history.
+func (r *Repo) Import(stream io.Reader) {
+	r.t.Helper()
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = r.Path
+	cmd.Env = gitEnv(filepath.Dir(r.Path))
+	cmd.Stdin = stream
+	if out, err := cmd.CombinedOutput(); err != nil {
+		r.t.Fatalf("gitserver: git fast-import: %v: %s", err, out)
+	}
 }
 
 // SSHKey is a key pair made with ssh-keygen.
