@@ -41,10 +41,13 @@ func TestContentCache(t *testing.T) {
 		want      spec.Change
 		wantReads int64 // content reads during the check
 	}
-	later := func() time.Time { return time.Now().Add(time.Hour) }
+	// The driver's clock, from the change time of the file as first
+	// written: an hour later, or a second later.
+	later := func(c time.Time) time.Time { return c.Add(time.Hour) }
+	recent := func(c time.Time) time.Time { return c.Add(time.Second) }
 	tests := []struct {
 		name  string
-		clock func() time.Time
+		clock func(written time.Time) time.Time
 		steps []step
 	}{
 		{
@@ -82,7 +85,7 @@ func TestContentCache(t *testing.T) {
 		},
 		{
 			name:  "a recent version is always read",
-			clock: time.Now,
+			clock: recent,
 			steps: []step{
 				{name: "first check reads", want: spec.Change{Action: spec.ActionNone}, wantReads: 1},
 				{name: "second check reads", want: spec.Change{Action: spec.ActionNone}, wantReads: 1},
@@ -112,10 +115,12 @@ func TestContentCache(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			d := file.New(file.Options{Root: root})
-			file.SetClock(d, tt.clock)
 			r := fileRes("/etc/a", "abcd", mode(0o640))
 			p := d.Path("/etc/a")
 			write(t, p, "abcd", 0o640)
+			written := ctime(t, p)
+			now := tt.clock(time.Unix(written.Unix()))
+			file.SetClock(d, func() time.Time { return now })
 			ctx := context.Background()
 			for _, s := range tt.steps {
 				if s.do != nil {
