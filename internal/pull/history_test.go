@@ -3,6 +3,8 @@ package pull_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,5 +170,41 @@ func TestDamagedCache(t *testing.T) {
 				t.Errorf("Tree(tip) after damage differs (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestConcurrentReads reads a tree from several goroutines while polls
+// fetch new commits.
+func TestConcurrentReads(t *testing.T) {
+	repo, cfg := httpSource(t)
+	c1 := repo.Commit(gitserver.Files{"a": "1", "b/c": "2"}, "one")
+	r := open(t, cfg)
+	poll(t, r)
+	fsys, err := r.Tree(context.Background(), c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 50; i++ {
+				if b, err := fs.ReadFile(fsys, "b/c"); err != nil || string(b) != "2" {
+					done <- fmt.Errorf("ReadFile(b/c) = %q, %v", b, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		repo.Commit(gitserver.Files{"a": fmt.Sprint(i + 2)}, "more")
+		if _, err := r.Poll(context.Background()); err != nil {
+			t.Errorf("Poll = %v", err)
+		}
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -29,7 +29,7 @@
 // of a server. CommitWith signs them with an SSH key (ssh-keygen -Y sign
 // through git's gpg.format=ssh) or an OpenPGP entity (go-git's SignKey);
 // ForcePush, DeleteBranch, RawCommit and WriteRawCommit rewrite history and
-// forge objects.
+// forge objects; Import feeds a git fast-import stream for large histories.
 //
 // gitserver is for tests only and imports no Outpost package.
 package gitserver
