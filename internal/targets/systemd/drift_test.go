@@ -210,3 +210,36 @@ func TestWatchReportsDrift(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareLeavesWarnedDriftAlone: the batched write of a pass skips a
+// unit whose only difference is drift under drift: warn.
+func TestPrepareLeavesWarnedDriftAlone(t *testing.T) {
+	d := newDriver(t)
+	name := unitName(t, ".service")
+	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning})
+	r.Drift = spec.DriftWarn
+	mustApply(t, d, r)
+	path := "/etc/systemd/system/" + name
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := append(data, "# edited by hand\n"...)
+	if err := os.WriteFile(path, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reloads := d.Reloads()
+	if err := d.Prepare(ctxT(t), []*spec.Resource{r}, true); err != nil {
+		t.Fatalf("Prepare() = %v", err)
+	}
+	ch := mustApply(t, d, r)
+	if !strings.Contains(ch.String(), "left alone (drift: warn)") {
+		t.Errorf("CheckApply after Prepare = %v, want the drift reported and left alone", ch)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(edited) {
+		t.Errorf("unit file after the pass = %q, want the edit left in place", got)
+	}
+	if got := d.Reloads() - reloads; got != 0 {
+		t.Errorf("daemon-reloads = %d, want 0", got)
+	}
+}

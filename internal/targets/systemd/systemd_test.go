@@ -1,10 +1,12 @@
 package systemd
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -390,5 +392,17 @@ func TestRestartOn(t *testing.T) {
 				t.Errorf("Restart(): main PID %s -> %s, want restarted %v", before, after, tt.restart)
 			}
 		})
+	}
+}
+
+func TestJobWaitHonoursContext(t *testing.T) {
+	d := newDriver(t)
+	name := unitName(t, ".service")
+	r := unitResource(&spec.Unit{Name: name, State: spec.UnitRunning,
+		Content: []byte("[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sleep 60\n")})
+	ctx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
+	defer cancel()
+	if _, err := d.CheckApply(ctx, r, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("CheckApply(start that outlives ctx) = %v, want context.DeadlineExceeded", err)
 	}
 }

@@ -2,8 +2,11 @@ package host
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,5 +121,24 @@ func TestMissingToolNamesPackage(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "apt-get install outpost-no-such-package") {
 		t.Errorf("tool(missing) = %q, want it to name the package to install", err)
+	}
+}
+
+func TestNetworkNamespace(t *testing.T) {
+	if _, err := tool("ip", "iproute2"); err != nil {
+		t.Fatal(err)
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	ns := "outpost-test-" + hex.EncodeToString(b[:])
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", ns).Run() })
+	h := Start(t, Options{NetworkNamespacePath: "/run/netns/" + ns, NoDocker: true})
+	// A fresh namespace holds only its loopback device.
+	links := h.Run(t, "ip", "-o", "link", "show")
+	if n := len(strings.Split(strings.TrimSpace(links), "\n")); n != 1 || !strings.Contains(links, " lo:") {
+		t.Errorf("links in the host = %q, want only lo", links)
 	}
 }
