@@ -36,8 +36,9 @@ var ErrCorrupt = errors.New("corrupt state")
 
 // State is what this host has applied and owns.
 //
-// New fields are added as other parts need them; a field that this build does
-// not know (written by a newer one) is kept as it was and written back.
+// New fields are added as other parts need them; a top-level field that this
+// build does not know (written by a newer one) is kept as it was and written
+// back. Unknown fields inside inventory entries are dropped.
 type State struct {
 	Schema int `json:"schema"`
 	// Commit is the commit last applied (fully or not).

@@ -443,7 +443,10 @@ func typeName(m fs.FileMode) string {
 // it again when nothing that a write changes has changed: inode, size,
 // modification and change time. A version is only remembered when its change
 // time was trustAge older than the read, so that a write in the same clock
-// tick as the version it replaced is never mistaken for it.
+// tick as the version it replaced is never mistaken for it. On a filesystem
+// that does not move the change time on writes (some FUSE mounts), a
+// same-size edit that keeps the modification time is then only seen by a new
+// driver: the next commit, or a restart of the agent.
 func (d *Driver) sameContent(p string, obs observed, want []byte) (bool, error) {
 	if obs.size != int64(len(want)) {
 		return false, nil
