@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -937,5 +938,45 @@ func TestRepair(t *testing.T) {
 	}
 	if e.Driver(spec.KindFile) == nil || e.Driver("nope") != nil {
 		t.Errorf("Driver() returns the wrong drivers")
+	}
+}
+
+// recorder is a slog.Handler that keeps every record.
+type recorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+func (h *recorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recorder) WithGroup(string) slog.Handler      { return h }
+
+func TestConvergePanicLogsStack(t *testing.T) {
+	h := newHost()
+	h.panic[id("file:/a")] = true
+	rec := &recorder{}
+	e := converge.New(drivers(h), converge.Options{Logger: slog.New(rec)})
+	if _, err := e.Converge(context.Background(), desired(res("file:/a")), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, r := range rec.records {
+		attrs := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value.String()
+			return true
+		})
+		if r.Level == slog.LevelDebug && attrs["resource"] == "file:/a" && strings.Contains(attrs["stack"], "fakeDriver") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no debug record with the panicking driver's stack for file:/a in %d records", len(rec.records))
 	}
 }
