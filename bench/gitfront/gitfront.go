@@ -59,7 +59,8 @@ func Start(root, addr string, extra http.Handler) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	if extra != nil {
-		mux.Handle("/_", extra)
+		mux.Handle("/_stats", extra)
+		mux.Handle("/_reset", extra)
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
