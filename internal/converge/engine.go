@@ -204,9 +204,16 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 	// One backing array for every batch's outcomes.
 	allItems, allDone := make([]Item, len(order)), make([]bool, len(order))
 	next := 0
+	prepared := map[spec.Kind]bool{}
 	for _, batch := range e.batches(order) {
 		if err := ctx.Err(); err != nil {
 			return res, err
+		}
+		for _, r := range batch {
+			if k := r.ID.Kind; !prepared[k] {
+				prepared[k] = true
+				e.prepare(ctx, k, desired.Resources, apply)
+			}
 		}
 		items, done := allItems[next:next+len(batch)], allDone[next:next+len(batch)]
 		next += len(batch)
@@ -257,6 +264,26 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 		}
 	}
 	return res, nil
+}
+
+// prepare gives a driver that implements Preparer every desired resource of
+// its kind before the first of them converges. Its failure is only logged:
+// each CheckApply still reports its own resource's problem.
+func (e *Engine) prepare(ctx context.Context, k spec.Kind, all []*spec.Resource, apply bool) {
+	p, ok := e.drivers[k].(Preparer)
+	if !ok {
+		return
+	}
+	var rs []*spec.Resource
+	for _, r := range all {
+		if r.ID.Kind == k {
+			rs = append(rs, r)
+		}
+	}
+	err := e.call(ctx, spec.ID{Kind: k}, func(ctx context.Context) error { return p.Prepare(ctx, rs, apply) })
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("preparing the pass failed; converging each resource alone", "kind", string(k), "err", err)
+	}
 }
 
 // batches splits the apply order into runs of resources of one kind that do

@@ -980,3 +980,60 @@ func TestConvergePanicLogsStack(t *testing.T) {
 		t.Errorf("no debug record with the panicking driver's stack for file:/a in %d records", len(rec.records))
 	}
 }
+
+// prepDriver is a restartDriver that implements converge.Preparer.
+type prepDriver struct {
+	restartDriver
+	err   error
+	panic bool
+}
+
+func (d prepDriver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) error {
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.ID.String())
+	}
+	d.h.log("prepare %s apply=%v", strings.Join(ids, " "), apply)
+	if d.panic {
+		panic("prepare")
+	}
+	return d.err
+}
+
+func TestConvergePrepare(t *testing.T) {
+	tests := []struct {
+		name string
+		drv  prepDriver
+	}{
+		{"prepared", prepDriver{}},
+		{"a failed prepare", prepDriver{err: errInjected}},
+		{"a panicking prepare", prepDriver{panic: true}},
+	}
+	for _, tt := range tests {
+		for _, apply := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/apply=%v", tt.name, apply), func(t *testing.T) {
+				h := newHost()
+				drv := tt.drv
+				drv.restartDriver = restartDriver{fakeDriver{h}}
+				e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: fakeDriver{h}, spec.KindUnit: drv}, converge.Options{Workers: 1})
+				d := desired(res("file:/a"), res("unit:b"), res("unit:a", after("file:/a")))
+				res, err := e.Converge(context.Background(), d, nil, apply)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := []string{
+					fmt.Sprintf("check file:/a apply=%v", apply),
+					fmt.Sprintf("prepare unit:b unit:a apply=%v", apply),
+					fmt.Sprintf("check unit:b apply=%v", apply),
+					fmt.Sprintf("check unit:a apply=%v", apply),
+				}
+				if diff := cmp.Diff(want, h.Calls()); diff != "" {
+					t.Errorf("driver calls mismatch (-want +got):\n%s", diff)
+				}
+				if f := res.Failed(); len(f) != 0 {
+					t.Errorf("Failed() = %v, want none: Prepare's failure is not a resource's", f)
+				}
+			})
+		}
+	}
+}
