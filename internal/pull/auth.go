@@ -34,6 +34,10 @@ type Transport struct {
 	Local bool
 	// LocalPath is the repository's directory when Local.
 	LocalPath string
+	// Proxy, for ssh, bounds each connection by the configuration's
+	// timeout (go-git runs the SSH handshake without a context): pass it
+	// as ProxyOptions of go-git's List, Fetch and Push options.
+	Proxy transport.ProxyOptions
 }
 
 // scpLike matches git's short SSH form user@host:path.
@@ -81,7 +85,7 @@ func (c Config) Transport() (Transport, error) {
 		if err != nil {
 			return Transport{}, err
 		}
-		return Transport{URL: raw, Auth: auth}, nil
+		return Transport{URL: raw, Auth: auth, Proxy: deadlineProxy(c.timeout())}, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -141,13 +145,21 @@ func (c Config) Transport() (Transport, error) {
 		if err != nil {
 			return Transport{}, err
 		}
-		t.URL, t.Auth = u.String(), auth
+		t.URL, t.Auth, t.Proxy = u.String(), auth, deadlineProxy(c.timeout())
 		return t, nil
 	case "git":
 		t.URL = raw
 		return t, nil
 	}
 	return Transport{}, fmt.Errorf("%w: %s: unsupported scheme %q", ErrConfig, Redact(raw), u.Scheme)
+}
+
+// timeout is the configured timeout or DefaultTimeout.
+func (c Config) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
 }
 
 func readSecret(path string) (string, error) {
@@ -203,7 +215,7 @@ func (c Config) sshAuth(user, host, port string) (transport.AuthMethod, error) {
 	// Ask only for the key types known_hosts has for this host, so that a
 	// server with several host keys shows the one that can be checked.
 	keys.HostKeyAlgorithms = db.HostKeyAlgorithms(net.JoinHostPort(host, port))
-	return &sshAuth{PublicKeys: keys}, nil
+	return &sshAuth{PublicKeys: keys, timeout: c.timeout()}, nil
 }
 
 // defaultKnownHosts are OpenSSH's files, used when the configuration names

@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/google/go-cmp/cmp"
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
+	"golang.org/x/crypto/ssh"
 )
 
 // TestPermanentErrors checks that each refusal of a real server is a clear,
@@ -231,4 +234,60 @@ func TestRetry(t *testing.T) {
 			t.Errorf("Retry with a cancelled context = %v, want context.Canceled", err)
 		}
 	})
+}
+
+func TestTransport(t *testing.T) {
+	key := gitserver.NewSSHKey(t)
+	kh := secretFile(t, "known_hosts", "git.example.com "+key.Public+"\n")
+	pw := secretFile(t, "pw", "pw-from-file\n")
+	tok := secretFile(t, "tok", "tok-from-file\n")
+	type view struct {
+		URL, User, Password string
+		Local, Bounded      bool
+	}
+	tests := []struct {
+		cfg  pull.Config
+		want view
+	}{
+		{pull.Config{URL: "https://git.example.com/env.git"}, view{URL: "https://git.example.com/env.git"}},
+		{pull.Config{URL: "https://u:secret@git.example.com/env.git"}, view{URL: "https://git.example.com/env.git", User: "u", Password: "secret"}},
+		{pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{Username: "deploy", PasswordFile: pw}}, view{URL: "https://git.example.com/env.git", User: "deploy", Password: "pw-from-file"}},
+		{pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{TokenFile: tok}}, view{URL: "https://git.example.com/env.git", User: "outpost", Password: "tok-from-file"}},
+		{pull.Config{URL: "ssh://git.example.com/env.git", Auth: pull.Auth{SSHKeyFile: key.PrivateFile, KnownHostsFile: kh}}, view{URL: "ssh://git@git.example.com/env.git", User: "git", Bounded: true}},
+		{pull.Config{URL: "deploy@git.example.com:env.git", Auth: pull.Auth{SSHKeyFile: key.PrivateFile, KnownHostsFile: kh}}, view{URL: "deploy@git.example.com:env.git", User: "deploy", Bounded: true}},
+		{pull.Config{URL: "git://git.example.com/env.git"}, view{URL: "git://git.example.com/env.git"}},
+		{pull.Config{URL: "file:///srv/git/env.git"}, view{URL: "file:///srv/git/env.git", Local: true}},
+		{pull.Config{URL: "/srv/git/env.git"}, view{URL: "/srv/git/env.git", Local: true}},
+	}
+	for _, tt := range tests {
+		tr, err := tt.cfg.Transport()
+		if err != nil {
+			t.Errorf("Transport(%s) = %v", tt.cfg.URL, err)
+			continue
+		}
+		got := view{URL: tr.URL, Local: tr.Local, Bounded: tr.Proxy.URL != ""}
+		switch a := tr.Auth.(type) {
+		case *githttp.BasicAuth:
+			got.User, got.Password = a.Username, a.Password
+		case nil:
+		default:
+			got.User = sshUser(tr.Auth)
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("Transport(%s) differs (-want +got):\n%s", tt.cfg.URL, diff)
+		}
+	}
+}
+
+// sshUser returns the login of go-git's ssh auth.
+func sshUser(a any) string {
+	if u, ok := a.(interface {
+		ClientConfig() (*ssh.ClientConfig, error)
+	}); ok {
+		cc, err := u.ClientConfig()
+		if err == nil {
+			return cc.User
+		}
+	}
+	return ""
 }

@@ -128,9 +128,6 @@ func Open(dir string, cfg Config, log *slog.Logger) (*Repo, error) {
 	if err != nil {
 		return nil, &Error{Op: "open", URL: Redact(cfg.URL), Err: err}
 	}
-	if a, ok := tr.Auth.(*sshAuth); ok {
-		a.timeout = cfg.Timeout
-	}
 	r := &Repo{
 		cfg: cfg, dir: dir, tr: tr, redacted: Redact(cfg.URL),
 		branch:   plumbing.NewBranchReferenceName(cfg.Branch),
@@ -382,12 +379,7 @@ func (r *Repo) trackedTip() plumbing.Hash {
 }
 
 // proxyOptions bound ssh connections by the operation's timeout.
-func (r *Repo) proxyOptions() transport.ProxyOptions {
-	if _, ok := r.tr.Auth.(*sshAuth); ok {
-		return deadlineProxy(r.cfg.Timeout)
-	}
-	return transport.ProxyOptions{}
-}
+func (r *Repo) proxyOptions() transport.ProxyOptions { return r.tr.Proxy }
 
 func (r *Repo) remote() *git.Remote {
 	return git.NewRemote(r.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
