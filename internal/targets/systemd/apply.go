@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
@@ -120,15 +122,14 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	// What Prepare wrote in this pass counts as this call's change.
 	prep, prepared := d.prepared[u.Name]
 	if prepared {
-		plan.change.fields = append(prep.fields, plan.change.fields...)
+		plan.change.fields = append(slices.Clip(prep.fields), plan.change.fields...)
 		plan.change.create = plan.change.create || prep.create
 		plan.change.restart = plan.change.restart || prep.restart
 		plan.change.drifted = prep.drifted
 	}
 	// Prepare read every unit's state at once; a difference it shows is
 	// read again, since it may be stale by now.
-	st, snapped := d.snap[u.Name]
-	delete(d.snap, u.Name)
+	st, snapped := d.takeSnap(u.Name)
 	fields := stateFields(u, st, plan.change)
 	if !snapped || len(fields) > len(plan.change.fields) {
 		if st, err = d.state(ctx, u.Name); err != nil {
@@ -352,7 +353,7 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 			continue
 		}
 		prev := d.prepared[u.Name]
-		plan.change.fields = append(prev.fields, plan.change.fields...)
+		plan.change.fields = append(slices.Clip(prev.fields), plan.change.fields...)
 		plan.change.create = plan.change.create || prev.create
 		plan.change.restart = plan.change.restart || prev.restart
 		d.prepared[u.Name] = plan.change
@@ -363,8 +364,15 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 			errs = append(errs, err)
 		}
 	}
-	if snap, err := d.states(ctx, names); err == nil {
+	if states, err := d.states(ctx, names); err == nil {
+		now := time.Now()
+		snap := make(map[string]snapEntry, len(states))
+		for n, st := range states {
+			snap[n] = snapEntry{st, now}
+		}
+		d.snapMu.Lock()
 		d.snap = snap
+		d.snapMu.Unlock()
 	} else {
 		errs = append(errs, err)
 	}

@@ -243,3 +243,26 @@ func TestPrepareLeavesWarnedDriftAlone(t *testing.T) {
 		t.Errorf("daemon-reloads = %d, want 0", got)
 	}
 }
+
+// TestRepairAfterPrepareReadsFreshState: a unit stopped by hand after a
+// pass's Prepare read its state is repaired by the repair that Watch wakes.
+func TestRepairAfterPrepareReadsFreshState(t *testing.T) {
+	d := newDriver(t)
+	name := unitName(t, ".service")
+	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning})
+	mustApply(t, d, r)
+	ch := watch(t, d, []*spec.Resource{r})
+	await(t, ch, r.ID, "start")
+	if err := d.Prepare(ctxT(t), []*spec.Resource{r}, true); err != nil {
+		t.Fatalf("Prepare() = %v", err)
+	}
+	drain(ch)
+	mustSystemctl(t, "stop", name)
+	await(t, ch, r.ID, "systemctl stop")
+	if got := mustApply(t, d, r); got.Action != spec.ActionUpdate {
+		t.Errorf("CheckApply after the stop = %v, want an update", got)
+	}
+	if got := show(t, name, "ActiveState"); got != "active" {
+		t.Errorf("ActiveState = %q, want active", got)
+	}
+}

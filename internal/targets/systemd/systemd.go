@@ -107,10 +107,36 @@ type Driver struct {
 	// prepared holds, between Prepare and the unit's CheckApply, what
 	// Prepare changed in a unit's files.
 	prepared map[string]fileChange
-	// snap holds the unit states that Prepare read, each used once.
-	snap map[string]unitState
+	// snap holds the unit states that Prepare read, each used once, by
+	// the pass's CheckApply. Watch drops a unit's entry before it reports
+	// the unit, so a repair never decides on a state read before the event.
+	snapMu sync.Mutex
+	snap   map[string]snapEntry
 	// reloads counts daemon-reloads, for tests and benchmarks.
 	reloads int
+}
+
+type snapEntry struct {
+	st unitState
+	at time.Time
+}
+
+// snapTTL bounds how old a snapshot entry may be when it is used.
+const snapTTL = 10 * time.Second
+
+// takeSnap returns and drops the snapshot entry of name, if it is fresh.
+func (d *Driver) takeSnap(name string) (unitState, bool) {
+	d.snapMu.Lock()
+	defer d.snapMu.Unlock()
+	e, ok := d.snap[name]
+	delete(d.snap, name)
+	return e.st, ok && time.Since(e.at) < snapTTL
+}
+
+func (d *Driver) dropSnap(name string) {
+	d.snapMu.Lock()
+	defer d.snapMu.Unlock()
+	delete(d.snap, name)
 }
 
 // New connects to the system bus's systemd. The connection lives until

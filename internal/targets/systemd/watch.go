@@ -88,6 +88,12 @@ func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spe
 		_ = fw.Add(d.dropinDir(name))
 	}
 
+	// A repair must not decide on a state read before the event.
+	inner := notify
+	notify = func(id spec.ID) {
+		d.dropSnap(id.Name)
+		inner(id)
+	}
 	for _, id := range all {
 		notify(id)
 	}
