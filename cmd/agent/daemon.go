@@ -39,6 +39,9 @@ finishes the resource in hand, saves state and exits 0.`,
 			if err != nil {
 				return err
 			}
+			if err := agent.CheckCredentials(cfg); err != nil {
+				return err
+			}
 			reload := make(chan *agent.Config)
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -55,6 +58,9 @@ finishes the resource in hand, saves state and exits 0.`,
 						return
 					case <-hup:
 						next, err := g.config(cmd)
+						if err == nil {
+							err = agent.CheckCredentials(next)
+						}
 						if err != nil {
 							log.Error("configuration not reloaded; keeping the old one", "err", err)
 							continue

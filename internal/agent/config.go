@@ -38,11 +38,29 @@ type Config struct {
 	HealthTimeout Duration `yaml:"health_timeout"`
 	// AllowedPaths confines file resources to these path prefixes; empty
 	// allows every path.
-	AllowedPaths []string      `yaml:"allowed_paths"`
-	Metrics      MetricsConfig `yaml:"metrics"`
+	AllowedPaths []string `yaml:"allowed_paths"`
+	// Containers restricts what a container resource may ask of the host.
+	Containers ContainersConfig `yaml:"containers"`
+	Metrics    MetricsConfig    `yaml:"metrics"`
 
 	// Root prefixes every file path (--root); not part of the file.
 	Root string `yaml:"-"`
+	// File is the path the configuration was read from, empty for the
+	// defaults; not part of the file.
+	File string `yaml:"-"`
+}
+
+// ContainersConfig says which dangerous settings a container resource may
+// use. Each of them hands the container the host: a commit that may set them
+// may run anything as root on the host. Both are off by default.
+type ContainersConfig struct {
+	// AllowPrivileged allows privileged: true, network_mode: host, cap_add
+	// and devices.
+	AllowPrivileged bool `yaml:"allow_privileged"`
+	// AllowDockerSocket allows a bind mount of the Docker socket
+	// (/var/run/docker.sock, /run/docker.sock) or of a directory that holds
+	// it (/, /run, /var, /var/run).
+	AllowDockerSocket bool `yaml:"allow_docker_socket"`
 }
 
 // SourceConfig says where the environment repository comes from.
@@ -166,7 +184,12 @@ func LoadConfig(path string, explicit bool) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	return ParseConfig(path, b)
+	cfg, err := ParseConfig(path, b)
+	if err != nil {
+		return nil, err
+	}
+	cfg.File = path
+	return cfg, nil
 }
 
 // ParseConfig parses the configuration document b, read from file, over the

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // Snapshot is one version of the environment repository, ready to load.
@@ -140,6 +141,13 @@ func treeHash(fsys fs.FS) (string, error) {
 				io.WriteString(h, target)
 			}
 		case d.Type().IsRegular():
+			// A file over the size limit can be no resource's content,
+			// and is refused if named: its size and time stand for it,
+			// so that a 2 GB file is not read just to be refused.
+			if fi, err := d.Info(); err == nil && fi.Size() > spec.DefaultMaxFileSize {
+				fmt.Fprintf(h, "%d\x00%d", fi.Size(), fi.ModTime().UnixNano())
+				break
+			}
 			f, err := fsys.Open(p)
 			if err != nil {
 				return err
