@@ -38,7 +38,7 @@ func newDriver(t testing.TB) *Driver {
 	defer cancel()
 	d, err := New(ctx, Options{
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Settle: 300 * time.Millisecond,
+		Settle: time.Second,
 	})
 	if err != nil {
 		t.Fatalf("New() = %v", err)
