@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"net"
 	"net/http"
@@ -181,16 +182,23 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// listenControl listens on a unix socket that only root can reach: its
-// directory is 0700 and the socket 0600. A stale socket from a killed agent
-// is replaced; the state directory's lock already proves no other agent runs.
+// listenControl listens on a unix socket that only root can reach: the
+// socket is 0600, in a directory created 0700 when missing. A directory that
+// exists is left as it is: --socket /tmp/x.sock must not close /tmp to the
+// host's users (systemd creates /run/outpost 0700 itself). A stale socket
+// from a killed agent is replaced; the state directory's lock already proves
+// no other agent runs.
 func listenControl(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
+		// MkdirAll's mode passes through the umask; the socket's own
+		// directory is made 0700 whatever it is.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control socket: %w", err)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -100,5 +101,78 @@ func TestCheckCredentials(t *testing.T) {
 				t.Errorf("CheckCredentials() = %q shows a file's content", err)
 			}
 		})
+	}
+}
+
+func mode(t *testing.T, p string) os.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
+}
+
+// TestStatePermissions checks that what the agent records is root's only:
+// the state directory 0700 (even one made beforehand with 0755), state.json
+// and the lock 0600.
+func TestStatePermissions(t *testing.T) {
+	repo := t.TempDir()
+	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
+	cfg := sandbox(t, repo)
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(t, cfg.StateDir).Perm(); m != 0o700 {
+		t.Errorf("state directory mode = %04o, want 0700", m)
+	}
+	entries, err := os.ReadDir(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(cfg.StateDir, e.Name())
+		if m := mode(t, p).Perm(); !e.IsDir() && m != 0o600 {
+			t.Errorf("%s mode = %04o, want 0600", e.Name(), m)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, "state.json")); err != nil {
+		t.Errorf("state.json: %v", err)
+	}
+}
+
+// TestControlSocketPermissions checks the socket is 0600 in a directory made
+// 0700, and that an existing shared directory (such as /tmp) keeps its mode.
+func TestControlSocketPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run", "outpost")
+	ln, err := listenControl(filepath.Join(dir, "outpost.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if m := mode(t, dir).Perm(); m != 0o700 {
+		t.Errorf("socket directory mode = %04o, want 0700", m)
+	}
+	if m := mode(t, filepath.Join(dir, "outpost.sock")); m.Type()&os.ModeSocket == 0 || m.Perm() != 0o600 {
+		t.Errorf("socket mode = %v, want a socket with 0600", m)
+	}
+
+	shared := t.TempDir()
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	ln2, err := listenControl(filepath.Join(shared, "x.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	if m := mode(t, shared); m.Perm() != 0o777 || m&os.ModeSticky == 0 {
+		t.Errorf("shared directory mode = %v after listening in it, want it left 1777", m)
+	}
+	if m := mode(t, filepath.Join(shared, "x.sock")).Perm(); m != 0o600 {
+		t.Errorf("socket mode = %04o, want 0600", m)
 	}
 }

@@ -48,6 +48,13 @@ func Lock(dir string) (*DirLock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock state directory: %w", err)
 	}
+	// The directory is Outpost's own and holds what it owns and its notes:
+	// one made by hand with the umask's 0755 is closed to others.
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, fi.Mode().Perm()&0o700); err != nil {
+			return nil, fmt.Errorf("lock state directory: %w", err)
+		}
+	}
 	path := filepath.Join(dir, LockName)
 	// Not truncated on open: until the lock is ours, the file holds the
 	// holder's PID.
