@@ -90,6 +90,10 @@ type daemon struct {
 	drivers map[spec.Kind]converge.Driver
 	// images pins the tags of containers that follow their registry.
 	images *images
+	// pending are the resources a watcher reported, repaired when
+	// debounce fires.
+	pending  map[spec.ID]bool
+	debounce *time.Timer
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -208,10 +212,10 @@ func (d *daemon) loop(ctx context.Context) error {
 	watchdog := time.NewTicker(10 * time.Second)
 	defer watchdog.Stop()
 
-	pending := map[spec.ID]bool{}
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	defer debounce.Stop()
+	d.pending = map[spec.ID]bool{}
+	d.debounce = time.NewTimer(time.Hour)
+	d.debounce.Stop()
+	defer d.debounce.Stop()
 
 	for {
 		select {
@@ -233,15 +237,10 @@ func (d *daemon) loop(ctx context.Context) error {
 			fullT.Reset(d.opts.FullInterval)
 
 		case id := <-d.drift:
-			if len(pending) == 0 {
-				debounce.Reset(driftDebounce)
-			}
-			pending[id] = true
+			d.queueDrift(id)
 
-		case <-debounce.C:
-			ids := pending
-			pending = map[spec.ID]bool{}
-			d.repair(ctx, ids)
+		case <-d.debounce.C:
+			d.repairPending(ctx)
 
 		case cfg := <-d.opts.Reload:
 			d.reload(cfg)
@@ -306,7 +305,7 @@ func (d *daemon) convergeLocal(ctx context.Context) {
 // poll asks the source for its newest revision and applies it when it is new
 // and not known to fail (unless retry).
 func (d *daemon) poll(ctx context.Context, retry bool) error {
-	rev, err := d.src.Poll(ctx)
+	rev, err := d.fetch(ctx)
 	now := time.Now()
 	d.setStatus(func(s *Status) {
 		s.LastPoll = now
@@ -504,6 +503,62 @@ func (d *daemon) waitHealthy(ctx context.Context, desired *spec.State, res *conv
 		case <-tick.C:
 		}
 	}
+}
+
+// fetch asks the source for its newest revision. A fetch can wait on a dead
+// network for as long as its timeout (minutes), so it runs in a goroutine of
+// its own and, meanwhile, the loop goes on repairing the drift that watchers
+// report: a host whose server is unreachable still enforces what it has. The
+// source is only used by that goroutine until it returns; fetch always waits
+// for it.
+func (d *daemon) fetch(ctx context.Context) (string, error) {
+	type result struct {
+		rev string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rev, err := d.src.Poll(ctx)
+		done <- result{rev, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			return r.rev, r.err
+		case id := <-d.drift:
+			d.queueDrift(id)
+		case <-d.debounceC():
+			d.repairPending(ctx)
+		}
+	}
+}
+
+// queueDrift notes a resource that a watcher reported, and starts the
+// debounce that gathers one edit's burst of events into one repair.
+func (d *daemon) queueDrift(id spec.ID) {
+	if d.pending == nil {
+		d.pending = map[spec.ID]bool{}
+	}
+	if len(d.pending) == 0 && d.debounce != nil {
+		d.debounce.Reset(driftDebounce)
+	}
+	d.pending[id] = true
+}
+
+// repairPending repairs what the watchers reported since the last repair.
+func (d *daemon) repairPending(ctx context.Context) {
+	ids := d.pending
+	d.pending = map[spec.ID]bool{}
+	d.repair(ctx, ids)
+}
+
+// debounceC is the debounce timer's channel; nil (never ready) before the
+// loop made the timer.
+func (d *daemon) debounceC() <-chan time.Time {
+	if d.debounce == nil {
+		return nil
+	}
+	return d.debounce.C
 }
 
 // full is the backstop pass: the revision in force, converged whole.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -356,5 +357,67 @@ func TestDaemonInvalidRevisionChangesNothing(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "one\n" {
 		t.Errorf("content = %q, want r1's", b)
+	}
+}
+
+// stallingSource is a historySource whose Poll, once stall is set, waits
+// until it is released: a fetch over a network that went away.
+type stallingSource struct {
+	*historySource
+	stall   atomic.Bool
+	stalled chan struct{}
+	release chan struct{}
+}
+
+func (s *stallingSource) Poll(ctx context.Context) (string, error) {
+	if s.stall.Load() {
+		select {
+		case s.stalled <- struct{}{}:
+		default:
+		}
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return s.historySource.Poll(ctx)
+}
+
+// TestDaemonRepairsDriftWhileAFetchWaits stalls a fetch, as on a dead link
+// where it waits for its timeout, and edits a managed file meanwhile: the
+// edit is repaired before the fetch returns.
+func TestDaemonRepairsDriftWhileAFetchWaits(t *testing.T) {
+	root := t.TempDir()
+	src := &stallingSource{historySource: &historySource{}, stalled: make(chan struct{}), release: make(chan struct{})}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	socket := startDaemon(t, src, &Config{Root: root, HealthTimeout: Duration(5 * time.Second)})
+	target := filepath.Join(root, "etc/app.conf")
+	waitFor(t, "the first revision", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.Result == ResultApplied
+	})
+
+	src.stall.Store(true)
+	reconciled := make(chan error, 1)
+	go func() {
+		_, err := Control(context.Background(), socket, "reconcile")
+		reconciled <- err
+	}()
+	select {
+	case <-src.stalled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reconcile's fetch did not start")
+	}
+	if err := os.WriteFile(target, []byte("edited by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drift repair while the fetch waits", func() bool {
+		b, _ := os.ReadFile(target)
+		return string(b) == "one\n"
+	})
+	close(src.release)
+	if err := <-reconciled; err != nil {
+		t.Errorf("reconcile after the fetch returned: %v", err)
 	}
 }
