@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,4 +256,58 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestReloadKeepsOldConfigWhenBroken sends SIGHUP after breaking the
+// configuration file: the agent keeps running on the old one, answers
+// status and applies the next commit; a valid configuration is then taken.
+func TestReloadKeepsOldConfigWhenBroken(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	first := repo.Commit(gitserver.Files{"app.yaml": fileManifest(managedFile, "first\n")}, "first")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+
+	h := host.Start(t, host.Options{BinDir: binDir, NoDocker: true})
+	cfg := agentConfig(srv.URL("env"), "web-1", 2*time.Second, 30*time.Second)
+	a := newAgent(t, h, cfg)
+	a.start()
+	a.waitStatus(2*time.Minute, "the first commit applied", func(s *status) bool {
+		return s.Commit == first && s.Result == "applied"
+	})
+
+	h.WriteFile(t, configPath, []byte(cfg+"colour: blue\nsource: [\n"), 0o600)
+	a.signal(syscall.SIGHUP)
+	eventually(t, 30*time.Second, "the broken configuration refused", func() error {
+		if !strings.Contains(a.logs.String(), "configuration not reloaded") {
+			return fmt.Errorf("no refusal in the log")
+		}
+		return nil
+	})
+	if a.exited() {
+		t.Fatal("the agent exited after SIGHUP with a broken configuration")
+	}
+	second := repo.Commit(gitserver.Files{"app.yaml": fileManifest(managedFile, "second\n")}, "second")
+	a.waitStatus(time.Minute, "the second commit applied on the old configuration", func(s *status) bool {
+		return s.Commit == second && s.Result == "applied"
+	})
+	if got, _ := readHostFile(h, managedFile); got != "second\n" {
+		t.Errorf("%s = %q, want %q", managedFile, got, "second\n")
+	}
+
+	// A valid configuration is taken, and the agent goes on.
+	h.WriteFile(t, configPath, []byte(strings.Replace(cfg, "name: web-1", "name: web-2", 1)), 0o600)
+	a.signal(syscall.SIGHUP)
+	eventually(t, 30*time.Second, "the new configuration taken", func() error {
+		if !strings.Contains(a.logs.String(), "configuration reloaded") {
+			return fmt.Errorf("no reload in the log")
+		}
+		return nil
+	})
+	third := repo.Commit(gitserver.Files{"app.yaml": fileManifest(managedFile, "third\n")}, "third")
+	a.waitStatus(time.Minute, "the third commit applied on the new configuration", func(s *status) bool {
+		return s.Commit == third && s.Result == "applied"
+	})
+	if a.exited() {
+		t.Fatal("the agent exited")
+	}
 }
