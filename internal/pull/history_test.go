@@ -208,3 +208,37 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// TestCompact fetches more commits than the pack limit and checks that the
+// packs are merged and every commit fetched before stays readable.
+func TestCompact(t *testing.T) {
+	defer pull.SetMaxPacks(3)()
+	repo, cfg := httpSource(t)
+	dir := filepath.Join(t.TempDir(), "git")
+	r, err := pull.Open(dir, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commits []string
+	for i := 0; i < 8; i++ {
+		c := repo.Commit(gitserver.Files{fmt.Sprintf("f%d", i): fmt.Sprint(i), "common": fmt.Sprint(i)}, "more")
+		if got := poll(t, r); got.Commit != c {
+			t.Fatalf("Poll = %+v, want %s", got, c)
+		}
+		commits = append(commits, c)
+		if n := len(packFiles(t, dir)); n > 4 {
+			t.Errorf("packs after fetch %d = %d, want at most 4", i+1, n)
+		}
+	}
+	for i, c := range commits {
+		files := readTree(t, r, c)
+		if files["common"] != fmt.Sprint(i) || files[fmt.Sprintf("f%d", i)] != fmt.Sprint(i) {
+			t.Errorf("Tree(commit %d) = %v", i, files)
+		}
+	}
+	// A new Repo on the merged cache finds it sound.
+	var logs strings.Builder
+	if _, err := pull.Open(dir, cfg, newLogger(&logs)); err != nil || strings.Contains(logs.String(), "damaged") {
+		t.Errorf("Open of a merged cache = %v, logs %q", err, logs.String())
+	}
+}

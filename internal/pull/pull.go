@@ -27,6 +27,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
@@ -166,13 +167,71 @@ func (r *Repo) Transport() Transport { return r.tr }
 
 // storage opens the cache's object store with a small object cache: the
 // tree of a large repository must not all stay in memory.
-// Pack files stay open between reads (reading a tree of thousands of files
-// would otherwise open the pack once per file) until Close or a reset.
+// Up to maxOpenPacks pack files stay open between reads (reading a tree of
+// thousands of files would otherwise open the pack once per file), and no
+// more, whatever the number of packs that years of fetches leave.
 func (r *Repo) storage() *filesystem.Storage {
 	r.closeStore()
 	r.store = filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(8*cache.MiByte),
-		filesystem.Options{ExclusiveAccess: true, KeepDescriptors: true, LargeObjectThreshold: 1 << 20})
+		filesystem.Options{ExclusiveAccess: true, MaxOpenDescriptors: maxOpenPacks, LargeObjectThreshold: 1 << 20})
 	return r.store
+}
+
+// maxOpenPacks bounds the file descriptors of the cache.
+const maxOpenPacks = 16
+
+// maxPacks is the number of pack files above which a fetch merges them all
+// into one: each fetch adds one, and a cache that follows a branch for
+// years would otherwise slow every lookup down.
+var maxPacks = 32
+
+// compact merges every pack of the cache into one when there are more than
+// maxPacks, keeping every object (older commits are the fallbacks). The
+// new pack is complete before an old one is removed. r.mu is held.
+func (r *Repo) compact() error {
+	packs, err := r.store.ObjectPacks()
+	if err != nil || len(packs) <= maxPacks {
+		return err
+	}
+	iter, err := r.store.IterEncodedObjects(plumbing.AnyObject)
+	if err != nil {
+		return err
+	}
+	var hashes []plumbing.Hash
+	err = iter.ForEach(func(o plumbing.EncodedObject) error {
+		hashes = append(hashes, o.Hash())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w, err := r.store.PackfileWriter()
+	if err != nil {
+		return err
+	}
+	newPack, err := packfile.NewEncoder(w, r.store, false).Encode(hashes, 10)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	for _, h := range packs {
+		if h == newPack {
+			continue
+		}
+		if err := r.store.DeleteOldObjectPackAndIndex(h, time.Time{}); err != nil {
+			return err
+		}
+	}
+	// Reopen, so that no lookup goes to a removed pack.
+	repo, err := git.Open(r.storage(), nil)
+	if err != nil {
+		return err
+	}
+	r.repo = repo
+	r.log.Info("merged the clone cache's packs", "packs", len(packs), "objects", len(hashes))
+	return nil
 }
 
 // closeStore closes the open pack files of the cache. r.mu is held.
@@ -450,6 +509,10 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 	if err := r.checkTip(); err != nil {
 		r.damaged = err
 		return &Error{Op: "fetch", URL: r.redacted, Err: err}
+	}
+	if err := r.compact(); err != nil {
+		// The packs are all still there: only slower.
+		r.log.Warn("could not merge the clone cache's packs", "dir", r.dir, "err", err)
 	}
 	return nil
 }
