@@ -110,8 +110,15 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	if err != nil {
 		return spec.Change{}, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if err := d.acquire(ctx); err != nil {
+		return spec.Change{}, err
+	}
+	locked := true
+	defer func() {
+		if locked {
+			d.release()
+		}
+	}()
 	log := d.log.With("resource", r.ID.String())
 
 	hash := specHash(u)
@@ -172,6 +179,9 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 			return ch, err
 		}
 	}
+	// Jobs need no lock: systemd orders them.
+	d.release()
+	locked = false
 	if err := d.converge(ctx, u, plan.change.restart); err != nil {
 		return ch, err
 	}
@@ -247,7 +257,7 @@ func (d *Driver) reload(ctx context.Context) error {
 	if err := d.conn.ReloadContext(ctx); err != nil {
 		return fmt.Errorf("systemd daemon-reload: %w", err)
 	}
-	d.reloads++
+	d.reloads.Add(1)
 	return nil
 }
 
@@ -320,8 +330,10 @@ func unitType(name string) string {
 // their CheckApply reports. Either way it reads the state of every unit at
 // once, which makes a pass of unchanged units cheap.
 func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if err := d.acquire(ctx); err != nil {
+		return err
+	}
+	defer d.release()
 	changed := false
 	var errs []error
 	var names []string
@@ -388,8 +400,10 @@ func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Chang
 	if err := checkName(name); err != nil {
 		return spec.Change{}, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if err := d.acquire(ctx); err != nil {
+		return spec.Change{}, err
+	}
+	defer d.release()
 	delete(d.prepared, name)
 
 	path := d.unitPath(name)
@@ -462,8 +476,6 @@ func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	op := ""
 	switch u.State {
 	case spec.UnitStopped:

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
@@ -95,15 +96,18 @@ type Options struct {
 	Settle time.Duration
 }
 
-// Driver converges unit resources. Its methods are safe for concurrent use;
-// changes are serialised.
+// Driver converges unit resources. Its methods are safe for concurrent use:
+// file writes, reloads and enabling are serialised (waiting for that ends
+// with ctx), while jobs of different units run side by side.
 type Driver struct {
 	conn   *sdbus.Conn
 	log    *slog.Logger
 	dir    string
 	settle time.Duration
 
-	mu sync.Mutex // serialises changes
+	// lock serialises file changes, reloads and enabling; a channel so
+	// that waiting for it ends with ctx.
+	lock chan struct{}
 	// prepared holds, between Prepare and the unit's CheckApply, what
 	// Prepare changed in a unit's files.
 	prepared map[string]fileChange
@@ -113,7 +117,7 @@ type Driver struct {
 	snapMu sync.Mutex
 	snap   map[string]snapEntry
 	// reloads counts daemon-reloads, for tests and benchmarks.
-	reloads int
+	reloads atomic.Int64
 }
 
 type snapEntry struct {
@@ -159,6 +163,7 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 		dir:      opts.UnitDir,
 		settle:   opts.Settle,
 		prepared: map[string]fileChange{},
+		lock:     make(chan struct{}, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -179,11 +184,18 @@ func (d *Driver) Close() error {
 }
 
 // Reloads returns how many daemon-reloads the driver asked for.
-func (d *Driver) Reloads() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.reloads
+func (d *Driver) Reloads() int { return int(d.reloads.Load()) }
+
+func (d *Driver) acquire(ctx context.Context) error {
+	select {
+	case d.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the unit driver: %w", ctx.Err())
+	}
 }
+
+func (d *Driver) release() { <-d.lock }
 
 // checkName accepts a plain unit name with a unit type suffix.
 func checkName(name string) error {

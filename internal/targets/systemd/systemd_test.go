@@ -408,3 +408,41 @@ func TestJobWaitHonoursContext(t *testing.T) {
 		t.Errorf("CheckApply(start that outlives ctx) = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestConcurrentCheckApply(t *testing.T) {
+	d := newDriver(t)
+	var rs []*spec.Resource
+	for range 4 {
+		rs = append(rs, unitResource(&spec.Unit{Name: unitName(t, ".service"), Content: []byte(sleeper),
+			Enabled: boolp(true), State: spec.UnitRunning}))
+	}
+	errs := make(chan error, len(rs))
+	for _, r := range rs {
+		go func() {
+			_, err := d.CheckApply(ctxT(t), r, true)
+			errs <- err
+		}()
+	}
+	for range rs {
+		if err := <-errs; err != nil {
+			t.Errorf("CheckApply() = %v", err)
+		}
+	}
+	for _, r := range rs {
+		if got := show(t, r.Unit.Name, "ActiveState"); got != "active" {
+			t.Errorf("%s ActiveState = %q, want active", r.Unit.Name, got)
+		}
+	}
+
+	// Waiting for the driver ends with the caller's context.
+	if err := d.acquire(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := d.CheckApply(ctx, rs[0], true)
+	d.release()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("CheckApply(while the driver is busy, ctx ends) = %v, want context.DeadlineExceeded", err)
+	}
+}
