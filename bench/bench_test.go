@@ -14,7 +14,7 @@ import (
 )
 
 // goTool returns the go command that runs this test.
-func goTool(t *testing.T) string {
+func goTool(t testing.TB) string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
@@ -26,7 +26,7 @@ func goTool(t *testing.T) string {
 }
 
 // build builds the binaries that the scripts run once, as released.
-func build(t *testing.T) string {
+func build(t testing.TB) string {
 	dir := t.TempDir()
 	for _, b := range []struct{ out, pkg string }{
 		{"outpost", "../cmd/agent"},
