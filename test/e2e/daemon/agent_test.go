@@ -95,7 +95,7 @@ func newAgent(t testing.TB, h *host.Host, cfg string, extra ...string) *agent {
 	}
 	t.Cleanup(func() {
 		a.kill(syscall.SIGKILL)
-		if t.Failed() {
+		if t.Failed() || os.Getenv("OUTPOST_E2E_LOG") != "" {
 			t.Logf("agent's log:\n%s", a.logs.String())
 		}
 	})

@@ -19,14 +19,15 @@ import (
 
 // Sizes of the kill test's desired state.
 const (
-	killFiles = 20
-	killUnits = 3
+	killFiles = 10
+	killUnits = 2
 	killDir   = "/etc/e2e-kill"
 )
 
-// killVersion is the repository of version v: killFiles files of 64 KiB,
-// killUnits units and one container, whose environment changes every
-// tenth version only (a container replace is slow).
+// killVersion is the repository of version v: killFiles files of 64 KiB
+// that change with each version, killUnits units that change every fifth
+// and one container that changes every tenth (restarts and replaces are
+// slow).
 func killVersion(v int, unitPrefix, name, image string) (gitserver.Files, map[string]string) {
 	files := gitserver.Files{}
 	hashes := map[string]string{}
@@ -46,7 +47,7 @@ content: |
   Environment=VERSION=%d
   ExecStart=/bin/sleep infinity
 state: running
-`, unitPrefix, i, v)
+`, unitPrefix, i, v/5)
 	}
 	files["web.yaml"] = containerManifest(name, image, "1.0.0", `"true"`, strconv.Itoa(v/10))
 	return files, hashes
@@ -180,8 +181,8 @@ done`, killUnits-1, unitPrefix)
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if !strings.HasSuffix(line, fmt.Sprintf(" active VERSION=%d", v)) {
-			t.Errorf("version %d: unit %q, want active with VERSION=%d", v, line, v)
+		if !strings.HasSuffix(line, fmt.Sprintf(" active VERSION=%d", v/5)) {
+			t.Errorf("version %d: unit %q, want active with VERSION=%d", v, line, v/5)
 		}
 	}
 	ids := ownedContainers(t, name)
