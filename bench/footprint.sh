@@ -137,6 +137,8 @@ for ((k = 0; k < REPS; k++)); do
 done
 grep -q "Repository has not changed" "$T/ansible.log" || { echo "bench: ansible-pull did not see an unchanged repository" >&2; tail "$T/ansible.log" >&2; exit 1; }
 
+r3() { awk -v x="$1" 'BEGIN{printf "%.3f", x}'; }
+
 # Idle: the daemon left alone with its 1-minute poll.
 echo "sampling the idle daemon for $SAMPLE s every $STEP s..."
 reset
@@ -168,7 +170,7 @@ echo "| CPU time idle over the sample | $idle_cpu s in $idle_wall s ($(awk -v c=
 echo "| requests at the server while idle | $(echo "$s" | field requests) | |"
 echo "| requests per unchanged poll (median) | $(median "$T/poll.o" 1) | $(median "$T/poll.a" 1) |"
 echo "| bytes per unchanged poll, both ways (median) | $(median "$T/poll.o" 2) | $(median "$T/poll.a" 2) |"
-echo "| server CPU per unchanged poll, http-backend (median s) | $(median "$T/poll.o" 3) | $(median "$T/poll.a" 3) |"
+echo "| server CPU per unchanged poll, http-backend (median s) | $(r3 "$(median "$T/poll.o" 3)") | $(r3 "$(median "$T/poll.a" 3)") |"
 echo "| client CPU per unchanged poll (median s) | $(median "$T/poll.o" 4) (daemon, reconcile: fetch and full pass over 100 files) | $(median "$T/poll.a" 4) (ansible-pull and git) |"
 echo "| wall time per unchanged poll (median s) | $(median "$T/poll.o" 5) | $(median "$T/poll.a" 5) |"
 echo "| peak resident memory of an unchanged poll | the daemon's, above | $(mb "$(median "$T/poll.a" 6)") MB |"

@@ -5,10 +5,12 @@
 # with wall time, CPU time and peak memory, and how CPU per file changes as
 # the size grows tenfold. Containers: see bench/README.md.
 #
-#   bench/scale.sh            10 100 1000 10000 files, 3 repetitions
-#   bench/scale.sh --quick    10 and 100 files, 1 repetition (CI)
+#   bench/scale.sh            10 100 1000 10000 files, 3 repetitions, then
+#                             1, 10 and 50 containers (BenchmarkApplyContainers)
+#   bench/scale.sh --quick    10 and 100 files, 1 repetition, no containers (CI)
 #
-# Environment: SIZES, REPS, QUICK=1, OUTPOST=a built binary.
+# Environment: SIZES, REPS, QUICK=1, OUTPOST=a built binary, CONTAINERS=0
+# to leave the containers out.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -17,9 +19,11 @@ quick=${QUICK:-0}
 if ((quick)); then
 	SIZES=${SIZES:-10 100}
 	REPS=${REPS:-1}
+	CONTAINERS=${CONTAINERS:-0}
 else
 	SIZES=${SIZES:-10 100 1000 10000}
 	REPS=${REPS:-3}
+	CONTAINERS=${CONTAINERS:-1}
 fi
 need git /usr/bin/time
 
@@ -86,3 +90,22 @@ echo
 echo "load average at the start: $started; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "medians of $REPS runs of 'outpost apply --source file://BARE.git' (Git, read in place);"
 echo "CPU is user + system time; peak RSS from GNU time."
+
+((CONTAINERS)) || exit 0
+echo
+echo "# Outpost's converge of containers (real Docker engine, image from a loopback registry)"
+go=go
+command -v go >/dev/null 2>&1 || go=/usr/local/go/bin/go
+(cd "$bench_repo" && "$go" test -run '^$' -bench ApplyContainers -benchtime 1x -timeout 30m ./bench/) >"$T/containers.txt" 2>&1 || {
+	cat "$T/containers.txt" >&2
+	exit 1
+}
+echo "| containers | first wall s | first CPU s | first peak RSS MB | no-op wall s | no-op CPU s | no-op peak RSS MB | prune wall s |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+awk '/^BenchmarkApplyContainers\/containers=/ {
+	split($1, a, "="); sub(/-[0-9]+$/, "", a[2])
+	for (i = 3; i < NF; i += 2) v[$(i+1)] = $i
+	printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", a[2], v["first-s"], v["first-cpu-s"], v["first-MB"], v["noop-s"], v["noop-cpu-s"], v["noop-MB"], v["prune-s"]
+}' "$T/containers.txt"
+echo
+echo "one run each (-benchtime 1x); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
