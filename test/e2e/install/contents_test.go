@@ -151,9 +151,8 @@ func checkBinary(t *testing.T, path, version string) {
 	if settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
 		t.Errorf("the packaged outpost was built with CGO_ENABLED=%q -trimpath=%q, want 0 and true", settings["CGO_ENABLED"], settings["-trimpath"])
 	}
-	if ld := settings["-ldflags"]; !strings.Contains(ld, "internal/agent.Version="+version) {
-		t.Errorf("the packaged outpost's -ldflags = %q, want the version %s set", ld, version)
-	}
+	// -trimpath keeps -ldflags out of the build information; outpost
+	// version below shows that they set the version.
 	for _, m := range bi.Deps {
 		for _, bad := range []string{"github.com/google/go-cmp", "github.com/rogpeppe/go-internal", "github.com/stretchr/testify"} {
 			if m.Path == bad {
