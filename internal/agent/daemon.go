@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -333,35 +334,60 @@ func (d *daemon) poll(ctx context.Context, retry bool) error {
 		d.log.Info("new revision waits: changes are suspended", "revision", rev)
 		return nil
 	}
-	d.applyRevision(ctx, rev)
-	return nil
+	return d.applyRevision(ctx, rev)
 }
 
 // applyRevision validates, verifies and renders rev before anything changes,
 // applies it, waits for what changed to become healthy, and rolls back to
-// the last good revision when it does not.
-func (d *daemon) applyRevision(ctx context.Context, rev string) {
+// the last good revision when it does not. It returns an error only when the
+// revision could not be read here, which the next poll tries again.
+func (d *daemon) applyRevision(ctx context.Context, rev string) error {
 	log := d.log.With("revision", rev)
 	if err := d.src.Verify(ctx, rev); err != nil {
 		log.Error("revision not verified; nothing changed", "err", err)
 		d.refuse(ctx, rev, ResultUnverified, err)
-		return
+		return nil
 	}
 	snap, err := d.src.Snapshot(ctx, rev)
 	if err != nil {
 		log.Error("revision not readable; nothing changed", "err", err)
-		return
+		return err
 	}
 	desired, err := d.render(ctx, snap, true)
 	if err != nil {
+		// A damaged local copy reads as missing files, which validation
+		// reports like any invalid manifest: it must not mark a good
+		// revision failed. The source fetches it again on the next poll.
+		if rerr := damaged(snap); rerr != nil {
+			log.Error("revision not readable: the local copy is damaged; nothing changed", "err", rerr)
+			return rerr
+		}
 		log.Error("revision invalid; nothing changed", "err", err)
 		d.refuse(ctx, rev, ResultInvalid, err)
-		return
+		return nil
 	}
 	log.Info("applying a new revision")
 	d.use(ctx, rev, desired)
 	res, err := d.converge(ctx, desired, true)
 	d.finish(ctx, rev, desired, res, err, true)
+	return nil
+}
+
+// damaged reads every file of snap and returns the first error that says
+// the local copy of the source is damaged (pull.ErrCorrupt), or nil.
+func damaged(snap *Snapshot) error {
+	var found error
+	fs.WalkDir(snap.FS, ".", func(p string, de fs.DirEntry, err error) error {
+		if err == nil && de.Type().IsRegular() {
+			_, err = fs.ReadFile(snap.FS, p)
+		}
+		if err != nil && errors.Is(err, pull.ErrCorrupt) {
+			found = err
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return found
 }
 
 // finish records the outcome of a pass over rev; for a new revision it gates

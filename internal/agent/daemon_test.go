@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 )
@@ -419,5 +421,67 @@ func TestDaemonRepairsDriftWhileAFetchWaits(t *testing.T) {
 	close(src.release)
 	if err := <-reconciled; err != nil {
 		t.Errorf("reconcile after the fetch returned: %v", err)
+	}
+}
+
+// damagedFS is a tree whose files cannot be read: a local clone that lost
+// objects.
+type damagedFS struct{ tree fstest.MapFS }
+
+func (f damagedFS) Open(name string) (fs.File, error) {
+	if name == "." {
+		return f.tree.Open(name)
+	}
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("%w: blob missing", pull.ErrCorrupt)}
+}
+
+// damagingSource is a historySource whose revisions read as damaged while
+// broken is set.
+type damagingSource struct {
+	*historySource
+	broken atomic.Bool
+}
+
+func (s *damagingSource) Snapshot(ctx context.Context, rev string) (*Snapshot, error) {
+	snap, err := s.historySource.Snapshot(ctx, rev)
+	if err == nil && s.broken.Load() {
+		snap.FS = damagedFS{snap.FS.(fstest.MapFS)}
+	}
+	return snap, err
+}
+
+// TestDaemonDoesNotFailARevisionItCannotRead gives the daemon a revision
+// whose local copy is damaged: it is neither applied nor remembered as
+// failed, and once it reads again it is applied.
+func TestDaemonDoesNotFailARevisionItCannotRead(t *testing.T) {
+	root := t.TempDir()
+	src := &damagingSource{historySource: &historySource{}}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	socket := startDaemon(t, src, &Config{Root: root, HealthTimeout: Duration(5 * time.Second)})
+	waitFor(t, "the first revision", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.Result == ResultApplied
+	})
+
+	src.broken.Store(true)
+	src.push("r2", fileManifest("/etc/app.conf", "two\n"))
+	s, err := Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Commit != "r1" || len(s.Failed) != 0 {
+		t.Errorf("after a damaged read, status = %s failed %v, want r1 and nothing failed", s.Commit, s.Failed)
+	}
+
+	src.broken.Store(false)
+	s, err = Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Commit != "r2" || s.Result != ResultApplied {
+		t.Errorf("once readable, status = %s %s, want r2 applied", s.Commit, s.Result)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "two\n" {
+		t.Errorf("content = %q, want %q", b, "two\n")
 	}
 }
