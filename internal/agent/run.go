@@ -315,7 +315,15 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 		// A driver that was unavailable is tried again: the engine may
 		// have come back.
 		if d, ok := have[k]; ok {
-			if _, down := d.(unavailable); !down {
+			_, down := d.(unavailable)
+			if c, ok := d.(connected); ok && !c.Connected() {
+				// Its connection died (the system bus restarted):
+				// it is built again below.
+				log.Warn("driver lost its connection; reconnecting", "kind", k)
+				closeDrivers(map[spec.Kind]converge.Driver{k: d})
+				down = true
+			}
+			if !down {
 				out[k] = d
 				continue
 			}
@@ -334,6 +342,9 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 	}
 	return out
 }
+
+// connected is a driver that holds a connection which can die under it.
+type connected interface{ Connected() bool }
 
 // closeDrivers releases the drivers' connections.
 func closeDrivers(ds map[spec.Kind]converge.Driver) {
