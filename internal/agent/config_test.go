@@ -93,7 +93,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			"unknown top-level field",
 			"source: {url: /srv/env}\nhosts: {name: a}\n",
-			[]string{"agent.yaml:2:1: hosts: unknown field (known: allowed_paths, health_timeout, host, images, metrics, source, state_dir, status)"},
+			[]string{"agent.yaml:2:1: hosts: unknown field (known: allowed_paths, containers, health_timeout, host, images, metrics, source, state_dir, status)"},
 		},
 		{
 			"unknown nested field",
