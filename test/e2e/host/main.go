@@ -19,8 +19,6 @@ const InsideEnv = "OUTPOST_TEST_INSIDE_HOST"
 // inside a test host.
 func Inside() bool { return os.Getenv(InsideEnv) == "1" }
 
-// testBinPath is where Main binds the test binary's directory in a host.
-const testBinPath = "/opt/outpost-test"
 
 // Main runs a package's tests inside one test host, against its systemd.
 // Call it from TestMain:
@@ -61,7 +59,10 @@ func runInside(opts Options) (int, error) {
 		return 0, err
 	}
 	opts.Binds = append(opts.Binds,
-		Bind{Source: filepath.Dir(exe), Target: testBinPath, ReadOnly: true},
+		// The test binary's directory keeps its path inside the host,
+		// writable: go test hands the binary files in it, such as
+		// -test.testlogfile, that the run inside must find and write.
+		Bind{Source: filepath.Dir(exe)},
 		Bind{Source: wd, ReadOnly: true},
 	)
 	ctx := context.Background()
@@ -70,7 +71,7 @@ func runInside(opts Options) (int, error) {
 		return 0, err
 	}
 	defer h.Stop()
-	cmd := h.CommandIn(ctx, wd, append([]string{filepath.Join(testBinPath, filepath.Base(exe))}, os.Args[1:]...)...)
+	cmd := h.CommandIn(ctx, wd, append([]string{exe}, os.Args[1:]...)...)
 	cmd.Env = append(cmd.Env, InsideEnv+"=1", "TMPDIR=/tmp")
 	for _, k := range []string{"GORACE", "GOTRACEBACK", "GODEBUG", "GOMAXPROCS"} {
 		if v, ok := os.LookupEnv(k); ok {
