@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
@@ -95,6 +96,9 @@ type daemon struct {
 	// debounce fires.
 	pending  map[spec.ID]bool
 	debounce *time.Timer
+
+	// heartbeat is when the loop last woke (unix nanoseconds).
+	heartbeat atomic.Int64
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -192,6 +196,14 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	// network, so a host that boots offline enforces it at once.
 	d.convergeLocal(ctx)
 	opts.Notify.Ready(d.statusLine())
+	d.beat()
+	wctx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.watchdog(wctx)
+	}()
 
 	err = d.loop(ctx)
 	if ctx.Err() != nil {
@@ -219,12 +231,13 @@ func (d *daemon) loop(ctx context.Context) error {
 	defer d.debounce.Stop()
 
 	for {
+		d.beat()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 
 		case <-watchdog.C:
-			d.opts.Notify.Watchdog()
+			d.refreshDrivers(ctx)
 
 		case <-pollT.C:
 			pollT.Reset(d.nextPoll(d.poll(ctx, false)))
@@ -249,6 +262,38 @@ func (d *daemon) loop(ctx context.Context) error {
 
 		case req := <-d.requests:
 			req.reply <- d.handle(ctx, req)
+		}
+	}
+}
+
+// stallLimit is how long the loop may be busy with one piece of work before
+// the watchdog stops vouching for it: longer than the slowest legitimate
+// step (a resource's timeout), so only a hung loop gets the agent restarted.
+const stallLimit = resourceTimeout + 5*time.Minute
+
+func (d *daemon) beat() { d.heartbeat.Store(time.Now().UnixNano()) }
+
+// watchdog pings the service manager's watchdog while the loop is alive. It
+// runs beside the loop because one step of the loop (an image pull, a
+// health wait) may take longer than the watchdog's period; it returns when
+// ctx is done.
+func (d *daemon) watchdog(ctx context.Context) {
+	every := WatchdogInterval()
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, d.heartbeat.Load())) < stallLimit {
+				d.opts.Notify.Watchdog()
+			} else {
+				d.log.Error("the loop has made no progress; letting the watchdog restart the agent", "for", stallLimit)
+			}
 		}
 	}
 }
@@ -587,11 +632,16 @@ func (d *daemon) debounceC() <-chan time.Time {
 	return d.debounce.C
 }
 
+// resourceTimeout bounds the converge of one resource: long enough for a
+// container's image pull (up to 10 minutes) and its health wait.
+const resourceTimeout = 15 * time.Minute
+
 // full is the backstop pass: the revision in force, converged whole.
 func (d *daemon) full(ctx context.Context) {
 	if d.desired == nil || d.st.Suspended {
 		return
 	}
+	d.refreshDrivers(ctx)
 	res, err := d.converge(ctx, d.desired, true)
 	if err != nil {
 		d.log.Error("full pass refused", "err", err)
@@ -680,7 +730,7 @@ func (d *daemon) render(ctx context.Context, snap *Snapshot, resolve bool) (*spe
 func (d *daemon) use(ctx context.Context, rev string, desired *spec.State) {
 	d.drivers = buildDrivers(ctx, d.cfg, d.log, desired, d.st.Inventory, d.drivers)
 	drv := d.drivers
-	d.eng = converge.New(drv, converge.Options{Logger: d.log})
+	d.eng = converge.New(drv, converge.Options{Logger: d.log, Timeout: resourceTimeout})
 	d.desired = desired
 	d.rev = rev
 	d.startWatchers(ctx, drv, desired)
@@ -689,6 +739,32 @@ func (d *daemon) use(ctx context.Context, rev string, desired *spec.State) {
 		rs = append(rs, ResourceStatus{Kind: string(r.ID.Kind), Name: r.ID.Name, State: "pending"})
 	}
 	d.setStatus(func(s *Status) { s.Resources = rs })
+}
+
+// refreshDrivers rebuilds the drivers that lost their connection (the system
+// bus restarted) or could not be built before (the engine was down), so that
+// drift is repaired again without waiting for a new revision, and restarts
+// the watchers over the new drivers.
+func (d *daemon) refreshDrivers(ctx context.Context) {
+	if d.desired == nil {
+		return
+	}
+	stale := false
+	for _, drv := range d.drivers {
+		_, down := drv.(unavailable)
+		if c, ok := drv.(connected); ok && !c.Connected() {
+			down = true
+		}
+		stale = stale || down
+	}
+	if !stale {
+		return
+	}
+	// Watchers stop before the drivers they watch through are replaced.
+	d.stopWatchers()
+	d.drivers = buildDrivers(ctx, d.cfg, d.log, d.desired, d.st.Inventory, d.drivers)
+	d.eng = converge.New(d.drivers, converge.Options{Logger: d.log, Timeout: resourceTimeout})
+	d.startWatchers(ctx, d.drivers, d.desired)
 }
 
 // converge runs one pass and saves the inventory it leaves.

@@ -137,7 +137,7 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	}
 	drv := buildDrivers(ctx, cfg, log, desired, st.Inventory, nil)
 	defer closeDrivers(drv)
-	eng := converge.New(drv, converge.Options{Logger: log})
+	eng := converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout})
 	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
 	if apply && im != nil && cerr == nil {
 		// A followed tag that failed here is not tried again; the next
