@@ -19,7 +19,6 @@ const InsideEnv = "OUTPOST_TEST_INSIDE_HOST"
 // inside a test host.
 func Inside() bool { return os.Getenv(InsideEnv) == "1" }
 
-
 // Main runs a package's tests inside one test host, against its systemd.
 // Call it from TestMain:
 //
