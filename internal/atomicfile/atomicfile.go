@@ -27,7 +27,8 @@ func WriteFile(path string, data []byte, perm os.FileMode, opts Options) (err er
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".outpost-*")
+	removeStale(dir, base)
+	f, err := os.CreateTemp(dir, "."+base+tempInfix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -74,4 +75,31 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// tempInfix marks the temporary files of WriteFile: ".NAME.outpost-RANDOM".
+const tempInfix = ".outpost-"
+
+// removeStale removes the temporary files that an earlier WriteFile of the
+// same path left when its process was killed before the rename. Writes of one
+// path are never concurrent (the engine converges a resource once at a
+// time), so any such file is stale.
+func removeStale(dir, base string) {
+	stale, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+tempInfix+"*"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
+}
+
+// globEscape quotes the characters that filepath.Match treats specially.
+func globEscape(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }

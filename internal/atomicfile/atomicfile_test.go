@@ -65,3 +65,26 @@ func TestWriteFileMissingDir(t *testing.T) {
 		t.Fatal("WriteFile into a missing directory succeeded")
 	}
 }
+
+func TestWriteFileRemovesStaleTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a[1].conf")
+	// What a write killed before its rename leaves behind, and a file of
+	// another path that must stay.
+	stale := filepath.Join(dir, ".a[1].conf.outpost-123")
+	other := filepath.Join(dir, ".b.conf.outpost-456")
+	for _, f := range []string{stale, other} {
+		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteFile(p, []byte("new"), 0o644, Options{}); err != nil {
+		t.Fatalf("WriteFile: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary %s still there (err %v)", stale, err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another path's temporary was removed: %v", err)
+	}
+}
