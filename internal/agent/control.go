@@ -126,7 +126,16 @@ func (d *daemon) handle(ctx context.Context, req request) Status {
 	case "retry":
 		d.st.Failed = nil
 		d.save()
-		d.log.Info("retrying failed revisions")
+		// Image tags marked bad on this host are forgotten too: the next
+		// registry poll may choose them again.
+		if d.desired != nil {
+			for _, c := range following(d.desired) {
+				if err := d.images.store.ClearBad(c.Name, ""); err != nil {
+					d.log.Warn("bad image tags not cleared", "container", c.Name, "err", err)
+				}
+			}
+		}
+		d.log.Info("retrying failed revisions and image tags")
 		d.poll(ctx, true)
 	}
 	d.setStatus(func(s *Status) {
