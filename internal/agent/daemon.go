@@ -728,12 +728,9 @@ func (d *daemon) render(ctx context.Context, snap *Snapshot, resolve bool) (*spe
 // use makes desired the state in force: drivers for its kinds, and watchers
 // over its resources.
 func (d *daemon) use(ctx context.Context, rev string, desired *spec.State) {
-	d.drivers = buildDrivers(ctx, d.cfg, d.log, desired, d.st.Inventory, d.drivers)
-	drv := d.drivers
-	d.eng = converge.New(drv, converge.Options{Logger: d.log, Timeout: resourceTimeout})
 	d.desired = desired
 	d.rev = rev
-	d.startWatchers(ctx, drv, desired)
+	d.rebuild(ctx)
 	rs := make([]ResourceStatus, 0, len(desired.Resources))
 	for _, r := range desired.Resources {
 		rs = append(rs, ResourceStatus{Kind: string(r.ID.Kind), Name: r.ID.Name, State: "pending"})
@@ -743,27 +740,26 @@ func (d *daemon) use(ctx context.Context, rev string, desired *spec.State) {
 
 // refreshDrivers rebuilds the drivers that lost their connection (the system
 // bus restarted) or could not be built before (the engine was down), so that
-// drift is repaired again without waiting for a new revision, and restarts
-// the watchers over the new drivers.
+// drift is repaired again without waiting for a new revision.
 func (d *daemon) refreshDrivers(ctx context.Context) {
 	if d.desired == nil {
 		return
 	}
-	stale := false
 	for _, drv := range d.drivers {
-		_, down := drv.(unavailable)
-		if c, ok := drv.(connected); ok && !c.Connected() {
-			down = true
+		if stale(drv) {
+			d.rebuild(ctx)
+			return
 		}
-		stale = stale || down
 	}
-	if !stale {
-		return
-	}
-	// Watchers stop before the drivers they watch through are replaced.
+}
+
+// rebuild builds the drivers that the state in force needs (keeping those
+// that work), the engine over them, and the watchers. Watchers stop before
+// the drivers they watch through are replaced.
+func (d *daemon) rebuild(ctx context.Context) {
 	d.stopWatchers()
 	d.drivers = buildDrivers(ctx, d.cfg, d.log, d.desired, d.st.Inventory, d.drivers)
-	d.eng = converge.New(d.drivers, converge.Options{Logger: d.log, Timeout: resourceTimeout})
+	d.eng = newEngine(d.drivers, d.log)
 	d.startWatchers(ctx, d.drivers, d.desired)
 }
 

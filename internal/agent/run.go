@@ -137,7 +137,7 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	}
 	drv := buildDrivers(ctx, cfg, log, desired, st.Inventory, nil)
 	defer closeDrivers(drv)
-	eng := converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout})
+	eng := newEngine(drv, log)
 	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
 	if apply && im != nil && cerr == nil {
 		// A followed tag that failed here is not tried again; the next
@@ -315,17 +315,15 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 		// A driver that was unavailable is tried again: the engine may
 		// have come back.
 		if d, ok := have[k]; ok {
-			_, down := d.(unavailable)
-			if c, ok := d.(connected); ok && !c.Connected() {
+			if !stale(d) {
+				out[k] = d
+				continue
+			}
+			if _, down := d.(unavailable); !down {
 				// Its connection died (the system bus restarted):
 				// it is built again below.
 				log.Warn("driver lost its connection; reconnecting", "kind", k)
 				closeDrivers(map[spec.Kind]converge.Driver{k: d})
-				down = true
-			}
-			if !down {
-				out[k] = d
-				continue
 			}
 		}
 		mk, ok := drivers[k]
@@ -345,6 +343,21 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 
 // connected is a driver that holds a connection which can die under it.
 type connected interface{ Connected() bool }
+
+// stale reports whether a driver must be built again: it could not be built,
+// or its connection died.
+func stale(d converge.Driver) bool {
+	if _, down := d.(unavailable); down {
+		return true
+	}
+	c, ok := d.(connected)
+	return ok && !c.Connected()
+}
+
+// newEngine is the engine of apply, diff and the daemon over drv.
+func newEngine(drv map[spec.Kind]converge.Driver, log *slog.Logger) *converge.Engine {
+	return converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout})
+}
 
 // closeDrivers releases the drivers' connections.
 func closeDrivers(ds map[spec.Kind]converge.Driver) {
