@@ -34,11 +34,7 @@ them: offline with no good commit yet).`,
 // converge runs diff or apply, prints the report, and exits 1 when no
 // says so.
 func (g *globals) converge(cmd *cobra.Command, op func(context.Context, *agent.Config, *slog.Logger) (*agent.Report, error), no func(*agent.Report) bool) error {
-	log, err := g.logger()
-	if err != nil {
-		return err
-	}
-	cfg, err := g.config(cmd)
+	log, cfg, err := g.setup(cmd)
 	if err != nil {
 		return err
 	}

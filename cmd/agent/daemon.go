@@ -31,11 +31,7 @@ the configuration; an invalid one is refused and the old one kept. SIGTERM
 finishes the resource in hand, saves state and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			cfg, err := g.config(cmd)
+			log, cfg, err := g.setup(cmd)
 			if err != nil {
 				return err
 			}

@@ -17,11 +17,7 @@ image for this platform, marked bad on this host, excluded), and the tags
 marked bad.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			cfg, err := g.config(cmd)
+			log, cfg, err := g.setup(cmd)
 			if err != nil {
 				return err
 			}

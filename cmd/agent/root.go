@@ -136,6 +136,20 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
+// setup builds the logger and reads the configuration: what every command
+// that converges or reads the source starts with.
+func (g *globals) setup(cmd *cobra.Command) (*slog.Logger, *agent.Config, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := g.config(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, cfg, nil
+}
+
 // config reads the configuration file and applies the flags over it.
 func (g *globals) config(cmd *cobra.Command) (*agent.Config, error) {
 	explicit := cmd.Flags().Changed("config")
