@@ -7,3 +7,13 @@ func SetMaxPacks(n int) (restore func()) {
 	maxPacks = n
 	return func() { maxPacks = old }
 }
+
+// MergeSteps are the steps of a pack merge, in order.
+var MergeSteps = mergeSteps
+
+// StopMergeAfter makes pack merges stop after step as if the process died
+// there (nothing is cleaned up), and returns a function that restores them.
+func StopMergeAfter(step string) (restore func()) {
+	stopMerge = func(s string) bool { return s == step }
+	return func() { stopMerge = nil }
+}

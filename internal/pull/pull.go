@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +26,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
@@ -185,55 +183,6 @@ const maxOpenPacks = 16
 // years would otherwise slow every lookup down.
 var maxPacks = 32
 
-// compact merges every pack of the cache into one when there are more than
-// maxPacks, keeping every object (older commits are the fallbacks). The
-// new pack is complete before an old one is removed. r.mu is held.
-func (r *Repo) compact() error {
-	packs, err := r.store.ObjectPacks()
-	if err != nil || len(packs) <= maxPacks {
-		return err
-	}
-	iter, err := r.store.IterEncodedObjects(plumbing.AnyObject)
-	if err != nil {
-		return err
-	}
-	var hashes []plumbing.Hash
-	err = iter.ForEach(func(o plumbing.EncodedObject) error {
-		hashes = append(hashes, o.Hash())
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	w, err := r.store.PackfileWriter()
-	if err != nil {
-		return err
-	}
-	newPack, err := packfile.NewEncoder(w, r.store, false).Encode(hashes, 10)
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	for _, h := range packs {
-		if h == newPack {
-			continue
-		}
-		if err := r.store.DeleteOldObjectPackAndIndex(h, time.Time{}); err != nil {
-			return err
-		}
-	}
-	// Reopen, so that no lookup goes to a removed pack.
-	repo, err := git.Open(r.storage(), nil)
-	if err != nil {
-		return err
-	}
-	r.repo = repo
-	r.log.Info("merged the clone cache's packs", "packs", len(packs), "objects", len(hashes))
-	return nil
-}
-
 // closeStore closes the open pack files of the cache. r.mu is held.
 func (r *Repo) closeStore() {
 	if r.store != nil {
@@ -259,6 +208,7 @@ func (r *Repo) Close() error {
 // points to. r.mu is held.
 func (r *Repo) openCache() error {
 	r.damaged = nil
+	r.tidyPacks(true)
 	repo, err := git.Open(r.storage(), nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		repo, err = git.Init(r.store, nil)
@@ -274,30 +224,11 @@ func (r *Repo) openCache() error {
 		return r.resetCache()
 	}
 	r.repo = repo
-	r.removeTemp()
 	if err := r.checkTip(); err != nil {
 		r.damaged = err
 		r.log.Warn("clone cache damaged; it will be cloned again", "dir", r.dir, "err", err)
 	}
 	return nil
-}
-
-// removeTemp removes what a fetch that was cut left behind: go-git writes
-// a pack to a temporary file and renames it only when it is whole. r.mu is
-// held and the cache is this process's alone.
-func (r *Repo) removeTemp() {
-	packs := filepath.Join(r.dir, "objects", "pack")
-	entries, err := os.ReadDir(packs)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "tmp_") {
-			if err := os.Remove(filepath.Join(packs, e.Name())); err == nil {
-				r.log.Debug("removed a partial fetch", "file", e.Name())
-			}
-		}
-	}
 }
 
 // resetCache removes the cache and creates it empty. r.mu is held.
@@ -471,7 +402,7 @@ func (r *Repo) fetch(ctx context.Context) error {
 
 // fetchDepth fetches the branch with depth commits (0: all). r.mu is held.
 func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
-	r.removeTemp()
+	r.tidyPacks(false)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	spec := config.RefSpec(fmt.Sprintf("+%s:%s", r.branch, r.tracking))
