@@ -16,6 +16,7 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 )
@@ -96,6 +97,12 @@ type daemon struct {
 	// debounce fires.
 	pending  map[spec.ID]bool
 	debounce *time.Timer
+	// imagesT starts the registry polls; a poll runs in a goroutine of
+	// its own (imagesBusy) and hands its outcome to imagesDone.
+	imagesT    *time.Timer
+	imagesBusy bool
+	imagesDone chan imagesPolled
+	imagesWG   sync.WaitGroup
 
 	// heartbeat is when the loop last woke (unix nanoseconds).
 	heartbeat atomic.Int64
@@ -220,8 +227,11 @@ func (d *daemon) loop(ctx context.Context) error {
 	defer pollT.Stop()
 	fullT := time.NewTimer(d.opts.FullInterval)
 	defer fullT.Stop()
-	imagesT := time.NewTimer(d.images.poller.Next())
-	defer imagesT.Stop()
+	d.imagesT = time.NewTimer(d.images.poller.Next())
+	defer d.imagesT.Stop()
+	d.imagesDone = make(chan imagesPolled, 1)
+	// A registry poll in flight sees ctx done and returns soon.
+	defer d.imagesWG.Wait()
 	watchdog := time.NewTicker(10 * time.Second)
 	defer watchdog.Stop()
 
@@ -242,9 +252,11 @@ func (d *daemon) loop(ctx context.Context) error {
 		case <-pollT.C:
 			pollT.Reset(d.nextPoll(d.poll(ctx, false)))
 
-		case <-imagesT.C:
-			d.pollImages(ctx)
-			imagesT.Reset(d.images.poller.Next())
+		case <-d.imagesT.C:
+			d.startImagesPoll(ctx)
+
+		case r := <-d.imagesDone:
+			d.applyImages(ctx, r)
 
 		case <-fullT.C:
 			d.full(ctx)
@@ -579,9 +591,10 @@ func (d *daemon) waitHealthy(ctx context.Context, desired *spec.State, res *conv
 // fetch asks the source for its newest revision. A fetch can wait on a dead
 // network for as long as its timeout (minutes), so it runs in a goroutine of
 // its own and, meanwhile, the loop goes on repairing the drift that watchers
-// report: a host whose server is unreachable still enforces what it has. The
-// source is only used by that goroutine until it returns; fetch always waits
-// for it.
+// report, and polling the registries and deploying the images they resolve:
+// a host whose server is unreachable still enforces what it has. The source
+// is only used by that goroutine until it returns; fetch always waits for
+// it.
 func (d *daemon) fetch(ctx context.Context) (string, error) {
 	type result struct {
 		rev string
@@ -600,8 +613,21 @@ func (d *daemon) fetch(ctx context.Context) (string, error) {
 			d.queueDrift(id)
 		case <-d.debounceC():
 			d.repairPending(ctx)
+		case <-d.imagesC():
+			d.startImagesPoll(ctx)
+		case r := <-d.imagesDone:
+			d.applyImages(ctx, r)
 		}
 	}
+}
+
+// imagesC is the registry poll timer's channel; nil (never ready) before
+// the loop made the timer.
+func (d *daemon) imagesC() <-chan time.Time {
+	if d.imagesT == nil {
+		return nil
+	}
+	return d.imagesT.C
 }
 
 // queueDrift notes a resource that a watcher reported, and starts the
@@ -823,35 +849,52 @@ func (nopNotifier) Ready(string)  {}
 func (nopNotifier) Status(string) {}
 func (nopNotifier) Watchdog()     {}
 
-// pollImages checks the registries of the containers that follow one and,
-// when a newer tag is resolved, converges the revision in force with it. A
-// tag whose container fails (the Docker target has put the old container
-// back) is marked bad, and the previous tag pinned again.
-func (d *daemon) pollImages(ctx context.Context) {
-	if d.desired == nil || d.st.Suspended {
+// imagesPolled is the outcome of one registry poll.
+type imagesPolled struct {
+	ups []registry.Update
+	err error
+}
+
+// startImagesPoll arms the next registry poll and, unless one is in flight,
+// checks the registries of the containers that follow one. A registry
+// request may wait on the network for minutes (a timeout and retries for
+// each), so the poll runs in a goroutine of its own and hands its outcome
+// to the loop, which repairs drift and polls the source meanwhile.
+func (d *daemon) startImagesPoll(ctx context.Context) {
+	d.imagesT.Reset(d.images.poller.Next())
+	if d.imagesBusy || d.desired == nil || d.st.Suspended {
 		return
 	}
-	cs := following(d.desired)
+	var cs []*spec.Container
+	for _, c := range following(d.desired) {
+		cc := *c // the loop may pin its own copy meanwhile
+		cs = append(cs, &cc)
+	}
 	if len(cs) == 0 {
 		return
 	}
-	ups, err := d.images.poller.Poll(ctx, cs)
-	if err != nil && ctx.Err() == nil {
-		d.log.Debug("registry poll", "err", err)
+	d.imagesBusy = true
+	d.imagesWG.Add(1)
+	go func() {
+		defer d.imagesWG.Done()
+		ups, err := d.images.poller.Poll(ctx, cs)
+		d.imagesDone <- imagesPolled{ups, err}
+	}()
+}
+
+// applyImages converges the revision in force with the tags that a
+// registry poll resolved. A tag whose container fails (the Docker target
+// has put the old container back) is marked bad, and the previous tag
+// pinned again.
+func (d *daemon) applyImages(ctx context.Context, r imagesPolled) {
+	d.imagesBusy = false
+	if r.err != nil && ctx.Err() == nil {
+		d.log.Debug("registry poll", "err", r.err)
 	}
-	if len(ups) == 0 || ctx.Err() != nil {
+	if len(r.ups) == 0 || ctx.Err() != nil || d.desired == nil || d.st.Suspended {
 		return
 	}
-	snap, err := d.src.Snapshot(ctx, d.rev)
-	if err != nil {
-		d.log.Error("new image waits: revision not readable", "revision", d.rev, "err", err)
-		return
-	}
-	desired, err := d.render(ctx, snap, false)
-	if err != nil {
-		d.log.Error("new image waits: revision no longer renders", "revision", d.rev, "err", err)
-		return
-	}
+	desired := d.repin(ctx, d.desired)
 	d.use(ctx, d.rev, desired)
 	res, err := d.converge(ctx, desired, true)
 	if err != nil {
@@ -863,9 +906,27 @@ func (d *daemon) pollImages(ctx context.Context) {
 		return
 	}
 	d.log.Warn("new image failed on this host; marked bad, back to the previous one")
-	if desired, err = d.render(ctx, snap, false); err == nil {
-		d.use(ctx, d.rev, desired)
-		res, _ = d.converge(ctx, desired, true)
-	}
+	desired = d.repin(ctx, desired)
+	d.use(ctx, d.rev, desired)
+	res, _ = d.converge(ctx, desired, true)
 	d.report(ctx, d.rev, ResultApplied, res, "")
+}
+
+// repin returns a copy of st with its following containers pinned afresh
+// from the images store: what rendering the same revision again would
+// give, without reading the source, which a fetch may be holding.
+func (d *daemon) repin(ctx context.Context, st *spec.State) *spec.State {
+	out := *st
+	out.Resources = make([]*spec.Resource, len(st.Resources))
+	for i, r := range st.Resources {
+		if c := r.Container; c != nil && c.Update != nil {
+			rc, cc := *r, *c
+			cc.Tag, cc.Digest = "", ""
+			rc.Container = &cc
+			r = &rc
+		}
+		out.Resources[i] = r
+	}
+	d.images.pin(ctx, &out, false)
+	return &out
 }
