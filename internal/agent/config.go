@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"gopkg.in/yaml.v3"
 )
 
@@ -70,10 +71,22 @@ type SourceConfig struct {
 	URL    string `yaml:"url"`
 	Branch string `yaml:"branch"`
 	// Interval is how often the daemon fetches (jittered per host).
-	Interval Duration     `yaml:"interval"`
-	Auth     AuthConfig   `yaml:"auth"`
-	Verify   VerifyConfig `yaml:"verify"`
+	Interval Duration `yaml:"interval"`
+	// Timeout bounds each network operation on the source (a ref
+	// advertisement, a fetch) over every transport, connect included.
+	Timeout Duration     `yaml:"timeout"`
+	Auth    AuthConfig   `yaml:"auth"`
+	Verify  VerifyConfig `yaml:"verify"`
 }
+
+// The bounds of source.timeout. Below a second a TLS or SSH handshake
+// cannot finish. A poll is a ref advertisement and a fetch, each bounded by
+// the timeout, while the daemon's loop waits: twice the upper bound stays
+// below stallLimit, after which the watchdog restarts the agent.
+const (
+	minSourceTimeout = time.Second
+	maxSourceTimeout = 5 * time.Minute
+)
 
 // AuthConfig holds the paths of the credentials used to fetch; the files are read
 // when needed and their contents are never logged.
@@ -128,6 +141,7 @@ func Default() *Config {
 		Source: SourceConfig{
 			Branch:   "main",
 			Interval: Duration(time.Minute),
+			Timeout:  Duration(pull.DefaultTimeout),
 		},
 		Status:        StatusConfig{Push: true},
 		Images:        ImagesConfig{Interval: Duration(5 * time.Minute)},
@@ -451,6 +465,9 @@ func (d *decoder) check(cfg *Config) {
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			d.errorf(at("metrics.listen"), "metrics.listen", "want host:port, got %q", l)
 		}
+	}
+	if t := time.Duration(cfg.Source.Timeout); t < minSourceTimeout || t > maxSourceTimeout {
+		d.errorf(at("source.timeout"), "source.timeout", "must be between %s and %s, got %s", minSourceTimeout, maxSourceTimeout, t)
 	}
 	if cfg.Source.Verify.AllowedSigners != "" && cfg.Source.Verify.OpenPGPKeyring != "" {
 		d.errorf(at("source.verify.openpgp_keyring"), "source.verify", "set allowed_signers or openpgp_keyring, not both")

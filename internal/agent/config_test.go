@@ -1,14 +1,17 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/outpost-gitops/outpost/internal/pull"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -17,6 +20,7 @@ func TestParseConfig(t *testing.T) {
 		URL:      "https://git.example.com/fleet/env.git",
 		Branch:   "prod",
 		Interval: Duration(90 * time.Second),
+		Timeout:  Duration(45 * time.Second),
 		Auth: AuthConfig{
 			SSHKeyFile:     "/etc/outpost/deploy_key",
 			KnownHostsFile: "/etc/outpost/known_hosts",
@@ -52,6 +56,7 @@ func TestParseConfig(t *testing.T) {
   url: https://git.example.com/fleet/env.git
   branch: prod
   interval: 1m30s
+  timeout: 45s
   auth:
     ssh_key_file: /etc/outpost/deploy_key
     known_hosts_file: /etc/outpost/known_hosts
@@ -185,6 +190,127 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("ParseConfig(%q) errors mismatch (-want +got):\n%s", tt.in, diff)
 			}
 		})
+	}
+}
+
+// TestSourceTimeout parses source.timeout: its default, the values it
+// takes, and the errors of those it refuses, each at its file and line.
+func TestSourceTimeout(t *testing.T) {
+	valid := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"source: {url: /srv/env}\n", 2 * time.Minute},
+		{"source:\n  timeout:\n", 2 * time.Minute},
+		{"source:\n  timeout: 1s\n", time.Second},
+		{"source:\n  timeout: 45s\n", 45 * time.Second},
+		{"source:\n  timeout: 2m30s\n", 150 * time.Second},
+		{"source:\n  timeout: 5m\n", 5 * time.Minute},
+	}
+	for _, tt := range valid {
+		t.Run(tt.in, func(t *testing.T) {
+			cfg, err := ParseConfig("agent.yaml", []byte(tt.in))
+			if err != nil {
+				t.Fatalf("ParseConfig(%q) error: %v", tt.in, err)
+			}
+			if got := time.Duration(cfg.Source.Timeout); got != tt.want {
+				t.Errorf("ParseConfig(%q).Source.Timeout = %s, want %s", tt.in, got, tt.want)
+			}
+			// The puller gets it.
+			if got := pullConfig(cfg).Timeout; got != tt.want {
+				t.Errorf("pullConfig(%q).Timeout = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+
+	invalid := []struct {
+		in, want string
+	}{
+		{"source:\n  timeout: 0s\n", "agent.yaml:2:12: source.timeout: must be positive, got 0s"},
+		{"source:\n  timeout: -1m\n", "agent.yaml:2:12: source.timeout: must be positive, got -1m"},
+		{"source:\n  timeout: 500ms\n", "agent.yaml:2:12: source.timeout: must be between 1s and 5m0s, got 500ms"},
+		{"source:\n  timeout: 5m1s\n", "agent.yaml:2:12: source.timeout: must be between 1s and 5m0s, got 5m1s"},
+		{"source:\n  url: /srv/env\n  timeout: 1h\n", "agent.yaml:3:12: source.timeout: must be between 1s and 5m0s, got 1h0m0s"},
+		{"source:\n  timeout: 120\n", `agent.yaml:2:12: source.timeout: invalid duration "120": want a number with a unit such as 30s or 5m`},
+		{"source:\n  timeout: [1m]\n", "agent.yaml:2:12: source.timeout: want a duration such as 1m30s, got a list"},
+		{"source: {timeout: 10m}\n", "agent.yaml:1:19: source.timeout: must be between 1s and 5m0s, got 10m0s"},
+	}
+	for _, tt := range invalid {
+		t.Run(tt.in, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agent.yaml")
+			if err := os.WriteFile(path, []byte(tt.in), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(path, true)
+			var ce ConfigErrors
+			if !errors.As(err, &ce) || len(ce) != 1 {
+				t.Fatalf("LoadConfig(%q) = %v, %v; want one ConfigError", tt.in, cfg, err)
+			}
+			if got, want := ce[0].Error(), filepath.Dir(path)+"/"+tt.want; got != want {
+				t.Errorf("LoadConfig(%q) error = %q, want %q", tt.in, got, want)
+			}
+		})
+	}
+}
+
+// TestSourceTimeoutBound keeps a poll at the longest source.timeout (a ref
+// advertisement and a fetch) below the stall that makes the watchdog
+// restart the agent.
+func TestSourceTimeoutBound(t *testing.T) {
+	if 2*maxSourceTimeout >= stallLimit {
+		t.Errorf("two operations of %s each reach the watchdog's stall limit %s", maxSourceTimeout, stallLimit)
+	}
+	if time.Duration(Default().Source.Timeout) < minSourceTimeout || time.Duration(Default().Source.Timeout) > maxSourceTimeout {
+		t.Errorf("the default source.timeout %s is out of its bounds", time.Duration(Default().Source.Timeout))
+	}
+}
+
+// TestSourceTimeoutBoundsPolls polls a git:// server that accepts the
+// connection and never answers, with source.timeout 1s: the poll ends with
+// a timeout, long before the default's two minutes.
+func TestSourceTimeoutBoundsPolls(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	cfg, err := ParseConfig("agent.yaml", []byte("source:\n  url: git://"+l.Addr().String()+"/env.git\n  timeout: 1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.StateDir = t.TempDir()
+	src, err := newGitRevSource(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Poll(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, pull.ErrTimeout) {
+			t.Errorf("Poll of a server that never answers = %v, want pull.ErrTimeout", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Poll of a server that never answers still blocked after 60s with source.timeout 1s")
 	}
 }
 

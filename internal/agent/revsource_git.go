@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
 )
@@ -28,8 +29,9 @@ func newGitRevSource(cfg *Config, log *slog.Logger) (revSource, error) {
 func pullConfig(cfg *Config) pull.Config {
 	s := cfg.Source
 	return pull.Config{
-		URL:    s.URL,
-		Branch: s.Branch,
+		URL:     s.URL,
+		Branch:  s.Branch,
+		Timeout: time.Duration(s.Timeout),
 		Auth: pull.Auth{
 			SSHKeyFile:     s.Auth.SSHKeyFile,
 			KnownHostsFile: s.Auth.KnownHostsFile,
