@@ -21,8 +21,8 @@ import (
 // index without a pack, or a partial one. go-git lists packs by their
 // .pack file and fails every read when one has no usable index, while git
 // lists them by their .idx file. tidyPacks brings the directory back to
-// packs that both read whole, and merge replaces packs only once the pack
-// that holds their objects is whole and on disk.
+// packs that both read, and compact replaces packs only once the pack that
+// holds their objects is whole and on disk.
 
 // merge steps: a merge stopped after any of them (a killed process, a lost
 // machine) leaves every object of the cache readable.
@@ -91,12 +91,12 @@ func packNames(dir string) (packs, idxs []plumbing.Hash, tmps []string, err erro
 // tidyPacks removes what a fetch or a merge that was cut left in
 // objects/pack: temporary files, and indexes without their pack (they hold
 // no object, and go-git keeps an index it finds in place when the same pack
-// comes again, even a partial one). With check, it also checks every
-// pack's index and the pack's checksum: a whole pack whose index is missing
-// or broken is indexed again; a pack that is broken too is removed, as no
-// Git can read a pack without an index. It reports whether it indexed or
-// removed a pack, so that the store must be opened again. r.mu is held and
-// the cache is this process's alone.
+// comes again, even a partial one). With check, it also decodes every
+// pack's index: a pack whose index is missing or broken is indexed again
+// when it reads whole, and removed when it does not, as no Git reads a
+// pack without an index. It reports whether it indexed or removed a pack,
+// so that the store must be opened again. r.mu is held and the cache is
+// this process's alone.
 func (r *Repo) tidyPacks(check bool) (changed bool) {
 	dir := r.packDir()
 	packs, idxs, tmps, err := packNames(dir)
@@ -128,7 +128,7 @@ func (r *Repo) tidyPacks(check bool) (changed bool) {
 		// the objects before the damage can still be read.
 		if _, err := decodeIndex(dir, h); err == nil {
 			continue
-		} else {
+		} else if !errors.Is(err, os.ErrNotExist) {
 			r.log.Debug("pack index unusable", "pack", h.String(), "err", err)
 		}
 		idx, err := indexPack(packPath(dir, h, "pack"))
