@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,17 +15,11 @@ type Proxy struct {
 	// Addr is the proxy's 127.0.0.1:PORT.
 	Addr   string
 	target string
-	l      net.Listener
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	*connSet
 
 	cutAfter atomic.Int64 // bytes from server to client per connection; 0: never
 	cutEpoch atomic.Int64 // bumped by CutAfter: open connections count again
 	delay    atomic.Int64 // nanoseconds before each chunk from the server
-	conns    atomic.Int64
-	mu       sync.Mutex
-	open     map[net.Conn]struct{}
 }
 
 // NewProxy starts a proxy to target (host:port). It stops in t.Cleanup.
@@ -36,9 +29,8 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatalf("gitserver: proxy: %v", err)
 	}
-	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, stop: make(chan struct{}), open: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
+	p := &Proxy{Addr: l.Addr().String(), target: target, connSet: newConnSet(l)}
+	p.connSet.serve(p.serve)
 	t.Cleanup(p.Close)
 	return p
 }
@@ -55,56 +47,13 @@ func (p *Proxy) CutAfter(n int64) {
 func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
 
 // Conns returns how many connections the proxy has accepted.
-func (p *Proxy) Conns() int64 { return p.conns.Load() }
+func (p *Proxy) Conns() int64 { return p.accepted.Load() }
 
 // Close stops accepting, cuts every open connection and waits for the
 // proxy's goroutines. It is safe to call more than once.
-func (p *Proxy) Close() {
-	p.once.Do(func() {
-		close(p.stop)
-		p.l.Close()
-		p.mu.Lock()
-		for c := range p.open {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-}
-
-func (p *Proxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.stop:
-		return false
-	default:
-	}
-	p.open[c] = struct{}{}
-	return true
-}
-
-func (p *Proxy) untrack(c net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.open, c)
-}
-
-func (p *Proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.conns.Add(1)
-		p.wg.Add(1)
-		go p.serve(c)
-	}
-}
+func (p *Proxy) Close() { p.connSet.close() }
 
 func (p *Proxy) serve(client net.Conn) {
-	defer p.wg.Done()
 	defer client.Close()
 	if !p.track(client) {
 		return
