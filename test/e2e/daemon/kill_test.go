@@ -1,12 +1,13 @@
 package daemon
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,45 +23,128 @@ const (
 	killFiles = 10
 	killUnits = 2
 	killDir   = "/etc/e2e-kill"
+	// killRounds is the number of rounds, each a new commit whose
+	// converge is killed; OUTPOST_KILL_ROUNDS overrides it.
+	killRounds = 100
+	// killAgainOneIn: one round in killAgainOneIn on average kills the
+	// agent a second time, while it recovers from the first kill.
+	killAgainOneIn = 4
+	// killWarmup versions are applied without a kill during their converge
+	// first (the agent is restarted at rest after each), to measure when
+	// the phases of each kind of version run here.
+	killWarmup = 8
 )
 
+// What a version changes beside its files: its units every second version,
+// its container every fourth.
+func unitGen(v int) int { return v / 2 }
+func webGen(v int) int  { return v / 4 }
+
+// killKind names what version v changes.
+func killKind(v int) string {
+	switch {
+	case webGen(v) != webGen(v-1):
+		return "files+units+container"
+	case unitGen(v) != unitGen(v-1):
+		return "files+units"
+	}
+	return "files"
+}
+
+// killState is version v of the kill test's repository and what the host
+// runs once it is converged.
+type killState struct {
+	v      int
+	commit string
+	files  gitserver.Files
+	// hashes are the SHA-256 of the managed files, by path.
+	hashes map[string]string
+	// units are the contents of the unit files under the marker line, by
+	// unit name.
+	units map[string]string
+	// web is the container's VERSION.
+	web string
+}
+
+// unitEnv is the Environment that the units of version v run with.
+func (s *killState) unitEnv() string { return "VERSION=" + strconv.Itoa(unitGen(s.v)) }
+
 // killVersion is the repository of version v: killFiles files of 64 KiB
-// that change with each version, killUnits units that change every fifth
-// and one container that changes every tenth (restarts and replaces are
-// slow).
-func killVersion(v int, unitPrefix, name, image string) (gitserver.Files, map[string]string) {
-	files := gitserver.Files{}
-	hashes := map[string]string{}
+// that change with each version, killUnits units and one container.
+func killVersion(v int, unitPrefix, name, image string) *killState {
+	s := &killState{v: v, files: gitserver.Files{}, hashes: map[string]string{}, units: map[string]string{}, web: strconv.Itoa(webGen(v))}
 	for i := range killFiles {
 		path := fmt.Sprintf("%s/f%02d.conf", killDir, i)
 		content := strings.Repeat(fmt.Sprintf("version %d of file %d\n", v, i), 64<<10/24)
-		files[fmt.Sprintf("files/f%02d.yaml", i)] = fmt.Sprintf("kind: file\npath: %s\nsource: f%02d.conf\n", path, i)
-		files[fmt.Sprintf("files/f%02d.conf", i)] = content
+		s.files[fmt.Sprintf("files/f%02d.yaml", i)] = fmt.Sprintf("kind: file\npath: %s\nsource: f%02d.conf\n", path, i)
+		s.files[fmt.Sprintf("files/f%02d.conf", i)] = content
 		sum := sha256.Sum256([]byte(content))
-		hashes[path] = hex.EncodeToString(sum[:])
+		s.hashes[path] = hex.EncodeToString(sum[:])
 	}
 	for i := range killUnits {
-		files[fmt.Sprintf("units/u%d.yaml", i)] = fmt.Sprintf(`kind: unit
-name: %s%d.service
-content: |
-  [Service]
-  Environment=VERSION=%d
-  ExecStart=/bin/sleep infinity
-state: running
-`, unitPrefix, i, v/5)
+		unit := fmt.Sprintf("%s%d.service", unitPrefix, i)
+		s.units[unit] = fmt.Sprintf("[Service]\nEnvironment=VERSION=%d\nExecStart=/bin/sleep infinity\n", unitGen(v))
+		s.files[fmt.Sprintf("units/u%d.yaml", i)] = fmt.Sprintf("kind: unit\nname: %s\ncontent: |\n%sstate: running\n",
+			unit, indent(s.units[unit]))
 	}
-	files["web.yaml"] = containerManifest(name, image, "1.0.0", `"true"`, strconv.Itoa(v/10))
-	return files, hashes
+	s.files["web.yaml"] = killContainer(name, image, s.web)
+	return s
 }
 
-// TestKillDuringConverge kills the agent with SIGKILL at a random moment of
-// a converge, 50 times, each time of a new commit: no managed file is ever
-// seen partly written, and each restart converges the commit, with its
-// container neither lost nor duplicated.
+// killContainer is the busybox web container with VERSION env. busybox
+// httpd, as PID 1, ignores SIGTERM: a stop_timeout of 0 kills it at once
+// instead of waiting in vain, and a short health interval tells a new
+// container healthy soon after it starts.
+func killContainer(name, image, env string) string {
+	return fmt.Sprintf(`kind: container
+name: %s
+image: %s
+tag: "1.0.0"
+env: {VERSION: "%s"}
+health: {cmd: ["true"], interval: %s, retries: 1}
+stop_timeout: 0s
+`, name, image, env, killHealthInterval)
+}
+
+// killHealthInterval is the container's health interval.
+const killHealthInterval = "250ms"
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(s, "\n") {
+		if line != "" {
+			b.WriteString("  " + line)
+		}
+	}
+	return b.String()
+}
+
+// TestKillDuringConverge is the chaos suite: 100 rounds, each a new commit
+// whose converge is killed with SIGKILL at a random moment, and in one round
+// out of four killed again while the restarted agent recovers. The commits
+// change files every time, units every second and the container every
+// fourth; the kills are aimed at every phase of the converge (the fetch,
+// the file writes, the unit restarts, the container's replace, the health
+// gate, the state and the note), and the phase each one interrupted is
+// counted.
+//
+// After each kill, before the restart: every managed file and unit file is
+// whole (the previous version or the new one, the unit under Outpost's
+// marker), one or two owned containers are there (never none, and two only
+// while one is set aside for the other), and the state directory is
+// readable (state.json and images.json parse, the notes repository passes
+// git fsck). After each restart: the agent applies the commit, the host
+// runs it (its files, its units active with its environment, exactly one
+// container of its version), state.json records it and every object, and
+// no temporary file of an interrupted write is left.
 func TestKillDuringConverge(t *testing.T) {
-	rounds := 50
+	rounds := killRounds
 	if s := os.Getenv("OUTPOST_KILL_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("OUTPOST_KILL_ROUNDS=%q: want a positive number", s)
+		}
+		rounds = n
 	}
 	name := uniqueName("e2e-kill-")
 	unitPrefix := name + "-u"
@@ -69,144 +153,199 @@ func TestKillDuringConverge(t *testing.T) {
 
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
-	files, hashes := killVersion(0, unitPrefix, name, image)
-	commit := repo.CommitWith(gitserver.CommitOptions{Files: files, Message: "version 0"})
+	cur := killVersion(0, unitPrefix, name, image)
+	cur.commit = repo.CommitWith(gitserver.CommitOptions{Files: cur.files, Message: "version 0"})
 	srv := root.ServeHTTP(gitserver.HTTPOptions{})
 
 	h := host.Start(t, host.Options{BinDir: binDir})
-	// A long poll: each round asks for its commit with reconcile.
-	a := newAgent(t, h, agentConfig(srv.URL("env"), "web-1", time.Hour, time.Minute))
+	// A long poll: each round asks for its commit with reconcile. At -vv
+	// the log shows where each phase of a converge ends.
+	a := newAgent(t, h, agentConfig(srv.URL("env"), "web-1", time.Hour, time.Minute), "-v")
 	a.start()
 	a.waitStatus(2*time.Minute, "version 0 applied", func(s *status) bool {
-		return s.Commit == commit && s.Result == "applied"
+		return s.Commit == cur.commit && s.Result == "applied"
 	})
-	prev := hashes
+	ins := newInspector(t, h, name, unitPrefix)
+	ins.converged(cur)
+	files := watchDir(t, ins.path(killDir))
 
-	// How long a converge of a new version takes here, to spread the kills
-	// over it.
-	files, hashes = killVersion(1, unitPrefix, name, image)
-	commit = repo.CommitWith(gitserver.CommitOptions{Files: files, Message: "version 1"})
-	start := time.Now()
-	a.mustControl("reconcile")
-	span := time.Since(start)
-	t.Logf("a converge of a new version takes %v here", span)
-	checkConverged(t, h, a, commit, hashes, unitPrefix, name, 1)
-	prev = hashes
+	// Each version is committed on the branch stage in the background,
+	// while the round before it restarts the agent, and main moves to it
+	// when its round begins.
+	repo.Git("branch", "stage", "main")
+	stage := func(v int) (*killState, <-chan struct{}) {
+		s := killVersion(v, unitPrefix, name, image)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.commit = repo.CommitWith(gitserver.CommitOptions{Branch: "stage", Files: s.files, Message: fmt.Sprintf("version %d", v)})
+		}()
+		return s, done
+	}
+	next, staged := stage(1)
+	// A commit still being made when the test stops finishes first.
+	t.Cleanup(func() { <-staged })
 
+	// When each phase of a converge of each kind of version runs here, to
+	// spread the kills over the whole of it: the fetch, the files, the
+	// unit restarts, the container's replace, the health gate, the state
+	// and the note. It is measured as the rounds run: on an agent just
+	// restarted, right after the commit is pushed.
+	windows := newPhaseWindows()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	var stray []string
-	begin := time.Now()
-	for v := 2; v < rounds+2; v++ {
-		files, hashes = killVersion(v, unitPrefix, name, image)
-		commit = repo.CommitWith(gitserver.CommitOptions{Files: files, Message: fmt.Sprintf("version %d", v)})
+	targeted, phases := map[string]int{}, map[string]int{}
+	var restarts []time.Duration
+	// recovery is how long a restart took to converge the last round of
+	// each kind, the window of a second kill.
+	recovery := map[string]time.Duration{"files": time.Second, "files+units": 2 * time.Second, "files+units+container": 2 * time.Second}
+	// Where a round's time goes, summed over the rounds.
+	spent := map[string]time.Duration{}
+	lap := time.Now()
+	step := func(what string) {
+		now := time.Now()
+		spent[what] += now.Sub(lap)
+		lap = now
+	}
+	var begin time.Time
+	for v := 1; v <= killWarmup+rounds; v++ {
+		if v == killWarmup+1 {
+			t.Logf("the phases of a converge end here:%v", windows)
+			begin = time.Now()
+		}
+		lap = time.Now()
+		<-staged
+		if next.commit == "" {
+			t.Fatalf("version %d was not committed", v)
+		}
+		repo.ForcePush("main", next.commit)
+		step("1 commit")
+		mark := len(a.logs.String())
+
+		files.drain()
+		if v <= killWarmup {
+			start := time.Now()
+			done := make(chan struct{})
+			var err error
+			go func() {
+				defer close(done)
+				_, err = ins.control("reconcile")
+			}()
+			writes, werr := files.span(done)
+			if err != nil || werr != nil {
+				t.Fatalf("version %d: %v", v, errors.Join(err, werr))
+			}
+			if err := windows.add(killKind(v), a.logs.String()[mark:], start, time.Now(), writes); err != nil {
+				t.Fatalf("version %d: %v", v, err)
+			}
+			ins.converged(next)
+			cur = next
+			next, staged = stage(v + 1)
+			a.kill(syscall.SIGKILL)
+			a.start()
+			ins.waitApplied(fmt.Sprintf("version %d, restarted", v), cur.commit, 2*time.Minute)
+			continue
+		}
+
+		fmt.Fprintf(a.logs, "--- version %d: reconcile %s\n", v, time.Now().Format(time.RFC3339Nano))
 		reconciled := make(chan struct{})
 		go func() {
 			defer close(reconciled)
-			a.control("reconcile") // fails when the agent is killed first
+			ins.control("reconcile") // fails when the agent is killed first
 		}()
-		delay := time.Duration(rng.Int64N(int64(span) + 1))
+		target, delay, from := windows.pick(rng, killKind(v))
+		targeted[target]++
+		switch from {
+		case fromApply:
+			ins.waitApply(reconciled)
+		case fromWrite:
+			files.first(reconciled)
+		}
+		step("2 fetch")
 		time.Sleep(delay)
+		step("3 delay")
+		fmt.Fprintf(a.logs, "--- version %d: kill after %v %s\n", v, delay, time.Now().Format(time.RFC3339Nano))
 		a.kill(syscall.SIGKILL)
+		<-reconciled
+		step("4 kill")
 
-		// Every managed file is whole: the previous version or this one.
-		for path, sum := range hostHashes(t, h) {
-			if sum != prev[path] && sum != hashes[path] {
-				t.Errorf("version %d, killed after %v: %s is neither version %d nor %d: partly written", v, delay, path, v-1, v)
-			}
-		}
-		if n := len(ownedContainers(t, name)); n > 2 {
-			t.Errorf("version %d, killed after %v: %d owned containers", v, delay, n)
-		}
+		what := fmt.Sprintf("version %d (%s), killed %v after %s", v, killKind(v), delay.Round(time.Millisecond), from)
+		cs, newFiles := ins.killed(what, cur, next)
+		phase := killPhase(a.logs.String()[mark:], next, cs, name)
+		phases[phase]++
+		step("5 checks after the kill")
 
+		killedAt := next
+		if v < killWarmup+rounds {
+			next, staged = stage(v + 1)
+		}
 		a.start()
 		restarted := time.Now()
-		a.waitStatus(2*time.Minute, fmt.Sprintf("version %d applied after a kill at %v", v, delay), func(s *status) bool {
-			return s.Commit == commit && s.Result == "applied"
-		})
-		// The agent says it applied the commit only once every resource
-		// converged; look for ourselves every tenth round and at the end,
-		// and at the container after every round.
-		if v%10 == 0 || v == rounds+1 {
-			checkConverged(t, h, a, commit, hashes, unitPrefix, name, v)
-		} else if n := len(ownedContainers(t, name)); n != 1 {
-			t.Errorf("version %d, killed after %v: %d owned containers after the restart, want exactly 1", v, delay, n)
+		again := ""
+		if rng.IntN(killAgainOneIn) == 0 {
+			// Killed again while it recovers: it puts the last good
+			// commit back and applies the new one again.
+			mark := len(a.logs.String())
+			delay := time.Duration(rng.Int64N(int64(recovery[killKind(v)]) + 1))
+			time.Sleep(delay)
+			a.kill(syscall.SIGKILL)
+			when := "before the commit applied"
+			if strings.Contains(a.logs.String()[mark:], "revision="+killedAt.commit+" result=applied") {
+				when = "after the commit applied"
+			}
+			phases["recovery, "+when]++
+			again = fmt.Sprintf(", killed again %v after the restart (%s)", delay.Round(time.Millisecond), when)
+			ins.killed(what+again, cur, killedAt)
+			step("6 kill during the recovery")
+			a.start()
+			restarted = time.Now()
 		}
-		<-reconciled
-		t.Logf("version %d: killed after %v, converged %v after the restart", v, delay.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+		ins.waitApplied(what, killedAt.commit, 2*time.Minute)
+		took := time.Since(restarted)
+		restarts = append(restarts, took)
+		recovery[killKind(v)] = took
+		step("7 restart until applied")
+		ins.converged(killedAt)
+		step("8 checks after the restart")
+		t.Logf("%s, aimed at %s, in %s (%d of %d files new)%s: converged %v after the restart",
+			what, target, phase, newFiles, killFiles, again, took.Round(time.Millisecond))
 		if t.Failed() {
 			t.FailNow()
 		}
-		prev = hashes
-		stray = strayFiles(t, h)
+		cur = killedAt
 	}
-	t.Logf("%d kills in %v", rounds, time.Since(begin).Round(time.Second))
-	if len(stray) > 0 {
-		t.Logf("after %d kills, %d temporary files of interrupted writes are left in %s: %v", rounds, len(stray), killDir, stray)
+	total := time.Since(begin)
+	kills := 0
+	for _, n := range phases {
+		kills += n
+	}
+	t.Logf("%d rounds, %d kills in %v (%v a round; converged after a restart in %v at most)",
+		rounds, kills, total.Round(time.Second), (total / time.Duration(rounds)).Round(time.Millisecond), slicesMax(restarts).Round(time.Millisecond))
+	t.Logf("kills aimed at each phase: %s", formatCounts(targeted))
+	t.Logf("kills by the phase they interrupted: %s", formatCounts(phases))
+	t.Logf("time by step: %v", spent)
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("load average: %s", strings.Join(strings.Fields(string(load))[:3], " "))
 	}
 }
 
-// hostHashes returns the SHA-256 of every regular file in killDir whose name
-// ends in .conf, by path.
-func hostHashes(t testing.TB, h *host.Host) map[string]string {
-	t.Helper()
-	out := h.Run(t, "sh", "-c", "cd "+killDir+" 2>/dev/null && sha256sum *.conf || true")
-	sums := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 {
-			sums[killDir+"/"+f[1]] = f[0]
-		}
+// formatCounts prints counts by key, sorted by key.
+func formatCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	return sums
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %3d %s", m[k], k)
+	}
+	return b.String()
 }
 
-// strayFiles lists the files in killDir that are not managed files.
-func strayFiles(t testing.TB, h *host.Host) []string {
-	t.Helper()
-	var out []string
-	for _, f := range strings.Fields(h.Run(t, "ls", "-A", killDir)) {
-		if !strings.HasSuffix(f, ".conf") || strings.HasPrefix(f, ".") {
-			out = append(out, f)
-		}
+func slicesMax(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
 	}
-	return out
-}
-
-// checkConverged checks that version v is what the host runs.
-func checkConverged(t testing.TB, h *host.Host, a *agent, commit string, hashes map[string]string, unitPrefix, name string, v int) {
-	t.Helper()
-	got := hostHashes(t, h)
-	for path, sum := range hashes {
-		if got[path] != sum {
-			t.Errorf("version %d: %s is not the version's content", v, path)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	script := fmt.Sprintf(`for i in $(seq 0 %d); do
-  u=%s$i.service
-  echo "$u $(systemctl is-active $u) $(systemctl show -p Environment --value $u)"
-done`, killUnits-1, unitPrefix)
-	out, err := h.Exec(ctx, "sh", "-c", script)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if !strings.HasSuffix(line, fmt.Sprintf(" active VERSION=%d", v/5)) {
-			t.Errorf("version %d: unit %q, want active with VERSION=%d", v, line, v/5)
-		}
-	}
-	ids := ownedContainers(t, name)
-	if len(ids) != 1 {
-		t.Errorf("version %d: %d owned containers, want exactly 1", v, len(ids))
-		return
-	}
-	env, err := docker("inspect", "-f", "{{.State.Status}} {{range .Config.Env}}{{.}} {{end}}", ids[0])
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	if !strings.HasPrefix(env, "running") || !strings.Contains(env, fmt.Sprintf("VERSION=%d ", v/10)) {
-		t.Errorf("version %d: container %q, want running with VERSION=%d", v, env, v/10)
-	}
+	return m
 }
