@@ -30,7 +30,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	defer d.lock(c.Name)()
 	log := d.log.With("resource", r.ID.String())
 
-	cur, other, err := d.find(ctx, c.Name)
+	cur, other, aside, err := d.find(ctx, c.Name)
 	if err != nil {
 		return spec.Change{}, err
 	}
@@ -87,7 +87,21 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	// container changed) from a desired change.
 	drifted := cur.Config.Labels[LabelSpecHash] == hash
 	if len(fields) == 0 || (drifted && r.Drift == spec.DriftIgnore) {
-		return spec.Change{Action: spec.ActionNone}, nil
+		if aside == "" {
+			return spec.Change{Action: spec.ActionNone}, nil
+		}
+		// The update that set the old container aside was cut short
+		// after it started the new one, which is what is desired: the
+		// old one is left over.
+		ch := spec.Change{Action: spec.ActionUpdate, Fields: []string{asideField(c.Name)}}
+		if !apply {
+			return ch, nil
+		}
+		if err := d.clearAside(ctx, c.Name, cur.ID); err != nil {
+			return ch, err
+		}
+		log.Info("old container left aside removed")
+		return ch, nil
 	}
 	ch := spec.Change{Action: spec.ActionUpdate}
 	worst := fixStart
@@ -99,6 +113,9 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		log.Warn("container drifted; left alone (drift: warn)", "fields", strings.Join(ch.Fields, ", "))
 		ch.Fields = append(ch.Fields, "left alone (drift: warn)")
 		return ch, nil
+	}
+	if aside != "" {
+		ch.Fields = append(ch.Fields, asideField(c.Name))
 	}
 	if other != nil {
 		// The owned container is under another name and an unowned one
@@ -120,9 +137,18 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	if err := d.repair(ctx, c, cur, fields); err != nil {
 		return ch, err
 	}
+	if aside != "" {
+		if err := d.clearAside(ctx, c.Name, cur.ID); err != nil {
+			return ch, err
+		}
+	}
 	log.Info("container repaired", "fields", strings.Join(ch.Fields, ", "))
 	return ch, nil
 }
+
+// asideField is the change that removes the old container of name that an
+// interrupted update left aside.
+func asideField(name string) string { return "old container " + name + asideSuffix + " removed" }
 
 func conflict(name string, other *container.InspectResponse) error {
 	return fmt.Errorf("container %s: %w (id %.12s); it was left as it is", name, ErrConflict, other.ID)
@@ -168,49 +194,72 @@ func (d *Driver) repair(ctx context.Context, c *spec.Container, cur *container.I
 	return nil
 }
 
-// find returns the owned container of resource name, and an unowned
-// container that holds the name, if any.
-func (d *Driver) find(ctx context.Context, name string) (owned, other *container.InspectResponse, err error) {
+// find returns the owned container of resource name, an unowned container
+// that holds the name, if any, and the ID of the owned container that an
+// interrupted update left aside when it is not the one returned.
+func (d *Driver) find(ctx context.Context, name string) (owned, other *container.InspectResponse, aside string, err error) {
 	cctx, cancel := d.call(ctx)
 	defer cancel()
 	in, err := d.api.ContainerInspect(cctx, name)
 	switch {
 	case err == nil && in.ContainerJSONBase != nil && in.Name == "/"+name:
 		if isOwned(in.Config, name) {
-			return &in, nil, nil
+			aside, err := d.asideOf(cctx, name, in.ID)
+			return &in, nil, aside, err
 		}
 		other = &in
 	case err == nil, errdefs.IsNotFound(err):
 		// Not found, or only an ID prefix matched.
 	default:
-		return nil, nil, fmt.Errorf("container %s: inspect: %w", name, err)
+		return nil, nil, "", fmt.Errorf("container %s: inspect: %w", name, err)
 	}
 	list, err := d.api.ContainerList(cctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", LabelManaged+"=true"),
 		filters.Arg("label", LabelResource+"="+name),
 	)})
 	if err != nil {
-		return nil, nil, fmt.Errorf("container %s: list: %w", name, err)
+		return nil, nil, "", fmt.Errorf("container %s: list: %w", name, err)
 	}
 	// Prefer a container under its own name, then any but one kept aside
 	// by an interrupted update, then that one.
 	var pick string
 	for _, s := range list {
+		if hasName(s.Names, "/"+name+asideSuffix) {
+			aside = s.ID
+		}
 		if pick == "" || !hasName(s.Names, "/"+name+asideSuffix) {
 			pick = s.ID
 		}
 	}
+	if aside == pick {
+		aside = ""
+	}
 	if pick == "" {
-		return nil, other, nil
+		return nil, other, "", nil
 	}
 	in, err = d.api.ContainerInspect(cctx, pick)
 	if errdefs.IsNotFound(err) {
-		return nil, other, nil
+		return nil, other, "", nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("container %s: inspect: %w", name, err)
+		return nil, nil, "", fmt.Errorf("container %s: inspect: %w", name, err)
 	}
-	return &in, other, nil
+	return &in, other, aside, nil
+}
+
+// asideOf returns the ID of the owned container of name that an update
+// left aside, unless it is keep, or "".
+func (d *Driver) asideOf(ctx context.Context, name, keep string) (string, error) {
+	in, err := d.api.ContainerInspect(ctx, name+asideSuffix)
+	switch {
+	case errdefs.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("container %s: inspect: %w", name+asideSuffix, err)
+	case in.ContainerJSONBase == nil || in.ID == keep || in.Name != "/"+name+asideSuffix || !isOwned(in.Config, name):
+		return "", nil
+	}
+	return in.ID, nil
 }
 
 func hasName(names []string, n string) bool {
@@ -697,7 +746,7 @@ func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
 		return fmt.Errorf("%s: not a container resource", r.ID)
 	}
 	defer d.lock(r.Container.Name)()
-	cur, _, err := d.find(ctx, r.Container.Name)
+	cur, _, _, err := d.find(ctx, r.Container.Name)
 	if err != nil {
 		return err
 	}
@@ -725,7 +774,7 @@ func (d *Driver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, e
 	if r.Container == nil {
 		return false, "", fmt.Errorf("%s: not a container resource", r.ID)
 	}
-	cur, _, err := d.find(ctx, r.Container.Name)
+	cur, _, _, err := d.find(ctx, r.Container.Name)
 	if err != nil {
 		return false, "", err
 	}
