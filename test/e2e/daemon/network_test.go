@@ -57,7 +57,10 @@ func TestLossyNetwork(t *testing.T) {
 		commitEvery = 30 * time.Second
 	}
 	driftEvery := 30 * time.Second
-	dropAt, dropFor := dur/2, min(dur/6, 2*time.Minute)
+	// The link goes down at half the run, but only once the first registry
+	// poll (an images interval in) has had time to go through the bad
+	// link, so that a short run sees the new tag arrive before it.
+	dropAt, dropFor := max(dur/2, imagesPoll+20*time.Second), min(dur/6, 2*time.Minute)
 
 	n := newTestNet(t)
 	root := gitserver.NewRoot(t)
@@ -154,6 +157,7 @@ func TestLossyNetwork(t *testing.T) {
 			n.SetLink(t, false)
 			linkUp = false
 			t.Logf("%5.1fs link down", el.Seconds())
+			nextDrift = now.Add(5 * time.Second) // drift while the link is down
 		}
 		if !linkUp && el >= dropAt+dropFor {
 			n.SetLink(t, true)
