@@ -241,7 +241,7 @@ func (in *inspector) killed(what string, prev, next *killState) (cs []ownedConta
 	if len(cs) == 2 && cs[0].Env == cs[1].Env {
 		t.Errorf("%s: two owned containers of the same version: %+v", what, cs)
 	}
-	in.stateReadable(what)
+	in.stateReadable(what, false)
 	return cs, newFiles
 }
 
@@ -311,7 +311,7 @@ func (in *inspector) converged(s *killState) {
 		t.Errorf("%s: owned containers %+v, want exactly one, %s, running with VERSION=%s", what, cs, in.name, s.web)
 	}
 
-	st := in.stateReadable(what)
+	st := in.stateReadable(what, true)
 	if st != nil {
 		if st.Commit != s.commit || st.LastGood != s.commit {
 			t.Errorf("%s: state.json records commit %.12s, last good %.12s; want %.12s for both", what, st.Commit, st.LastGood, s.commit)
@@ -340,8 +340,9 @@ func (in *inspector) noStray(what, dir string, keep func(name string) bool) {
 
 // stateReadable checks the state directory as an agent starting now would
 // read it: state.json and images.json parse, and the notes repository
-// passes git fsck. It returns the state document.
-func (in *inspector) stateReadable(what string) *state.State {
+// passes git fsck; once the host converged, that repository must be there.
+// It returns the state document.
+func (in *inspector) stateReadable(what string, converged bool) *state.State {
 	t := in.t
 	t.Helper()
 	data, err := os.ReadFile(in.path(filepath.Join(stateDir, state.FileName)))
@@ -361,7 +362,10 @@ func (in *inspector) stateReadable(what string) *state.State {
 		t.Errorf("%s: %v", what, err)
 	}
 	notes := in.path(filepath.Join(stateDir, "notes"))
-	if _, err := os.Stat(filepath.Join(notes, "HEAD")); err == nil {
+	if _, err := os.Stat(filepath.Join(notes, "HEAD")); err != nil && converged {
+		// The source is a Git server: every outcome is written as a note.
+		t.Errorf("%s: no notes repository in the state directory: %v", what, err)
+	} else if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "git", "--git-dir="+notes, "fsck", "--no-progress", "--no-dangling")
