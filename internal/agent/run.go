@@ -137,7 +137,11 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	}
 	drv := buildDrivers(ctx, cfg, log, desired, st.Inventory, nil)
 	defer closeDrivers(drv)
-	eng := newEngine(drv, log)
+	var owned func(state.Inventory)
+	if apply {
+		owned = recordOwned(store, st, log)
+	}
+	eng := newEngine(drv, log, owned)
 	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
 	if apply && im != nil && cerr == nil {
 		// A followed tag that failed here is not tried again; the next
@@ -354,9 +358,24 @@ func stale(d converge.Driver) bool {
 	return ok && !c.Connected()
 }
 
-// newEngine is the engine of apply, diff and the daemon over drv.
-func newEngine(drv map[spec.Kind]converge.Driver, log *slog.Logger) *converge.Engine {
-	return converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout})
+// newEngine is the engine of apply, diff and the daemon over drv; owned,
+// when set, records the objects that a pass creates as it goes.
+func newEngine(drv map[spec.Kind]converge.Driver, log *slog.Logger, owned func(state.Inventory)) *converge.Engine {
+	return converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout, Owned: owned})
+}
+
+// recordOwned saves st with the inventory that a pass has so far, as soon
+// as the pass has created an object, and leaves st itself alone: a pass
+// killed, or whose final save fails, before its end still leaves what it
+// created in the state, to be pruned when it leaves the desired state.
+func recordOwned(store *state.Store, st *state.State, log *slog.Logger) func(state.Inventory) {
+	return func(inv state.Inventory) {
+		rec := *st
+		rec.Inventory = inv
+		if err := store.Save(&rec); err != nil {
+			log.Warn("what this pass created is not recorded yet", "err", err)
+		}
+	}
 }
 
 // closeDrivers releases the drivers' connections.

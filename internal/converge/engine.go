@@ -78,6 +78,12 @@ type Options struct {
 	// time. With more, a driver's CheckApply and Restart are called
 	// concurrently for different resources.
 	Workers int
+	// Owned, when set, is called during a pass that applies, after each
+	// batch that added objects to the inventory (objects the pass created),
+	// with a copy of the inventory so far, so that the caller records
+	// them before the pass goes on: a pass cut short later (a crash, a
+	// kill) does not leave what it created unknown and never pruned.
+	Owned func(state.Inventory)
 }
 
 // Engine converges a host to a desired state through the drivers of each
@@ -217,6 +223,7 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 		}
 		items, done := allItems[next:next+len(batch)], allDone[next:next+len(batch)]
 		next += len(batch)
+		owned := len(res.Inventory)
 		e.runBatch(ctx, batch, items, done, failed, changed, apply)
 		cancelled := ctx.Err()
 		for i, r := range batch {
@@ -238,6 +245,9 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 				changed[r.ID] = true
 			}
 			e.record(res.Inventory, r, it, now)
+		}
+		if apply && e.opts.Owned != nil && len(res.Inventory) > owned {
+			e.opts.Owned(res.Inventory.Clone())
 		}
 		if cancelled != nil {
 			return res, cancelled

@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/state"
+)
+
+// stateProbe is a unit driver that reads the state directory when the
+// engine reaches a unit, which comes after every file, and fails the unit.
+type stateProbe struct {
+	store *state.Store
+	seen  *state.Inventory
+}
+
+var errProbe = errors.New("probe")
+
+func (p stateProbe) CheckApply(context.Context, *spec.Resource, bool) (spec.Change, error) {
+	st, err := p.store.Load()
+	if err != nil {
+		return spec.Change{}, err
+	}
+	*p.seen = st.Inventory
+	return spec.Change{}, errProbe
+}
+
+func (p stateProbe) Remove(context.Context, spec.ID, bool) (spec.Change, error) {
+	return spec.Change{Action: spec.ActionNone}, nil
+}
+
+// TestApplyRecordsCreatedBeforeGoingOn checks that a pass saves the objects
+// it created before it goes on to the next kind: were it killed while it
+// converges the unit, the state would already own the file, and a later
+// pass would prune it once it leaves the desired state.
+func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
+	repo := t.TempDir()
+	writeTree(t, repo, map[string]string{
+		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
+		"u.yaml": "kind: unit\nname: u.service\ncontent: |\n  [Service]\n  ExecStart=/bin/true\n",
+	})
+	cfg := sandbox(t, repo)
+	var seen state.Inventory
+	prev := drivers[spec.KindUnit]
+	drivers[spec.KindUnit] = func(context.Context, driverEnv) (converge.Driver, error) {
+		return stateProbe{store: state.New(cfg.StateDir), seen: &seen}, nil
+	}
+	t.Cleanup(func() { drivers[spec.KindUnit] = prev })
+
+	rep, err := Apply(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatalf("Apply() = %v", err)
+	}
+	if rep.Summary.Create != 1 || rep.Summary.Failed != 1 {
+		t.Errorf("Apply() summary = %+v, want the file created and the unit failed", rep.Summary)
+	}
+	if seen == nil {
+		t.Fatal("the unit was never converged")
+	}
+	if _, ok := seen.Get(spec.ID{Kind: spec.KindFile, Name: "/etc/a"}); !ok {
+		t.Errorf("while the unit converged, the state owned %v; want the file the pass created", seen.IDs())
+	}
+}
