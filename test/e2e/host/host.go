@@ -52,6 +52,10 @@ type Options struct {
 	NoDocker bool
 	// BootTimeout bounds the boot; 2 minutes by default.
 	BootTimeout time.Duration
+	// Packages are Debian packages to have on the host beyond the base
+	// tree's: it then boots from a tree with them installed, built once
+	// and cached beside the base tree (see EnsurePackagesRootfs).
+	Packages []string
 }
 
 // Host is one booted test host.
@@ -85,8 +89,9 @@ func Start(t testing.TB, opts Options) *Host {
 	return h
 }
 
-// Boot builds the root filesystem if it is not cached yet, boots a host and
-// waits until its systemd says running or degraded. The caller must Stop it.
+// Boot builds the root filesystem (with opts.Packages) if it is not cached
+// yet, boots a host and waits until its systemd says running or degraded.
+// The caller must Stop it.
 func Boot(ctx context.Context, opts Options) (*Host, error) {
 	nspawn, err := tool("systemd-nspawn", "systemd-container")
 	if err != nil {
@@ -95,7 +100,12 @@ func Boot(ctx context.Context, opts Options) (*Host, error) {
 	if _, err := tool("nsenter", "util-linux"); err != nil {
 		return nil, err
 	}
-	root, err := EnsureRootfs(ctx)
+	var root string
+	if len(opts.Packages) > 0 {
+		root, err = EnsurePackagesRootfs(ctx, opts.Packages)
+	} else {
+		root, err = EnsureRootfs(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

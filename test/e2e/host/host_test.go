@@ -142,3 +142,30 @@ func TestNetworkNamespace(t *testing.T) {
 		t.Errorf("links in the host = %q, want only lo", links)
 	}
 }
+
+func TestPackagesRootfsPath(t *testing.T) {
+	ab := PackagesRootfsPath([]string{"time", "ansible-core"})
+	tests := []struct {
+		name     string
+		packages []string
+		same     bool
+	}{
+		{"same set in another order", []string{"ansible-core", "time"}, true},
+		{"duplicates", []string{"time", "ansible-core", "time"}, true},
+		{"another set", []string{"time"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := PackagesRootfsPath(tt.packages); (got == ab) != tt.same {
+				t.Errorf("PackagesRootfsPath(%q) = %s, PackagesRootfsPath([time ansible-core]) = %s, want same = %v",
+					tt.packages, got, ab, tt.same)
+			}
+		})
+	}
+	if dir := filepath.Dir(ab); dir != CacheDir() {
+		t.Errorf("PackagesRootfsPath is in %s, want the cache directory %s", dir, CacheDir())
+	}
+	if !strings.HasPrefix(ab, RootfsPath()+"-") {
+		t.Errorf("PackagesRootfsPath = %s, want it named after the base tree %s", ab, RootfsPath())
+	}
+}

@@ -89,18 +89,11 @@ func EnsureRootfs(ctx context.Context) (string, error) {
 	if _, err := os.Stat(filepath.Join(dst, customiseStamp())); err == nil {
 		return dst, nil
 	}
-	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
-		return "", fmt.Errorf("test host cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockCache()
 	if err != nil {
-		return "", fmt.Errorf("test host cache: %w", err)
+		return "", err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("test host cache lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer unlock()
 	if _, err := os.Stat(dst); err == nil {
 		// Built already, by an older customisation or by another process
 		// while we waited for the lock.
@@ -138,6 +131,26 @@ func EnsureRootfs(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("test host cache: %w", err)
 	}
 	return dst, nil
+}
+
+// lockCache takes the cache directory's lock file, which serialises the
+// builds of every test process, and returns the function that releases it.
+func lockCache() (func(), error) {
+	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("test host cache: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("test host cache: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("test host cache lock: %w", err)
+	}
+	return func() {
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+	}, nil
 }
 
 // removeBuild detaches what debootstrap mounted below dir before it removes
