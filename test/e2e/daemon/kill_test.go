@@ -260,7 +260,7 @@ func TestKillDuringConverge(t *testing.T) {
 		case fromWrite:
 			files.first(reconciled)
 		}
-		step("2 fetch")
+		step("2 wait for the window")
 		time.Sleep(delay)
 		step("3 delay")
 		fmt.Fprintf(a.logs, "--- version %d: kill after %v %s\n", v, delay, time.Now().Format(time.RFC3339Nano))
