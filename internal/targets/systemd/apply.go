@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -323,9 +324,10 @@ func unitType(name string) string {
 }
 
 // Prepare readies a pass over rs. With apply it writes the changed files of
-// every unit and reloads systemd once, so that a pass that changes many
-// units reloads once; each unit's CheckApply then reports what Prepare
-// wrote and restarts the unit. It skips what CheckApply would not change
+// every unit and reloads systemd once, then enables or disables the units it
+// wrote and reloads once more, so that a pass that changes many units
+// reloads at most twice; each unit's CheckApply then reports what Prepare
+// did and restarts the unit. It skips what CheckApply would not change
 // (drift: warn and ignore) and units whose files are in the way, which
 // their CheckApply reports. Either way it reads the state of every unit at
 // once, which makes a pass of unchanged units cheap.
@@ -337,6 +339,7 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 	changed := false
 	var errs []error
 	var names []string
+	wrote := map[string]*spec.Unit{}
 	for _, r := range rs {
 		if r.Unit != nil && checkName(r.Unit.Name) == nil {
 			names = append(names, r.Unit.Name)
@@ -369,11 +372,14 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 		plan.change.create = plan.change.create || prev.create
 		plan.change.restart = plan.change.restart || prev.restart
 		d.prepared[u.Name] = plan.change
+		wrote[u.Name] = u
 		changed = true
 	}
 	if changed {
 		if err := d.reload(ctx); err != nil {
 			errs = append(errs, err)
+		} else {
+			d.enableWritten(ctx, wrote)
 		}
 	}
 	if states, err := d.states(ctx, names); err == nil {
@@ -389,6 +395,64 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// enableWritten enables and disables, in one call each and one reload, the
+// units whose files Prepare just wrote and whose enablement differs from
+// their spec: a pass that adds many enabled units reloads systemd twice,
+// not once per unit. The change is recorded for each unit's CheckApply. A
+// call that fails is left to each unit's CheckApply, which enables or
+// disables its unit on its own and reports its error.
+func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*spec.Unit) {
+	names := slices.Sorted(maps.Keys(wrote))
+	states, err := d.states(ctx, names)
+	if err != nil {
+		return
+	}
+	var enable, disable []string
+	for _, n := range names {
+		u := wrote[n]
+		if u.Enabled == nil || enabledAs(states[n].UnitFileState, *u.Enabled) {
+			continue
+		}
+		if *u.Enabled {
+			enable = append(enable, n)
+		} else {
+			disable = append(disable, n)
+		}
+	}
+	var done []string
+	if len(enable) > 0 {
+		if _, _, err := d.conn.EnableUnitFilesContext(ctx, enable, false, false); err != nil {
+			d.log.Warn("enable units at once; each is enabled on its own", "units", strings.Join(enable, " "), "err", err)
+		} else {
+			done = append(done, enable...)
+		}
+	}
+	if len(disable) > 0 {
+		if _, err := d.conn.DisableUnitFilesContext(ctx, disable, false); err != nil {
+			d.log.Warn("disable units at once; each is disabled on its own", "units", strings.Join(disable, " "), "err", err)
+		} else {
+			done = append(done, disable...)
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	// As after each enable: systemd sees the new symlinks only then. Until
+	// it has, each unit's CheckApply still finds the unit to enable.
+	if err := d.reload(ctx); err != nil {
+		return
+	}
+	for _, n := range done {
+		prep := d.prepared[n]
+		from := states[n].UnitFileState
+		if from == "" || prep.create {
+			from = "missing"
+		}
+		prep.fields = append(prep.fields, fmt.Sprintf("enabled %s -> %v", from, *wrote[n].Enabled))
+		d.prepared[n] = prep
+	}
 }
 
 // Remove stops and disables the owned unit id, removes its files and its

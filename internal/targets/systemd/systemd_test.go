@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,19 +322,22 @@ func TestInvalidNames(t *testing.T) {
 	}
 }
 
+// A pass reloads systemd once for the files it writes, and once more for
+// the units it enables or disables, however many they are.
 func TestPrepareReloadsOncePerPass(t *testing.T) {
 	d := newDriver(t)
 	var rs []*spec.Resource
 	for range 3 {
-		rs = append(rs, unitResource(&spec.Unit{Name: unitName(t, ".service"), Content: []byte(sleeper), State: spec.UnitRunning}))
+		rs = append(rs, unitResource(&spec.Unit{Name: unitName(t, ".service"), Content: []byte(sleeper),
+			Enabled: boolp(true), State: spec.UnitRunning}))
 	}
-	pass := func() (changes []spec.Action, reloads int) {
+	pass := func() (changes []spec.Change, reloads int) {
 		before := d.Reloads()
 		if err := d.Prepare(ctxT(t), rs, true); err != nil {
 			t.Fatalf("Prepare() = %v", err)
 		}
 		for _, r := range rs {
-			changes = append(changes, mustApply(t, d, r).Action)
+			changes = append(changes, mustApply(t, d, r))
 		}
 		return changes, d.Reloads() - before
 	}
@@ -342,19 +346,39 @@ func TestPrepareReloadsOncePerPass(t *testing.T) {
 		edit    func()
 		changes []spec.Action
 		reloads int
+		// enabled: the UnitFileState each unit must have after the pass.
+		enabled []string
+		// field: a field that each changed unit's change must list.
+		field string
 	}{
-		{"create", func() {}, []spec.Action{"create", "create", "create"}, 1},
-		{"no-op", func() {}, []spec.Action{"none", "none", "none"}, 0},
+		{"create", func() {}, []spec.Action{"create", "create", "create"}, 2,
+			[]string{"enabled", "enabled", "enabled"}, "enabled missing -> true"},
+		{"no-op", func() {}, []spec.Action{"none", "none", "none"}, 0,
+			[]string{"enabled", "enabled", "enabled"}, ""},
 		{"update two", func() {
 			rs[0].Unit.Content = []byte(sleeper + "# a\n")
 			rs[2].Unit.Content = []byte(sleeper + "# c\n")
-		}, []spec.Action{"update", "none", "update"}, 1},
+		}, []spec.Action{"update", "none", "update"}, 1, []string{"enabled", "enabled", "enabled"}, ""},
+		{"disable one", func() {
+			rs[1].Unit.Enabled = boolp(false)
+		}, []spec.Action{"none", "update", "none"}, 2,
+			[]string{"enabled", "disabled", "enabled"}, "enabled enabled -> false"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.edit()
 			changes, reloads := pass()
-			if diff := cmp.Diff(tt.changes, changes); diff != "" {
+			var actions []spec.Action
+			for i, ch := range changes {
+				actions = append(actions, ch.Action)
+				if tt.field != "" && ch.Changed() && !slices.Contains(ch.Fields, tt.field) {
+					t.Errorf("unit %d: change fields = %q, want %q among them", i, ch.Fields, tt.field)
+				}
+				if got := show(t, rs[i].Unit.Name, "UnitFileState"); got != tt.enabled[i] {
+					t.Errorf("unit %d: UnitFileState = %q, want %q", i, got, tt.enabled[i])
+				}
+			}
+			if diff := cmp.Diff(tt.changes, actions); diff != "" {
 				t.Errorf("changes mismatch (-want +got):\n%s", diff)
 			}
 			if reloads != tt.reloads {
