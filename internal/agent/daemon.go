@@ -566,10 +566,17 @@ func (d *daemon) waitHealthy(ctx context.Context, desired *spec.State, res *conv
 	defer tick.Stop()
 	for {
 		var why string
+		failed := false
 		for _, r := range check {
-			ok, reason, err := d.eng.Driver(r.ID.Kind).(converge.HealthChecker).Healthy(hctx, r)
+			hc, ok := d.eng.Driver(r.ID.Kind).(converge.HealthChecker)
+			if !ok {
+				why = fmt.Sprintf("%s is not healthy: its %s driver is unavailable", r.ID, r.ID.Kind)
+				break
+			}
+			ok, reason, err := hc.Healthy(hctx, r)
 			if err != nil {
 				reason = err.Error()
+				failed = true
 			}
 			if !ok {
 				why = fmt.Sprintf("%s is not healthy: %s", r.ID, reason)
@@ -584,6 +591,12 @@ func (d *daemon) waitHealthy(ctx context.Context, desired *spec.State, res *conv
 		case <-hctx.Done():
 			return fmt.Sprintf("%s after %v", why, timeout)
 		case <-tick.C:
+		}
+		// A check that could not be asked may have lost its connection
+		// (the system bus restarted): the driver is built again, not
+		// asked over a closed connection until the wait ends.
+		if failed {
+			d.refreshDrivers(ctx)
 		}
 	}
 }
