@@ -149,11 +149,12 @@ func Boot(ctx context.Context, opts Options) (*Host, error) {
 	h.cmd.Stderr = h.console
 	// Should this process die, nspawn gets SIGTERM and powers the host off.
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-	if err := h.cmd.Start(); err != nil {
+	waited, err := startPinned(h.cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start systemd-nspawn: %w", err)
 	}
 	go func() {
-		h.waitErr = h.cmd.Wait()
+		h.waitErr = <-waited
 		close(h.done)
 	}()
 

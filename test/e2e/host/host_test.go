@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -167,5 +169,47 @@ func TestPackagesRootfsPath(t *testing.T) {
 	}
 	if !strings.HasPrefix(ab, RootfsPath()+"-") {
 		t.Errorf("PackagesRootfsPath = %s, want it named after the base tree %s", ab, RootfsPath())
+	}
+}
+
+// A host outlives the thread that started it: the Go runtime ends a thread
+// whose goroutine exits locked to it (as one that joined a network
+// namespace does), and the kernel sends a child its parent-death signal
+// when the thread that forked it ends.
+func TestHostOutlivesItsStartingThread(t *testing.T) {
+	var h *Host
+	// start boots the host from a goroutine that exits locked to its
+	// thread, so that the thread ends. The runtime never ends the main
+	// thread: a goroutine that finds itself there holds it and starts the
+	// host from another thread.
+	var start func()
+	start = func() {
+		started := make(chan struct{})
+		go func() {
+			defer close(started)
+			runtime.LockOSThread()
+			if syscall.Gettid() == os.Getpid() {
+				start()
+				runtime.UnlockOSThread()
+				return
+			}
+			h = Start(t, Options{NoDocker: true})
+		}()
+		<-started
+	}
+	start()
+	if h == nil {
+		t.FailNow() // Start said why
+	}
+	// nspawn powers the host off within moments of a SIGTERM.
+	time.Sleep(3 * time.Second)
+	select {
+	case <-h.done:
+		t.Fatalf("the host stopped: %v\nconsole:\n%s", h.waitErr, h.Console())
+	default:
+	}
+	state, _ := h.Exec(context.Background(), "systemctl", "is-system-running")
+	if s := strings.TrimSpace(string(state)); s != "running" && s != "degraded" {
+		t.Errorf("is-system-running = %q, want running or degraded", s)
 	}
 }

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -93,9 +94,15 @@ func installPackages(ctx context.Context, nspawn, root string, packages []string
 		"-E", "DEBIAN_FRONTEND=noninteractive", "--", "sh", "-c", script, "sh"}
 	cmd := exec.CommandContext(ctx, nspawn, append(args, packages...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if out, err := cmd.CombinedOutput(); err != nil {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	waited, err := startPinned(cmd)
+	if err == nil {
+		err = <-waited
+	}
+	if err != nil {
 		return fmt.Errorf("apt-get install %s in the test host's root filesystem: %w\n%s",
-			strings.Join(packages, " "), err, tail(out, 4096))
+			strings.Join(packages, " "), err, tail(out.Bytes(), 4096))
 	}
 	return nil
 }
