@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/pull"
@@ -368,13 +369,27 @@ func newEngine(drv map[spec.Kind]converge.Driver, log *slog.Logger, owned func(s
 // as the pass has created an object, and leaves st itself alone: a pass
 // killed, or whose final save fails, before its end still leaves what it
 // created in the state, to be pruned when it leaves the desired state.
+//
+// A save writes the whole inventory, so saving after each of many quick
+// creations (a first converge of thousands of files) would cost the square
+// of their number. After a save, the next waits until nine times as long
+// as that save took has passed: the records cost at most a tenth of the
+// pass, objects that take long to create (a container, a unit) are each
+// recorded at once, and quick ones wait at most a few save times.
 func recordOwned(store *state.Store, st *state.State, log *slog.Logger) func(state.Inventory) {
+	var next time.Time
 	return func(inv state.Inventory) {
+		start := time.Now()
+		if start.Before(next) {
+			return
+		}
 		rec := *st
 		rec.Inventory = inv
 		if err := store.Save(&rec); err != nil {
 			log.Warn("what this pass created is not recorded yet", "err", err)
 		}
+		end := time.Now()
+		next = end.Add(9 * end.Sub(start))
 	}
 }
 
