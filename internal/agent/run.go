@@ -384,7 +384,7 @@ func recordOwned(store *state.Store, st *state.State, log *slog.Logger) func(sta
 			return
 		}
 		rec := *st
-		rec.Inventory = inv
+		rec.Inventory = inv // only read, by Save, before this returns
 		if err := store.Save(&rec); err != nil {
 			log.Warn("what this pass created is not recorded yet", "err", err)
 		}

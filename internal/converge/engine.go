@@ -80,9 +80,11 @@ type Options struct {
 	Workers int
 	// Owned, when set, is called during a pass that applies, after each
 	// batch that added objects to the inventory (objects the pass created),
-	// with a copy of the inventory so far, so that the caller records
-	// them before the pass goes on: a pass cut short later (a crash, a
-	// kill) does not leave what it created unknown and never pruned.
+	// with the inventory so far, so that the caller records them before
+	// the pass goes on: a pass cut short later (a crash, a kill) does not
+	// leave what it created unknown and never pruned. The inventory is the
+	// pass's own: Owned must not keep it or change it, and copies what it
+	// needs (a pass of many quick creations calls it for each).
 	Owned func(state.Inventory)
 }
 
@@ -247,7 +249,7 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 			e.record(res.Inventory, r, it, now)
 		}
 		if apply && e.opts.Owned != nil && len(res.Inventory) > owned {
-			e.opts.Owned(res.Inventory.Clone())
+			e.opts.Owned(res.Inventory)
 		}
 		if cancelled != nil {
 			return res, cancelled
