@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -62,5 +64,41 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	}
 	if _, ok := seen.Get(spec.ID{Kind: spec.KindFile, Name: "/etc/a"}); !ok {
 		t.Errorf("while the unit converged, the state owned %v; want the file the pass created", seen.IDs())
+	}
+}
+
+// TestRecordOwnedBoundsSaves checks that a save of what a pass created
+// waits after the previous one, nine times as long as it took, so that
+// many quick creations do not each write the whole inventory; and that
+// the records are written again once that time has passed.
+func TestRecordOwnedBoundsSaves(t *testing.T) {
+	store := state.New(t.TempDir())
+	record := recordOwned(store, &state.State{Schema: state.Schema}, slog.New(slog.DiscardHandler))
+	inv := state.Inventory{}
+	onDisk := func() []spec.ID {
+		t.Helper()
+		st, err := store.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Inventory.IDs()
+	}
+	add := func(name string) {
+		inv.Set(state.Entry{Kind: spec.KindFile, Name: name})
+		record(inv)
+	}
+
+	add("/a") // the first is saved at once
+	if got := len(onDisk()); got != 1 {
+		t.Fatalf("after the first object, state.json owns %d objects, want 1", got)
+	}
+	add("/b") // at once after a save that wrote to disk and synced it
+	if got := len(onDisk()); got != 1 {
+		t.Errorf("right after a save, state.json owns %d objects, want the save skipped (1)", got)
+	}
+	time.Sleep(time.Second) // far more than nine saves of two entries
+	add("/c")
+	if got := len(onDisk()); got != 3 {
+		t.Errorf("a second after, state.json owns %d objects, want 3", got)
 	}
 }
