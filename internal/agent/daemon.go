@@ -568,17 +568,17 @@ func (d *daemon) waitHealthy(ctx context.Context, desired *spec.State, res *conv
 		var why string
 		failed := false
 		for _, r := range check {
-			hc, ok := d.eng.Driver(r.ID.Kind).(converge.HealthChecker)
-			if !ok {
+			hc, checks := d.eng.Driver(r.ID.Kind).(converge.HealthChecker)
+			if !checks {
 				why = fmt.Sprintf("%s is not healthy: its %s driver is unavailable", r.ID, r.ID.Kind)
 				break
 			}
-			ok, reason, err := hc.Healthy(hctx, r)
+			healthy, reason, err := hc.Healthy(hctx, r)
 			if err != nil {
 				reason = err.Error()
 				failed = true
 			}
-			if !ok {
+			if !healthy {
 				why = fmt.Sprintf("%s is not healthy: %s", r.ID, reason)
 				break
 			}

@@ -190,15 +190,20 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	return ch, nil
 }
 
+// enabledField describes a change of enablement from st to want.
+func enabledField(st unitState, fc fileChange, want bool) string {
+	from := st.UnitFileState
+	if from == "" || fc.create {
+		from = "missing"
+	}
+	return fmt.Sprintf("enabled %s -> %v", from, want)
+}
+
 // stateFields lists the file differences and where st differs from u.
 func stateFields(u *spec.Unit, st unitState, fc fileChange) []string {
 	fields := append([]string(nil), fc.fields...)
 	if u.Enabled != nil && !enabledAs(st.UnitFileState, *u.Enabled) {
-		from := st.UnitFileState
-		if from == "" || fc.create {
-			from = "missing"
-		}
-		fields = append(fields, fmt.Sprintf("enabled %s -> %v", from, *u.Enabled))
+		fields = append(fields, enabledField(st, fc, *u.Enabled))
 	}
 	switch {
 	case u.State == spec.UnitRunning && !running(st.ActiveState):
@@ -375,14 +380,19 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 		wrote[u.Name] = u
 		changed = true
 	}
+	reloaded := false
 	if changed {
 		if err := d.reload(ctx); err != nil {
 			errs = append(errs, err)
 		} else {
-			d.enableWritten(ctx, wrote)
+			reloaded = true
 		}
 	}
-	if states, err := d.states(ctx, names); err == nil {
+	states, err := d.states(ctx, names)
+	if err == nil && reloaded && d.enableWritten(ctx, wrote, states) {
+		states, err = d.states(ctx, names)
+	}
+	if err == nil {
 		now := time.Now()
 		snap := make(map[string]snapEntry, len(states))
 		for n, st := range states {
@@ -399,16 +409,13 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 
 // enableWritten enables and disables, in one call each and one reload, the
 // units whose files Prepare just wrote and whose enablement differs from
-// their spec: a pass that adds many enabled units reloads systemd twice,
-// not once per unit. The change is recorded for each unit's CheckApply. A
-// call that fails is left to each unit's CheckApply, which enables or
-// disables its unit on its own and reports its error.
-func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*spec.Unit) {
+// their spec in states: a pass that adds many enabled units reloads systemd
+// twice, not once per unit. The change is recorded for each unit's
+// CheckApply. A call that fails is left to each unit's CheckApply, which
+// enables or disables its unit on its own and reports its error. It
+// reports whether it changed anything.
+func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*spec.Unit, states map[string]unitState) bool {
 	names := slices.Sorted(maps.Keys(wrote))
-	states, err := d.states(ctx, names)
-	if err != nil {
-		return
-	}
 	var enable, disable []string
 	for _, n := range names {
 		u := wrote[n]
@@ -437,22 +444,19 @@ func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*spec.Unit)
 		}
 	}
 	if len(done) == 0 {
-		return
+		return false
 	}
 	// As after each enable: systemd sees the new symlinks only then. Until
 	// it has, each unit's CheckApply still finds the unit to enable.
 	if err := d.reload(ctx); err != nil {
-		return
+		return true
 	}
 	for _, n := range done {
 		prep := d.prepared[n]
-		from := states[n].UnitFileState
-		if from == "" || prep.create {
-			from = "missing"
-		}
-		prep.fields = append(prep.fields, fmt.Sprintf("enabled %s -> %v", from, *wrote[n].Enabled))
+		prep.fields = append(prep.fields, enabledField(states[n], prep, *wrote[n].Enabled))
 		d.prepared[n] = prep
 	}
+	return true
 }
 
 // Remove stops and disables the owned unit id, removes its files and its

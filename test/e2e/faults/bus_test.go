@@ -14,6 +14,10 @@ import (
 	"github.com/outpost-gitops/outpost/test/e2e/host"
 )
 
+// lost is what the agent logs when it builds a driver again whose
+// connection died.
+const lost = "driver lost its connection; reconnecting"
+
 // unit is a manifest of a long-running service.
 func unit(name string) string {
 	return fmt.Sprintf("kind: unit\nname: %s\ncontent: |\n  [Service]\n  ExecStart=/bin/sleep infinity\nstate: running\n", name)
@@ -78,7 +82,6 @@ func TestSystemBusRestart(t *testing.T) {
 	waitActive(t, h, "outpost-bus-a.service", agentLog)
 	waitGood(t, h, agentLog)
 
-	const lost = "driver lost its connection; reconnecting"
 	for i := range 2 {
 		// Drift on the same revision, no new commit: the driver whose
 		// connection died must be built again without one.
@@ -149,7 +152,7 @@ state: running
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	before := strings.Count(agentLog(), "driver lost its connection; reconnecting")
+	before := strings.Count(agentLog(), lost)
 	h.Run(t, "systemctl", "restart", "dbus.service")
 	waitActive(t, h, "dbus.service", agentLog)
 	time.Sleep(2 * time.Second) // a health check or more on the closed connection
@@ -170,7 +173,7 @@ state: running
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if strings.Count(agentLog(), "driver lost its connection; reconnecting") <= before {
+	if strings.Count(agentLog(), lost) <= before {
 		t.Fatalf("the commit was found healthy without a reconnect after the bus restarted; agent log:\n%s", agentLog())
 	}
 }
