@@ -49,7 +49,7 @@ var kindHints = map[string]Kind{
 	"container": KindContainer, "containers": KindContainer, "docker": KindContainer,
 }
 
-var commonFields = []string{"kind", "prune", "drift", "after", "restart_on"}
+var commonFields = []string{"kind", "prune", "drift", "adopt", "force", "after", "restart_on"}
 
 var kindFields = map[Kind][]string{
 	KindFile: {"path", "source", "content", "template", "mode", "owner", "group", "state"},
@@ -146,6 +146,13 @@ func (d *decoder) common(r *decl, f map[string]field) {
 	if g, ok := f["prune"]; ok {
 		if b, ok := d.boolean(g, "prune"); ok {
 			r.res.Prune = b
+		}
+	}
+	for name, dst := range map[string]*bool{"adopt": &r.res.Adopt, "force": &r.res.Force} {
+		if g, ok := f[name]; ok {
+			if b, ok := d.boolean(g, name); ok {
+				*dst = b
+			}
 		}
 	}
 	if g, ok := f["drift"]; ok {

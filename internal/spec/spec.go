@@ -88,6 +88,13 @@ type Resource struct {
 	// Prune is false when the manifest says prune: false.
 	Prune bool
 	Drift DriftMode
+	// Adopt is adopt: true: an object at this resource's name that Outpost
+	// did not create is taken over (its original kept, and restored when
+	// the resource leaves Git) instead of being reported as a conflict.
+	Adopt bool
+	// Force is force: true: state: absent removes the object even when
+	// Outpost does not own it.
+	Force bool
 	// After lists resources that must converge before this one.
 	After []ID
 	// RestartOn lists files whose change restarts this resource.
