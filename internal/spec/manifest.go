@@ -53,7 +53,7 @@ var commonFields = []string{"kind", "prune", "drift", "adopt", "force", "after",
 
 var kindFields = map[Kind][]string{
 	KindFile: {"path", "source", "content", "template", "mode", "owner", "group", "state"},
-	KindUnit: {"name", "source", "content", "dropins", "enabled", "state", "on_change"},
+	KindUnit: {"name", "source", "content", "dropins", "enabled", "state", "on_change", "override"},
 	KindContainer: {"name", "image", "tag", "update", "command", "entrypoint", "env", "ports",
 		"volumes", "tmpfs", "restart", "labels", "user", "workdir", "network_mode", "networks",
 		"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
@@ -354,7 +354,17 @@ func (d *decoder) unit(r *decl, root *yaml.Node, f map[string]field) bool {
 		d.errorf(g.at, "name: %v", err)
 		return false
 	}
+	if why := protectedUnit(n); why != "" {
+		// Still a resource, so that the other errors of the file are
+		// found too; the error alone keeps it from any host.
+		d.errorf(g.at, "name: %s is %s, which no commit may replace, not even with override: true", n, why)
+	}
 	u.Name, r.res.ID.Name = n, n
+	if g, ok := f["override"]; ok {
+		if b, ok := d.boolean(g, "override"); ok {
+			u.Override = b
+		}
+	}
 	r.body = d.content(f, "", root, true)
 	if g, ok := f["dropins"]; ok {
 		d.dropins(r, g)

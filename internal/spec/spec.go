@@ -138,6 +138,11 @@ type Unit struct {
 	// Reload is true when a changed unit is reloaded rather than restarted
 	// (on_change: reload).
 	Reload bool
+	// Override is override: true: the unit may shadow a unit of the same
+	// name that the host's packages install (/usr/lib/systemd/system).
+	// It changes nothing that the unit puts on the host, so it is not
+	// hashed.
+	Override bool `json:"-"`
 }
 
 // Container is a managed Docker container.
