@@ -123,7 +123,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	log := d.log.With("resource", r.ID.String())
 
 	hash := specHash(u)
-	plan, err := d.planFiles(u, hash)
+	plan, err := d.planFiles(u, hash, r.Adopt)
 	if err != nil {
 		return spec.Change{}, fmt.Errorf("unit %s: %w", u.Name, err)
 	}
@@ -361,7 +361,7 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 		if err != nil {
 			continue
 		}
-		plan, err := d.planFiles(u, specHash(u))
+		plan, err := d.planFiles(u, specHash(u), r.Adopt)
 		if err != nil || plan.empty() {
 			continue
 		}
@@ -461,8 +461,10 @@ func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*spec.Unit,
 
 // Remove stops and disables the owned unit id, removes its files and its
 // owned drop-ins, and reloads systemd. A unit file without the marker, and
-// drop-ins without it, are never touched. Remove implements
-// converge.Driver.
+// drop-ins without it, are never touched. The originals of what adopt took
+// over are put back instead of removed: an adopted unit file is restored
+// and the unit, left enabled or not as it is, is restarted if it runs.
+// Remove implements converge.Driver.
 func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Change, error) {
 	name := id.Name
 	if err := checkName(name); err != nil {
@@ -489,20 +491,19 @@ func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Chang
 	if err != nil {
 		return spec.Change{}, fmt.Errorf("unit %s: %w", name, err)
 	}
-	if !exists && len(dropins) == 0 {
+	orig, origDropins, err := d.originals(name)
+	if err != nil {
+		return spec.Change{}, fmt.Errorf("unit %s: %w", name, err)
+	}
+	if !exists && len(dropins) == 0 && orig == nil && len(origDropins) == 0 {
 		return spec.Change{Action: spec.ActionNone}, nil
 	}
-	ch := spec.Change{Action: spec.ActionDelete}
-	if exists {
-		ch.Fields = append(ch.Fields, "unit file")
-	}
-	for _, n := range dropins {
-		ch.Fields = append(ch.Fields, "drop-in "+n)
-	}
+	plan := d.removePlan(name, exists, dropins, orig, origDropins)
+	ch := spec.Change{Action: spec.ActionDelete, Fields: plan.change.fields}
 	if !apply {
 		return ch, nil
 	}
-	if exists {
+	if exists && orig == nil {
 		st, err := d.state(ctx, name)
 		if err != nil {
 			return ch, err
@@ -516,23 +517,55 @@ func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Chang
 			return ch, fmt.Errorf("disable %s: %w", name, err)
 		}
 	}
-	plan := filePlan{rmdir: d.dropinDir(name)}
-	for _, n := range dropins {
-		plan.removes = append(plan.removes, d.dropinPath(name, n))
-	}
-	if exists {
-		plan.removes = append(plan.removes, path)
-	}
 	if err := plan.apply(); err != nil {
 		return ch, fmt.Errorf("unit %s: %w", name, err)
 	}
 	if err := d.reload(ctx); err != nil {
 		return ch, err
 	}
-	// A unit that failed before it left keeps no failed state behind.
-	_ = d.conn.ResetFailedUnitContext(ctx, name)
+	if orig != nil || len(origDropins) > 0 {
+		if err := d.forgetOriginals(name); err != nil {
+			return ch, fmt.Errorf("unit %s: %w", name, err)
+		}
+		// The original's configuration is back: a running unit uses it
+		// only once restarted.
+		if err := d.job(ctx, "try-restart", name); err != nil {
+			return ch, err
+		}
+	} else {
+		// A unit that failed before it left keeps no failed state behind.
+		_ = d.conn.ResetFailedUnitContext(ctx, name)
+	}
 	d.log.Info("unit removed", "resource", id.String())
 	return ch, nil
+}
+
+// removePlan removes the owned files of name and puts back the originals
+// of those that adopt took over.
+func (d *Driver) removePlan(name string, exists bool, dropins []string, orig []byte, origDropins map[string][]byte) filePlan {
+	var p filePlan
+	switch {
+	case orig != nil:
+		p.change.fields = append(p.change.fields, "unit file restored")
+		p.writes = append(p.writes, fileWrite{d.unitPath(name), orig})
+	case exists:
+		p.change.fields = append(p.change.fields, "unit file")
+		p.removes = append(p.removes, d.unitPath(name))
+	}
+	for _, n := range dropins {
+		if _, ok := origDropins[n]; !ok {
+			p.change.fields = append(p.change.fields, "drop-in "+n)
+			p.removes = append(p.removes, d.dropinPath(name, n))
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(origDropins)) {
+		p.change.fields = append(p.change.fields, "drop-in "+n+" restored")
+		p.writes = append(p.writes, fileWrite{d.dropinPath(name, n), origDropins[n]})
+	}
+	if len(origDropins) == 0 {
+		p.rmdir = d.dropinDir(name)
+	}
+	return p
 }
 
 // Restart restarts the unit r because a file it names in restart_on

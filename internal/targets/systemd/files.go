@@ -29,7 +29,10 @@ type fileChange struct {
 
 // filePlan is what converging a unit's files writes and removes.
 type filePlan struct {
-	change  fileChange
+	change fileChange
+	// backups keep the originals of the files that adopt takes over; they
+	// are written first, so that no original is lost.
+	backups []fileWrite
 	writes  []fileWrite
 	removes []string
 	rmdir   string // the drop-in directory, removed when empty
@@ -43,9 +46,14 @@ type fileWrite struct {
 func (p *filePlan) empty() bool { return len(p.writes) == 0 && len(p.removes) == 0 }
 
 // planFiles compares the unit's files on disk with u. A file in the way that
-// Outpost did not write is ErrNotOwned.
-func (d *Driver) planFiles(u *spec.Unit, hash string) (filePlan, error) {
+// Outpost did not write is ErrNotOwned, unless adopt: then the plan keeps
+// its original and takes it over. A unit that would replace a packaged one
+// is ErrShadowsVendor unless u says override.
+func (d *Driver) planFiles(u *spec.Unit, hash string, adopt bool) (filePlan, error) {
 	var p filePlan
+	if err := d.checkVendor(u); err != nil {
+		return p, err
+	}
 	markerOnly := false
 	path := d.unitPath(u.Name)
 	data, err := os.ReadFile(path)
@@ -60,9 +68,12 @@ func (d *Driver) planFiles(u *spec.Unit, hash string) (filePlan, error) {
 	default:
 		owned, old, body := parseMarker(data)
 		if !owned {
-			return p, fmt.Errorf("unit file %s: %w", path, ErrNotOwned)
+			if err := d.planAdopt(&p, adopt, path, d.unitBackup(u.Name), data); err != nil {
+				return p, err
+			}
+			p.change.fields = append(p.change.fields, "adopted unit file")
 		}
-		p.change.drifted = old == hash
+		p.change.drifted = owned && old == hash
 		switch {
 		case !bytes.Equal(body, u.Content):
 			p.change.restart = true
@@ -92,9 +103,11 @@ func (d *Driver) planFiles(u *spec.Unit, hash string) (filePlan, error) {
 		default:
 			owned, _, _ := parseMarker(data)
 			if !owned {
-				return p, fmt.Errorf("drop-in %s: %w", dp, ErrNotOwned)
-			}
-			if bytes.Equal(data, want) {
+				if err := d.planAdopt(&p, adopt, dp, d.dropinBackup(u.Name, n), data); err != nil {
+					return p, err
+				}
+				p.change.fields = append(p.change.fields, "adopted drop-in "+n)
+			} else if bytes.Equal(data, want) {
 				continue
 			}
 		}
@@ -151,6 +164,11 @@ func (d *Driver) ownedDropins(name string) ([]string, error) {
 
 // apply writes and removes the plan's files.
 func (p *filePlan) apply() error {
+	for _, b := range p.backups {
+		if err := keepOriginal(b); err != nil {
+			return err
+		}
+	}
 	for _, w := range p.writes {
 		if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
 			return fmt.Errorf("write unit files: %w", err)

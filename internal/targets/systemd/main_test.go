@@ -37,8 +37,9 @@ func newDriver(t testing.TB) *Driver {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d, err := New(ctx, Options{
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Settle: time.Second,
+		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Settle:    time.Second,
+		BackupDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("New() = %v", err)

@@ -50,7 +50,14 @@ var (
 	ErrNotOwned = errors.New("not managed by outpost")
 	// ErrInvalidName: the unit name is not a plain systemd unit name.
 	ErrInvalidName = errors.New("invalid unit name")
+	// ErrShadowsVendor: a package installed a unit of this name, which
+	// the unit would replace, and the resource does not say override.
+	ErrShadowsVendor = errors.New("would replace a packaged unit")
 )
+
+// DefaultVendorDirs are where packages install unit files. Debian's merged
+// /usr makes them one directory; both are read for hosts without it.
+var DefaultVendorDirs = []string{"/usr/lib/systemd/system", "/lib/systemd/system"}
 
 // JobError is a systemd job that did not end in "done": the job's result and
 // the unit's own account of why.
@@ -94,6 +101,15 @@ type Options struct {
 	// Settle is how long a service must stay active before it is healthy;
 	// DefaultSettle when zero.
 	Settle time.Duration
+	// VendorDirs are where packages install unit files: a unit of a name
+	// found there is refused unless it says override. DefaultVendorDirs
+	// when nil.
+	VendorDirs []string
+	// BackupDir keeps the originals of the unit files and drop-ins that
+	// adopt: true took over, to put back when the unit is pruned. It
+	// should be in the agent's state directory; without it, adopting is
+	// refused.
+	BackupDir string
 }
 
 // Driver converges unit resources. Its methods are safe for concurrent use:
@@ -104,6 +120,8 @@ type Driver struct {
 	log    *slog.Logger
 	dir    string
 	settle time.Duration
+	vendor []string
+	backup string
 
 	// lock serialises file changes, reloads and enabling; a channel so
 	// that waiting for it ends with ctx.
@@ -162,6 +180,8 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 		log:      opts.Logger,
 		dir:      opts.UnitDir,
 		settle:   opts.Settle,
+		vendor:   opts.VendorDirs,
+		backup:   opts.BackupDir,
 		prepared: map[string]fileChange{},
 		lock:     make(chan struct{}, 1),
 	}
@@ -173,6 +193,9 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	}
 	if d.settle == 0 {
 		d.settle = DefaultSettle
+	}
+	if d.vendor == nil {
+		d.vendor = DefaultVendorDirs
 	}
 	return d, nil
 }
