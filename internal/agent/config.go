@@ -8,13 +8,16 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/spec"
 	"gopkg.in/yaml.v3"
 )
 
@@ -42,7 +45,12 @@ type Config struct {
 	AllowedPaths []string `yaml:"allowed_paths"`
 	// Containers restricts what a container resource may ask of the host.
 	Containers ContainersConfig `yaml:"containers"`
-	Metrics    MetricsConfig    `yaml:"metrics"`
+	// AllowKinds lists the kinds of resource a commit may hold; empty
+	// allows every kind. A commit with another kind is refused as a whole.
+	AllowKinds []string `yaml:"allow_kinds"`
+	// Units restricts which units a commit may manage.
+	Units   UnitsConfig   `yaml:"units"`
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	// Root prefixes every file path (--root); not part of the file.
 	Root string `yaml:"-"`
@@ -62,6 +70,16 @@ type ContainersConfig struct {
 	// (/var/run/docker.sock, /run/docker.sock) or of a directory that holds
 	// it (/, /run, /var, /var/run).
 	AllowDockerSocket bool `yaml:"allow_docker_socket"`
+}
+
+// UnitsConfig says which units a commit may manage. A unit author is root
+// on the host by design (ExecStart runs anything as root): this narrows
+// which units a commit may touch, not what a unit may do.
+type UnitsConfig struct {
+	// AllowedNames are path.Match patterns, such as "web-*.service"; a
+	// unit whose name matches none is refused with its commit. Empty
+	// allows every name.
+	AllowedNames []string `yaml:"allowed_names"`
 }
 
 // SourceConfig says where the environment repository comes from.
@@ -455,6 +473,7 @@ func (d *decoder) check(cfg *Config) {
 			d.errorf(at(f), f, "must be an absolute, clean path, got %q", p)
 		}
 	}
+	d.checkPolicy(cfg)
 	for k := range cfg.Host.Labels {
 		if k == "" || strings.ContainsAny(k, "=, \t\n") {
 			f := "host.labels." + k
@@ -472,6 +491,45 @@ func (d *decoder) check(cfg *Config) {
 	if cfg.Source.Verify.AllowedSigners != "" && cfg.Source.Verify.OpenPGPKeyring != "" {
 		d.errorf(at("source.verify.openpgp_keyring"), "source.verify", "set allowed_signers or openpgp_keyring, not both")
 	}
+}
+
+// checkPolicy validates allow_kinds and units.allowed_names. An empty list
+// is refused rather than read as "nothing allowed" or "all allowed": either
+// reading would surprise someone.
+func (d *decoder) checkPolicy(cfg *Config) {
+	for _, l := range []struct {
+		field, what string
+		list        []string
+	}{{"allow_kinds", "kind", cfg.AllowKinds}, {"units.allowed_names", "unit name", cfg.Units.AllowedNames}} {
+		if l.list != nil && len(l.list) == 0 {
+			d.errorf(d.at(l.field), l.field, "must not be empty (leave it out to allow every %s)", l.what)
+		}
+	}
+	seen := map[string]bool{}
+	for i, k := range cfg.AllowKinds {
+		f := fmt.Sprintf("allow_kinds[%d]", i)
+		if !slices.Contains(spec.Kinds, spec.Kind(k)) {
+			d.errorf(d.at(f), f, "unknown kind %q (want file, unit or container)", k)
+		} else if seen[k] {
+			d.errorf(d.at(f), f, "%s is listed twice", k)
+		}
+		seen[k] = true
+	}
+	for i, p := range cfg.Units.AllowedNames {
+		f := fmt.Sprintf("units.allowed_names[%d]", i)
+		if _, err := path.Match(p, ""); err != nil || p == "" || strings.Contains(p, "/") {
+			d.errorf(d.at(f), f, "invalid pattern %q: want a unit name pattern such as web-*.service (path.Match syntax)", p)
+		}
+	}
+}
+
+// at returns the node of a field's value, or an empty node (no position)
+// when the field was not written.
+func (d *decoder) at(field string) *yaml.Node {
+	if n, ok := d.pos[field]; ok {
+		return n
+	}
+	return &yaml.Node{}
 }
 
 // Overrides are the command line's flags that take precedence over the

@@ -38,6 +38,8 @@ func TestParseConfig(t *testing.T) {
 	full.HealthTimeout = Duration(30 * time.Second)
 	full.AllowedPaths = []string{"/etc/web", "/srv"}
 	full.Metrics = MetricsConfig{Listen: "127.0.0.1:9100"}
+	full.AllowKinds = []string{"file", "unit"}
+	full.Units = UnitsConfig{AllowedNames: []string{"web-*.service", "backup.timer"}}
 
 	partial := Default()
 	partial.Source.URL = "/srv/env"
@@ -74,6 +76,8 @@ state_dir: /srv/outpost
 health_timeout: 30s
 allowed_paths: [/etc/web, /srv]
 metrics: {listen: "127.0.0.1:9100"}
+allow_kinds: [file, unit]
+units: {allowed_names: ["web-*.service", backup.timer]}
 `, full},
 	}
 	for _, tt := range tests {
@@ -98,7 +102,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			"unknown top-level field",
 			"source: {url: /srv/env}\nhosts: {name: a}\n",
-			[]string{"agent.yaml:2:1: hosts: unknown field (known: allowed_paths, containers, health_timeout, host, images, metrics, source, state_dir, status)"},
+			[]string{"agent.yaml:2:1: hosts: unknown field (known: allow_kinds, allowed_paths, containers, health_timeout, host, images, metrics, source, state_dir, status, units)"},
 		},
 		{
 			"unknown nested field",
@@ -155,6 +159,36 @@ func TestParseConfigErrors(t *testing.T) {
 			"metrics address",
 			"metrics: {listen: 9100}\n",
 			[]string{`agent.yaml:1:19: metrics.listen: want host:port, got "9100"`},
+		},
+		{
+			"unknown kind and a kind twice",
+			"allow_kinds: [file, units, file]\n",
+			[]string{
+				`agent.yaml:1:21: allow_kinds[1]: unknown kind "units" (want file, unit or container)`,
+				`agent.yaml:1:28: allow_kinds[2]: file is listed twice`,
+			},
+		},
+		{
+			"empty policy lists",
+			"allow_kinds: []\nunits:\n  allowed_names: []\n",
+			[]string{
+				"agent.yaml:1:14: allow_kinds: must not be empty (leave it out to allow every kind)",
+				"agent.yaml:3:18: units.allowed_names: must not be empty (leave it out to allow every unit name)",
+			},
+		},
+		{
+			"bad unit name patterns",
+			"units:\n  allowed_names: [\"web-[.service\", \"/etc/x\", \"\", ok.service]\n",
+			[]string{
+				`agent.yaml:2:19: units.allowed_names[0]: invalid pattern "web-[.service": want a unit name pattern such as web-*.service (path.Match syntax)`,
+				`agent.yaml:2:36: units.allowed_names[1]: invalid pattern "/etc/x": want a unit name pattern such as web-*.service (path.Match syntax)`,
+				`agent.yaml:2:46: units.allowed_names[2]: invalid pattern "": want a unit name pattern such as web-*.service (path.Match syntax)`,
+			},
+		},
+		{
+			"units is a list",
+			"units: [web.service]\n",
+			[]string{"agent.yaml:1:8: units: want a mapping, got a list"},
 		},
 		{
 			"not a mapping",

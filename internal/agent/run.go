@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,12 +36,20 @@ var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.D
 		return file.New(file.Options{Root: env.cfg.Root, Logger: env.log}), nil
 	},
 	spec.KindUnit: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
-		return systemd.New(ctx, systemd.Options{Logger: env.log})
+		if env.cfg.Root != "" {
+			return nil, errUnitsUnderRoot
+		}
+		return systemd.New(ctx, systemd.Options{Logger: env.log, BackupDir: filepath.Join(env.cfg.StateDir, "adopted", "units")})
 	},
 	spec.KindContainer: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
 		return docker.New(ctx, docker.Options{Logger: env.log})
 	},
 }
+
+// errUnitsUnderRoot fails every unit of a pass under --root: --root moves
+// files, but units are systemd's, which is the real host's; a demo must not
+// reach it.
+var errUnitsUnderRoot = errors.New("units are not applied under --root: they would reach the real host's systemd (run without --root to manage units)")
 
 // Validate loads the repository in the directory dir and reports every
 // validation error. The error is for a repository that cannot be read at
@@ -188,7 +197,11 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	// Both confinements are reported at once, so that one round fixes the
 	// repository.
 	var es spec.Errors
-	for _, err := range []error{checkAllowedPaths(desired, cfg.AllowedPaths), checkContainers(desired, cfg.Containers)} {
+	for _, err := range []error{
+		checkAllowedPaths(desired, cfg.AllowedPaths), checkContainers(desired, cfg.Containers),
+		checkKinds(desired, cfg.AllowKinds), checkUnitNames(desired, cfg.Units.AllowedNames),
+		checkAgentFiles(desired, cfg),
+	} {
 		var more spec.Errors
 		if errors.As(err, &more) {
 			es = append(es, more...)
@@ -248,6 +261,71 @@ func checkContainers(desired *spec.State, allow ContainersConfig) error {
 	}
 	errs.Sort()
 	return errs
+}
+
+// refuseEach refuses the whole desired state with an error at each
+// resource for which why says why; why returns "" for a resource it allows.
+func refuseEach(desired *spec.State, why func(r *spec.Resource) string) error {
+	var errs spec.Errors
+	for _, r := range desired.Resources {
+		if msg := why(r); msg != "" {
+			errs = append(errs, &spec.Error{Pos: r.Pos, Msg: r.ID.String() + ": " + msg})
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	errs.Sort()
+	return errs
+}
+
+// checkKinds refuses the whole desired state when it holds a resource of a
+// kind that allow_kinds leaves out; an empty list allows every kind.
+func checkKinds(desired *spec.State, allowed []string) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	return refuseEach(desired, func(r *spec.Resource) string {
+		if slices.Contains(allowed, string(r.ID.Kind)) {
+			return ""
+		}
+		return fmt.Sprintf("kind %s is not allowed on this host (allow_kinds: %s in the agent's configuration)", r.ID.Kind, strings.Join(allowed, ", "))
+	})
+}
+
+// checkAgentFiles refuses the whole desired state when a file resource
+// would replace the agent's configuration or lie in its state directory:
+// the policy there is the host's, and no commit may change it. Under
+// --root, files go below the root and reach neither.
+func checkAgentFiles(desired *spec.State, cfg *Config) error {
+	if cfg.Root != "" {
+		return nil
+	}
+	return refuseEach(desired, func(r *spec.Resource) string {
+		if r.ID.Kind != spec.KindFile || r.File == nil {
+			return ""
+		}
+		p := r.File.Path
+		if (cfg.File != "" && p == filepath.Clean(cfg.File)) || (cfg.StateDir != "" && underAny(p, []string{filepath.Clean(cfg.StateDir)})) {
+			return "the agent's own configuration and state are not managed by a commit"
+		}
+		return ""
+	})
+}
+
+// checkUnitNames refuses the whole desired state when a unit's name matches
+// none of the patterns; an empty list allows every name.
+func checkUnitNames(desired *spec.State, patterns []string) error {
+	if len(patterns) == 0 {
+		return nil
+	}
+	return refuseEach(desired, func(r *spec.Resource) string {
+		match := func(p string) bool { ok, _ := path.Match(p, r.ID.Name); return ok }
+		if r.ID.Kind != spec.KindUnit || slices.ContainsFunc(patterns, match) {
+			return ""
+		}
+		return fmt.Sprintf("the name matches none of this host's units.allowed_names (%s)", strings.Join(patterns, ", "))
+	})
 }
 
 // checkAllowedPaths refuses the whole desired state when a file resource
