@@ -19,7 +19,7 @@ import (
 // Outpost against ansible-pull on N systemd units in the test host
 // (test/e2e/host): the same unit files from the same bare Git repository,
 // bound into the host and read by both as file:///bench/env.git. Outpost
-// owns outpost-bench-NN.service, ansible-pull ansible-bench-NN.service, so
+// owns op-bench-NN.service, ansible-pull ansible-bench-NN.service, so
 // that neither finds the other's work done. Each repetition boots a fresh
 // host and measures there: the first converge, a no-op converge, a converge
 // after one unit changed in Git, and the repair of one unit file edited by
@@ -272,7 +272,7 @@ func (u *unitsHost) makeRepo() {
 	var manifests, names strings.Builder
 	for i := range u.n {
 		put(u.tb, filepath.Join(src, "units", unitName(i)+".service"), unitFile(i, "0"))
-		fmt.Fprintf(&manifests, "kind: unit\nname: outpost-%s.service\nsource: %s.service\nenabled: true\nstate: running\n---\n", unitName(i), unitName(i))
+		fmt.Fprintf(&manifests, "kind: unit\nname: op-%s.service\nsource: %s.service\nenabled: true\nstate: running\n---\n", unitName(i), unitName(i))
 		fmt.Fprintf(&names, "      - %s\n", unitName(i))
 	}
 	put(u.tb, filepath.Join(src, "units", "units.yaml"), manifests.String())
@@ -430,7 +430,7 @@ func (u *unitsHost) repetition(res unitsResults, rep int) {
 		"--state-dir", outpostState, "--host", "bench", "--socket", outpostSock, "--full-interval", "1h")
 	u.waitApplied()
 	pid := strings.TrimSpace(u.run("systemctl", "show", "-p", "MainPID", "--value", "outpost-bench.service"))
-	out := u.run("bash", "/bench/units.sh", "repair", pid, "outpost-"+unitName(0)+".service")
+	out := u.run("bash", "/bench/units.sh", "repair", pid, unitPrefix["outpost"]+"-"+unitName(0)+".service")
 	var o sample
 	if _, err := fmt.Sscan(out, &o.wall, &o.cpu); err != nil {
 		tb.Fatalf("units.sh repair printed %q: %v", out, err)
@@ -475,12 +475,16 @@ func ansibleUnchanged(log string) bool {
 	return ok && strings.Contains(recap, "changed=0 ") && strings.Contains(recap, "failed=0 ")
 }
 
-// unitNames are both tools' units: outpost-bench-NN, then ansible-bench-NN.
+// unitPrefix starts each tool's unit names. Outpost's are not outpost-*:
+// validation keeps those names for the agent's own units.
+var unitPrefix = map[string]string{"outpost": "op", "ansible": "ansible"}
+
+// unitNames are both tools' units: op-bench-NN, then ansible-bench-NN.
 func (u *unitsHost) unitNames() []string {
 	var names []string
 	for _, tool := range []string{"outpost", "ansible"} {
 		for i := range u.n {
-			names = append(names, tool+"-"+unitName(i)+".service")
+			names = append(names, unitPrefix[tool]+"-"+unitName(i)+".service")
 		}
 	}
 	return names
@@ -521,19 +525,19 @@ func (u *unitsHost) check(step string, before map[string]string, restarted int) 
 			tb.Fatal(err)
 		}
 		for _, tool := range []string{"outpost", "ansible"} {
-			got, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/systemd/system/%s-%s.service", u.h.PID(), tool, unitName(i)))
+			got, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/systemd/system/%s-%s.service", u.h.PID(), unitPrefix[tool], unitName(i)))
 			if err != nil {
 				tb.Fatalf("%s: %v", step, err)
 			}
 			if tool == "outpost" {
 				first, rest, _ := strings.Cut(string(got), "\n")
 				if !strings.HasPrefix(first, "# Managed by Outpost") {
-					tb.Errorf("%s: %s-%s.service has no marker line: %q", step, tool, unitName(i), first)
+					tb.Errorf("%s: %s-%s.service has no marker line: %q", step, unitPrefix[tool], unitName(i), first)
 				}
 				got = []byte(rest)
 			}
 			if string(got) != string(want) {
-				tb.Errorf("%s: %s-%s.service is\n%s\nwant\n%s", step, tool, unitName(i), got, want)
+				tb.Errorf("%s: %s-%s.service is\n%s\nwant\n%s", step, unitPrefix[tool], unitName(i), got, want)
 			}
 		}
 	}

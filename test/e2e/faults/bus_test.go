@@ -75,11 +75,11 @@ func waitGood(t *testing.T, h *host.Host, agentLog func() string) {
 func TestSystemBusRestart(t *testing.T) {
 	h := host.Start(t, host.Options{BinDir: host.BuildOutpost(t), NoDocker: true})
 	h.Run(t, "mkdir", "-p", "/srv/env")
-	h.WriteFile(t, "/srv/env/a.yaml", []byte(unit("outpost-bus-a.service")), 0o644)
+	h.WriteFile(t, "/srv/env/a.yaml", []byte(unit("bus-a.service")), 0o644)
 	h.WriteFile(t, "/etc/outpost/agent.yaml", []byte("source: {url: /srv/env, interval: 1s}\nhost: {name: bus-1}\n"), 0o600)
 
 	cmd, agentLog := startAgent(t, h, "--full-interval", "2s")
-	waitActive(t, h, "outpost-bus-a.service", agentLog)
+	waitActive(t, h, "bus-a.service", agentLog)
 	waitGood(t, h, agentLog)
 
 	for i := range 2 {
@@ -88,8 +88,8 @@ func TestSystemBusRestart(t *testing.T) {
 		before := strings.Count(agentLog(), lost)
 		h.Run(t, "systemctl", "restart", "dbus.service")
 		waitActive(t, h, "dbus.service", agentLog)
-		h.Run(t, "systemctl", "stop", "outpost-bus-a.service")
-		waitActive(t, h, "outpost-bus-a.service", agentLog)
+		h.Run(t, "systemctl", "stop", "bus-a.service")
+		waitActive(t, h, "bus-a.service", agentLog)
 		if strings.Count(agentLog(), lost) <= before {
 			t.Fatalf("the unit was repaired, but the agent did not reconnect after the bus restarted; agent log:\n%s", agentLog())
 		}
@@ -98,14 +98,14 @@ func TestSystemBusRestart(t *testing.T) {
 		waitActive(t, h, "dbus.service", agentLog)
 
 		// A new unit in the source: the next pass must reach systemd again.
-		b := fmt.Sprintf("outpost-bus-b%d.service", i)
+		b := fmt.Sprintf("bus-b%d.service", i)
 		h.WriteFile(t, "/srv/env/b.yaml", []byte(unit(b)), 0o644)
 		waitActive(t, h, b, agentLog)
 		waitGood(t, h, agentLog)
 
 		// Drift after the restart is repaired too.
-		h.Run(t, "systemctl", "stop", "outpost-bus-a.service")
-		waitActive(t, h, "outpost-bus-a.service", agentLog)
+		h.Run(t, "systemctl", "stop", "bus-a.service")
+		waitActive(t, h, "bus-a.service", agentLog)
 	}
 	if cmd.ProcessState != nil {
 		t.Fatalf("the agent exited: %s\n%s", cmd.ProcessState, agentLog())
@@ -119,19 +119,19 @@ func TestSystemBusRestart(t *testing.T) {
 func TestBusRestartDuringHealthWait(t *testing.T) {
 	h := host.Start(t, host.Options{BinDir: host.BuildOutpost(t), NoDocker: true})
 	h.Run(t, "mkdir", "-p", "/srv/env")
-	h.WriteFile(t, "/srv/env/a.yaml", []byte(unit("outpost-bus-a.service")), 0o644)
+	h.WriteFile(t, "/srv/env/a.yaml", []byte(unit("bus-a.service")), 0o644)
 	h.WriteFile(t, "/etc/outpost/agent.yaml",
 		[]byte("source: {url: /srv/env, interval: 1s}\nhost: {name: bus-2}\nhealth_timeout: 45s\n"), 0o600)
 
 	_, agentLog := startAgent(t, h)
-	waitActive(t, h, "outpost-bus-a.service", agentLog)
+	waitActive(t, h, "bus-a.service", agentLog)
 	waitGood(t, h, agentLog)
 	first := status(t, h).LastGood
 
 	// A unit that fails until /run/bus-ok exists: its commit is applied and
 	// the daemon waits for its health.
 	h.WriteFile(t, "/srv/env/c.yaml", []byte(`kind: unit
-name: outpost-bus-c.service
+name: bus-c.service
 content: |
   [Unit]
   StartLimitIntervalSec=0
@@ -143,12 +143,12 @@ state: running
 `), 0o644)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, _ := h.Exec(context.Background(), "systemctl", "show", "-P", "NRestarts", "outpost-bus-c.service")
+		out, _ := h.Exec(context.Background(), "systemctl", "show", "-P", "NRestarts", "bus-c.service")
 		if n := strings.TrimSpace(string(out)); n != "" && n != "0" && n != "1" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("outpost-bus-c.service was not started; agent log:\n%s", agentLog())
+			t.Fatalf("bus-c.service was not started; agent log:\n%s", agentLog())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -157,7 +157,7 @@ state: running
 	waitActive(t, h, "dbus.service", agentLog)
 	time.Sleep(2 * time.Second) // a health check or more on the closed connection
 	h.Run(t, "touch", "/run/bus-ok")
-	waitActive(t, h, "outpost-bus-c.service", agentLog)
+	waitActive(t, h, "bus-c.service", agentLog)
 
 	deadline = time.Now().Add(90 * time.Second)
 	for {
