@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -477,7 +476,10 @@ func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Chang
 	delete(d.prepared, name)
 
 	path := d.unitPath(name)
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path)
+	if errors.Is(err, ErrNotOwned) {
+		return spec.Change{Action: spec.ActionNone}, nil
+	}
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return spec.Change{}, fmt.Errorf("unit %s: read unit file: %w", name, err)

@@ -56,7 +56,7 @@ func (d *Driver) planFiles(u *spec.Unit, hash string, adopt bool) (filePlan, err
 	}
 	markerOnly := false
 	path := d.unitPath(u.Name)
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		p.change.create = true
@@ -95,7 +95,7 @@ func (d *Driver) planFiles(u *spec.Unit, hash string, adopt bool) (filePlan, err
 	for _, n := range names {
 		dp := d.dropinPath(u.Name, n)
 		want := render("", u.Dropins[n])
-		data, err := os.ReadFile(dp)
+		data, err := readRegular(dp)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
@@ -135,6 +135,32 @@ func (d *Driver) planFiles(u *spec.Unit, hash string, adopt bool) (filePlan, err
 		p.change.fields = []string{"marker"}
 	}
 	return p, nil
+}
+
+// readRegular reads the file at p, which Outpost only ever writes as a
+// regular file. Anything else there is someone else's, adopt or not: a
+// symlink is a masked (to /dev/null), linked or aliased unit, which a copy
+// of its target could not put back as it was.
+func readRegular(p string) ([]byte, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is a %s, not a regular file (a masked, linked or aliased unit is left alone, even with adopt): %w",
+			p, fileType(fi.Mode()), ErrNotOwned)
+	}
+	return os.ReadFile(p)
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m.IsDir():
+		return "directory"
+	}
+	return "special file"
 }
 
 // ownedDropins lists the drop-ins of name that carry the marker.

@@ -210,3 +210,29 @@ func TestAdoptAndRestore(t *testing.T) {
 		t.Errorf("after Remove, ActiveState = %q, want active", got)
 	}
 }
+
+// TestMaskedUnitNotAdopted checks that a masked unit (a symlink to
+// /dev/null) is a conflict even with adopt: true, and stays masked.
+func TestMaskedUnitNotAdopted(t *testing.T) {
+	d := newDriver(t)
+	name := unitName(t, ".service")
+	path := filepath.Join(DefaultUnitDir, name)
+	mustSystemctl(t, "mask", name)
+	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning})
+	r.Adopt = true
+	if err := d.Prepare(ctxT(t), []*spec.Resource{r}, true); err != nil {
+		t.Fatalf("Prepare() = %v", err)
+	}
+	if _, err := d.CheckApply(ctxT(t), r, true); !errors.Is(err, ErrNotOwned) {
+		t.Errorf("CheckApply(masked, adopt) = %v, want ErrNotOwned", err)
+	}
+	if ch, err := d.Remove(ctxT(t), r.ID, true); err != nil || ch.Action != spec.ActionNone {
+		t.Errorf("Remove(masked) = %v, %v; want none", ch, err)
+	}
+	if target, err := os.Readlink(path); err != nil || target != "/dev/null" {
+		t.Errorf("readlink %s = %q, %v; want /dev/null", path, target, err)
+	}
+	if got := systemctl(t, "is-enabled", name); got != "masked" {
+		t.Errorf("is-enabled %s = %q, want masked", name, got)
+	}
+}
