@@ -530,9 +530,16 @@ func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Chang
 			return ch, fmt.Errorf("unit %s: %w", name, err)
 		}
 		// The original's configuration is back: a running unit uses it
-		// only once restarted.
-		if err := d.job(ctx, "try-restart", name); err != nil {
+		// only once restarted. One that is not loaded (its file was
+		// Outpost's) has nothing to restart.
+		st, err := d.state(ctx, name)
+		if err != nil {
 			return ch, err
+		}
+		if running(st.ActiveState) {
+			if err := d.job(ctx, "restart", name); err != nil {
+				return ch, err
+			}
 		}
 	} else {
 		// A unit that failed before it left keeps no failed state behind.

@@ -236,3 +236,50 @@ func TestMaskedUnitNotAdopted(t *testing.T) {
 		t.Errorf("is-enabled %s = %q, want masked", name, got)
 	}
 }
+
+// TestAdoptDropinOfPackagedUnit checks prune after adopting only a drop-in:
+// an administrator's drop-in of a packaged unit, taken over by a unit that
+// overrides the packaged one, is put back with the packaged unit, which
+// then runs with it.
+func TestAdoptDropinOfPackagedUnit(t *testing.T) {
+	d := newDriver(t)
+	name := unitName(t, ".service")
+	vendorUnit(t, name)
+	dropin := filepath.Join(DefaultUnitDir, name+".d", "10-a.conf")
+	original := []byte("[Service]\nEnvironment=ADMIN=1\n")
+	if err := os.MkdirAll(filepath.Dir(dropin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dropin, original, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustSystemctl(t, "daemon-reload")
+	mustSystemctl(t, "restart", name)
+
+	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning, Override: true,
+		Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\nEnvironment=OUTPOST=1\n")}})
+	r.Adopt = true
+	mustApply(t, d, r)
+	if got := show(t, name, "Environment"); got != "OUTPOST=1" {
+		t.Errorf("adopted Environment = %q, want OUTPOST=1", got)
+	}
+	ch, err := d.Remove(ctxT(t), r.ID, true)
+	if err != nil {
+		t.Fatalf("Remove() = %v", err)
+	}
+	if want := []string{"unit file", "drop-in 10-a.conf restored"}; !slices.Equal(ch.Fields, want) {
+		t.Errorf("Remove() fields = %q, want %q", ch.Fields, want)
+	}
+	if got, err := os.ReadFile(dropin); err != nil || string(got) != string(original) {
+		t.Errorf("after Remove, drop-in = %q, %v; want the original %q", got, err, original)
+	}
+	if _, err := os.Stat(filepath.Join(DefaultUnitDir, name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Remove, stat the unit file = %v, want it gone", err)
+	}
+	mustSystemctl(t, "start", name)
+	for prop, want := range map[string]string{"Description": "vendor", "Environment": "ADMIN=1"} {
+		if got := show(t, name, prop); got != want {
+			t.Errorf("after Remove, the packaged unit's %s = %q, want %q", prop, got, want)
+		}
+	}
+}
