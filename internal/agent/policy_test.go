@@ -127,17 +127,24 @@ func TestApplyRefusesAgentFiles(t *testing.T) {
 	cfg := sandbox(t, repo)
 	cfg.Root = ""
 	cfg.File = filepath.Join(t.TempDir(), "agent.yaml")
-	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: " + cfg.File + "\ncontent: \"allow_kinds: [file, unit, container]\\n\"\n" +
-		"---\nkind: file\npath: " + filepath.Join(cfg.StateDir, "state.json") + "\ncontent: \"{}\"\n"})
+	cfg.Source.Verify.AllowedSigners = "/etc/outpost-test/allowed_signers"
+	var m strings.Builder
+	paths := []string{cfg.File, DefaultConfigPath, cfg.Source.Verify.AllowedSigners, filepath.Join(cfg.StateDir, "state.json")}
+	for _, p := range paths {
+		fmt.Fprintf(&m, "kind: file\npath: %s\ncontent: x\n---\n", p)
+	}
+	m.WriteString("kind: file\npath: /etc/motd\ncontent: fine\n")
+	writeTree(t, repo, map[string]string{"a.yaml": m.String()})
 	rep, err := Diff(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Valid || len(rep.Errors) != 2 {
-		t.Fatalf("Diff() = valid %v, errors %+v; want both files refused", rep.Valid, rep.Errors)
+	if rep.Valid || len(rep.Errors) != len(paths) {
+		t.Fatalf("Diff() = valid %v, errors %+v; want the %d agent's files refused", rep.Valid, rep.Errors, len(paths))
 	}
-	for i, line := range []int{1, 5} {
-		if p := rep.Errors[i]; p.Line != line || !strings.Contains(p.Message, "the agent's own configuration and state are not managed by a commit") {
+	for i := range paths {
+		line := 1 + 4*i
+		if p := rep.Errors[i]; p.Line != line || !strings.Contains(p.Message, "the agent's own configuration, keys and state are not managed by a commit") {
 			t.Errorf("error %d = %d: %s, want line %d refusing the agent's own files", i, p.Line, p.Message, line)
 		}
 	}

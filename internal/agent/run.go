@@ -294,20 +294,30 @@ func checkKinds(desired *spec.State, allowed []string) error {
 }
 
 // checkAgentFiles refuses the whole desired state when a file resource
-// would replace the agent's configuration or lie in its state directory:
-// the policy there is the host's, and no commit may change it. Under
-// --root, files go below the root and reach neither.
+// would replace the agent's configuration (where it was read from, or the
+// default path, which a later start would read), a key or trust file it
+// names, or lie in its state directory: the policy there is the host's, and
+// no commit may change it. Under --root, files go below the root and reach
+// none of them.
 func checkAgentFiles(desired *spec.State, cfg *Config) error {
 	if cfg.Root != "" {
 		return nil
+	}
+	a, v := cfg.Source.Auth, cfg.Source.Verify
+	own := map[string]bool{}
+	for _, f := range []string{cfg.File, DefaultConfigPath, a.SSHKeyFile, a.KnownHostsFile, a.PasswordFile,
+		a.TokenFile, a.CAFile, v.AllowedSigners, v.OpenPGPKeyring} {
+		if f != "" {
+			own[filepath.Clean(f)] = true
+		}
 	}
 	return refuseEach(desired, func(r *spec.Resource) string {
 		if r.ID.Kind != spec.KindFile || r.File == nil {
 			return ""
 		}
 		p := r.File.Path
-		if (cfg.File != "" && p == filepath.Clean(cfg.File)) || (cfg.StateDir != "" && underAny(p, []string{filepath.Clean(cfg.StateDir)})) {
-			return "the agent's own configuration and state are not managed by a commit"
+		if own[p] || (cfg.StateDir != "" && underAny(p, []string{filepath.Clean(cfg.StateDir)})) {
+			return "the agent's own configuration, keys and state are not managed by a commit"
 		}
 		return ""
 	})
