@@ -455,41 +455,35 @@ func describe(n *yaml.Node) string {
 
 // check validates the values that decoded, at their positions.
 func (d *decoder) check(cfg *Config) {
-	at := func(field string) *yaml.Node {
-		if n, ok := d.pos[field]; ok {
-			return n
-		}
-		return &yaml.Node{}
-	}
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
-		d.errorf(at("state_dir"), "state_dir", "must be an absolute path, got %q", cfg.StateDir)
+		d.errorf(d.at("state_dir"), "state_dir", "must be an absolute path, got %q", cfg.StateDir)
 	}
 	if cfg.StateDir == "" {
-		d.errorf(at("state_dir"), "state_dir", "must not be empty")
+		d.errorf(d.at("state_dir"), "state_dir", "must not be empty")
 	}
 	for i, p := range cfg.AllowedPaths {
 		f := fmt.Sprintf("allowed_paths[%d]", i)
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
-			d.errorf(at(f), f, "must be an absolute, clean path, got %q", p)
+			d.errorf(d.at(f), f, "must be an absolute, clean path, got %q", p)
 		}
 	}
 	d.checkPolicy(cfg)
 	for k := range cfg.Host.Labels {
 		if k == "" || strings.ContainsAny(k, "=, \t\n") {
 			f := "host.labels." + k
-			d.errorf(at(f), f, "invalid label name %q", k)
+			d.errorf(d.at(f), f, "invalid label name %q", k)
 		}
 	}
 	if l := cfg.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
-			d.errorf(at("metrics.listen"), "metrics.listen", "want host:port, got %q", l)
+			d.errorf(d.at("metrics.listen"), "metrics.listen", "want host:port, got %q", l)
 		}
 	}
 	if t := time.Duration(cfg.Source.Timeout); t < minSourceTimeout || t > maxSourceTimeout {
-		d.errorf(at("source.timeout"), "source.timeout", "must be between %s and %s, got %s", minSourceTimeout, maxSourceTimeout, t)
+		d.errorf(d.at("source.timeout"), "source.timeout", "must be between %s and %s, got %s", minSourceTimeout, maxSourceTimeout, t)
 	}
 	if cfg.Source.Verify.AllowedSigners != "" && cfg.Source.Verify.OpenPGPKeyring != "" {
-		d.errorf(at("source.verify.openpgp_keyring"), "source.verify", "set allowed_signers or openpgp_keyring, not both")
+		d.errorf(d.at("source.verify.openpgp_keyring"), "source.verify", "set allowed_signers or openpgp_keyring, not both")
 	}
 }
 

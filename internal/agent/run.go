@@ -194,7 +194,7 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Both confinements are reported at once, so that one round fixes the
+	// Every confinement is reported at once, so that one round fixes the
 	// repository.
 	var es spec.Errors
 	for _, err := range []error{
