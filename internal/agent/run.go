@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -188,7 +187,7 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	// Both confinements are reported at once, so that one round fixes the
 	// repository.
 	var es spec.Errors
-	for _, err := range []error{checkAllowedPaths(desired, cfg.AllowedPaths), checkContainers(desired, cfg.Containers)} {
+	for _, err := range []error{checkAllowedPaths(desired, cfg.AllowedPaths), newContainerPolicy(cfg).check(desired)} {
 		var more spec.Errors
 		if errors.As(err, &more) {
 			es = append(es, more...)
@@ -199,55 +198,6 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 		return nil, es
 	}
 	return desired, nil
-}
-
-// dockerSocketDirs are the paths whose bind mount hands a container the
-// Docker engine's socket: the socket itself and every directory above it.
-var dockerSocketDirs = []string{"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/var", "/"}
-
-// checkContainers refuses the whole desired state when a container asks for
-// what the configuration does not allow: the Docker socket, or privileges
-// that reach the host. Like allowed paths, it is checked before anything
-// changes.
-func checkContainers(desired *spec.State, allow ContainersConfig) error {
-	var errs spec.Errors
-	refuse := func(r *spec.Resource, what, option string) {
-		errs = append(errs, &spec.Error{Pos: r.Pos, Msg: fmt.Sprintf(
-			"%s: %s is not allowed on this host (set containers.%s: true in the agent's configuration to allow it)", r.ID, what, option)})
-	}
-	for _, r := range desired.Resources {
-		c := r.Container
-		if r.ID.Kind != spec.KindContainer || c == nil {
-			continue
-		}
-		if !allow.AllowDockerSocket {
-			for _, v := range c.Volumes {
-				if !v.Named && slices.Contains(dockerSocketDirs, v.Source) {
-					refuse(r, fmt.Sprintf("a bind mount of %s (the Docker socket)", v.Source), "allow_docker_socket")
-				}
-			}
-		}
-		if allow.AllowPrivileged {
-			continue
-		}
-		if c.Privileged {
-			refuse(r, "privileged: true", "allow_privileged")
-		}
-		if c.NetworkMode == "host" {
-			refuse(r, "network_mode: host", "allow_privileged")
-		}
-		if len(c.CapAdd) > 0 {
-			refuse(r, "cap_add", "allow_privileged")
-		}
-		if len(c.Devices) > 0 {
-			refuse(r, "devices", "allow_privileged")
-		}
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	errs.Sort()
-	return errs
 }
 
 // checkAllowedPaths refuses the whole desired state when a file resource
