@@ -212,7 +212,7 @@ func (w *walker) dir(p string, dev uint64, d int) error {
 
 // kernelFSTypes are the statfs magic numbers of the filesystems through
 // which a container reaches the host's kernel and processes (linux/magic.h).
-var kernelFSTypes = map[int64]string{
+var kernelFSTypes = map[uint32]string{
 	0x9fa0:     "proc",
 	0x62656572: "sysfs",
 	0x27e0eb:   "cgroup",
@@ -235,5 +235,5 @@ func kernelFS(p string) string {
 	if err := syscall.Statfs(p, &st); err != nil {
 		return ""
 	}
-	return kernelFSTypes[int64(st.Type)]
+	return kernelFSTypes[uint32(st.Type)] // int32 on 32-bit systems
 }
