@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -203,4 +204,41 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 			t.Errorf("binds = %v, want %s:/data:ro among them", in.HostConfig.Binds, data)
 		}
 	})
+}
+
+// TestDaemonRefusesHostileContainer has the daemon reconcile a revision
+// that changes a file and adds a container on the host's network with the
+// host's root bound: the revision is invalid, the file keeps the last good
+// content, and the engine holds no such container.
+func TestDaemonRefusesHostileContainer(t *testing.T) {
+	f := newEngineFixture(t)
+	root := t.TempDir()
+	src := &historySource{}
+	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
+	socket := startDaemon(t, src, &Config{Root: root})
+	waitFor(t, "the first revision", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == "r1"
+	})
+	name := f.prefix + "daemon"
+	hostile := fileManifest("/etc/app.conf", "two\n")
+	hostile["c.yaml"] = &fstest.MapFile{Data: []byte("kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" +
+		"networks: [host]\nvolumes: [\"/proc/self/root:/host\"]\n")}
+	src.push("hostile", hostile)
+	s, err := Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Failed["hostile"]; r.Result != ResultInvalid {
+		t.Errorf("failed[hostile] = %+v, want result invalid", r)
+	}
+	if s.LastGood != "r1" {
+		t.Errorf("last good = %s, want r1", s.LastGood)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "one\n" {
+		t.Errorf("content = %q, want r1's", b)
+	}
+	if f.exists(t, name) {
+		t.Errorf("the engine has container %s after the daemon refused its revision", name)
+	}
 }
