@@ -225,19 +225,7 @@ func TestDaemonRefusesHostileContainer(t *testing.T) {
 	hostile["c.yaml"] = &fstest.MapFile{Data: []byte("kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" +
 		"networks: [host]\nvolumes: [\"/proc/self/root:/host\"]\n")}
 	src.push("hostile", hostile)
-	s, err := Control(context.Background(), socket, "reconcile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := s.Failed["hostile"]; r.Result != ResultInvalid {
-		t.Errorf("failed[hostile] = %+v, want result invalid", r)
-	}
-	if s.LastGood != "r1" {
-		t.Errorf("last good = %s, want r1", s.LastGood)
-	}
-	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "one\n" {
-		t.Errorf("content = %q, want r1's", b)
-	}
+	reconcileInvalid(t, socket, "hostile", filepath.Join(root, "etc/app.conf"), "one\n")
 	if f.exists(t, name) {
 		t.Errorf("the engine has container %s after the daemon refused its revision", name)
 	}
