@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -203,11 +202,10 @@ func resolved(p string) string {
 func (p *containerPolicy) bind(source string, host hostFacts) []refusal {
 	b, err := hostpath.Inspect(source, p.limits)
 	if err != nil {
-		what := fmt.Sprintf("a bind mount of %s (%v)", source, errors.Unwrap(err))
-		if errors.Is(err, hostpath.ErrUnresolved) {
-			what = fmt.Sprintf("a bind mount of %s (it %s)", source, hostpath.ErrUnresolved)
-		}
-		return []refusal{{what, ""}}
+		// Neither a dangling link nor a magic link is bound as it
+		// reads; an unreadable source cannot be checked.
+		why := strings.TrimPrefix(err.Error(), filepath.Clean(source)+": ")
+		return []refusal{{fmt.Sprintf("a bind mount of %s (%s)", source, why), ""}}
 	}
 	name := "a bind mount of " + source
 	if b.Resolved != source {
