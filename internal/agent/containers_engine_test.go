@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,5 +229,53 @@ func TestDaemonRefusesHostileContainer(t *testing.T) {
 	reconcileInvalid(t, socket, "hostile", filepath.Join(root, "etc/app.conf"), "one\n")
 	if f.exists(t, name) {
 		t.Errorf("the engine has container %s after the daemon refused its revision", name)
+	}
+}
+
+// TestDaemonChecksBindsAgainBeforeRecreating runs a container whose bind
+// was a plain directory when its revision was checked; then a process on
+// the host replaces the directory by a link to one holding a socket, and
+// the container is removed by hand. The daemon's next pass checks the bind
+// again, as it now resolves, and does not make the container again.
+func TestDaemonChecksBindsAgainBeforeRecreating(t *testing.T) {
+	f := newEngineFixture(t)
+	dir := t.TempDir()
+	data, sockets := filepath.Join(dir, "data"), filepath.Join(dir, "sockets")
+	for _, d := range []string{data, sockets} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := net.Listen("unix", filepath.Join(sockets, "daemon.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+
+	name := f.prefix + "recheck"
+	src := &historySource{}
+	src.push("r1", fstest.MapFS{"c.yaml": {Data: []byte("kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" +
+		"volumes: [\"" + data + ":/data\"]\n")}})
+	socket := startDaemon(t, src, &Config{Root: t.TempDir()})
+	waitFor(t, "the container of r1", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == "r1" && f.exists(t, name)
+	})
+
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sockets, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cli.ContainerRemove(testCtx(t), name, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Control(context.Background(), socket, "reconcile"); err != nil {
+		t.Fatal(err)
+	}
+	if f.exists(t, name) {
+		in, _ := f.cli.ContainerInspect(testCtx(t), name)
+		t.Errorf("the daemon made %s again with binds %v, now a directory holding a socket", name, in.HostConfig.Binds)
 	}
 }
