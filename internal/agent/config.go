@@ -59,17 +59,28 @@ type Config struct {
 	File string `yaml:"-"`
 }
 
-// ContainersConfig says which dangerous settings a container resource may
-// use. Each of them hands the container the host: a commit that may set them
-// may run anything as root on the host. Both are off by default.
+// ContainersConfig says what a container resource may ask of the host.
+// Each allow_* hands the container the host: a commit that may set them
+// may run anything as root on the host. All are off by default. The agent
+// decides on what the engine would do: the network the driver asks for,
+// and each bind source resolved on this host.
 type ContainersConfig struct {
-	// AllowPrivileged allows privileged: true, network_mode: host, cap_add
-	// and devices.
+	// AllowPrivileged allows privileged: true, the host's network (by
+	// network_mode or networks), network_mode: container:NAME, cap_add,
+	// devices, and binds of /, /proc, /sys or of a directory holding a
+	// kernel filesystem (proc, sysfs, cgroup, ...).
 	AllowPrivileged bool `yaml:"allow_privileged"`
-	// AllowDockerSocket allows a bind mount of the Docker socket
-	// (/var/run/docker.sock, /run/docker.sock) or of a directory that holds
-	// it (/, /run, /var, /var/run).
+	// AllowDockerSocket allows a bind that hands the container the Docker
+	// engine's socket: the socket itself by any path or link, or a
+	// directory that holds it.
 	AllowDockerSocket bool `yaml:"allow_docker_socket"`
+	// AllowSockets allows a bind that hands the container another unix
+	// socket (containerd's, D-Bus's, ...), or a directory too large to be
+	// checked for one, and log options that address a unix socket.
+	AllowSockets bool `yaml:"allow_sockets"`
+	// AllowedBinds, when set, confines every bind source, resolved, to
+	// these path prefixes.
+	AllowedBinds []string `yaml:"allowed_binds"`
 }
 
 // UnitsConfig says which units a commit may manage. A unit author is root
@@ -461,10 +472,12 @@ func (d *decoder) check(cfg *Config) {
 	if cfg.StateDir == "" {
 		d.errorf(d.at("state_dir"), "state_dir", "must not be empty")
 	}
-	for i, p := range cfg.AllowedPaths {
-		f := fmt.Sprintf("allowed_paths[%d]", i)
-		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
-			d.errorf(d.at(f), f, "must be an absolute, clean path, got %q", p)
+	for field, list := range map[string][]string{"allowed_paths": cfg.AllowedPaths, "containers.allowed_binds": cfg.Containers.AllowedBinds} {
+		for i, p := range list {
+			f := fmt.Sprintf("%s[%d]", field, i)
+			if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+				d.errorf(d.at(f), f, "must be an absolute, clean path, got %q", p)
+			}
 		}
 	}
 	d.checkPolicy(cfg)

@@ -121,6 +121,16 @@ func TestParseConfigErrors(t *testing.T) {
 			},
 		},
 		{
+			"allowed_binds not absolute or clean",
+			"containers:\n  allowed_binds: [/srv/, srv, /srv/../etc, \"\"]\n",
+			[]string{
+				`agent.yaml:2:19: containers.allowed_binds[0]: must be an absolute, clean path, got "/srv/"`,
+				`agent.yaml:2:26: containers.allowed_binds[1]: must be an absolute, clean path, got "srv"`,
+				`agent.yaml:2:31: containers.allowed_binds[2]: must be an absolute, clean path, got "/srv/../etc"`,
+				`agent.yaml:2:44: containers.allowed_binds[3]: must be an absolute, clean path, got ""`,
+			},
+		},
+		{
 			"string where a mapping belongs",
 			"source: /srv/env\n",
 			[]string{`agent.yaml:1:9: source: want a mapping, got "/srv/env"`},

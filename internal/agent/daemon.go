@@ -702,6 +702,10 @@ func (d *daemon) repair(ctx context.Context, ids map[spec.ID]bool) {
 			continue
 		}
 		apply := !d.st.Suspended && r.Drift != spec.DriftWarn
+		if err := newContainerPolicy(d.cfg).check(&spec.State{Resources: []*spec.Resource{r}}); err != nil {
+			d.log.Error("drift not repaired: the host no longer allows this container", "resource", id, "err", err)
+			continue
+		}
 		it := d.eng.Repair(ctx, r, apply)
 		if ctx.Err() != nil {
 			return
@@ -804,6 +808,13 @@ func (d *daemon) rebuild(ctx context.Context) {
 
 // converge runs one pass and saves the inventory it leaves.
 func (d *daemon) converge(ctx context.Context, desired *spec.State, apply bool) (*converge.Result, error) {
+	// A revision was checked when it was rendered, but the host may have
+	// changed since: a bind source replaced by a link to a socket's
+	// directory would be bound as it is now when a container is made
+	// again.
+	if err := newContainerPolicy(d.cfg).check(desired); err != nil {
+		return nil, fmt.Errorf("the host no longer allows this revision's containers: %w", err)
+	}
 	res, err := d.eng.Converge(ctx, desired, d.st.Inventory, apply)
 	d.m.converges.Inc()
 	if res != nil && apply {
@@ -921,7 +932,10 @@ func (d *daemon) applyImages(ctx context.Context, r imagesPolled) {
 	d.log.Warn("new image failed on this host; marked bad, back to the previous one")
 	desired = d.repin(ctx, desired)
 	d.use(ctx, d.rev, desired)
-	res, _ = d.converge(ctx, desired, true)
+	if res, err = d.converge(ctx, desired, true); err != nil {
+		d.log.Error("image update refused", "err", err)
+		return
+	}
 	d.report(ctx, d.rev, ResultApplied, res, "")
 }
 

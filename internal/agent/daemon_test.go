@@ -347,18 +347,26 @@ func TestDaemonInvalidRevisionChangesNothing(t *testing.T) {
 		return err == nil && s.LastGood == "r1"
 	})
 	src.push("broken", fstest.MapFS{"m.yaml": {Data: []byte("kind: file\npath: relative/path\ncontent: x\n")}})
+	reconcileInvalid(t, socket, "broken", filepath.Join(root, "etc/app.conf"), "one\n")
+}
+
+// reconcileInvalid asks the daemon to reconcile, and checks that it found
+// rev invalid, kept r1 as the last good revision and left the file at path
+// with r1's content.
+func reconcileInvalid(t *testing.T, socket, rev, path, content string) {
+	t.Helper()
 	s, err := Control(context.Background(), socket, "reconcile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := s.Failed["broken"]; f.Result != ResultInvalid {
-		t.Errorf("failed[broken] = %+v, want result invalid", f)
+	if f := s.Failed[rev]; f.Result != ResultInvalid {
+		t.Errorf("failed[%s] = %+v, want result invalid", rev, f)
 	}
 	if s.LastGood != "r1" {
 		t.Errorf("last good = %s, want r1", s.LastGood)
 	}
-	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "one\n" {
-		t.Errorf("content = %q, want r1's", b)
+	if b, _ := os.ReadFile(path); string(b) != content {
+		t.Errorf("content = %q, want r1's %q", b, content)
 	}
 }
 

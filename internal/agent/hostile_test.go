@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // specCorpus is the parser's corpus of broken and hostile repositories; the
@@ -139,7 +141,7 @@ var hostileCases = []struct {
 	{
 		name:     "container-bind-var-run",
 		manifest: "kind: container\nname: web\nimage: busybox\ntag: \"1\"\nvolumes: [\"/var/run:/host-run\"]\n",
-		want:     []string{"a bind mount of /var/run (the Docker socket)"},
+		want:     []string{"a bind mount of /var/run (resolves to /run), which holds the Docker socket /run/docker.sock"},
 	},
 	{
 		name:     "container-bind-host-root",
@@ -276,15 +278,15 @@ func TestContainersAllowed(t *testing.T) {
 }
 
 func TestParseConfigContainers(t *testing.T) {
-	cfg, err := ParseConfig("agent.yaml", []byte("containers: {allow_privileged: true, allow_docker_socket: false}\n"))
+	cfg, err := ParseConfig("agent.yaml", []byte("containers: {allow_privileged: true, allow_docker_socket: false, allow_sockets: true, allowed_binds: [/srv, /data/app]}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (ContainersConfig{AllowPrivileged: true}); cfg.Containers != want {
-		t.Errorf("ParseConfig() containers = %+v, want %+v", cfg.Containers, want)
+	if d := cmp.Diff(ContainersConfig{AllowPrivileged: true, AllowSockets: true, AllowedBinds: []string{"/srv", "/data/app"}}, cfg.Containers); d != "" {
+		t.Errorf("ParseConfig() containers mismatch (-want +got):\n%s", d)
 	}
-	if d := Default().Containers; d.AllowPrivileged || d.AllowDockerSocket {
-		t.Errorf("Default().Containers = %+v, want both off", d)
+	if d := cmp.Diff(ContainersConfig{}, Default().Containers); d != "" {
+		t.Errorf("Default().Containers mismatch (-want +got):\n%s", d)
 	}
 	_, err = ParseConfig("agent.yaml", []byte("containers:\n  allow_privileged: yes\n  allow_socket: true\n"))
 	for _, w := range []string{`agent.yaml:2:21: containers.allow_privileged: want true or false, got "yes"`, `agent.yaml:3:3: containers.allow_socket: unknown field`} {

@@ -198,7 +198,7 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	// repository.
 	var es spec.Errors
 	for _, err := range []error{
-		checkAllowedPaths(desired, cfg.AllowedPaths), checkContainers(desired, cfg.Containers),
+		checkAllowedPaths(desired, cfg.AllowedPaths), newContainerPolicy(cfg).check(desired),
 		checkKinds(desired, cfg.AllowKinds), checkUnitNames(desired, cfg.Units.AllowedNames),
 		checkAgentFiles(desired, cfg),
 	} {

@@ -346,12 +346,19 @@ func (d *Driver) ensureImage(ctx context.Context, log *slog.Logger, c *spec.Cont
 // ensureNetworks creates the named networks that c joins and that are
 // missing, labelled as Outpost's.
 func (d *Driver) ensureNetworks(ctx context.Context, log *slog.Logger, c *spec.Container) error {
-	for _, n := range wantNetworks(c) {
+	for _, n := range Networks(c) {
 		if n == "bridge" {
 			continue
 		}
 		cctx, cancel := d.call(ctx)
-		_, err := d.api.NetworkInspect(cctx, n, network.InspectOptions{})
+		nw, err := d.api.NetworkInspect(cctx, n, network.InspectOptions{})
+		if err == nil && nw.Name != n {
+			// The engine finds a network by its ID or an ID's prefix
+			// too: "networks: [<ID of host>]" would be the host's
+			// network under another spelling, past the policy, which
+			// decides on names.
+			err = fmt.Errorf("%w: the engine reads it as the ID of network %s; name networks by their names", ErrNetworkByID, nw.Name)
+		}
 		if errdefs.IsNotFound(err) {
 			_, err = d.api.NetworkCreate(cctx, n, network.CreateOptions{
 				Driver: "bridge",
@@ -399,8 +406,8 @@ func (d *Driver) createStart(ctx context.Context, c *spec.Container, hash, diges
 		}
 		return "", fmt.Errorf("container %s: create: %w", c.Name, err)
 	}
-	mode := networkMode(c)
-	for _, n := range wantNetworks(c) {
+	mode := NetworkMode(c)
+	for _, n := range Networks(c) {
 		if n == mode {
 			continue
 		}

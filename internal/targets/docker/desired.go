@@ -180,9 +180,11 @@ func stopTimeoutSeconds(c *spec.Container) *int {
 	return &s
 }
 
-// networkMode is the HostConfig.NetworkMode a spec asks for: its
-// network_mode, else its first network, else bridge.
-func networkMode(c *spec.Container) string {
+// NetworkMode is the HostConfig.NetworkMode that the driver gives the
+// engine for c: its network_mode, else its first network, else bridge. The
+// agent's container policy decides on this value and on Networks, so that
+// what is checked is what the engine is asked for.
+func NetworkMode(c *spec.Container) string {
 	switch {
 	case c.NetworkMode != "":
 		return c.NetworkMode
@@ -198,10 +200,10 @@ func attachable(mode string) bool {
 	return mode != "host" && mode != "none" && !strings.HasPrefix(mode, "container:")
 }
 
-// wantNetworks lists the networks a container joins, sorted; nil for host,
-// none and container: modes.
-func wantNetworks(c *spec.Container) []string {
-	mode := networkMode(c)
+// Networks lists the networks that the driver joins c to, sorted; nil for
+// host, none and container: modes.
+func Networks(c *spec.Container) []string {
+	mode := NetworkMode(c)
 	if !attachable(mode) {
 		return nil
 	}
@@ -271,7 +273,7 @@ func createConfig(c *spec.Container, hash, digest string) (*container.Config, *c
 	}
 
 	host := &container.HostConfig{
-		NetworkMode:   container.NetworkMode(networkMode(c)),
+		NetworkMode:   container.NetworkMode(NetworkMode(c)),
 		RestartPolicy: parseRestart(c.Restart),
 		Privileged:    c.Privileged,
 		CapAdd:        c.CapAdd,
@@ -311,7 +313,7 @@ func createConfig(c *spec.Container, hash, digest string) (*container.Config, *c
 		host.LogConfig = container.LogConfig{Type: l.Driver, Config: l.Options}
 	}
 	var nc *network.NetworkingConfig
-	if mode := networkMode(c); attachable(mode) && mode != "bridge" {
+	if mode := NetworkMode(c); attachable(mode) && mode != "bridge" {
 		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{mode: {}}}
 	}
 	return cfg, host, nc

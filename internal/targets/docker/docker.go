@@ -59,6 +59,9 @@ var (
 	// ErrUnhealthy: a new container did not become healthy; the old one
 	// was put back.
 	ErrUnhealthy = errors.New("new container not healthy")
+	// ErrNetworkByID: a network is written as what the engine reads as
+	// another network's ID; nothing was created.
+	ErrNetworkByID = errors.New("network named by its ID")
 )
 
 // Options configure a Driver. The zero value is usable.

@@ -520,3 +520,36 @@ func TestNetworkModeContainer(t *testing.T) {
 		t.Errorf("network mode of b = %s, want %s", got, want)
 	}
 }
+
+// TestNetworkByIDRefused writes the host network's ID, and a prefix of it,
+// where a network name goes: the engine would read either as the host
+// network. The driver refuses both before it creates anything.
+func TestNetworkByIDRefused(t *testing.T) {
+	d := newDriverT(t, Options{})
+	cli := rawClient(t)
+	host, err := cli.NetworkInspect(testCtx(t), "host", network.InspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect the host network: %v", err)
+	}
+	for _, tc := range []struct {
+		name     string
+		networks []string
+	}{
+		{"full ID first", []string{host.ID}},
+		{"prefix first", []string{host.ID[:12]}},
+		{"prefix second", []string{"bridge", host.ID[:8]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := uniqueName(t, "netid")
+			r := web(name)
+			r.Container.Networks = tc.networks
+			_, err := d.CheckApply(testCtx(t), r, true)
+			if !errors.Is(err, ErrNetworkByID) {
+				t.Fatalf("CheckApply(networks: %v) = %v, want ErrNetworkByID", tc.networks, err)
+			}
+			if in, err := cli.ContainerInspect(testCtx(t), name); err == nil {
+				t.Errorf("container %s exists with network mode %s, want none created", name, in.HostConfig.NetworkMode)
+			}
+		})
+	}
+}

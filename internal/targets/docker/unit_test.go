@@ -49,7 +49,7 @@ func observedFor(c *spec.Container, img *image.InspectResponse) container.Inspec
 		host.LogConfig.Type = "json-file"
 	}
 	nets := map[string]*network.EndpointSettings{}
-	for _, n := range wantNetworks(c) {
+	for _, n := range Networks(c) {
 		nets[n] = &network.EndpointSettings{}
 	}
 	return container.InspectResponse{
