@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +19,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/status"
 )
@@ -156,4 +160,87 @@ func TestReloadRebuildsCredentialClients(t *testing.T) {
 	if at["images B"] > at["stop pusher tok-a"] || at["pusher tok-b"] > at["stop pusher tok-a"] {
 		t.Errorf("the old pusher stopped before the new clients were built: %q", events.get())
 	}
+}
+
+// failingSource fails each poll with the next of its errors, then succeeds
+// with its history's head.
+type failingSource struct {
+	historySource
+	mu   sync.Mutex
+	errs []error
+}
+
+func (s *failingSource) Poll(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	if len(s.errs) > 0 {
+		err := s.errs[0]
+		s.errs = s.errs[1:]
+		s.mu.Unlock()
+		return "", err
+	}
+	s.mu.Unlock()
+	return s.historySource.Poll(ctx)
+}
+
+func (s *failingSource) left() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.errs)
+}
+
+// TestPollFailureLoggedOnChange checks that refused polls are logged at
+// warn once, with a hint, however often they repeat; that another failure
+// is news again; and that the recovery is logged.
+func TestPollFailureLoggedOnChange(t *testing.T) {
+	refused := fmt.Errorf("%w: 401 Unauthorized", pull.ErrAuth)
+	down := fmt.Errorf("%w: connection refused", pull.ErrUnreachable)
+	src := &failingSource{errs: []error{refused, refused, refused, refused, down, down}}
+	src.push("r1", fileManifest("/etc/poll.conf", "1\n"))
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(&lockedBuffer{b: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := &Config{Root: t.TempDir()}
+	cfg.Source.URL = "test://"
+	cfg.Source.Interval = Duration(10 * time.Millisecond)
+	runDaemon(t, cfg, DaemonOptions{
+		Logger:    logger,
+		newSource: func(*Config, *slog.Logger) (revSource, error) { return src, nil },
+	})
+	waitFor(t, "every failure and a poll that works", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return src.left() == 0 && strings.Contains(logs.String(), "poll succeeded again")
+	})
+	mu.Lock()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	mu.Unlock()
+	var got []string
+	for _, l := range lines {
+		var e struct{ Level, Msg, Hint string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if strings.Contains(e.Msg, "poll") && e.Level != "DEBUG" {
+			got = append(got, fmt.Sprintf("%s %s hint=%t", e.Level, e.Msg, e.Hint != ""))
+		}
+	}
+	want := []string{
+		"WARN poll failed: the server refused the credentials; keeping the last good revision hint=true",
+		"WARN poll failed; keeping the last good revision hint=false",
+		"INFO poll succeeded again hint=false",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("poll lines at info and above (-want +got):\n%s", diff)
+	}
+}
+
+type lockedBuffer struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
