@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/status"
 )
 
 // Defaults of the daemon's timers.
@@ -54,6 +55,15 @@ type DaemonOptions struct {
 	// Notify receives the daemon's lifecycle for the service manager
 	// (sd_notify); nil ignores it.
 	Notify Notifier
+
+	// newSource, newImages and newPusher build the clients that hold
+	// credentials: the source's, the registries' and the notes remote's.
+	// Run builds each at start, and every reload builds them all again,
+	// so that no client keeps a credential that was rotated. nil means
+	// the real ones; tests set them.
+	newSource func(*Config, *slog.Logger) (revSource, error)
+	newImages func(*Config, *slog.Logger, *registry.Store) (*images, error)
+	newPusher func(*status.Notes, status.PushOptions) (notesPusher, error)
 }
 
 // Notifier tells the service manager about the daemon's lifecycle.
@@ -85,6 +95,9 @@ type daemon struct {
 	stopWatch func()
 	// pollFailures counts the transient poll failures in a row.
 	pollFailures int
+	// pollFailing is the class of the last poll's failure; "" after a
+	// poll that succeeded.
+	pollFailing string
 	// notes writes and pushes status notes; nil without Git.
 	notes *reporter
 	// driftSinceNote counts the drift repairs since the last note.
@@ -126,6 +139,15 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	}
 	if opts.Notify == nil {
 		opts.Notify = nopNotifier{}
+	}
+	if opts.newSource == nil {
+		opts.newSource = newRevSource
+	}
+	if opts.newImages == nil {
+		opts.newImages = newImages
+	}
+	if opts.newPusher == nil {
+		opts.newPusher = newNotesPusher
 	}
 	lock, err := state.Lock(cfg.StateDir)
 	if err != nil {
@@ -179,21 +201,23 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		defer msrv.Close()
 	}
 
-	if d.src, err = newRevSourceFunc(cfg, d.log); err != nil {
+	if d.src, err = opts.newSource(cfg, d.log); err != nil {
 		return err
 	}
 	if d.st, err = d.store.Load(); err != nil {
 		return err
 	}
-	if d.images, err = newImages(cfg, d.log); err != nil {
+	if d.images, err = opts.newImages(cfg, d.log, nil); err != nil {
 		return err
 	}
 	// Status notes are a report, not a duty: without them the host still
 	// converges.
-	if d.notes, err = newReporter(ctx, cfg, d.log); err != nil {
+	if d.notes, err = newReporter(cfg, d.log, opts.newPusher); err != nil {
 		d.log.Warn("status notes disabled", "err", err)
 	}
-	defer d.notes.close()
+	d.notes.start(ctx)
+	// A reload replaces d.notes: close the one in use at the end.
+	defer func() { d.notes.close() }()
 	d.setStatus(func(s *Status) { s.Suspended = d.st.Suspended })
 	// Watchers stop before the drivers they watch through are closed.
 	defer func() { closeDrivers(d.drivers) }()
@@ -269,7 +293,7 @@ func (d *daemon) loop(ctx context.Context) error {
 			d.repairPending(ctx)
 
 		case cfg := <-d.opts.Reload:
-			d.reload(cfg)
+			d.reload(ctx, cfg)
 			pollT.Reset(0)
 
 		case req := <-d.requests:
@@ -375,9 +399,13 @@ func (d *daemon) poll(ctx context.Context, retry bool) error {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Warn("poll failed; keeping the last good revision", "err", err)
+			d.logPollFailure(err)
 		}
 		return err
+	}
+	if d.pollFailing != "" {
+		d.log.Info("poll succeeded again")
+		d.pollFailing = ""
 	}
 	d.m.lastPoll.SetToCurrentTime()
 	if rev == d.rev && !retry {
@@ -392,6 +420,33 @@ func (d *daemon) poll(ctx context.Context, retry bool) error {
 		return nil
 	}
 	return d.applyRevision(ctx, rev)
+}
+
+// logPollFailure warns when polls start failing, or fail for another
+// reason than the last one; a failure like the last is logged at debug, so
+// that a host whose token was revoked says so once, not at every poll.
+func (d *daemon) logPollFailure(err error) {
+	class := pollFailureClass(err)
+	switch {
+	case class == d.pollFailing:
+		d.log.Debug("poll still failing; keeping the last good revision", "err", err)
+	case errors.Is(err, pull.ErrAuth):
+		d.log.Warn("poll failed: the server refused the credentials; keeping the last good revision", "err", err, "hint", authHint)
+	default:
+		d.log.Warn("poll failed; keeping the last good revision", "err", err)
+	}
+	d.pollFailing = class
+}
+
+// pollFailureClass names the kind of a poll's failure.
+func pollFailureClass(err error) string {
+	for _, e := range []error{pull.ErrAuth, pull.ErrHostKey, pull.ErrTLS, pull.ErrRepoNotFound, pull.ErrBranchNotFound,
+		pull.ErrConfig, pull.ErrUnverified, pull.ErrUnreachable, pull.ErrTimeout, pull.ErrCorrupt} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "other"
 }
 
 // applyRevision validates, verifies and renders rev before anything changes,
@@ -743,15 +798,34 @@ func (d *daemon) noteRepair(r *spec.Resource, it converge.Item, apply bool) {
 	})
 }
 
-// reload swaps in a new configuration between two passes.
-func (d *daemon) reload(cfg *Config) {
-	src, err := newRevSourceFunc(cfg, d.log)
+// reload swaps in a new configuration between two passes. It builds every
+// client that holds credentials again (the source, the registry client and
+// the notes pusher), all before it stops any old one, and keeps the old
+// ones when one of the new fails to build: a rotated token, key or Docker
+// login then counts for every client at once.
+func (d *daemon) reload(ctx context.Context, cfg *Config) {
+	src, err := d.opts.newSource(cfg, d.log)
 	if err != nil {
 		d.log.Error("new configuration refused; keeping the old one", "err", err)
 		return
 	}
-	d.cfg = cfg
-	d.src = src
+	im, err := d.opts.newImages(cfg, d.log, d.images.store)
+	if err != nil {
+		d.log.Error("new configuration refused; keeping the old one", "err", err)
+		return
+	}
+	notes, err := newReporter(cfg, d.log, d.opts.newPusher)
+	switch {
+	case err != nil && d.notes != nil:
+		d.log.Error("new configuration refused; keeping the old one", "err", err)
+		return
+	case err != nil:
+		d.log.Warn("status notes disabled", "err", err)
+	}
+	d.notes.close()
+	d.cfg, d.src, d.images, d.notes = cfg, src, im, notes
+	d.notes.start(ctx)
+	d.pollFailing = "" // a failure with the new configuration is news
 	d.log.Info("configuration reloaded")
 }
 
@@ -899,9 +973,10 @@ func (d *daemon) startImagesPoll(ctx context.Context) {
 	}
 	d.imagesBusy = true
 	d.imagesWG.Add(1)
+	poller := d.images.poller // a reload may replace d.images meanwhile
 	go func() {
 		defer d.imagesWG.Done()
-		ups, err := d.images.poller.Poll(ctx, cs)
+		ups, err := poller.Poll(ctx, cs)
 		d.imagesDone <- imagesPolled{ups, err}
 	}()
 }

@@ -94,6 +94,18 @@ func (d *healthDriver) Healthy(ctx context.Context, r *spec.Resource) (bool, str
 // the test ends.
 func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
 	t.Helper()
+	var opts DaemonOptions
+	if src != nil {
+		cfg.Source.URL = "test://"
+		opts.newSource = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
+	}
+	return runDaemon(t, cfg, opts)
+}
+
+// runDaemon runs the daemon with opts until the test ends; it fills in the
+// state directory, host name, socket and logger when they are unset.
+func runDaemon(t *testing.T, cfg *Config, opts DaemonOptions) (socket string) {
+	t.Helper()
 	dir := t.TempDir()
 	socket = filepath.Join(dir, "run", "outpost.sock")
 	if cfg.StateDir == "" {
@@ -102,22 +114,16 @@ func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
 	if cfg.Host.Name == "" {
 		cfg.Host.Name = "test-host"
 	}
-	if src != nil {
-		cfg.Source.URL = "test://"
-		prev := newRevSourceFunc
-		newRevSourceFunc = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
-		t.Cleanup(func() { newRevSourceFunc = prev })
+	opts.Socket = socket
+	if opts.FullInterval == 0 {
+		opts.FullInterval = time.Hour
 	}
-
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, DaemonOptions{
-			Socket:       socket,
-			FullInterval: time.Hour,
-			Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		})
-	}()
+	go func() { done <- Run(ctx, cfg, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -21,10 +21,16 @@ type images struct {
 	poller *registry.Poller
 }
 
-func newImages(cfg *Config, log *slog.Logger) (*images, error) {
-	store, err := registry.OpenStore(cfg.StateDir)
-	if err != nil {
-		return nil, err
+// newImages builds the registry client, with the credentials that the
+// Docker config file holds now, over store; a nil store is opened in the
+// state directory. The client keeps each registry's session and its
+// credentials, so a reload builds it again.
+func newImages(cfg *Config, log *slog.Logger, store *registry.Store) (*images, error) {
+	if store == nil {
+		var err error
+		if store, err = registry.OpenStore(cfg.StateDir); err != nil {
+			return nil, err
+		}
 	}
 	res, err := registry.NewResolver(registry.Options{Bad: store, Logger: log, UserAgent: "outpost/" + Version})
 	if err != nil {
@@ -108,7 +114,7 @@ func ImagesReport(ctx context.Context, cfg *Config, log *slog.Logger) ([]registr
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", shortRev(snap.Revision), err)
 	}
-	im, err := newImages(cfg, log)
+	im, err := newImages(cfg, log, nil)
 	if err != nil {
 		return nil, err
 	}

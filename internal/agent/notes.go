@@ -24,14 +24,29 @@ import (
 // status.remote. Offline, notes queue in the local ref.
 type reporter struct {
 	notes  *status.Notes
-	pusher *status.Pusher // nil when status.push is false
+	pusher notesPusher // nil when status.push is false
+	log    *slog.Logger
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
 }
 
-// newReporter opens the notes repository and starts the pusher. A source
+// notesPusher sends the notes ref to its remote: a *status.Pusher.
+type notesPusher interface {
+	// Notify asks Run to push soon.
+	Notify()
+	// Run pushes until ctx is done.
+	Run(ctx context.Context) error
+}
+
+// newNotesPusher is DaemonOptions.newPusher's default.
+func newNotesPusher(notes *status.Notes, o status.PushOptions) (notesPusher, error) {
+	return status.NewPusher(notes, o)
+}
+
+// newReporter opens the notes repository and builds the pusher with the
+// credentials that cfg names, without starting it (start does). A source
 // that is a plain directory has no Git to write to: it gets no reporter.
-func newReporter(ctx context.Context, cfg *Config, log *slog.Logger) (*reporter, error) {
+func newReporter(cfg *Config, log *slog.Logger, newPusher func(*status.Notes, status.PushOptions) (notesPusher, error)) (*reporter, error) {
 	url := cfg.Status.Remote
 	if url == "" {
 		if !gitURL.MatchString(cfg.Source.URL) && !isGitRepo(cfg.Source.URL) {
@@ -52,7 +67,7 @@ func newReporter(ctx context.Context, cfg *Config, log *slog.Logger) (*reporter,
 	if err != nil {
 		return nil, fmt.Errorf("status notes: %w", err)
 	}
-	r := &reporter{notes: notes}
+	r := &reporter{notes: notes, log: log}
 	if !cfg.Status.Push {
 		return r, nil
 	}
@@ -62,12 +77,21 @@ func newReporter(ctx context.Context, cfg *Config, log *slog.Logger) (*reporter,
 	if err != nil {
 		return nil, fmt.Errorf("status notes: %w", err)
 	}
-	r.pusher, err = status.NewPusher(notes, status.PushOptions{
+	r.pusher, err = newPusher(notes, status.PushOptions{
 		URL: tr.URL, Auth: tr.Auth, CABundle: tr.CABundle, Logger: log,
 		MinBackoff: time.Second, MaxBackoff: time.Duration(cfg.Source.Interval),
+		AuthHint: authHint,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("status notes: %w", err)
+	}
+	return r, nil
+}
+
+// start runs the pusher until ctx is done or close is called.
+func (r *reporter) start(ctx context.Context) {
+	if r == nil || r.pusher == nil {
+		return
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
@@ -75,10 +99,9 @@ func newReporter(ctx context.Context, cfg *Config, log *slog.Logger) (*reporter,
 	go func() {
 		defer r.wg.Done()
 		if err := r.pusher.Run(pctx); err != nil && pctx.Err() == nil {
-			log.Warn("status notes are no longer pushed", "err", err)
+			r.log.Warn("status notes are no longer pushed", "err", err)
 		}
 	}()
-	return r, nil
 }
 
 // isGitRepo reports whether path is a local Git repository (bare or not).
@@ -169,3 +192,9 @@ func FleetOptions(cfg *Config) (status.FleetOptions, string, error) {
 	}
 	return status.FleetOptions{Branch: cfg.Source.Branch, Auth: tr.Auth, CABundle: tr.CABundle}, src, nil
 }
+
+// authHint is logged with a refusal of the source's or the notes remote's
+// credentials.
+const authHint = "check source.auth: token and password files are read again at every request, " +
+	"so writing the new one is enough; a key, CA or URL change needs a reload (SIGHUP). " +
+	"A token is sent as the user name unless source.auth.username is set: GitLab wants oauth2, Bitbucket x-token-auth"

@@ -19,9 +19,6 @@ type revSource interface {
 	Verify(ctx context.Context, rev string) error
 }
 
-// newRevSourceFunc builds a daemon's source; tests replace it.
-var newRevSourceFunc = newRevSource
-
 // newRevSource returns the source that cfg names.
 func newRevSource(cfg *Config, log *slog.Logger) (revSource, error) {
 	if cfg.Source.URL == "" {

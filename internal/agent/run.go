@@ -127,7 +127,7 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	rep.Valid = true
 	var im *images
 	if len(following(desired)) > 0 {
-		if im, err = newImages(cfg, log); err != nil {
+		if im, err = newImages(cfg, log, nil); err != nil {
 			return nil, err
 		}
 		im.pin(ctx, desired, true)

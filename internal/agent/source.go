@@ -54,7 +54,7 @@ func openSourceOr(ctx context.Context, cfg *Config, log *slog.Logger, lastGood s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	src, err := newRevSourceFunc(cfg, log)
+	src, err := newRevSource(cfg, log)
 	if err != nil {
 		return nil, pull.Choice{}, err
 	}

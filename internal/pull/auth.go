@@ -44,8 +44,10 @@ type Transport struct {
 var scpLike = regexp.MustCompile(`^(?:([^@/]+)@)?([^:/]+):(.*)$`)
 
 // Transport works out how to reach c's source. It reads the credential and CA
-// files that c names; they are read again on every Open, so a rotated key
-// takes effect at the next start of a poll loop.
+// files that c names. A token or password file is read again before each
+// HTTP request (see fileAuth); the CA file and an SSH key are read here
+// only, so a rotated key takes effect when the caller builds a new
+// Transport (the daemon does at every reload).
 func (c Config) Transport() (Transport, error) {
 	raw := strings.TrimSpace(c.URL)
 	if raw == "" {
@@ -103,22 +105,17 @@ func (c Config) Transport() (Transport, error) {
 		}
 		switch {
 		case c.Auth.TokenFile != "":
-			tok, err := readSecret(c.Auth.TokenFile)
+			a, err := newFileAuth(c.Auth.TokenFile, user, true)
 			if err != nil {
 				return Transport{}, err
 			}
-			if user == "" {
-				// Servers that take a token as a password want a user
-				// name but ignore it.
-				user = "outpost"
-			}
-			t.Auth = &githttp.BasicAuth{Username: user, Password: tok}
+			t.Auth = a
 		case c.Auth.PasswordFile != "":
-			p, err := readSecret(c.Auth.PasswordFile)
+			a, err := newFileAuth(c.Auth.PasswordFile, user, false)
 			if err != nil {
 				return Transport{}, err
 			}
-			t.Auth = &githttp.BasicAuth{Username: user, Password: p}
+			t.Auth = a
 		case user != "" || pass != "":
 			t.Auth = &githttp.BasicAuth{Username: user, Password: pass}
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -252,7 +254,9 @@ func TestTransport(t *testing.T) {
 		{pull.Config{URL: "https://git.example.com/env.git"}, view{URL: "https://git.example.com/env.git"}},
 		{pull.Config{URL: "https://u:secret@git.example.com/env.git"}, view{URL: "https://git.example.com/env.git", User: "u", Password: "secret"}},
 		{pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{Username: "deploy", PasswordFile: pw}}, view{URL: "https://git.example.com/env.git", User: "deploy", Password: "pw-from-file"}},
-		{pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{TokenFile: tok}}, view{URL: "https://git.example.com/env.git", User: "outpost", Password: "tok-from-file"}},
+		{pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{TokenFile: tok}}, view{URL: "https://git.example.com/env.git", User: "tok-from-file"}},
+		{pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{Username: "oauth2", TokenFile: tok}}, view{URL: "https://git.example.com/env.git", User: "oauth2", Password: "tok-from-file"}},
+		{pull.Config{URL: "https://x-token-auth@git.example.com/env.git", Auth: pull.Auth{TokenFile: tok}}, view{URL: "https://git.example.com/env.git", User: "x-token-auth", Password: "tok-from-file"}},
 		{pull.Config{URL: "ssh://git.example.com/env.git", Auth: pull.Auth{SSHKeyFile: key.PrivateFile, KnownHostsFile: kh}}, view{URL: "ssh://git@git.example.com/env.git", User: "git", Bounded: true}},
 		{pull.Config{URL: "deploy@git.example.com:env.git", Auth: pull.Auth{SSHKeyFile: key.PrivateFile, KnownHostsFile: kh}}, view{URL: "deploy@git.example.com:env.git", User: "deploy", Bounded: true}},
 		{pull.Config{URL: "git://git.example.com/env.git"}, view{URL: "git://git.example.com/env.git"}},
@@ -267,8 +271,10 @@ func TestTransport(t *testing.T) {
 		}
 		got := view{URL: tr.URL, Local: tr.Local, Bounded: tr.Proxy.URL != ""}
 		switch a := tr.Auth.(type) {
-		case *githttp.BasicAuth:
-			got.User, got.Password = a.Username, a.Password
+		case githttp.AuthMethod:
+			req := httptest.NewRequest(http.MethodGet, tr.URL, nil)
+			a.SetAuth(req)
+			got.User, got.Password, _ = req.BasicAuth()
 		case nil:
 		default:
 			got.User = sshUser(tr.Auth)

@@ -48,8 +48,9 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// Auth names the credential files of a source. Files are read when the Repo
-// is opened; their content is never logged.
+// Auth names the credential files of a source. Key and CA files are read
+// when the Repo is opened, token and password files before each request;
+// their content is never logged.
 type Auth struct {
 	// SSHKeyFile is a private key without a passphrase (ssh sources).
 	SSHKeyFile string
@@ -61,8 +62,11 @@ type Auth struct {
 	Username string
 	// PasswordFile holds an https password.
 	PasswordFile string
-	// TokenFile holds an https access token, sent as the basic auth
-	// password (user name Username, or "outpost").
+	// TokenFile holds an https access token. Without Username it is sent
+	// as the basic auth user name with an empty password (the form Gitea,
+	// Forgejo and Gogs document, and GitHub accepts); with Username, as the
+	// password of that user name (GitLab's "oauth2", Bitbucket's
+	// "x-token-auth", GitHub's "x-access-token").
 	TokenFile string
 	// CAFile holds PEM certificates trusted for https besides the system's.
 	CAFile string

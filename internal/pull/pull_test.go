@@ -53,7 +53,7 @@ func sources(t *testing.T) []source {
 	add("https-basic-auth", func(n string) (pull.Config, *gitserver.HTTPServer) {
 		return pull.Config{URL: hs.URL(n), Auth: pull.Auth{Username: "deploy", PasswordFile: pw, CAFile: hs.CAFile}}, hs
 	})
-	ht := root.ServeHTTP(gitserver.HTTPOptions{TLS: true, Username: "outpost", Password: "tok-123"})
+	ht := root.ServeHTTP(gitserver.HTTPOptions{TLS: true, Tokens: gitserver.NewTokens("tok-123")})
 	tok := secretFile(t, "token", "tok-123\n")
 	add("https-token", func(n string) (pull.Config, *gitserver.HTTPServer) {
 		return pull.Config{URL: ht.URL(n), Auth: pull.Auth{TokenFile: tok, CAFile: ht.CAFile}}, ht

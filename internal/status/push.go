@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ type PushOptions struct {
 	Timeout time.Duration
 	// Logger receives what Run does; nil discards it.
 	Logger *slog.Logger
+	// AuthHint, when set, is logged with a push that the server refused
+	// for its credentials: what the operator can do about it.
+	AuthHint string
 }
 
 // Pusher sends one host's notes ref to a remote repository, fast-forward
@@ -118,7 +122,7 @@ func (p *Pusher) Notify() {
 // ctx is done; the caller that starts it waits for it.
 func (p *Pusher) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
-	failing := false
+	failing, refused := false, false
 	var retry <-chan time.Time
 	var timer *time.Timer
 	defer func() {
@@ -143,7 +147,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 			if failing {
 				p.log.Info("status notes pushed again")
 			}
-			failing, backoff = false, 0
+			failing, refused, backoff = false, false, 0
 			continue
 		}
 		switch {
@@ -153,12 +157,22 @@ func (p *Pusher) Run(ctx context.Context) error {
 			backoff = min(2*backoff, p.o.MaxBackoff)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		if !failing {
+		// Warn once per change of state: when pushes start failing, and
+		// when the server starts or stops refusing the credentials.
+		auth := IsAuthError(err)
+		switch {
+		case auth && (!failing || !refused):
+			attrs := []any{"error", err.Error(), "retry_in", wait}
+			if p.o.AuthHint != "" {
+				attrs = append(attrs, "hint", p.o.AuthHint)
+			}
+			p.log.Warn("status notes not pushed: the server refused the credentials; notes stay queued in the local ref", attrs...)
+		case !auth && (!failing || refused):
 			p.log.Warn("status notes not pushed; notes stay queued in the local ref", "error", err.Error(), "retry_in", wait)
-		} else {
+		default:
 			p.log.Debug("status notes still not pushed", "error", err.Error(), "retry_in", wait)
 		}
-		failing = true
+		failing, refused = true, auth
 		// A Notify while waiting pushes at once; the timer is then moot.
 		if timer != nil {
 			timer.Stop()
@@ -304,6 +318,14 @@ func (p *Pusher) Pending() (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// IsAuthError reports whether err is the server's refusal of the
+// credentials (HTTP 401 or 403, or an SSH key that it did not accept).
+func IsAuthError(err error) bool {
+	return errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
+		// x/crypto/ssh has no error type for a refused key.
+		strings.Contains(err.Error(), "unable to authenticate")
 }
 
 // redactedError carries an error whose text had credentials removed; the

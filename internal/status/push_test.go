@@ -3,9 +3,11 @@ package status
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -401,5 +403,76 @@ func TestPushTimeout(t *testing.T) {
 	}
 	if pending, err := p.Pending(); err != nil || pending != 1 {
 		t.Errorf("Pending() = %d, %v, want 1, nil", pending, err)
+	}
+}
+
+// A push refused for its token is logged once at warn, with the hint,
+// however often it is retried; the token written to the file next is
+// used at the next retry, which is logged as a recovery.
+func TestPushRefusedToken(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	commit := repo.Commit(gitserver.Files{"f": "1"}, "one")
+	tokens := gitserver.NewTokens("tok-a")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{Tokens: tokens})
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, []byte("tok-a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := pull.Config{URL: srv.URL("env"), Auth: pull.Auth{TokenFile: tokFile}}.Transport()
+	if err != nil {
+		t.Fatalf("Transport() = %v", err)
+	}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	notes := mustOpen(t, hostRepo(t), "edge-r")
+	mustWrite(t, notes, New("edge-r", commit, Applied, time.Now()), WriteOptions{})
+	p := mustPusher(t, notes, PushOptions{URL: tr.URL, Auth: tr.Auth, Logger: logger, AuthHint: "rotate-hint",
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+
+	tokens.Revoke("tok-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "five refused pushes", func() bool { return srv.Requests() >= 5 })
+	tokens.Add("tok-b")
+	if err := os.WriteFile(tokFile, []byte("tok-b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the note pushed with the new token", func() bool {
+		n, err := p.Pending()
+		return err == nil && n == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v, want nil", err)
+	}
+	if _, ok := serverNote(t, repo, "edge-r", commit); !ok {
+		t.Errorf("the server lacks the note after the rotation")
+	}
+
+	mu.Lock()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	mu.Unlock()
+	count := map[string]int{}
+	for _, l := range lines {
+		var e struct{ Level, Msg, Hint string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if e.Level == "WARN" || e.Level == "INFO" {
+			count[e.Level+" "+e.Msg+" hint="+e.Hint]++
+		}
+	}
+	want := map[string]int{
+		"WARN status notes not pushed: the server refused the credentials; notes stay queued in the local ref hint=rotate-hint": 1,
+		"INFO status notes pushed again hint=": 1,
+	}
+	if diff := cmp.Diff(want, count); diff != "" {
+		t.Errorf("warn and info lines (-want +got):\n%s", diff)
+	}
+	if got := tokens.PasswordLogins(); len(got) != 0 {
+		t.Errorf("the server fell back to password logins for %q", got)
 	}
 }

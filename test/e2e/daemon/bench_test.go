@@ -30,6 +30,16 @@ type localAgent struct {
 
 func startLocal(b *testing.B, url string, interval time.Duration) *localAgent {
 	b.Helper()
+	return startLocalConfig(b, func(state string) string {
+		return strings.Replace(agentConfig(url, "bench-1", interval, 30*time.Second), stateDir, state, 1)
+	})
+}
+
+// startLocalConfig starts `outpost run` on this machine with the
+// configuration that config returns for a state directory, and stops it
+// when the test ends.
+func startLocalConfig(b testing.TB, config func(state string) string) *localAgent {
+	b.Helper()
 	dir := b.TempDir()
 	a := &localAgent{
 		done:   make(chan struct{}),
@@ -38,8 +48,7 @@ func startLocal(b *testing.B, url string, interval time.Duration) *localAgent {
 		socket: filepath.Join(dir, "run", "outpost.sock"),
 	}
 	cfg := filepath.Join(dir, "agent.yaml")
-	content := strings.Replace(agentConfig(url, "bench-1", interval, 30*time.Second), stateDir, filepath.Join(dir, "state"), 1)
-	if err := os.WriteFile(cfg, []byte(content), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(config(filepath.Join(dir, "state"))), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	a.cmd = exec.Command(filepath.Join(binDir, "outpost"), "run", "--config", cfg, "--root", a.root, "--socket", a.socket, "-v")
@@ -64,7 +73,7 @@ func startLocal(b *testing.B, url string, interval time.Duration) *localAgent {
 }
 
 // waitCommit waits until the agent has applied commit.
-func (a *localAgent) waitCommit(b *testing.B, commit string) {
+func (a *localAgent) waitCommit(b testing.TB, commit string) {
 	b.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {

@@ -18,6 +18,9 @@ type HTTPOptions struct {
 	// Username and Password, when Username is set, are required as basic
 	// auth on every request.
 	Username, Password string
+	// Tokens, when set, requires a valid access token on every request,
+	// checked as a forge checks it.
+	Tokens *Tokens
 	// TLS serves https with httptest's certificate; its CA is written to
 	// HTTPServer.CAFile.
 	TLS bool
@@ -81,6 +84,11 @@ func (r *Root) ServeHTTP(o HTTPOptions) *HTTPServer {
 				http.Error(cw, "authentication required", http.StatusUnauthorized)
 				return
 			}
+		}
+		if o.Tokens != nil && !o.Tokens.Check(req) {
+			cw.Header().Set("WWW-Authenticate", `Basic realm="outpost-test"`)
+			http.Error(cw, "authentication required", http.StatusUnauthorized)
+			return
 		}
 		if fault != nil && fault(cw, req) {
 			return
