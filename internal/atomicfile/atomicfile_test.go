@@ -3,6 +3,8 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -86,5 +88,35 @@ func TestWriteFileRemovesStaleTemporaries(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("another path's temporary was removed: %v", err)
+	}
+}
+
+// A name of 250 bytes is legal: its temporary name must fit in 255 too, and
+// a stale temporary of it is still found.
+func TestWriteFileLongName(t *testing.T) {
+	for _, n := range []int{200, 237, 238, 250, 255} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			dir := t.TempDir()
+			base := strings.Repeat("x", n)
+			p := filepath.Join(dir, base)
+			for i := range 2 {
+				if err := WriteFile(p, []byte{byte('a' + i)}, 0o644, Options{}); err != nil {
+					t.Fatalf("WriteFile of a %d-byte name: %v", n, err)
+				}
+			}
+			if b, err := os.ReadFile(p); err != nil || string(b) != "b" {
+				t.Errorf("content = %q, %v, want %q", b, err, "b")
+			}
+			stale := tempPrefix(base) + "0badcafe"
+			if err := os.WriteFile(filepath.Join(dir, stale), nil, 0o600); err != nil {
+				t.Fatalf("temporary name of %d bytes: %v", len(stale), err)
+			}
+			if err := WriteFile(p, []byte("c"), 0o644, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Errorf("directory holds %d entries, want only the file", len(entries))
+			}
+		})
 	}
 }
