@@ -28,7 +28,8 @@ import (
 // attributes. A file copied or hard-linked elsewhere is not Outpost's at
 // its other name, since the value names the path.
 //
-// Where the filesystem takes no extended attributes, the mark is a record
+// Where the filesystem takes no extended attributes, or root lacks
+// CAP_SYS_ADMIN (a container), the mark is a record
 // in the state directory (marks/, 0700, root's) naming the file's device
 // and inode, written atomically before the rename.
 const (
@@ -41,7 +42,8 @@ func (d *Driver) setMark(name string) func(*os.File) error {
 	return func(f *os.File) error {
 		fd := int(f.Fd())
 		err := unix.Fsetxattr(fd, d.attr, []byte(name), 0)
-		if err != unix.ENOTSUP {
+		// EPERM: root without CAP_SYS_ADMIN, as in a container.
+		if err != unix.ENOTSUP && err != unix.EPERM {
 			if err != nil {
 				return fmt.Errorf("mark as Outpost's (%s): %w", d.attr, err)
 			}
@@ -68,7 +70,7 @@ func (d *Driver) marked(fd int, name string, st *unix.Stat_t) (bool, error) {
 		return string(buf[:n]) == name, nil
 	case unix.ERANGE:
 		return false, nil
-	case unix.ENODATA, unix.ENOTSUP:
+	case unix.ENODATA, unix.ENOTSUP, unix.EPERM:
 		if d.stateDir == "" {
 			return false, nil
 		}
