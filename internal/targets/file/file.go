@@ -438,7 +438,7 @@ func (d *Driver) fixAttrs(name string, w want) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", d.Path(name), err)
 	}
-	owned, err := d.marked(fd, name, &st)
+	owned, err := d.marked(fd, name, st.Dev, st.Ino)
 	if err != nil {
 		return err
 	}
@@ -596,14 +596,10 @@ func (d *Driver) inspect(pfd int, name string, obs observed, want []byte, compar
 		return false, false, fmt.Errorf("read %s: %w", d.Path(name), err)
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return false, false, fmt.Errorf("stat %s: %w", d.Path(name), err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != obs.id.ino || st.Dev != obs.id.dev {
-		return false, false, nil
-	}
-	if owned, err = d.marked(fd, name, &st); err != nil {
+	// O_NOFOLLOW opened no symlink, O_NONBLOCK no FIFO: what is open is
+	// what the stat saw, or a file put there since, whose mark and content
+	// are then what is read.
+	if owned, err = d.marked(fd, name, obs.id.dev, obs.id.ino); err != nil {
 		return false, false, err
 	}
 	if !compare || obs.size != int64(len(want)) {

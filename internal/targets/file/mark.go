@@ -61,9 +61,13 @@ func (d *Driver) setMark(name string) func(*os.File) error {
 }
 
 // marked reports whether the open file fd, at the managed path name and
-// as st describes it, carries Outpost's mark.
-func (d *Driver) marked(fd int, name string, st *unix.Stat_t) (bool, error) {
-	buf := make([]byte, len(name)+1)
+// with the device and inode dev and ino, carries Outpost's mark.
+func (d *Driver) marked(fd int, name string, dev, ino uint64) (bool, error) {
+	var small [256]byte
+	buf := small[:]
+	if len(name) >= len(small) {
+		buf = make([]byte, len(name)+1)
+	}
 	n, err := unix.Fgetxattr(fd, d.attr, buf)
 	switch err {
 	case nil:
@@ -81,7 +85,7 @@ func (d *Driver) marked(fd int, name string, st *unix.Stat_t) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		want := strconv.FormatUint(st.Dev, 10) + " " + strconv.FormatUint(st.Ino, 10) + "\n"
+		want := strconv.FormatUint(dev, 10) + " " + strconv.FormatUint(ino, 10) + "\n"
 		return string(b) == want, nil
 	}
 	return false, fmt.Errorf("read the mark of %s: %w", d.Path(name), err)
