@@ -23,10 +23,11 @@ type Options struct {
 	// UID and GID own the new file when Chown is true.
 	Chown    bool
 	UID, GID int
-	// BeforeRename, when set, is called with the complete temporary file
-	// just before it is renamed into place, to mark it: whatever it sets
-	// is there from the moment the file appears at its name. Its error
-	// abandons the write.
+	// BeforeRename, when set, is called with the temporary file once its
+	// content is written, to mark it: whatever it sets is there from the
+	// moment the file appears at its name. It runs before the owner and
+	// mode are set, while the file is still writable by its creator (a
+	// user.* attribute needs that). Its error abandons the write.
 	BeforeRename func(f *os.File) error
 }
 
@@ -69,6 +70,11 @@ func WriteFileAt(dirfd int, name, base string, data []byte, perm os.FileMode, op
 	if _, err = f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	if opts.BeforeRename != nil {
+		if err = opts.BeforeRename(f); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
 	if opts.Chown {
 		if err = f.Chown(opts.UID, opts.GID); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
@@ -78,11 +84,6 @@ func WriteFileAt(dirfd int, name, base string, data []byte, perm os.FileMode, op
 	// the umask plays no part.
 	if err = f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if opts.BeforeRename != nil {
-		if err = opts.BeforeRename(f); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)

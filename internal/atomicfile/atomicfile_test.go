@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -118,5 +119,44 @@ func TestWriteFileLongName(t *testing.T) {
 				t.Errorf("directory holds %d entries, want only the file", len(entries))
 			}
 		})
+	}
+}
+
+// TestBeforeRename checks that the hook sees the complete temporary file
+// while it is still its creator's to write (mode 0600: a user.* attribute
+// needs write access, and 0444 files are common), and that its error
+// abandons the write.
+func TestBeforeRename(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	var seen os.FileMode
+	var content string
+	hook := func(f *os.File) error {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		seen = fi.Mode().Perm()
+		b, err := os.ReadFile(f.Name())
+		content = string(b)
+		return err
+	}
+	t.Chdir(dir)
+	if err := WriteFile(p, []byte("data"), 0o444, Options{BeforeRename: hook}); err != nil {
+		t.Fatalf("WriteFile: %v", err)
+	}
+	if seen != 0o600 || content != "data" {
+		t.Errorf("hook saw mode %v and content %q, want 0600 and %q", seen, content, "data")
+	}
+	failed := errors.New("refused")
+	err := WriteFile(p, []byte("new"), 0o644, Options{BeforeRename: func(*os.File) error { return failed }})
+	if !errors.Is(err, failed) {
+		t.Fatalf("WriteFile with a failing hook = %v, want %v", err, failed)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "data" {
+		t.Errorf("content after a refused write = %q, want the old %q", b, "data")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries after a refused write, want 1", len(entries))
 	}
 }
