@@ -174,43 +174,11 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		return none, err
 	}
 	f := r.File
-	w := want{content: f.Content, mode: f.Mode, uid: -1, gid: -1}
-	if w.mode == 0 {
-		w.mode = DefaultMode
+	w, err := wanted(f)
+	if err != nil {
+		return none, err
 	}
-	w.mode &= fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-	var err error
-	if !f.Absent && f.Owner != "" {
-		if w.uid, err = lookupUser(f.Owner); err != nil {
-			return none, fmt.Errorf("%s: %w", f.Path, err)
-		}
-	}
-	if !f.Absent && f.Group != "" {
-		if w.gid, err = lookupGroup(f.Group); err != nil {
-			return none, fmt.Errorf("%s: %w", f.Path, err)
-		}
-	}
-
-	var obs observed
-	var same, owned bool
-	err = d.readParent(f.Path, func(pfd int) error {
-		var err error
-		if obs, err = statAt(pfd, d.Path(f.Path)); err != nil || !obs.exists || obs.symlink {
-			return err
-		}
-		content := w.content
-		if f.Absent {
-			content = nil
-		}
-		same, owned, err = d.inspect(pfd, f.Path, obs, content, !f.Absent)
-		return err
-	})
-	if errors.Is(err, fs.ErrNotExist) || (f.Absent && errors.Is(err, syscall.ENOTDIR)) {
-		// A missing directory: nothing is at the path, and a write
-		// makes the directories. A file where a directory should be
-		// is an error, unless nothing is wanted there.
-		obs, err = observed{}, nil
-	}
+	obs, same, owned, err := d.observe(f, w)
 	if err != nil {
 		return none, err
 	}
@@ -255,15 +223,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 			fields = append(fields, "content")
 			rewrite = true
 		}
-		if obs.mode != w.mode {
-			fields = append(fields, "mode "+octal(obs.mode)+" -> "+octal(w.mode))
-		}
-		if w.uid >= 0 && obs.uid != w.uid {
-			fields = append(fields, "owner "+strconv.Itoa(obs.uid)+" -> "+strconv.Itoa(w.uid))
-		}
-		if w.gid >= 0 && obs.gid != w.gid {
-			fields = append(fields, "group "+strconv.Itoa(obs.gid)+" -> "+strconv.Itoa(w.gid))
-		}
+		fields = append(fields, attrChanges(obs, w)...)
 	}
 	if len(fields) == 0 {
 		return none, nil
@@ -284,6 +244,67 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		}
 	}
 	return spec.Change{Action: spec.ActionUpdate, Fields: fields}, nil
+}
+
+// wanted is the file resource f with its owner and group resolved.
+func wanted(f *spec.File) (want, error) {
+	w := want{content: f.Content, mode: f.Mode, uid: -1, gid: -1}
+	if w.mode == 0 {
+		w.mode = DefaultMode
+	}
+	w.mode &= fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+	var err error
+	if !f.Absent && f.Owner != "" {
+		if w.uid, err = lookupUser(f.Owner); err != nil {
+			return w, fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
+	if !f.Absent && f.Group != "" {
+		if w.gid, err = lookupGroup(f.Group); err != nil {
+			return w, fmt.Errorf("%s: %w", f.Path, err)
+		}
+	}
+	return w, nil
+}
+
+// observe looks at what is at f's path, through the pass's parent
+// directories: whether a regular file there holds w's content (same) and
+// carries Outpost's mark (owned).
+func (d *Driver) observe(f *spec.File, w want) (obs observed, same, owned bool, err error) {
+	err = d.readParent(f.Path, func(pfd int) error {
+		var err error
+		if obs, err = statAt(pfd, d.Path(f.Path)); err != nil || !obs.exists || obs.symlink {
+			return err
+		}
+		content := w.content
+		if f.Absent {
+			content = nil
+		}
+		same, owned, err = d.inspect(pfd, f.Path, obs, content, !f.Absent)
+		return err
+	})
+	if errors.Is(err, fs.ErrNotExist) || (f.Absent && errors.Is(err, syscall.ENOTDIR)) {
+		// A missing directory: nothing is at the path, and a write
+		// makes the directories. A file where a directory should be
+		// is an error, unless nothing is wanted there.
+		return observed{}, false, false, nil
+	}
+	return obs, same, owned, err
+}
+
+// attrChanges lists how the mode, owner and group of obs differ from w.
+func attrChanges(obs observed, w want) []string {
+	var fields []string
+	if obs.mode != w.mode {
+		fields = append(fields, "mode "+octal(obs.mode)+" -> "+octal(w.mode))
+	}
+	if w.uid >= 0 && obs.uid != w.uid {
+		fields = append(fields, "owner "+strconv.Itoa(obs.uid)+" -> "+strconv.Itoa(w.uid))
+	}
+	if w.gid >= 0 && obs.gid != w.gid {
+		fields = append(fields, "group "+strconv.Itoa(obs.gid)+" -> "+strconv.Itoa(w.gid))
+	}
+	return fields
 }
 
 // conflict is the error of a path that holds something Outpost did not
