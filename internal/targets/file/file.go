@@ -156,7 +156,7 @@ type want struct {
 // ErrConflict is matched by errors.Is when a file that Outpost did not
 // create is at a managed path: it is left alone unless the resource says
 // adopt: true (or force: true, for state: absent).
-var ErrConflict = errors.New("a file that Outpost did not create is there")
+var ErrConflict = errors.New("conflict")
 
 // CheckApply compares the file resource r with the host and, with apply
 // true, converges the file. It implements converge.Driver.
@@ -314,7 +314,7 @@ func (d *Driver) conflict(name string, obs observed, fix string) error {
 	if obs.symlink {
 		what = "symlink"
 	}
-	return fmt.Errorf("%s: a %s that Outpost did not create is there; it is left alone (%s): %w", name, what, fix, ErrConflict)
+	return fmt.Errorf("%s: %w: a %s that Outpost did not create is there; it is left alone (%s)", name, ErrConflict, what, fix)
 }
 
 // Prepare starts a pass: the parent directories that the pass's checks open

@@ -16,7 +16,7 @@ import (
 // symlink. Outpost runs as root over directories that other users may own:
 // following a link there would let them point a write or a removal anywhere.
 // The error names the real path to use instead.
-var ErrSymlink = errors.New("a directory on the path is a symlink")
+var ErrSymlink = errors.New("symlink on the path")
 
 // dirFlags open a directory that is only used as the base of *at calls. A
 // directory's fsync needs a real descriptor, so the parent that a write or a
@@ -122,9 +122,9 @@ func (d *Driver) walkError(fd int, name string, comps []string, i int, err error
 	}
 	rest := strings.Join(comps[i+1:], "/")
 	if real := suggest(fd, d.root, comps, i); real != "" {
-		return fmt.Errorf("%s: %s is a symlink: %w; use %s", name, at, ErrSymlink, filepath.Join(real, rest, filepath.Base(name)))
+		return fmt.Errorf("%s: %w: %s is a symlink, which Outpost does not follow; use %s", name, ErrSymlink, at, filepath.Join(real, rest, filepath.Base(name)))
 	}
-	return fmt.Errorf("%s: %s is a symlink: %w", name, at, ErrSymlink)
+	return fmt.Errorf("%s: %w: %s is a symlink, which Outpost does not follow", name, ErrSymlink, at)
 }
 
 // suggest returns the managed path that the symlink comps[i] names, for an
