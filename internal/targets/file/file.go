@@ -418,6 +418,12 @@ func (d *Driver) unlink(pfd int, name string) error {
 	if err := unix.Fsync(pfd); err != nil {
 		return fmt.Errorf("sync the directory of %s: %w", d.Path(name), err)
 	}
+	if d.stateDir != "" {
+		// A record mark names an inode that may be reused.
+		if err := os.Remove(d.keptPath("marks", name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
 	return nil
 }
 

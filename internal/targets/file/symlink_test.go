@@ -375,3 +375,46 @@ func TestLongName(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkWithoutXattrs converges files on ramfs, which takes no extended
+// attributes: the mark is then a record in the state directory, and a file
+// created there is still Outpost's for the next agent, while a file that
+// was there before is not.
+func TestMarkWithoutXattrs(t *testing.T) {
+	root, stateDir := t.TempDir(), t.TempDir()
+	if err := unix.Mount("ramfs", root, "ramfs", 0, "mode=0755"); err != nil {
+		t.Fatalf("mount ramfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	if err := unix.Setxattr(root, "trusted.outpost.probe", []byte("x"), 0); err != unix.ENOTSUP {
+		t.Fatalf("setxattr on ramfs = %v, want ENOTSUP: the test needs a filesystem without xattrs", err)
+	}
+	write(t, root+"/etc/host.conf", "host's", 0o644)
+	ctx := context.Background()
+	r := fileRes("/etc/app.conf", "v1")
+	if got, err := file.New(file.Options{Root: root, StateDir: stateDir}).CheckApply(ctx, r, true); err != nil || got.Action != spec.ActionCreate {
+		t.Fatalf("create = %v, %v", got, err)
+	}
+	d := file.New(file.Options{Root: root, StateDir: stateDir})
+	if got, err := d.CheckApply(ctx, r, true); err != nil || got.Changed() {
+		t.Errorf("next agent's CheckApply() = %v, %v, want no change", got, err)
+	}
+	if _, err := d.CheckApply(ctx, fileRes("/etc/host.conf", "host's"), true); !errors.Is(err, file.ErrConflict) {
+		t.Errorf("CheckApply() of a file there before = %v, want ErrConflict", err)
+	}
+	// A file put in place of Outpost's, with another inode, is not
+	// Outpost's.
+	write(t, root+"/etc/app.new", "v1", 0o644)
+	if err := os.Rename(root+"/etc/app.new", root+"/etc/app.conf"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CheckApply(ctx, r, true); !errors.Is(err, file.ErrConflict) {
+		t.Errorf("CheckApply() of a file renamed over Outpost's = %v, want ErrConflict", err)
+	}
+	if got, err := d.Remove(ctx, r.ID, true); err != nil || got.Changed() {
+		t.Errorf("Remove() of a file renamed over Outpost's = %v, %v, want it left alone", got, err)
+	}
+	if _, err := os.Stat(root + "/etc/app.conf"); err != nil {
+		t.Errorf("the file renamed over Outpost's was removed: %v", err)
+	}
+}
