@@ -482,6 +482,14 @@ func TestCheckApplyErrors(t *testing.T) {
 			r:    fileRes("/etc/a", "x", owner("", "no-such-group-outpost")),
 		},
 		{
+			name: "numeric owner out of range",
+			r:    fileRes("/etc/a", "x", owner("4294967295", "")),
+		},
+		{
+			name: "numeric group that would wrap",
+			r:    fileRes("/etc/a", "x", owner("", "99999999999")),
+		},
+		{
 			name: "relative path",
 			r:    fileRes("etc/a", "x"),
 		},
