@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/outpost-gitops/outpost/internal/state"
 )
 
@@ -73,6 +75,10 @@ func TestFullDiskFileTarget(t *testing.T) {
 	mountTmpfs(t, dir, 64<<10)
 	old := "old version\n"
 	if err := os.WriteFile(filepath.Join(dir, "big.conf"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The old version is one that Outpost wrote: it carries its mark.
+	if err := unix.Setxattr(filepath.Join(dir, "big.conf"), "trusted.outpost.path", []byte("/etc/app/big.conf"), 0); err != nil {
 		t.Fatal(err)
 	}
 	writeTree(t, repo, map[string]string{

@@ -33,7 +33,7 @@ type driverEnv struct {
 // without Docker can still converge its files.
 var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
 	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
-		return file.New(file.Options{Root: env.cfg.Root, Logger: env.log}), nil
+		return file.New(file.Options{Root: env.cfg.Root, StateDir: env.cfg.StateDir, Logger: env.log}), nil
 	},
 	spec.KindUnit: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
 		if env.cfg.Root != "" {

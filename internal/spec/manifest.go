@@ -329,6 +329,12 @@ func (d *decoder) fileRes(r *decl, root *yaml.Node, f map[string]field) bool {
 			d.errorf(g.at, "%s: %q is not a user or group name or a numeric id", name, s)
 			continue
 		}
+		if !validID(s) {
+			// chown takes 32 bits and (uid_t)-1 means "unchanged":
+			// a larger number would wrap to another id.
+			d.errorf(g.at, "%s: numeric id %s is out of range (0 to %d)", name, s, MaxID)
+			continue
+		}
 		if name == "owner" {
 			fl.Owner = s
 		} else {

@@ -319,6 +319,20 @@ func parseDuration(s string) (time.Duration, error) {
 
 var ownerRE = regexp.MustCompile(`^([a-z_][a-zA-Z0-9_.-]*\$?|[0-9]+)$`)
 
+// MaxID is the largest user or group id that a file's owner or group may
+// name: 2^32-1 is (uid_t)-1, which chown reads as "leave unchanged".
+const MaxID = 1<<32 - 2
+
+// validID reports whether s, when it is a numeric id, is within 0..MaxID.
+// A name is always valid here.
+func validID(s string) bool {
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return true
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return err == nil && n <= MaxID
+}
+
 func validIP(s string) bool {
 	a, err := netip.ParseAddr(s)
 	return err == nil && a.Zone() == ""

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/targets/file"
 )
@@ -73,6 +75,9 @@ func TestContentCache(t *testing.T) {
 					name: "same content, new inode",
 					do: func(t *testing.T, p string) {
 						write(t, p+".tmp", "abcd", 0o640)
+						if err := unix.Lsetxattr(p+".tmp", "trusted.outpost.path", []byte("/etc/a"), 0); err != nil {
+							t.Fatal(err)
+						}
 						if err := os.Rename(p+".tmp", p); err != nil {
 							t.Fatal(err)
 						}
@@ -118,6 +123,7 @@ func TestContentCache(t *testing.T) {
 			r := fileRes("/etc/a", "abcd", mode(0o640))
 			p := d.Path("/etc/a")
 			write(t, p, "abcd", 0o640)
+			mark(t, root, "/etc/a")
 			written := ctime(t, p)
 			now := tt.clock(time.Unix(written.Unix()))
 			file.SetClock(d, func() time.Time { return now })

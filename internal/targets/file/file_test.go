@@ -6,10 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -83,6 +85,9 @@ func owner(o, g string) func(*spec.File) {
 }
 func absent(f *spec.File) { f.Absent = true }
 
+func forced(r *spec.Resource) *spec.Resource  { r.Force = true; return r }
+func adopted(r *spec.Resource) *spec.Resource { r.Adopt = true; return r }
+
 func write(t *testing.T, p, content string, m fs.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -93,6 +98,21 @@ func write(t *testing.T, p, content string, m fs.FileMode) {
 	}
 	if err := os.Chmod(p, m); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ours writes a file as Outpost did: marked with its managed name.
+func ours(t *testing.T, root, name, content string, m fs.FileMode) {
+	t.Helper()
+	write(t, root+name, content, m)
+	mark(t, root, name)
+}
+
+// mark marks the file at name under root as Outpost's, as only root can.
+func mark(t *testing.T, root, name string) {
+	t.Helper()
+	if err := unix.Lsetxattr(root+name, "trusted.outpost.path", []byte(name), 0); err != nil {
+		t.Fatalf("mark %s: %v", name, err)
 	}
 }
 
@@ -141,21 +161,21 @@ func TestCheckApply(t *testing.T) {
 		},
 		{
 			name:    "no-op",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "same", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "same", 0o644) },
 			r:       fileRes("/etc/a", "same"),
 			want:    spec.Change{Action: spec.ActionNone},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o644, Content: "same"}},
 		},
 		{
 			name:    "content of the same size",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "abcd", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "abcd", 0o644) },
 			r:       fileRes("/etc/a", "abce"),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"content"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o644, Content: "abce"}},
 		},
 		{
 			name:    "content of another size",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "old", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "old", 0o644) },
 			r:       fileRes("/etc/a", "newer"),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"content"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o644, Content: "newer"}},
@@ -163,7 +183,7 @@ func TestCheckApply(t *testing.T) {
 		{
 			name: "large content",
 			prepare: func(t *testing.T, root string) {
-				write(t, root+"/etc/big", string(make([]byte, 100<<10))+"x", 0o644)
+				ours(t, root, "/etc/big", string(make([]byte, 100<<10))+"x", 0o644)
 			},
 			r:     fileRes("/etc/big", string(make([]byte, 100<<10))+"y"),
 			want:  spec.Change{Action: spec.ActionUpdate, Fields: []string{"content"}},
@@ -171,21 +191,21 @@ func TestCheckApply(t *testing.T) {
 		},
 		{
 			name:    "mode",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o644) },
 			r:       fileRes("/etc/a", "x", mode(0o640)),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"mode 0644 -> 0640"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o640, Content: "x"}},
 		},
 		{
 			name:    "default mode",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o600) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o600) },
 			r:       fileRes("/etc/a", "x", mode(0)),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"mode 0600 -> 0644"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o644, Content: "x"}},
 		},
 		{
 			name:    "content and mode",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o644) },
 			r:       fileRes("/etc/a", "y", mode(0o600)),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"content", "mode 0644 -> 0600"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o600, Content: "y"}},
@@ -198,7 +218,7 @@ func TestCheckApply(t *testing.T) {
 		},
 		{
 			name:    "owner and group by name",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o644) },
 			r:       fileRes("/etc/a", "x", owner("nobody", "nogroup")),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"owner 0 -> 65534", "group 0 -> 65534"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o644, UID: nobody, GID: nobody, Content: "x"}},
@@ -206,7 +226,7 @@ func TestCheckApply(t *testing.T) {
 		{
 			name: "owner back to root, group left alone",
 			prepare: func(t *testing.T, root string) {
-				write(t, root+"/etc/a", "x", 0o644)
+				ours(t, root, "/etc/a", "x", 0o644)
 				chown(t, root+"/etc/a", nobody, nobody)
 			},
 			r:     fileRes("/etc/a", "x", owner("root", "")),
@@ -215,7 +235,7 @@ func TestCheckApply(t *testing.T) {
 		},
 		{
 			name:    "numeric owner",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o644) },
 			r:       fileRes("/etc/a", "x", owner("1234", "4321")),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"owner 0 -> 1234", "group 0 -> 4321"}},
 			after:   map[string]node{"etc/a": {Type: "file", Mode: 0o644, UID: 1234, GID: 4321, Content: "x"}},
@@ -223,7 +243,7 @@ func TestCheckApply(t *testing.T) {
 		{
 			name: "new content keeps an owner left alone",
 			prepare: func(t *testing.T, root string) {
-				write(t, root+"/etc/a", "x", 0o644)
+				ours(t, root, "/etc/a", "x", 0o644)
 				chown(t, root+"/etc/a", nobody, nobody)
 			},
 			r:     fileRes("/etc/a", "y"),
@@ -232,7 +252,7 @@ func TestCheckApply(t *testing.T) {
 		},
 		{
 			name:    "setuid survives chown",
-			prepare: func(t *testing.T, root string) { write(t, root+"/bin/tool", "x", 0o755) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/bin/tool", "x", 0o755) },
 			r:       fileRes("/bin/tool", "y", owner("nobody", "nogroup"), mode(fs.ModeSetuid|0o755)),
 			want:    spec.Change{Action: spec.ActionUpdate, Fields: []string{"content", "mode 0755 -> 4755", "owner 0 -> 65534", "group 0 -> 65534"}},
 			after:   map[string]node{"bin/tool": {Type: "file", Mode: fs.ModeSetuid | 0o755, UID: nobody, GID: nobody, Content: "y"}},
@@ -264,20 +284,8 @@ func TestCheckApply(t *testing.T) {
 			},
 		},
 		{
-			name: "symlinked parent inside the root",
-			prepare: func(t *testing.T, root string) {
-				if err := os.MkdirAll(root+"/real", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				symlink(t, "../real", root+"/etc/link")
-			},
-			r:     fileRes("/etc/link/a", "x"),
-			want:  spec.Change{Action: spec.ActionCreate},
-			after: map[string]node{"real/a": {Type: "file", Mode: 0o644, Content: "x"}},
-		},
-		{
 			name:    "absent removes the file",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o644) },
 			r:       fileRes("/etc/a", "", absent),
 			want:    spec.Change{Action: spec.ActionDelete},
 			after:   map[string]node{"etc": {Type: "dir", Mode: fs.ModeDir | 0o755}},
@@ -296,12 +304,12 @@ func TestCheckApply(t *testing.T) {
 			after: map[string]node{},
 		},
 		{
-			name: "absent removes a symlink, not its target",
+			name: "absent with force removes a symlink, not its target",
 			prepare: func(t *testing.T, root string) {
 				write(t, root+"/victim", "keep", 0o600)
 				symlink(t, root+"/victim", root+"/etc/a")
 			},
-			r:    fileRes("/etc/a", "", absent),
+			r:    forced(fileRes("/etc/a", "", absent)),
 			want: spec.Change{Action: spec.ActionDelete},
 			after: map[string]node{
 				"etc":    {Type: "dir", Mode: fs.ModeDir | 0o755},
@@ -393,19 +401,72 @@ func TestCheckApplyErrors(t *testing.T) {
 			name:    "symlinked parent leading outside the root",
 			prepare: func(t *testing.T, root, outside string) { symlink(t, outside, root+"/etc") },
 			r:       fileRes("/etc/a", "x"),
-			is:      file.ErrOutsideRoot,
+			is:      file.ErrSymlink,
 		},
 		{
 			name:    "relative symlinked parent leading outside the root",
 			prepare: func(t *testing.T, root, outside string) { symlink(t, "../../"+filepath.Base(outside), root+"/etc/sub") },
 			r:       fileRes("/etc/sub/a", "x"),
-			is:      file.ErrOutsideRoot,
+			is:      file.ErrSymlink,
 		},
 		{
 			name:    "dangling symlinked parent",
 			prepare: func(t *testing.T, root, outside string) { symlink(t, outside+"/missing", root+"/etc") },
 			r:       fileRes("/etc/a", "x"),
-			is:      file.ErrOutsideRoot,
+			is:      file.ErrSymlink,
+		},
+		{
+			name: "symlinked parent inside the root",
+			prepare: func(t *testing.T, root, _ string) {
+				if err := os.MkdirAll(root+"/real", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				symlink(t, "../real", root+"/etc/link")
+			},
+			r:  fileRes("/etc/link/a", "x"),
+			is: file.ErrSymlink,
+		},
+		{
+			name:    "a file Outpost did not create, with the same content",
+			prepare: func(t *testing.T, root, _ string) { write(t, root+"/etc/fstab", "x", 0o644) },
+			r:       fileRes("/etc/fstab", "x"),
+			is:      file.ErrConflict,
+		},
+		{
+			name:    "a file Outpost did not create, other content",
+			prepare: func(t *testing.T, root, _ string) { write(t, root+"/etc/fstab", "host's", 0o600) },
+			r:       fileRes("/etc/fstab", "x", owner("0", "0")),
+			is:      file.ErrConflict,
+		},
+		{
+			name: "a file marked for another path",
+			prepare: func(t *testing.T, root, _ string) {
+				ours(t, root, "/etc/b", "x", 0o644)
+				if err := os.Link(root+"/etc/b", root+"/etc/a"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			r:  fileRes("/etc/a", "y"),
+			is: file.ErrConflict,
+		},
+		{
+			name:    "absent without force leaves a file Outpost did not create",
+			prepare: func(t *testing.T, root, _ string) { write(t, root+"/etc/a", "x", 0o644) },
+			r:       fileRes("/etc/a", "", absent),
+			is:      file.ErrConflict,
+		},
+		{
+			name: "absent without force leaves a symlink",
+			prepare: func(t *testing.T, root, outside string) {
+				symlink(t, outside, root+"/etc/a")
+			},
+			r:  fileRes("/etc/a", "", absent),
+			is: file.ErrConflict,
+		},
+		{
+			name:    "adopt without a state directory",
+			prepare: func(t *testing.T, root, _ string) { write(t, root+"/etc/a", "x", 0o644) },
+			r:       adopted(fileRes("/etc/a", "y")),
 		},
 		{
 			name:    "a file where a directory should be",
@@ -419,6 +480,14 @@ func TestCheckApplyErrors(t *testing.T) {
 		{
 			name: "unknown group",
 			r:    fileRes("/etc/a", "x", owner("", "no-such-group-outpost")),
+		},
+		{
+			name: "numeric owner out of range",
+			r:    fileRes("/etc/a", "x", owner("4294967295", "")),
+		},
+		{
+			name: "numeric group that would wrap",
+			r:    fileRes("/etc/a", "x", owner("", "99999999999")),
 		},
 		{
 			name: "relative path",
@@ -461,7 +530,7 @@ func TestRemove(t *testing.T) {
 	}{
 		{
 			name:    "regular file",
-			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "x", 0o644) },
+			prepare: func(t *testing.T, root string) { ours(t, root, "/etc/a", "x", 0o644) },
 			want:    spec.Change{Action: spec.ActionDelete},
 			gone:    true,
 		},
@@ -488,6 +557,11 @@ func TestRemove(t *testing.T) {
 			},
 			want: spec.Change{Action: spec.ActionNone},
 			gone: true,
+		},
+		{
+			name:    "a file Outpost did not create is left alone",
+			prepare: func(t *testing.T, root string) { write(t, root+"/etc/a", "host's", 0o644) },
+			want:    spec.Change{Action: spec.ActionNone},
 		},
 		{
 			name: "directory is left alone",
@@ -581,10 +655,14 @@ func TestRelativeRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An absolute symlink into the root, under a root given as a relative
-	// path.
+	// path: refused, and the error names the real path.
 	symlink(t, filepath.Join(base, "sandbox/real"), "sandbox/etc")
 	d := file.New(file.Options{Root: "sandbox"})
-	if _, err := d.CheckApply(context.Background(), fileRes("/etc/a", "x"), true); err != nil {
+	_, err := d.CheckApply(context.Background(), fileRes("/etc/a", "x"), true)
+	if !errors.Is(err, file.ErrSymlink) || !strings.Contains(err.Error(), "use /real/a") {
+		t.Fatalf("CheckApply() through a symlink under a relative root = %v, want ErrSymlink suggesting /real/a", err)
+	}
+	if _, err := d.CheckApply(context.Background(), fileRes("/real/a", "x"), true); err != nil {
 		t.Fatalf("CheckApply() under a relative root = %v, want nil", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(base, "sandbox/real/a")); err != nil || string(b) != "x" {
