@@ -875,7 +875,7 @@ func (d *daemon) refreshDrivers(ctx context.Context) {
 // the drivers they watch through are replaced.
 func (d *daemon) rebuild(ctx context.Context) {
 	d.stopWatchers()
-	d.drivers = buildDrivers(ctx, d.cfg, d.log, d.desired, d.st.Inventory, d.drivers)
+	d.drivers = buildDrivers(ctx, d.cfg, d.log, d.desired, d.st, d.drivers)
 	d.eng = newEngine(d.drivers, d.log, recordOwned(d.store, d.st, d.log))
 	d.startWatchers(ctx, d.drivers, d.desired)
 }

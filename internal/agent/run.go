@@ -26,6 +26,10 @@ import (
 type driverEnv struct {
 	cfg *Config
 	log *slog.Logger
+	// recorded reports whether the state records an object as applied by
+	// Outpost, as it stands when asked: the daemon's inventory grows as it
+	// runs.
+	recorded func(spec.ID) bool
 }
 
 // drivers builds the driver of each kind; a target is added here in one
@@ -33,7 +37,8 @@ type driverEnv struct {
 // without Docker can still converge its files.
 var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
 	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
-		return file.New(file.Options{Root: env.cfg.Root, StateDir: env.cfg.StateDir, Logger: env.log}), nil
+		recorded := func(name string) bool { return env.recorded(spec.ID{Kind: spec.KindFile, Name: name}) }
+		return file.New(file.Options{Root: env.cfg.Root, StateDir: env.cfg.StateDir, Logger: env.log, Recorded: recorded}), nil
 	},
 	spec.KindUnit: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
 		if env.cfg.Root != "" {
@@ -145,7 +150,7 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	drv := buildDrivers(ctx, cfg, log, desired, st.Inventory, nil)
+	drv := buildDrivers(ctx, cfg, log, desired, st, nil)
 	defer closeDrivers(drv)
 	var owned func(state.Inventory)
 	if apply {
@@ -395,12 +400,23 @@ func problems(err error, display string) (ps []Problem, ok bool) {
 // reusing those in have and building the others. A driver that cannot be
 // built (no system bus, no Docker engine) stands in as one that fails each
 // of its resources with the reason, so the other kinds still converge.
-func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, inv state.Inventory, have map[spec.Kind]converge.Driver) map[spec.Kind]converge.Driver {
+//
+// The drivers read st's inventory when they ask whether an object is
+// recorded as Outpost's; only the pass that owns st changes it, after the
+// drivers' calls of that pass have returned.
+func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver) map[spec.Kind]converge.Driver {
 	need := map[spec.Kind]bool{}
 	for _, r := range desired.Resources {
 		need[r.ID.Kind] = true
 	}
-	for _, id := range inv.IDs() {
+	// An entry without a hash is a create that failed or was cut short:
+	// what is at its name may be Outpost's or not, and only a driver's mark
+	// can tell.
+	recorded := func(id spec.ID) bool {
+		e, ok := st.Inventory.Get(id)
+		return ok && e.Hash != ""
+	}
+	for _, id := range st.Inventory.IDs() {
 		need[id.Kind] = true
 	}
 	out := map[spec.Kind]converge.Driver{}
@@ -423,7 +439,7 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 		if !need[k] || !ok {
 			continue
 		}
-		d, err := mk(ctx, driverEnv{cfg: cfg, log: log.With("kind", string(k))})
+		d, err := mk(ctx, driverEnv{cfg: cfg, log: log.With("kind", string(k)), recorded: recorded})
 		if err != nil {
 			log.Warn("driver unavailable", "kind", k, "err", err)
 			out[k] = unavailable{kind: k, err: err}

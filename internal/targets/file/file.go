@@ -49,6 +49,12 @@ type Options struct {
 	// files are kept there, and the marks of files written where the
 	// filesystem takes no extended attributes. Empty refuses both.
 	StateDir string
+	// Recorded reports whether the agent's state records the managed path
+	// as a file Outpost wrote. Such a file is Outpost's even without the
+	// mark: one written by a version that set no mark, or replaced by
+	// rename (an editor, sed -i) since. It is marked again by rewriting
+	// it, never by fixing attributes through it. Nil records nothing.
+	Recorded func(name string) bool
 	// Logger receives the driver's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -60,6 +66,7 @@ type Driver struct {
 	now  func() time.Time
 
 	stateDir string
+	recorded func(name string) bool
 	// attr is the extended attribute that marks a file as Outpost's:
 	// trusted.* when the agent is root, which only CAP_SYS_ADMIN can set,
 	// user.* otherwise (a demo under a root of one's own).
@@ -112,7 +119,11 @@ func New(opts Options) *Driver {
 	if os.Geteuid() != 0 {
 		attr = userMark
 	}
-	return &Driver{root: root, log: log, now: time.Now, stateDir: opts.StateDir, attr: attr, verified: map[string]verifiedContent{}, seed: maphash.MakeSeed()}
+	recorded := opts.Recorded
+	if recorded == nil {
+		recorded = func(string) bool { return false }
+	}
+	return &Driver{root: root, log: log, now: time.Now, stateDir: opts.StateDir, recorded: recorded, attr: attr, verified: map[string]verifiedContent{}, seed: maphash.MakeSeed()}
 }
 
 // Path returns where the managed path name is on this host: name under the
@@ -178,10 +189,14 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	if err != nil {
 		return none, err
 	}
-	obs, same, owned, err := d.observe(f, w)
+	obs, same, marked, err := d.observe(f, w)
 	if err != nil {
 		return none, err
 	}
+	// recorded: Outpost's by the state, but without the mark (see
+	// Options.Recorded); it is rewritten to carry the mark again.
+	recorded := obs.exists && !obs.symlink && !marked && d.recorded(f.Path)
+	owned := marked || recorded
 	if f.Absent {
 		if !obs.exists {
 			return none, nil
@@ -214,7 +229,10 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	case !owned && d.stateDir == "":
 		return none, fmt.Errorf("%s: adopt needs the agent's state directory to keep the original", f.Path)
 	default:
-		if !owned {
+		if recorded {
+			fields = append(fields, "mark")
+			rewrite = true
+		} else if !owned {
 			// Adopted: rewritten, so that it carries the mark.
 			fields = append(fields, "adopted")
 			rewrite = true
@@ -372,7 +390,7 @@ func (d *Driver) prune(pfd int, id spec.ID, apply bool) (spec.Change, error) {
 	if err != nil {
 		return none, err
 	}
-	if !owned {
+	if !owned && !d.recorded(name) {
 		d.log.Warn("a file that Outpost did not create is at a pruned file's path; left alone", "resource", id, "path", d.Path(name))
 		return none, nil
 	}

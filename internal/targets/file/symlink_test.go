@@ -418,3 +418,59 @@ func TestMarkWithoutXattrs(t *testing.T) {
 		t.Errorf("the file renamed over Outpost's was removed: %v", err)
 	}
 }
+
+// TestRecordedWithoutMark checks the files that the state records as
+// Outpost's but that carry no mark: written by a version that set none, or
+// replaced by rename since. They are rewritten, which marks them again, and
+// their attributes are never fixed through them; a file the state does not
+// record stays a conflict.
+func TestRecordedWithoutMark(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		recorded bool
+		res      *spec.Resource
+		want     []string // the change's fields; nil for a conflict
+	}{
+		{"same content", true, fileRes("/etc/app.conf", "v1", mode(0o644)), []string{"mark"}},
+		{"other content", true, fileRes("/etc/app.conf", "v2", mode(0o644)), []string{"mark", "content"}},
+		{"mode only", true, fileRes("/etc/app.conf", "v1", mode(0o600)), []string{"mark", "mode 0644 -> 0600"}},
+		{"not recorded", false, fileRes("/etc/app.conf", "v1", mode(0o644)), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			write(t, root+"/etc/app.conf", "v1", 0o644)
+			before, err := os.Stat(root + "/etc/app.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := file.New(file.Options{Root: root, Recorded: func(name string) bool { return tt.recorded && name == "/etc/app.conf" }})
+			got, err := d.CheckApply(ctx, tt.res, true)
+			if tt.want == nil {
+				if !errors.Is(err, file.ErrConflict) {
+					t.Fatalf("CheckApply() = %v, %v, want a conflict", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got.Fields); diff != "" {
+				t.Errorf("CheckApply() fields (-want +got):\n%s", diff)
+			}
+			after, err := os.Stat(root + "/etc/app.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if os.SameFile(before, after) {
+				t.Error("the file was fixed in place; want it rewritten by rename")
+			}
+			// Marked now: a driver with no record owns it.
+			fresh := file.New(file.Options{Root: root})
+			if got, err := fresh.CheckApply(ctx, tt.res, false); err != nil || got.Changed() {
+				t.Errorf("after the rewrite, CheckApply() = %v, %v, want no change", got, err)
+			}
+		})
+	}
+}
