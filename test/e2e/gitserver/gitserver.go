@@ -18,11 +18,14 @@
 //	d := root.ServeGit()                                  // git daemon, receive-pack enabled
 //	d.URL("env")                                          // git://127.0.0.1:PORT/env.git
 //
-//	s := root.ServeSSH()                                  // /usr/sbin/sshd as root
+//	s := root.ServeSSH()                                  // /usr/sbin/sshd as root, AcceptEnv GIT_PROTOCOL
 //	s.URL("env"), s.KeyFile, s.KnownHostsFile, s.WrongKnownHostsFile
+//	root.ServeSSHWith(gitserver.SSHOptions{RefuseGitProtocol: true}) // no protocol v2
 //
 //	p := gitserver.NewProxy(t, "127.0.0.1:PORT")          // TCP fault proxy
-//	p.Addr, p.CutAfter(n), p.Delay(d)
+//	p.Addr, p.CutAfter(n), p.Delay(d), p.Bytes(), p.ResetBytes()
+//
+//	repo.CreateRefs(names, commit)                        // thousands of refs, packed
 //
 // Commits are made with the git command line in a work clone beside the bare
 // repository and pushed straight into it, so they never count as requests
