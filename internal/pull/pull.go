@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -98,6 +99,8 @@ type Repo struct {
 	store   *filesystem.Storage // the cache's; nil for a local repository
 	damaged error               // why the cache must be cloned again, or nil
 	seen    string              // the tip of the last Poll of a local repository
+	proto   Protocol            // what the last poll spoke (protov2.go)
+	v2http  *http.Client        // the client of v2 polls over http(s), once built
 }
 
 // Result is the outcome of a Poll.
@@ -379,6 +382,9 @@ func (r *Repo) remote() *git.Remote {
 func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
+	if tip, done, err := r.lsRefsV2(ctx); done {
+		return tip, err
+	}
 	refs, err := r.remote().ListContext(ctx, &git.ListOptions{
 		Auth: r.tr.Auth, CABundle: r.tr.CABundle, PeelingOption: git.IgnorePeeled,
 		ProxyOptions: r.proxyOptions(),
