@@ -120,6 +120,9 @@ func TestDaemonNotesOverHTTP(t *testing.T) {
 	cfg.Source.URL = srv.URL("env")
 	cfg.Source.Interval = Duration(time.Hour)
 	cfg.Root = t.TempDir()
+	// Not Default's /var/lib/outpost: a last good commit left there
+	// would make the daemon wait for its slot before it polls.
+	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Host.Name = "edge-7"
 	cfg.Host.Labels = map[string]string{"site": "berlin"}
 	socket := startDaemon(t, nil, cfg)

@@ -740,7 +740,8 @@ func checkPerMinute(t testing.TB, what string, counts []int, bound int) {
 }
 
 // maxPolls is the most polls that can start within window: after a
-// successful poll the agent waits at least interval, after the k-th failure
+// successful poll the agent waits until its slot, at least half an interval
+// later (an interval later once it polls on its slot), after the k-th failure
 // in a row the backoff's Delay(k) (capped at the interval, seeded by the
 // host's name). It tries every pattern of successes and failures.
 func maxPolls(interval, window time.Duration) int {
@@ -759,7 +760,7 @@ func maxPolls(interval, window time.Duration) int {
 			if t == never {
 				continue
 			}
-			next[0] = min(next[0], t+interval)
+			next[0] = min(next[0], t+interval/2)
 			next[k+1] = min(next[k+1], t+b.Delay(k))
 		}
 		if slices.Min(next) >= window {
