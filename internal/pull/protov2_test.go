@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,5 +285,101 @@ func TestPollBytes(t *testing.T) {
 	}
 	if b := got["v0 http bodies"]; b[2] < 100*got["http bodies"][2] {
 		t.Errorf("v0 bytes per unchanged poll = %v, want 10,000 refs to cost far more than v2's %v", b, got["http bodies"])
+	}
+}
+
+// TestProtocolV2Hostile serves v2 answers that a poll must refuse: more
+// than the cap, malformed ref lines, no end. Each poll fails without
+// giving v2 up and without showing the password. A redirect to another
+// server is not followed in v2: the poll falls back to go-git's v0 and its
+// redirect policy, and the credentials never reach the other server.
+func TestProtocolV2Hostile(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")
+	h := root.ServeHTTP(gitserver.HTTPOptions{})
+	var elsewhere atomic.Bool
+	other := root.ServeHTTP(gitserver.HTTPOptions{})
+	other.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if _, _, ok := r.BasicAuth(); ok {
+			elsewhere.Store(true)
+		}
+		return false
+	})
+	caps := "001e# service=git-upload-pack\n0000000eversion 2\n0013ls-refs=unborn\n0000"
+	line := fmt.Sprintf("%04x%s refs/heads/main\n", 4+41+16, strings.Repeat("a", 40))
+	tests := []struct {
+		name     string
+		post     func(w http.ResponseWriter) // the answer to ls-refs
+		get      func(w http.ResponseWriter, r *http.Request) bool
+		redirect bool
+	}{
+		{name: "endless refs", post: func(w http.ResponseWriter) {
+			for range (2 << 20) / len(line) {
+				if _, err := io.WriteString(w, line); err != nil {
+					return
+				}
+			}
+		}},
+		{name: "endless capabilities", get: func(w http.ResponseWriter, r *http.Request) bool {
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+			io.WriteString(w, "001e# service=git-upload-pack\n0000000eversion 2\n")
+			for range (2 << 20) / 17 {
+				if _, err := io.WriteString(w, "0011agent=hostile"); err != nil {
+					break
+				}
+			}
+			return true
+		}},
+		{name: "malformed ref line", post: func(w http.ResponseWriter) {
+			io.WriteString(w, "0015not-a-hash HEAD x\n0000")
+		}},
+		{name: "no end", post: func(w http.ResponseWriter) {
+			io.WriteString(w, line)
+		}},
+		{name: "redirect elsewhere", redirect: true, get: func(w http.ResponseWriter, r *http.Request) bool {
+			http.Redirect(w, r, other.URL("env")+"/info/refs?service=git-upload-pack", http.StatusFound)
+			return true
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method == http.MethodGet {
+					if tt.get != nil {
+						return tt.get(w, r)
+					}
+					w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+					io.WriteString(w, caps)
+					return true
+				}
+				w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+				tt.post(w)
+				return true
+			})
+			h.Reset()
+			cfg := pull.Config{URL: strings.Replace(h.URL("env"), "http://", "http://u:secret@", 1), Timeout: 20 * time.Second}
+			r, _ := openLogged(t, cfg)
+			_, err := r.Poll(context.Background())
+			t.Logf("Poll = %v", err)
+			if elsewhere.Load() {
+				t.Errorf("the credentials reached the other server")
+			}
+			if tt.redirect {
+				if got := r.Protocol(); got != pull.ProtocolV0 {
+					t.Errorf("Protocol() after a redirect = %v, want %v", got, pull.ProtocolV0)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Poll = nil error, want a refusal")
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+			if got := r.Protocol(); got == pull.ProtocolV0 {
+				t.Errorf("Protocol() = %v after a hostile v2 answer, want no fallback", got)
+			}
+		})
 	}
 }
