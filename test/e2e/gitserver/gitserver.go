@@ -1,7 +1,7 @@
 // Package gitserver serves bare Git repositories over real transports for
 // Outpost's tests, and makes commits in them. Everything it starts belongs to
 // one test and stops in t.Cleanup; a binary that is missing (git, sshd,
-// ssh-keygen) fails the test with a message that names it.
+// ssh-keygen, nginx, fcgiwrap) fails the test with a message that names it.
 //
 // A test makes a Root, creates bare repositories in it and serves the Root:
 //
@@ -14,6 +14,9 @@
 //	h.Requests(), h.Bytes(), h.Reset()                    // what the server saw
 //	h.SetFault(func(w http.ResponseWriter, r *http.Request) bool { ... })
 //	root.ServeHTTP(gitserver.HTTPOptions{TLS: true, Username: "u", Password: "p"}).CAFile
+//
+//	n := root.ServeNginx()                                // nginx + fcgiwrap + http-backend
+//	n.URL("env"), n.URLv0("env"), n.CPU()                 // v2; Git-Protocol dropped; server CPU
 //
 //	d := root.ServeGit()                                  // git daemon, receive-pack enabled
 //	d.URL("env")                                          // git://127.0.0.1:PORT/env.git
