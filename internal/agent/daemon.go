@@ -221,7 +221,11 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 
 // loop is the daemon's one goroutine of work.
 func (d *daemon) loop(ctx context.Context) error {
-	pollT := time.NewTimer(d.firstPoll())
+	// Poll at once after the local converge: a restarted agent (an
+	// upgrade, a crash, an operator) picks up a commit pushed meanwhile
+	// without waiting. From the next poll on, polls fall on the host's
+	// slot (splay.go).
+	pollT := time.NewTimer(0)
 	defer pollT.Stop()
 	fullT := time.NewTimer(d.opts.FullInterval)
 	defer fullT.Stop()
@@ -307,19 +311,6 @@ func (d *daemon) watchdog(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// firstPoll is the wait before the first poll after a start: none for a
-// host that has never applied a commit (it has nothing to enforce until it
-// polls), else until the host's slot (splay.go), so that a fleet that boots
-// at once does not poll at once. The host enforces its last good commit
-// meanwhile.
-func (d *daemon) firstPoll() time.Duration {
-	if d.st.LastGood == "" {
-		return 0
-	}
-	now := time.Now()
-	return nextSlot(d.cfg.Host.Name, d.pollInterval(), now).Sub(now)
 }
 
 // pollInterval is source.interval, or a minute.

@@ -120,8 +120,7 @@ func TestDaemonNotesOverHTTP(t *testing.T) {
 	cfg.Source.URL = srv.URL("env")
 	cfg.Source.Interval = Duration(time.Hour)
 	cfg.Root = t.TempDir()
-	// Not Default's /var/lib/outpost: a last good commit left there
-	// would make the daemon wait for its slot before it polls.
+	// Not Default's /var/lib/outpost, which other runs share.
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Host.Name = "edge-7"
 	cfg.Host.Labels = map[string]string{"site": "berlin"}

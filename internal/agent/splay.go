@@ -10,8 +10,9 @@ import (
 // interval. Each host polls instead at a fixed place in the interval, its
 // splay, derived from its name (the same FNV-1a hash of the name that
 // seeds the image poller's jitter), and counted from the Unix epoch: hosts
-// that boot at the same moment, or restart, keep their places, and a
-// fleet's polls spread evenly over the interval.
+// that boot at the same moment, or restart, poll together once, at start,
+// and then each at its own place, so that a fleet's polls spread evenly
+// over the interval.
 
 // splay returns host's place in a period of interval, in [0, interval).
 func splay(host string, interval time.Duration) time.Duration {

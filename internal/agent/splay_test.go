@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/outpost-gitops/outpost/internal/state"
 )
 
 // TestSplaySpreadsAFleet places 1,000 hosts in a one-minute interval: every
@@ -65,36 +63,6 @@ func TestPollWait(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := pollWait(host, interval, tt.start, tt.now); got != tt.want {
 				t.Errorf("pollWait(start %v, now %v) = %v, want %v", tt.start.Sub(slot), tt.now.Sub(slot), got, tt.want)
-			}
-		})
-	}
-}
-
-// TestFirstPoll checks the first poll after a start: at once for a host
-// that has never applied a commit, at its slot for one that enforces its
-// last good commit meanwhile.
-func TestFirstPoll(t *testing.T) {
-	interval := time.Hour
-	for _, tt := range []struct {
-		name, lastGood string
-	}{
-		{"new host", ""},
-		{"host with a last good commit", "r1"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := &Config{Host: HostConfig{Name: "edge-042"}, Source: SourceConfig{Interval: Duration(interval)}}
-			d := &daemon{cfg: cfg, st: &state.State{LastGood: tt.lastGood}}
-			before := time.Now()
-			wait := d.firstPoll()
-			if tt.lastGood == "" {
-				if wait != 0 {
-					t.Errorf("firstPoll() = %v, want 0", wait)
-				}
-				return
-			}
-			want := nextSlot("edge-042", interval, before)
-			if at := before.Add(wait); at.Before(want.Add(-time.Second)) || at.After(want) {
-				t.Errorf("firstPoll() = %v: at %v, want the host's slot %v", wait, at, want)
 			}
 		})
 	}
