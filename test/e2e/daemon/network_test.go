@@ -273,10 +273,11 @@ func TestLossyNetwork(t *testing.T) {
 	gitPolls := maxPolls(gitInterval, time.Minute)
 	gitMinutes := gitCount.perMinute(start, end)
 	regMinutes := regCount.perMinute(start, end)
-	// A poll is an ls-remote (GET info/refs) and, for a new commit, a fetch
-	// (GET info/refs and POST git-upload-pack).
+	// A poll is an ls-refs in protocol v2 (GET info/refs and POST
+	// git-upload-pack) and, for a new commit, a fetch (GET info/refs and
+	// POST git-upload-pack).
 	checkPerMinute(t, "git GET info/refs", gitMinutes["info/refs"], 2*gitPolls)
-	checkPerMinute(t, "git requests", sumClasses(gitMinutes), 3*gitPolls)
+	checkPerMinute(t, "git requests", sumClasses(gitMinutes), 4*gitPolls)
 	// A registry is never polled twice within 30 s, and one poll runs at
 	// a time: at most 2 polls start in a minute, and one more may still
 	// be running from the minute before. Each request is tried at most 5
