@@ -196,11 +196,14 @@ func (r *Repo) closeStore() {
 	}
 }
 
-// Close releases the files that the Repo keeps open. A Tree read after
-// Close opens them again.
+// Close releases the files and idle connections that the Repo keeps open.
+// A Tree read or a Poll after Close opens them again.
 func (r *Repo) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.v2http != nil {
+		r.v2http.CloseIdleConnections()
+	}
 	if r.store != nil {
 		return r.store.ObjectStorage.Close()
 	}
@@ -321,8 +324,8 @@ func readObject(repo *git.Repository, h plumbing.Hash) error {
 	return nil
 }
 
-// Poll asks the server for the branch tip (one ref advertisement) and, only
-// when it moved, fetches it: single branch, depth 1, no tags, following
+// Poll asks the server for the branch tip (ls-refs in protocol v2, see
+// protov2.go, or a v0 ref advertisement) and, only when it moved, fetches it: single branch, depth 1, no tags, following
 // force-pushes. A damaged cache is cloned again first.
 func (r *Repo) Poll(ctx context.Context) (Result, error) {
 	r.mu.Lock()
