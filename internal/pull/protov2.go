@@ -68,7 +68,8 @@ const maxLsRefsBytes = 1 << 20
 // errNotV2 means the server answered, but not in protocol v2.
 var errNotV2 = errors.New("server does not speak git protocol v2")
 
-// Protocol returns the protocol of the last poll.
+// Protocol returns what the Repo's polls speak: unknown until a server
+// answered, v2 once one answered in v2, v0 for good once one did not.
 func (r *Repo) Protocol() Protocol {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -115,8 +116,8 @@ func (r *Repo) lsRefsV2(ctx context.Context) (tip plumbing.Hash, done bool, err 
 	return tip, true, nil
 }
 
-// lsRefsRequest is the ls-refs command for refs under prefix, without its
-// final flush.
+// lsRefsRequest is the ls-refs command for the refs under prefix, ended
+// by a flush.
 func lsRefsRequest(prefix string) []byte {
 	var b bytes.Buffer
 	e := pktline.NewEncoder(&b)
