@@ -99,7 +99,8 @@ type SourceConfig struct {
 	// plain directory is read as it is.
 	URL    string `yaml:"url"`
 	Branch string `yaml:"branch"`
-	// Interval is how often the daemon fetches (jittered per host).
+	// Interval is how often the daemon polls, at a place in the interval
+	// that the host's name decides (splay.go).
 	Interval Duration `yaml:"interval"`
 	// Timeout bounds each network operation on the source (a ref
 	// advertisement, a fetch) over every transport, connect included.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -247,7 +245,11 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 
 // loop is the daemon's one goroutine of work.
 func (d *daemon) loop(ctx context.Context) error {
-	pollT := time.NewTimer(0) // poll at once after the local converge
+	// Poll at once after the local converge: a restarted agent (an
+	// upgrade, a crash, an operator) picks up a commit pushed meanwhile
+	// without waiting. From the next poll on, polls fall on the host's
+	// slot (splay.go).
+	pollT := time.NewTimer(0)
 	defer pollT.Stop()
 	fullT := time.NewTimer(d.opts.FullInterval)
 	defer fullT.Stop()
@@ -274,7 +276,8 @@ func (d *daemon) loop(ctx context.Context) error {
 			d.refreshDrivers(ctx)
 
 		case <-pollT.C:
-			pollT.Reset(d.nextPoll(d.poll(ctx, false)))
+			start := time.Now()
+			pollT.Reset(d.nextPoll(start, d.poll(ctx, false)))
 
 		case <-d.imagesT.C:
 			d.startImagesPoll(ctx)
@@ -334,27 +337,24 @@ func (d *daemon) watchdog(ctx context.Context) {
 	}
 }
 
-// jitter spreads a host's polls over up to a tenth of the interval, by an
-// offset derived from the host's name so that a fleet does not poll in step.
-func (d *daemon) jitter(interval time.Duration) time.Duration {
-	if interval <= 0 {
-		interval = time.Minute
+// pollInterval is source.interval, or a minute.
+func (d *daemon) pollInterval() time.Duration {
+	if i := time.Duration(d.cfg.Source.Interval); i > 0 {
+		return i
 	}
-	h := fnv.New64a()
-	h.Write([]byte(d.cfg.Host.Name))
-	r := rand.New(rand.NewPCG(h.Sum64(), uint64(time.Now().UnixNano())))
-	return interval + time.Duration(r.Int64N(int64(interval)/10+1))
+	return time.Minute
 }
 
-// nextPoll is the wait before the next poll: the jittered interval, or after
-// a transient failure (the network, a server error) a shorter backoff that
-// grows up to the interval, so that a host is back soon after its server
-// without hammering it.
-func (d *daemon) nextPoll(err error) time.Duration {
-	interval := d.jitter(time.Duration(d.cfg.Source.Interval))
+// nextPoll is the wait before the next poll after one that started at
+// start: until the host's next slot, or after a transient failure (the
+// network, a server error) a shorter backoff that grows up to the
+// interval, so that a host is back soon after its server without
+// hammering it.
+func (d *daemon) nextPoll(start time.Time, err error) time.Duration {
+	interval := d.pollInterval()
 	if err == nil || !transient(err) {
 		d.pollFailures = 0
-		return interval
+		return pollWait(d.cfg.Host.Name, interval, start, time.Now())
 	}
 	b := pull.Backoff{Base: time.Second, Cap: interval, Seed: d.cfg.Host.Name}
 	delay := b.Delay(d.pollFailures)

@@ -120,6 +120,8 @@ func TestDaemonNotesOverHTTP(t *testing.T) {
 	cfg.Source.URL = srv.URL("env")
 	cfg.Source.Interval = Duration(time.Hour)
 	cfg.Root = t.TempDir()
+	// Not Default's /var/lib/outpost, which other runs share.
+	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Host.Name = "edge-7"
 	cfg.Host.Labels = map[string]string{"site": "berlin"}
 	socket := startDaemon(t, nil, cfg)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -102,6 +103,8 @@ type Repo struct {
 	store   *filesystem.Storage // the cache's; nil for a local repository
 	damaged error               // why the cache must be cloned again, or nil
 	seen    string              // the tip of the last Poll of a local repository
+	proto   Protocol            // what the last poll spoke (protov2.go)
+	v2http  *http.Client        // the client of v2 polls over http(s), once built
 }
 
 // Result is the outcome of a Poll.
@@ -197,11 +200,14 @@ func (r *Repo) closeStore() {
 	}
 }
 
-// Close releases the files that the Repo keeps open. A Tree read after
-// Close opens them again.
+// Close releases the files and idle connections that the Repo keeps open.
+// A Tree read or a Poll after Close opens them again.
 func (r *Repo) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.v2http != nil {
+		r.v2http.CloseIdleConnections()
+	}
 	if r.store != nil {
 		return r.store.ObjectStorage.Close()
 	}
@@ -322,8 +328,8 @@ func readObject(repo *git.Repository, h plumbing.Hash) error {
 	return nil
 }
 
-// Poll asks the server for the branch tip (one ref advertisement) and, only
-// when it moved, fetches it: single branch, depth 1, no tags, following
+// Poll asks the server for the branch tip (ls-refs in protocol v2, see
+// protov2.go, or a v0 ref advertisement) and, only when it moved, fetches it: single branch, depth 1, no tags, following
 // force-pushes. A damaged cache is cloned again first.
 func (r *Repo) Poll(ctx context.Context) (Result, error) {
 	r.mu.Lock()
@@ -383,6 +389,9 @@ func (r *Repo) remote() *git.Remote {
 func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
+	if tip, done, err := r.lsRefsV2(ctx); done {
+		return tip, err
+	}
 	refs, err := r.remote().ListContext(ctx, &git.ListOptions{
 		Auth: r.tr.Auth, CABundle: r.tr.CABundle, PeelingOption: git.IgnorePeeled,
 		ProxyOptions: r.proxyOptions(),

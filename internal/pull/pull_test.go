@@ -128,7 +128,7 @@ func readTree(t *testing.T, r *pull.Repo, commit string) map[string]string {
 }
 
 // TestPoll pushes commits and polls them over every transport; an
-// unchanged poll over HTTP is one request and fetches no pack.
+// unchanged poll over HTTP is two small requests and fetches no pack.
 func TestPoll(t *testing.T) {
 	for _, src := range sources(t) {
 		t.Run(src.name, func(t *testing.T) {
@@ -148,13 +148,12 @@ func TestPoll(t *testing.T) {
 				t.Errorf("unchanged Poll = %+v, want %+v", got, want)
 			}
 			if src.http != nil {
-				if got := src.http.Requests(); got != 1 {
-					t.Errorf("requests of an unchanged poll = %d (%v), want 1", got, src.http.Paths())
+				// Protocol v2: the capabilities, then ls-refs; no pack.
+				if got := src.http.Requests(); got != 2 {
+					t.Errorf("requests of an unchanged poll = %d (%v), want 2", got, src.http.Paths())
 				}
-				for _, p := range src.http.Paths() {
-					if strings.Contains(p, "git-upload-pack ") || strings.HasPrefix(p, "POST") {
-						t.Errorf("an unchanged poll fetched: %s", p)
-					}
+				if got := src.http.Bytes(); got >= 500 {
+					t.Errorf("an unchanged poll moved %d bytes (%v), want under 500: no pack", got, src.http.Paths())
 				}
 			}
 

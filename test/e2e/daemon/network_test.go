@@ -273,10 +273,11 @@ func TestLossyNetwork(t *testing.T) {
 	gitPolls := maxPolls(gitInterval, time.Minute)
 	gitMinutes := gitCount.perMinute(start, end)
 	regMinutes := regCount.perMinute(start, end)
-	// A poll is an ls-remote (GET info/refs) and, for a new commit, a fetch
-	// (GET info/refs and POST git-upload-pack).
+	// A poll is an ls-refs in protocol v2 (GET info/refs and POST
+	// git-upload-pack) and, for a new commit, a fetch (GET info/refs and
+	// POST git-upload-pack).
 	checkPerMinute(t, "git GET info/refs", gitMinutes["info/refs"], 2*gitPolls)
-	checkPerMinute(t, "git requests", sumClasses(gitMinutes), 3*gitPolls)
+	checkPerMinute(t, "git requests", sumClasses(gitMinutes), 4*gitPolls)
 	// A registry is never polled twice within 30 s, and one poll runs at
 	// a time: at most 2 polls start in a minute, and one more may still
 	// be running from the minute before. Each request is tried at most 5
@@ -740,7 +741,8 @@ func checkPerMinute(t testing.TB, what string, counts []int, bound int) {
 }
 
 // maxPolls is the most polls that can start within window: after a
-// successful poll the agent waits at least interval, after the k-th failure
+// successful poll the agent waits until its slot, at least half an interval
+// later (an interval later once it polls on its slot), after the k-th failure
 // in a row the backoff's Delay(k) (capped at the interval, seeded by the
 // host's name). It tries every pattern of successes and failures.
 func maxPolls(interval, window time.Duration) int {
@@ -759,7 +761,7 @@ func maxPolls(interval, window time.Duration) int {
 			if t == never {
 				continue
 			}
-			next[0] = min(next[0], t+interval)
+			next[0] = min(next[0], t+interval/2)
 			next[k+1] = min(next[k+1], t+b.Delay(k))
 		}
 		if slices.Min(next) >= window {

@@ -1,7 +1,7 @@
 // Package gitserver serves bare Git repositories over real transports for
 // Outpost's tests, and makes commits in them. Everything it starts belongs to
 // one test and stops in t.Cleanup; a binary that is missing (git, sshd,
-// ssh-keygen) fails the test with a message that names it.
+// ssh-keygen, nginx, fcgiwrap) fails the test with a message that names it.
 //
 // A test makes a Root, creates bare repositories in it and serves the Root:
 //
@@ -15,14 +15,20 @@
 //	h.SetFault(func(w http.ResponseWriter, r *http.Request) bool { ... })
 //	root.ServeHTTP(gitserver.HTTPOptions{TLS: true, Username: "u", Password: "p"}).CAFile
 //
+//	n := root.ServeNginx()                                // nginx + fcgiwrap + http-backend
+//	n.URL("env"), n.URLv0("env"), n.CPU()                 // v2; Git-Protocol dropped; server CPU
+//
 //	d := root.ServeGit()                                  // git daemon, receive-pack enabled
 //	d.URL("env")                                          // git://127.0.0.1:PORT/env.git
 //
-//	s := root.ServeSSH()                                  // /usr/sbin/sshd as root
+//	s := root.ServeSSH()                                  // /usr/sbin/sshd as root, AcceptEnv GIT_PROTOCOL
 //	s.URL("env"), s.KeyFile, s.KnownHostsFile, s.WrongKnownHostsFile
+//	root.ServeSSHWith(gitserver.SSHOptions{RefuseGitProtocol: true}) // no protocol v2
 //
 //	p := gitserver.NewProxy(t, "127.0.0.1:PORT")          // TCP fault proxy
-//	p.Addr, p.CutAfter(n), p.Delay(d)
+//	p.Addr, p.CutAfter(n), p.Delay(d), p.Bytes(), p.ResetBytes()
+//
+//	repo.CreateRefs(names, commit)                        // thousands of refs, packed
 //
 // Commits are made with the git command line in a work clone beside the bare
 // repository and pushed straight into it, so they never count as requests

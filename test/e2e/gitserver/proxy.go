@@ -20,6 +20,7 @@ type Proxy struct {
 	cutAfter atomic.Int64 // bytes from server to client per connection; 0: never
 	cutEpoch atomic.Int64 // bumped by CutAfter: open connections count again
 	delay    atomic.Int64 // nanoseconds before each chunk from the server
+	bytes    atomic.Int64 // bytes forwarded, both ways
 }
 
 // NewProxy starts a proxy to target (host:port). It stops in t.Cleanup.
@@ -45,6 +46,47 @@ func (p *Proxy) CutAfter(n int64) {
 
 // Delay holds each chunk from the server for d; 0 turns delaying off.
 func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// Bytes returns the bytes forwarded both ways since the proxy started or
+// since ResetBytes: what a client and a server sent each other.
+func (p *Proxy) Bytes() int64 { return p.bytes.Load() }
+
+// ResetBytes zeroes the byte counter.
+func (p *Proxy) ResetBytes() { p.bytes.Store(0) }
+
+// WaitIdle waits until no connection is open, for up to ten seconds, so
+// that Bytes holds everything of the exchanges that ended, their last
+// words after the answer too; it reports whether the proxy became idle.
+// (Bytes are counted before they are passed on, so a request and answer
+// exchange over a kept-alive connection is whole in Bytes once the answer
+// has been read.)
+func (p *Proxy) WaitIdle() bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		n := len(p.open)
+		p.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// countWriter counts what it writes into n, before it writes it: the
+// bytes of a request are counted before its answer can arrive.
+type countWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countWriter) Write(b []byte) (int, error) {
+	c.n.Add(int64(len(b)))
+	return c.w.Write(b)
+}
 
 // Conns returns how many connections the proxy has accepted.
 func (p *Proxy) Conns() int64 { return p.accepted.Load() }
@@ -72,7 +114,7 @@ func (p *Proxy) serve(client net.Conn) {
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
-		_, _ = io.Copy(server, client)
+		_, _ = io.Copy(countWriter{server, &p.bytes}, client)
 		// The client is done sending: pass the half-close on and let the
 		// server finish its answer.
 		if tc, ok := server.(*net.TCPConn); ok {
@@ -110,6 +152,7 @@ func (p *Proxy) copyBack(client, server net.Conn) {
 			if limit > 0 && sent+int64(n) >= limit {
 				chunk = buf[:limit-sent]
 			}
+			p.bytes.Add(int64(len(chunk))) // before the client can see it
 			w, werr := client.Write(chunk)
 			sent += int64(w)
 			if werr != nil || (limit > 0 && sent >= limit) {

@@ -38,9 +38,23 @@ type SSHServer struct {
 	stderr *bytes.Buffer
 }
 
+// SSHOptions configure an ssh server.
+type SSHOptions struct {
+	// RefuseGitProtocol leaves GIT_PROTOCOL out of AcceptEnv, as some
+	// servers do: clients cannot ask for protocol v2.
+	RefuseGitProtocol bool
+}
+
 // ServeSSH starts /usr/sbin/sshd on a loopback port with a throwaway host key
-// that accepts one client key, made here. The test must run as root.
+// that accepts one client key, made here. It accepts GIT_PROTOCOL from the
+// client's environment, as most Git hosts do. The test must run as root.
 func (r *Root) ServeSSH() *SSHServer {
+	r.t.Helper()
+	return r.ServeSSHWith(SSHOptions{})
+}
+
+// ServeSSHWith is ServeSSH with options.
+func (r *Root) ServeSSHWith(o SSHOptions) *SSHServer {
 	r.t.Helper()
 	const sshd = "/usr/sbin/sshd"
 	if _, err := os.Stat(sshd); err != nil {
@@ -64,6 +78,10 @@ func (r *Root) ServeSSH() *SSHServer {
 	authKeys := filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(authKeys, []byte(client.Public+"\n"), 0o600); err != nil {
 		r.t.Fatalf("gitserver: %v", err)
+	}
+	acceptEnv := "AcceptEnv GIT_PROTOCOL\n"
+	if o.RefuseGitProtocol {
+		acceptEnv = ""
 	}
 	var lastErr error
 	for range 5 {
@@ -91,7 +109,7 @@ AllowUsers %s
 PrintMotd no
 LogLevel ERROR
 SetEnv SHLVL=1
-`, port, hostKey.PrivateFile, authKeys, u.Username)
+%s`, port, hostKey.PrivateFile, authKeys, u.Username, acceptEnv)
 		// SHLVL=1: bash, the login shell, sources ~/.bashrc for commands
 		// that sshd runs when SHLVL is unset; a slow .bashrc would slow
 		// every connection down.
