@@ -97,6 +97,22 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Stat before opening: opening a FIFO for reading blocks until a writer
+	// comes, and a device reads forever. real is free of symlinks, so Stat
+	// describes the file itself.
+	fi, err := fs.Stat(fsys, real)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s does not exist", p)
+		}
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", p, kindOf(fi.Mode()))
+	}
+	if fi.Size() > limit {
+		return nil, &tooLargeError{path: p, limit: limit}
+	}
 	f, err := fsys.Open(real)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -105,12 +121,12 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	// The file may have been replaced between Stat and Open.
+	if fi, err = f.Stat(); err != nil {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
+		return nil, fmt.Errorf("%s is not a regular file (%s)", p, kindOf(fi.Mode()))
 	}
 	if fi.Size() > limit {
 		return nil, &tooLargeError{path: p, limit: limit}
@@ -123,4 +139,23 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 		return nil, &tooLargeError{path: p, limit: limit}
 	}
 	return data, nil
+}
+
+// kindOf names the type of a file that is not a regular one.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "not a file"
 }

@@ -3,14 +3,18 @@ package spec
 import (
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestLoadRenderSmall(t *testing.T) {
@@ -313,5 +317,61 @@ func TestLoadUnreadable(t *testing.T) {
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing directory) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestLoadNonRegularSource checks that a source that is a FIFO, a device, a
+// socket or a directory is refused at its position without being opened:
+// opening a FIFO for reading would block until a writer comes.
+func TestLoadNonRegularSource(t *testing.T) {
+	tests := []struct {
+		name string
+		make func(p string) error
+		want string
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }, "a FIFO"},
+		{"chardev", func(p string) error { return syscall.Mknod(p, syscall.S_IFCHR|0o644, int(unix.Mkdev(1, 5))) }, "a character device"},
+		{"blockdev", func(p string) error { return syscall.Mknod(p, syscall.S_IFBLK|0o644, int(unix.Mkdev(7, 200))) }, "a block device"},
+		{"socket", func(p string) error {
+			l, err := net.Listen("unix", p)
+			if err == nil {
+				t.Cleanup(func() { l.Close() })
+			}
+			return err
+		}, "a socket"},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }, "a directory"},
+		{"symlink-to-fifo", func(p string) error {
+			if err := syscall.Mkfifo(p+".real", 0o644); err != nil {
+				return err
+			}
+			return os.Symlink("src.real", p)
+		}, "a FIFO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: file\npath: /etc/a\nsource: src\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.make(filepath.Join(dir, "src")); err != nil {
+				t.Fatalf("make %s: %v", tt.name, err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := Load(os.DirFS(dir), Options{})
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				// Not a timing target: only a hang takes this long.
+				t.Fatalf("Load() with a %s source has not returned after a minute", tt.name)
+			}
+			want := "a.yaml:3:9: source: src is not a regular file (" + tt.want + ")"
+			if err == nil || err.Error() != want {
+				t.Errorf("Load() = %v, want %q", err, want)
+			}
+		})
 	}
 }
