@@ -19,7 +19,7 @@ type tooLargeError struct {
 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("%s is larger than %d bytes", e.path, e.limit)
+	return fmt.Sprintf("%s is larger than %d bytes", Quote(e.path), e.limit)
 }
 
 // escapes reports whether the clean, slash-separated relative path p leaves
@@ -49,9 +49,9 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		case "..":
 			if done == "." {
 				if lastLink != "" {
-					return "", fmt.Errorf("%s leads outside the repository through the symlink %s", p, lastLink)
+					return "", fmt.Errorf("%s leads outside the repository through the symlink %s", Quote(p), Quote(lastLink))
 				}
-				return "", fmt.Errorf("%s leaves the repository", p)
+				return "", fmt.Errorf("%s leaves the repository", Quote(p))
 			}
 			done = path.Dir(done)
 			continue
@@ -60,9 +60,9 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		fi, err := rl.Lstat(next)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return "", fmt.Errorf("%s does not exist", p)
+				return "", fmt.Errorf("%s does not exist", Quote(p))
 			}
-			return "", fmt.Errorf("%s: %w", next, err)
+			return "", fmt.Errorf("%s: %w", Quote(next), err)
 		}
 		if fi.Mode()&fs.ModeSymlink == 0 {
 			done = next
@@ -70,14 +70,14 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		}
 		hops++
 		if hops > maxLinkHops {
-			return "", fmt.Errorf("%s: too many symlinks", p)
+			return "", fmt.Errorf("%s: too many symlinks", Quote(p))
 		}
 		target, err := rl.ReadLink(next)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", next, err)
+			return "", fmt.Errorf("%s: %w", Quote(next), err)
 		}
 		if path.IsAbs(target) {
-			return "", fmt.Errorf("symlink %s points to the absolute path %s, outside the repository", next, target)
+			return "", fmt.Errorf("symlink %s points to the absolute path %s, outside the repository", Quote(next), Quote(target))
 		}
 		lastLink = next
 		// The target is relative to the link's directory, done.
@@ -103,12 +103,12 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 	fi, err := fs.Stat(fsys, real)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist", p)
+			return nil, fmt.Errorf("%s does not exist", Quote(p))
 		}
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", p, kindOf(fi.Mode()))
+		return nil, fmt.Errorf("%s is not a regular file (%s)", Quote(p), kindOf(fi.Mode()))
 	}
 	if fi.Size() > limit {
 		return nil, &tooLargeError{path: p, limit: limit}
@@ -116,7 +116,7 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(real)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist", p)
+			return nil, fmt.Errorf("%s does not exist", Quote(p))
 		}
 		return nil, err
 	}
@@ -126,14 +126,14 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", p, kindOf(fi.Mode()))
+		return nil, fmt.Errorf("%s is not a regular file (%s)", Quote(p), kindOf(fi.Mode()))
 	}
 	if fi.Size() > limit {
 		return nil, &tooLargeError{path: p, limit: limit}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return nil, fmt.Errorf("read %s: %w", Quote(p), err)
 	}
 	if int64(len(data)) > limit {
 		return nil, &tooLargeError{path: p, limit: limit}

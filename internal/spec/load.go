@@ -164,6 +164,15 @@ func (l *loader) walk() error {
 			return nil
 		}
 		name := d.Name()
+		if !Printable(name) {
+			// Refused whatever it is: its name could forge output lines
+			// wherever it is printed.
+			l.errorAt(Pos{File: p}, "file name: %v", checkPrintable(name))
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		if p != "." && strings.HasPrefix(name, ".") {
 			if d.IsDir() {
 				return fs.SkipDir

@@ -257,6 +257,8 @@ func (d *decoder) sourcePath(s string) (string, error) {
 		return "", fmt.Errorf("%q: a source must be a slash-separated path", s)
 	case path.IsAbs(s):
 		return "", fmt.Errorf("%q must be relative to the manifest's directory", s)
+	case checkPrintable(s) != nil:
+		return "", checkPrintable(s)
 	}
 	p := path.Join(path.Dir(d.file), s)
 	if escapes(p) {
