@@ -375,3 +375,50 @@ func TestLoadNonRegularSource(t *testing.T) {
 		})
 	}
 }
+
+// TestBinaryContent checks that content: !!binary is decoded and its bytes
+// written, that bad base64 is refused at its position, and that !!binary is
+// refused where a string is meant as text.
+func TestBinaryContent(t *testing.T) {
+	tests := []struct {
+		name, manifest string
+		want           []byte
+		wantErr        string
+	}{
+		{name: "decoded", manifest: "kind: file\npath: /etc/a\ncontent: !!binary AAEC/w==\n", want: []byte{0, 1, 2, 0xff}},
+		{name: "folded", manifest: "kind: file\npath: /etc/a\ncontent: !!binary |\n  aGVs\n  bG8=\n", want: []byte("hello")},
+		{name: "template", manifest: "kind: file\npath: /etc/a\ntemplate: true\ncontent: !!binary e3sgLkhvc3QuTmFtZSB9fQ==\n", want: []byte("h1")},
+		{name: "dropin", manifest: "kind: unit\nname: a.service\ncontent: \"[Service]\\n\"\ndropins:\n  x.conf:\n    content: !!binary W1NlcnZpY2Vd\n"},
+		{name: "bad-base64", manifest: "kind: file\npath: /etc/a\ncontent: !!binary 'not base64!'\n", wantErr: "a.yaml:3:10: content: !!binary: not base64: illegal base64 data at input byte 9"},
+		{name: "path", manifest: "kind: file\npath: !!binary L2V0Yy9h\ncontent: x\n", wantErr: "a.yaml:2:7: path: !!binary is only allowed in content"},
+		{name: "env", manifest: "kind: container\nname: web\nimage: web\ntag: \"1\"\nenv: {A: !!binary eA==}\n", wantErr: "a.yaml:5:10: env.A: !!binary is only allowed in content"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, err := Load(fstest.MapFS{"a.yaml": {Data: []byte(tt.manifest)}}, Options{})
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("Load() = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load() = %v", err)
+			}
+			st, err := repo.Render(Host{Name: "h1"})
+			if err != nil {
+				t.Fatalf("Render() = %v", err)
+			}
+			r := st.Resources[0]
+			if r.Unit != nil {
+				if got := string(r.Unit.Dropins["x.conf"]); got != "[Service]" {
+					t.Errorf("dropin = %q, want %q", got, "[Service]")
+				}
+				return
+			}
+			if diff := cmp.Diff(tt.want, r.File.Content); diff != "" {
+				t.Errorf("content (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -226,6 +226,14 @@ func (d *decoder) content(f map[string]field, what string, at *yaml.Node, requir
 		d.errorf(txt.key, "%ssource and content are exclusive", prefix)
 		return nil
 	case hasTxt:
+		if txt.val != nil && txt.val.ShortTag() == binaryTag {
+			data, err := decodeBinary(txt.val.Value)
+			if err != nil {
+				d.errorf(txt.at, "%scontent: !!binary: %v", dotted, err)
+				return nil
+			}
+			return &body{inline: true, text: string(data), at: txt.at, pos: posOf(d.file, txt.at)}
+		}
 		s, ok := d.str(txt, dotted+"content")
 		if !ok {
 			return nil
