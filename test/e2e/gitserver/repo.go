@@ -219,6 +219,14 @@ func (r *Repo) WriteRawCommit(raw []byte) string {
 	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", "commit", "-w", "--stdin", "--literally")
 }
 
+// WriteObject stores raw as an object of type typ ("blob", "tree") in the
+// bare repository without checking it, and returns its hash: the way to
+// make a tree that lists one subtree many times over.
+func (r *Repo) WriteObject(typ string, raw []byte) string {
+	r.t.Helper()
+	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", typ, "-w", "--stdin", "--literally")
+}
+
 // Import feeds a git fast-import stream into the bare repository: the quick
 // way to make a large history.
 func (r *Repo) Import(stream io.Reader) {

@@ -1,0 +1,220 @@
+package pull_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
+	"github.com/outpost-gitops/outpost/test/e2e/peak"
+)
+
+// zeros reads as n zero bytes without holding them.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > z.n {
+		p = p[:z.n]
+	}
+	clear(p)
+	z.n -= int64(len(p))
+	return len(p), nil
+}
+
+// commitBigBlob commits, on top of main, a blob of size zero bytes at
+// big.bin that no manifest names (it packs into a few hundred KiB), and
+// returns the commit.
+func commitBigBlob(repo *gitserver.Repo, size int64) string {
+	parent := strings.TrimSpace(repo.Git("rev-parse", "main"))
+	head := fmt.Sprintf("blob\nmark :1\ndata %d\n", size)
+	tail := fmt.Sprintf("\ncommit refs/heads/main\ncommitter T <t@example.com> 1700000000 +0000\ndata 4\nbig\nfrom %s\nM 100644 :1 big.bin\n\n", parent)
+	repo.Import(io.MultiReader(strings.NewReader(head), &zeros{n: size}, strings.NewReader(tail)))
+	return strings.TrimSpace(repo.Git("rev-parse", "main"))
+}
+
+// rawHash is a hash as a tree entry holds it.
+func rawHash(h string) string {
+	b, err := hex.DecodeString(strings.TrimSpace(h))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// commitTree makes main point to a new commit of tree on top of main.
+func commitTree(repo *gitserver.Repo, tree string) string {
+	parent := strings.TrimSpace(repo.Git("rev-parse", "main"))
+	raw := fmt.Sprintf("tree %s\nparent %s\nauthor T <t@example.com> 1700000000 +0000\ncommitter T <t@example.com> 1700000000 +0000\n\nhostile\n", strings.TrimSpace(tree), parent)
+	c := strings.TrimSpace(repo.WriteRawCommit([]byte(raw)))
+	repo.Git("update-ref", "refs/heads/main", c)
+	return c
+}
+
+// commitManyPaths commits a tree of outer directories that each list the
+// same directory of inner files: outer*inner paths in a few KiB.
+func commitManyPaths(repo *gitserver.Repo, outer, inner int) string {
+	blob := repo.WriteObject("blob", []byte("x\n"))
+	var b strings.Builder
+	for i := range inner {
+		fmt.Fprintf(&b, "100644 f%07d\x00%s", i, rawHash(blob))
+	}
+	dir := repo.WriteObject("tree", []byte(b.String()))
+	b.Reset()
+	for i := range outer {
+		fmt.Fprintf(&b, "40000 d%07d\x00%s", i, rawHash(dir))
+	}
+	b.WriteString("100644 fleet.yaml\x00" + rawHash(blob))
+	return commitTree(repo, repo.WriteObject("tree", []byte(b.String())))
+}
+
+// commitDeep commits a chain of depth directories with a file at the end.
+func commitDeep(repo *gitserver.Repo, depth int) string {
+	tree := repo.WriteObject("tree", []byte("100644 f\x00"+rawHash(repo.WriteObject("blob", []byte("x\n")))))
+	for range depth {
+		tree = repo.WriteObject("tree", []byte("40000 d\x00"+rawHash(tree)))
+	}
+	return commitTree(repo, tree)
+}
+
+// TestFetchBounds makes each hostile commit on every transport and checks
+// that it is refused with ErrTooLarge: by the fetch, before go-git indexes
+// it, for the network transports; when the tree or the file is read, for a
+// repository read in place.
+func TestFetchBounds(t *testing.T) {
+	random := make([]byte, 256<<10)
+	rand.Read(random)
+	cases := []struct {
+		name   string
+		commit func(repo *gitserver.Repo) string
+		cfg    func(c *pull.Config)
+		// read is what fails in a repository read in place (nothing is
+		// fetched): "" for the tree, or the file that cannot be read.
+		read string
+	}{
+		{name: "big-blob", commit: func(repo *gitserver.Repo) string { return commitBigBlob(repo, 3<<20) },
+			cfg: func(c *pull.Config) { c.MaxObjectBytes = 1 << 20 }, read: "big.bin"},
+		{name: "fetch-bytes", commit: func(repo *gitserver.Repo) string {
+			return repo.Commit(gitserver.Files{"random.bin": string(random)}, "random")
+		}, cfg: func(c *pull.Config) { c.MaxFetchBytes = 64 << 10 }},
+		{name: "many-paths", commit: func(repo *gitserver.Repo) string { return commitManyPaths(repo, 110, 1000) }},
+		{name: "deep", commit: func(repo *gitserver.Repo) string { return commitDeep(repo, pull.MaxTreeDepth+1) }},
+	}
+	for _, src := range sources(t) {
+		local := strings.HasPrefix(src.cfg.URL, "/") || strings.HasPrefix(src.cfg.URL, "file://")
+		good := src.repo.Commit(gitserver.Files{"fleet.yaml": "targets: []\n"}, "good")
+		for _, tc := range cases {
+			if local && tc.name == "fetch-bytes" {
+				continue // a repository read in place is not fetched
+			}
+			t.Run(src.name+"/"+tc.name, func(t *testing.T) {
+				src.repo.ForcePush("main", good)
+				cfg := src.cfg
+				if tc.cfg != nil {
+					tc.cfg(&cfg)
+				}
+				r := open(t, cfg)
+				if got := poll(t, r); got.Commit != good {
+					t.Fatalf("Poll() = %s, want %s", got.Commit, good)
+				}
+				bad := tc.commit(src.repo)
+				res, err := r.Poll(context.Background())
+				if local {
+					if err != nil || res.Commit != bad {
+						t.Fatalf("Poll() = %v, %v, want %s", res, err, bad)
+					}
+					fsys, err := r.Tree(context.Background(), bad)
+					if tc.read != "" && err == nil {
+						_, err = fs.ReadFile(fsys, tc.read)
+					}
+					if !errors.Is(err, pull.ErrTooLarge) {
+						t.Fatalf("reading %s = %v, want ErrTooLarge", bad, err)
+					}
+					return
+				}
+				if !errors.Is(err, pull.ErrTooLarge) || !pull.IsPermanent(err) {
+					t.Fatalf("Poll() = %v, %v, want a permanent ErrTooLarge", res, err)
+				}
+				var pe *pull.Error
+				if !errors.As(err, &pe) || pe.Commit != bad {
+					t.Fatalf("Poll() = %#v, want an *Error for commit %s", err, bad)
+				}
+				// The refused tip is not fetched again, and the cache
+				// still serves the good commit.
+				if _, err2 := r.Poll(context.Background()); err2 == nil || err2.Error() != err.Error() {
+					t.Errorf("second Poll() = %v, want %v again", err2, err)
+				}
+				if tree := readTree(t, r, good); tree["fleet.yaml"] != "targets: []\n" {
+					t.Errorf("Tree(good) = %v, want fleet.yaml", tree)
+				}
+				// Made without a work tree: checking the hostile tree
+				// out would take long.
+				blob := rawHash(src.repo.WriteObject("blob", []byte("targets: []\n")))
+				next := commitTree(src.repo, src.repo.WriteObject("tree", []byte("100644 fleet.yaml\x00"+blob+"100644 new\x00"+blob)))
+				if res := poll(t, r); res.Commit != next {
+					t.Errorf("Poll() after a newer commit = %s, want %s", res.Commit, next)
+				}
+			})
+		}
+	}
+}
+
+// TestFetchPeakMemory fetches hostile commits in a child process and bounds
+// its peak memory. Before the bounds, the 512 MiB blob peaked at more than
+// 512 MB (go-git held it whole while indexing) and the tree of 10^6 paths at
+// 393 MB.
+func TestFetchPeakMemory(t *testing.T) {
+	const bound = raceMemory * 112 << 20
+	cases := []struct {
+		name   string
+		url    func(root *gitserver.Root, name string) string
+		commit func(repo *gitserver.Repo) string
+	}{
+		{"big-blob-git", func(root *gitserver.Root, name string) string { return root.ServeGit().URL(name) },
+			func(repo *gitserver.Repo) string { return commitBigBlob(repo, 512<<20) }},
+		{"big-blob-http", func(root *gitserver.Root, name string) string {
+			return root.ServeHTTP(gitserver.HTTPOptions{}).URL(name)
+		},
+			func(repo *gitserver.Repo) string { return commitBigBlob(repo, 512<<20) }},
+		{"many-paths-git", func(root *gitserver.Root, name string) string { return root.ServeGit().URL(name) },
+			func(repo *gitserver.Repo) string { return commitManyPaths(repo, 1000, 1000) }},
+		{"many-paths-local", func(root *gitserver.Root, name string) string { return root.Path(name) },
+			func(repo *gitserver.Repo) string { return commitManyPaths(repo, 1000, 1000) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rss, msg := peak.Measure(t, func() error {
+				root := gitserver.NewRoot(t)
+				repo := root.Create("hostile")
+				repo.Commit(gitserver.Files{"fleet.yaml": "targets: []\n"}, "good")
+				bad := tc.commit(repo)
+				r, err := pull.Open(filepath.Join(t.TempDir(), "git"), pull.Config{URL: tc.url(root, "hostile")}, nil)
+				if err != nil {
+					return err
+				}
+				if _, err := r.Poll(context.Background()); err != nil {
+					return err
+				}
+				_, err = r.Tree(context.Background(), bad)
+				return err
+			})
+			t.Logf("peak %d MiB: %s", rss>>20, msg)
+			if !strings.Contains(msg, pull.ErrTooLarge.Error()) {
+				t.Errorf("Poll and Tree = %q, want ErrTooLarge", msg)
+			}
+			if rss > bound {
+				t.Errorf("peak memory %d MiB, want at most %d MiB", rss>>20, bound>>20)
+			}
+		})
+	}
+}
