@@ -1,6 +1,7 @@
 package pull_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -217,4 +219,42 @@ func TestFetchPeakMemory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// packOf returns a pack of every object of a small repository, as git
+// sends it: a seed for FuzzCheckPack.
+func packOf(f *testing.F) []byte {
+	root := gitserver.NewRoot(f)
+	repo := root.Create("seed")
+	repo.Commit(gitserver.Files{"a.yaml": "kind: file\n", "b.conf": strings.Repeat("port = 80\n", 50)}, "one")
+	repo.Commit(gitserver.Files{"b.conf": strings.Repeat("port = 80\n", 49) + "port = 81\n"}, "two")
+	cmd := exec.Command("git", "pack-objects", "--stdout", "--revs", "--delta-base-offset")
+	cmd.Dir = repo.Path
+	cmd.Stdin = strings.NewReader("main\n")
+	out, err := cmd.Output()
+	if err != nil {
+		f.Fatalf("git pack-objects: %v", err)
+	}
+	return out
+}
+
+// FuzzCheckPack feeds arbitrary bytes to the check of a fetched pack: it
+// must return, in bounded memory, and never accept a pack whose objects it
+// could not read through.
+func FuzzCheckPack(f *testing.F) {
+	pack := packOf(f)
+	if err := pull.CheckPack(bytes.NewReader(pack), 1<<20); err != nil {
+		f.Fatalf("CheckPack(git's pack) = %v, want nil", err)
+	}
+	if err := pull.CheckPack(bytes.NewReader(pack), 100); !errors.Is(err, pull.ErrTooLarge) {
+		f.Fatalf("CheckPack(git's pack, 100) = %v, want ErrTooLarge", err)
+	}
+	f.Add(pack)
+	f.Add([]byte("PACK\x00\x00\x00\x02\x00\x00\x00\x01\xbf\xff\xff\xff\xff\xff\xff\xff\xff\x7f"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := pull.CheckPack(bytes.NewReader(data), 1<<20)
+		if err == nil && len(data) < 12 {
+			t.Errorf("CheckPack(%d bytes) = nil, want an error for a pack without its header", len(data))
+		}
+	})
 }

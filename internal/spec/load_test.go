@@ -146,7 +146,7 @@ func TestOptionsMaxFileSize(t *testing.T) {
 		t.Fatalf("Load() = %v", err)
 	}
 	_, err = repo.Render(Host{Name: "h"})
-	want = `a.yaml:11:10: template: content:1:3: executing "content" at <printf "%40d" 1>: error calling printf: template budget exceeded: printf would make up to 84 bytes, more than the limit of 30`
+	want = `a.yaml:11:10: template: content:1:3: executing "content" at <printf "%40d" 1>: error calling printf: template budget exceeded: printf would make up to 96 bytes, more than the limit of 30`
 	if err == nil || err.Error() != want {
 		t.Errorf("Render() = %v, want %q", err, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -229,9 +230,9 @@ func (b *budget) printf(format string, args ...any) (string, error) {
 	return fmt.Sprintf(format, args...), nil
 }
 
-// fmtMaxNum is the largest width or precision fmt accepts; it prints
-// %!(BADWIDTH) past it.
-const fmtMaxNum = 1e6
+// fmtMaxNum is the largest width or precision fmt accepts: it stops
+// reading digits once the number passes 1e6, so one more digit gets in.
+const fmtMaxNum = 1e6*10 + 9
 
 // printfSize is an upper bound on the length of fmt.Sprintf(format,
 // args...), computed without formatting. Each verb may pad to its width,
@@ -260,7 +261,7 @@ func printfSize(format string, args []any) int64 {
 				}
 				continue
 			case c == '*':
-				num = fmtMaxNum
+				num = 1e6 // from an argument, which fmt refuses past 1e6
 				continue
 			case c == '.', c == '+', c == '-', c == '#', c == ' ':
 				pad += min(num, fmtMaxNum)
@@ -278,11 +279,63 @@ func printfSize(format string, args []any) int64 {
 		}
 		pad += min(num, fmtMaxNum) + 16
 	}
-	argSize := 4*sizeOfAll(args) + 16*int64(len(args))
+	var argSize, leaves int64 = 0, 1
+	for _, a := range args {
+		argSize += printfArgSize(a)
+		leaves = max(leaves, leavesOf(reflect.ValueOf(a)))
+	}
+	// A verb pads each element of a slice, map or struct to its width.
+	pad *= leaves
 	if indexed {
 		argSize *= max(verbs, 1)
 	}
 	return int64(len(format)) + pad + argSize
+}
+
+// printfArgSize bounds what one verb prints of v: a string up to four times
+// over (%q of a control byte is \\x00) plus a bad verb's "%!A(string=)"; a
+// byte slice per byte ("%!A(uint8=48)"); anything else, a number, a boolean
+// or the host's data, within four times its Go syntax, which names every
+// element's type or quotes it.
+func printfArgSize(v any) int64 {
+	switch v := v.(type) {
+	case string:
+		return 4*int64(len(v)) + 16
+	case []byte:
+		return 16*int64(len(v)) + 16
+	}
+	return 4*int64(len(fmt.Sprintf("%#v", v))) + 32
+}
+
+// leavesOf counts the scalars in v, each of which a verb formats (and pads)
+// on its own. Values in templates are strings, numbers or the host's data,
+// so this is small.
+func leavesOf(v reflect.Value) int64 {
+	switch v.Kind() {
+	case reflect.Slice, reflect.Array:
+		n := int64(0)
+		for i := range v.Len() {
+			n += leavesOf(v.Index(i))
+		}
+		return max(n, 1)
+	case reflect.Map:
+		n := int64(0)
+		for it := v.MapRange(); it.Next(); {
+			n += leavesOf(it.Key()) + leavesOf(it.Value())
+		}
+		return max(n, 1)
+	case reflect.Struct:
+		n := int64(0)
+		for i := range v.NumField() {
+			n += leavesOf(v.Field(i))
+		}
+		return max(n, 1)
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return leavesOf(v.Elem())
+		}
+	}
+	return 1
 }
 
 // errOutputLimit stops a template whose output passes the size limit.
