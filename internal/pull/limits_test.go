@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os/exec"
 	"path/filepath"
@@ -18,32 +17,6 @@ import (
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 	"github.com/outpost-gitops/outpost/test/e2e/peak"
 )
-
-// zeros reads as n zero bytes without holding them.
-type zeros struct{ n int64 }
-
-func (z *zeros) Read(p []byte) (int, error) {
-	if z.n == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > z.n {
-		p = p[:z.n]
-	}
-	clear(p)
-	z.n -= int64(len(p))
-	return len(p), nil
-}
-
-// commitBigBlob commits, on top of main, a blob of size zero bytes at
-// big.bin that no manifest names (it packs into a few hundred KiB), and
-// returns the commit.
-func commitBigBlob(repo *gitserver.Repo, size int64) string {
-	parent := strings.TrimSpace(repo.Git("rev-parse", "main"))
-	head := fmt.Sprintf("blob\nmark :1\ndata %d\n", size)
-	tail := fmt.Sprintf("\ncommit refs/heads/main\ncommitter T <t@example.com> 1700000000 +0000\ndata 4\nbig\nfrom %s\nM 100644 :1 big.bin\n\n", parent)
-	repo.Import(io.MultiReader(strings.NewReader(head), &zeros{n: size}, strings.NewReader(tail)))
-	return strings.TrimSpace(repo.Git("rev-parse", "main"))
-}
 
 // rawHash is a hash as a tree entry holds it.
 func rawHash(h string) string {
@@ -104,7 +77,7 @@ func TestFetchBounds(t *testing.T) {
 		// fetched): "" for the tree, or the file that cannot be read.
 		read string
 	}{
-		{name: "big-blob", commit: func(repo *gitserver.Repo) string { return commitBigBlob(repo, 3<<20) },
+		{name: "big-blob", commit: func(repo *gitserver.Repo) string { return repo.CommitZeros("big.bin", 3<<20) },
 			cfg: func(c *pull.Config) { c.MaxObjectBytes = 1 << 20 }, read: "big.bin"},
 		{name: "fetch-bytes", commit: func(repo *gitserver.Repo) string {
 			return repo.Commit(gitserver.Files{"random.bin": string(random)}, "random")
@@ -183,11 +156,11 @@ func TestFetchPeakMemory(t *testing.T) {
 		commit func(repo *gitserver.Repo) string
 	}{
 		{"big-blob-git", func(root *gitserver.Root, name string) string { return root.ServeGit().URL(name) },
-			func(repo *gitserver.Repo) string { return commitBigBlob(repo, 512<<20) }},
+			func(repo *gitserver.Repo) string { return repo.CommitZeros("big.bin", 512<<20) }},
 		{"big-blob-http", func(root *gitserver.Root, name string) string {
 			return root.ServeHTTP(gitserver.HTTPOptions{}).URL(name)
 		},
-			func(repo *gitserver.Repo) string { return commitBigBlob(repo, 512<<20) }},
+			func(repo *gitserver.Repo) string { return repo.CommitZeros("big.bin", 512<<20) }},
 		{"many-paths-git", func(root *gitserver.Root, name string) string { return root.ServeGit().URL(name) },
 			func(repo *gitserver.Repo) string { return commitManyPaths(repo, 1000, 1000) }},
 		{"many-paths-local", func(root *gitserver.Root, name string) string { return root.Path(name) },

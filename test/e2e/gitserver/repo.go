@@ -227,6 +227,33 @@ func (r *Repo) WriteObject(typ string, raw []byte) string {
 	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", typ, "-w", "--stdin", "--literally")
 }
 
+// CommitZeros commits, on top of main, a file at path of size zero bytes,
+// without holding them in memory, and returns the commit. Such a blob packs
+// into a thousandth of its size: a small fetch of a large object.
+func (r *Repo) CommitZeros(path string, size int64) string {
+	r.t.Helper()
+	parent := strings.TrimSpace(r.Git("rev-parse", "main"))
+	head := fmt.Sprintf("blob\nmark :1\ndata %d\n", size)
+	tail := fmt.Sprintf("\ncommit refs/heads/main\ncommitter T <t@example.com> 1700000000 +0000\ndata 6\nzeros\nfrom %s\nM 100644 :1 %s\n\n", parent, path)
+	r.Import(io.MultiReader(strings.NewReader(head), &zeros{n: size}, strings.NewReader(tail)))
+	return strings.TrimSpace(r.Git("rev-parse", "main"))
+}
+
+// zeros reads as n zero bytes.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > z.n {
+		p = p[:z.n]
+	}
+	clear(p)
+	z.n -= int64(len(p))
+	return len(p), nil
+}
+
 // Import feeds a git fast-import stream into the bare repository: the quick
 // way to make a large history.
 func (r *Repo) Import(stream io.Reader) {
