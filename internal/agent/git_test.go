@@ -219,3 +219,38 @@ func TestDaemonRefusesTooLargeFetch(t *testing.T) {
 		t.Errorf("state failed[%s] = %+v, want invalid", big, f)
 	}
 }
+
+// TestDaemonRefusesTooManyPaths runs the daemon on a repository read in
+// place (file://), whose commit names 10^6 paths in a few KiB: the commit
+// is refused when its tree is read and recorded invalid, and the host stays
+// on its last good commit.
+func TestDaemonRefusesTooManyPaths(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
+	cfg := Default()
+	cfg.Source.URL = "file://" + root.Path("env")
+	cfg.Source.Interval = Duration(time.Hour)
+	cfg.Root = t.TempDir()
+	cfg.StateDir = t.TempDir()
+	cfg.Status.Push = false
+	socket := startDaemon(t, nil, cfg)
+	waitFor(t, "the first commit", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == first
+	})
+	wide := repo.CommitManyPaths(1000, 1000)
+	var s *Status
+	for range 2 {
+		var err error
+		if s, err = Control(context.Background(), socket, "reconcile"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := s.Failed[wide]; f.Result != ResultInvalid || !strings.Contains(f.Reason, "more than 100000 entries") {
+		t.Errorf("failed[%s] = %+v, want invalid for its entries", wide, f)
+	}
+	if s.LastGood != first {
+		t.Errorf("last good = %s, want %s", s.LastGood, first)
+	}
+}

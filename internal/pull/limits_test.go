@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os/exec"
 	"path/filepath"
@@ -17,50 +15,6 @@ import (
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 	"github.com/outpost-gitops/outpost/test/e2e/peak"
 )
-
-// rawHash is a hash as a tree entry holds it.
-func rawHash(h string) string {
-	b, err := hex.DecodeString(strings.TrimSpace(h))
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}
-
-// commitTree makes main point to a new commit of tree on top of main.
-func commitTree(repo *gitserver.Repo, tree string) string {
-	parent := strings.TrimSpace(repo.Git("rev-parse", "main"))
-	raw := fmt.Sprintf("tree %s\nparent %s\nauthor T <t@example.com> 1700000000 +0000\ncommitter T <t@example.com> 1700000000 +0000\n\nhostile\n", strings.TrimSpace(tree), parent)
-	c := strings.TrimSpace(repo.WriteRawCommit([]byte(raw)))
-	repo.Git("update-ref", "refs/heads/main", c)
-	return c
-}
-
-// commitManyPaths commits a tree of outer directories that each list the
-// same directory of inner files: outer*inner paths in a few KiB.
-func commitManyPaths(repo *gitserver.Repo, outer, inner int) string {
-	blob := repo.WriteObject("blob", []byte("x\n"))
-	var b strings.Builder
-	for i := range inner {
-		fmt.Fprintf(&b, "100644 f%07d\x00%s", i, rawHash(blob))
-	}
-	dir := repo.WriteObject("tree", []byte(b.String()))
-	b.Reset()
-	for i := range outer {
-		fmt.Fprintf(&b, "40000 d%07d\x00%s", i, rawHash(dir))
-	}
-	b.WriteString("100644 fleet.yaml\x00" + rawHash(blob))
-	return commitTree(repo, repo.WriteObject("tree", []byte(b.String())))
-}
-
-// commitDeep commits a chain of depth directories with a file at the end.
-func commitDeep(repo *gitserver.Repo, depth int) string {
-	tree := repo.WriteObject("tree", []byte("100644 f\x00"+rawHash(repo.WriteObject("blob", []byte("x\n")))))
-	for range depth {
-		tree = repo.WriteObject("tree", []byte("40000 d\x00"+rawHash(tree)))
-	}
-	return commitTree(repo, tree)
-}
 
 // TestFetchBounds makes each hostile commit on every transport and checks
 // that it is refused with ErrTooLarge: by the fetch, before go-git indexes
@@ -82,8 +36,8 @@ func TestFetchBounds(t *testing.T) {
 		{name: "fetch-bytes", commit: func(repo *gitserver.Repo) string {
 			return repo.Commit(gitserver.Files{"random.bin": string(random)}, "random")
 		}, cfg: func(c *pull.Config) { c.MaxFetchBytes = 64 << 10 }},
-		{name: "many-paths", commit: func(repo *gitserver.Repo) string { return commitManyPaths(repo, 110, 1000) }},
-		{name: "deep", commit: func(repo *gitserver.Repo) string { return commitDeep(repo, pull.MaxTreeDepth+1) }},
+		{name: "many-paths", commit: func(repo *gitserver.Repo) string { return repo.CommitManyPaths(110, 1000) }},
+		{name: "deep", commit: func(repo *gitserver.Repo) string { return repo.CommitDeep(pull.MaxTreeDepth + 1) }},
 	}
 	for _, src := range sources(t) {
 		local := strings.HasPrefix(src.cfg.URL, "/") || strings.HasPrefix(src.cfg.URL, "file://")
@@ -134,8 +88,8 @@ func TestFetchBounds(t *testing.T) {
 				}
 				// Made without a work tree: checking the hostile tree
 				// out would take long.
-				blob := rawHash(src.repo.WriteObject("blob", []byte("targets: []\n")))
-				next := commitTree(src.repo, src.repo.WriteObject("tree", []byte("100644 fleet.yaml\x00"+blob+"100644 new\x00"+blob)))
+				blob := gitserver.RawHash(src.repo.WriteObject("blob", []byte("targets: []\n")))
+				next := src.repo.CommitTree(src.repo.WriteObject("tree", []byte("100644 fleet.yaml\x00"+blob+"100644 new\x00"+blob)))
 				if res := poll(t, r); res.Commit != next {
 					t.Errorf("Poll() after a newer commit = %s, want %s", res.Commit, next)
 				}
@@ -162,9 +116,9 @@ func TestFetchPeakMemory(t *testing.T) {
 		},
 			func(repo *gitserver.Repo) string { return repo.CommitZeros("big.bin", 512<<20) }},
 		{"many-paths-git", func(root *gitserver.Root, name string) string { return root.ServeGit().URL(name) },
-			func(repo *gitserver.Repo) string { return commitManyPaths(repo, 1000, 1000) }},
+			func(repo *gitserver.Repo) string { return repo.CommitManyPaths(1000, 1000) }},
 		{"many-paths-local", func(root *gitserver.Root, name string) string { return root.Path(name) },
-			func(repo *gitserver.Repo) string { return commitManyPaths(repo, 1000, 1000) }},
+			func(repo *gitserver.Repo) string { return repo.CommitManyPaths(1000, 1000) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -162,6 +162,30 @@ func TestTemplateBudget(t *testing.T) {
 	})
 }
 
+// TestTemplateSteps checks the step budget: each function call and each
+// write is a step, whatever its size.
+func TestTemplateSteps(t *testing.T) {
+	tmpl, err := parseTemplate("t", "{{ range $.Host.Labels }}{{ range $.Host.Labels }}{{ print 1 }}{{ end }}{{ end }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{}
+	for i := range 10 {
+		labels[fmt.Sprint(i)] = "x"
+	}
+	for _, tt := range []struct {
+		steps   int64
+		wantErr bool
+	}{{steps: 200, wantErr: false}, {steps: 199, wantErr: true}} {
+		b := newBudget(1<<20, 1<<20)
+		b.steps = tt.steps // 100 calls of print and 100 writes
+		_, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 1<<20, b)
+		if got := errors.Is(err, ErrTemplateBudget); got != tt.wantErr {
+			t.Errorf("execTemplate() with %d steps = %v, want ErrTemplateBudget %v", tt.steps, err, tt.wantErr)
+		}
+	}
+}
+
 // TestTemplateBoundedFuncs checks that the bounded functions print what
 // text/template's builtins print.
 func TestTemplateBoundedFuncs(t *testing.T) {

@@ -1,6 +1,7 @@
 package gitserver
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -252,6 +253,54 @@ func (z *zeros) Read(p []byte) (int, error) {
 	clear(p)
 	z.n -= int64(len(p))
 	return len(p), nil
+}
+
+// RawHash is a hash as a tree entry holds it.
+func RawHash(h string) string {
+	b, err := hex.DecodeString(strings.TrimSpace(h))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// CommitTree makes main point to a new commit of tree on top of main,
+// without a work tree, and returns the commit.
+func (r *Repo) CommitTree(tree string) string {
+	r.t.Helper()
+	parent := strings.TrimSpace(r.Git("rev-parse", "main"))
+	raw := fmt.Sprintf("tree %s\nparent %s\nauthor T <t@example.com> 1700000000 +0000\ncommitter T <t@example.com> 1700000000 +0000\n\nhostile\n", strings.TrimSpace(tree), parent)
+	c := strings.TrimSpace(r.WriteRawCommit([]byte(raw)))
+	r.Git("update-ref", "refs/heads/main", c)
+	return c
+}
+
+// CommitManyPaths commits a tree of outer directories that each list the
+// same directory of inner files: outer*inner paths in a few KiB.
+func (r *Repo) CommitManyPaths(outer, inner int) string {
+	r.t.Helper()
+	blob := r.WriteObject("blob", []byte("x\n"))
+	var b strings.Builder
+	for i := range inner {
+		fmt.Fprintf(&b, "100644 f%07d\x00%s", i, RawHash(blob))
+	}
+	dir := r.WriteObject("tree", []byte(b.String()))
+	b.Reset()
+	for i := range outer {
+		fmt.Fprintf(&b, "40000 d%07d\x00%s", i, RawHash(dir))
+	}
+	b.WriteString("100644 fleet.yaml\x00" + RawHash(blob))
+	return r.CommitTree(r.WriteObject("tree", []byte(b.String())))
+}
+
+// CommitDeep commits a chain of depth directories with a file at the end.
+func (r *Repo) CommitDeep(depth int) string {
+	r.t.Helper()
+	tree := r.WriteObject("tree", []byte("100644 f\x00"+RawHash(r.WriteObject("blob", []byte("x\n")))))
+	for range depth {
+		tree = r.WriteObject("tree", []byte("40000 d\x00"+RawHash(tree)))
+	}
+	return r.CommitTree(tree)
 }
 
 // Import feeds a git fast-import stream into the bare repository: the quick
