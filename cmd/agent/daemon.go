@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/agent"
+	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -146,30 +147,34 @@ func (g *globals) printStatus(s *agent.Status) error {
 		return agent.WriteJSON(g.stdout, s)
 	}
 	w := g.stdout
-	fmt.Fprintf(w, "host:      %s (from the %s)\n", s.Host, s.Source)
-	fmt.Fprintf(w, "revision:  %s %s\n", orDash(s.Commit), s.Result)
-	fmt.Fprintf(w, "last good: %s\n", orDash(s.LastGood))
+	// Every string here may come from the repository, the host or the state
+	// file: q quotes one that holds a control character, so that it can
+	// neither forge a line nor drive the terminal.
+	q := spec.Quote
+	fmt.Fprintf(w, "host:      %s (from the %s)\n", q(s.Host), q(s.Source))
+	fmt.Fprintf(w, "revision:  %s %s\n", q(orDash(s.Commit)), q(s.Result))
+	fmt.Fprintf(w, "last good: %s\n", q(orDash(s.LastGood)))
 	if s.Suspended {
 		fmt.Fprintln(w, "suspended: yes (changes paused; drift is reported, not repaired)")
 	}
 	if !s.LastPoll.IsZero() {
 		line := s.LastPoll.Format(time.RFC3339)
 		if s.Offline {
-			line += " (offline: " + s.LastPollError + ")"
+			line += " (offline: " + q(s.LastPollError) + ")"
 		}
 		fmt.Fprintf(w, "last poll: %s\n", line)
 	}
 	if s.LastError != "" {
-		fmt.Fprintf(w, "error:     %s\n", s.LastError)
+		fmt.Fprintf(w, "error:     %s\n", q(s.LastError))
 	}
 	if s.Source == "daemon" {
 		fmt.Fprintf(w, "drift:     %d repaired, %d reported\n", s.DriftRepaired, s.DriftDetected)
 	}
 	for rev, f := range s.Failed {
-		fmt.Fprintf(w, "failed:    %s %s: %s\n", rev, f.Result, f.Reason)
+		fmt.Fprintf(w, "failed:    %s %s: %s\n", q(rev), q(f.Result), q(f.Reason))
 	}
 	for _, r := range s.Resources {
-		line := fmt.Sprintf("  %-9s %-40s %s", r.Kind, r.Name, r.State)
+		line := fmt.Sprintf("  %-9s %-40s %s", q(r.Kind), q(r.Name), q(r.State))
 		if r.Repairs > 0 {
 			line += fmt.Sprintf(" (%d repairs)", r.Repairs)
 		}
@@ -177,7 +182,7 @@ func (g *globals) printStatus(s *agent.Status) error {
 			line += " (drifted)"
 		}
 		if r.Error != "" {
-			line += ": " + r.Error
+			line += ": " + q(r.Error)
 		}
 		fmt.Fprintln(w, line)
 	}

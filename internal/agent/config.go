@@ -107,6 +107,10 @@ type SourceConfig struct {
 	Timeout Duration     `yaml:"timeout"`
 	Auth    AuthConfig   `yaml:"auth"`
 	Verify  VerifyConfig `yaml:"verify"`
+	// MaxFetchBytes bounds the pack of one fetch, in bytes; 0 means
+	// pull.DefaultMaxFetchBytes. A commit whose fetch passes it is
+	// recorded invalid.
+	MaxFetchBytes int64 `yaml:"max_fetch_bytes"`
 }
 
 // The bounds of source.timeout. Below a second a TLS or SSH handshake
@@ -117,6 +121,10 @@ const (
 	minSourceTimeout = time.Second
 	maxSourceTimeout = 5 * time.Minute
 )
+
+// minFetchBytes is the smallest source.max_fetch_bytes: below it, a
+// repository of a few files could not be fetched.
+const minFetchBytes = 1 << 20
 
 // AuthConfig holds the paths of the credentials used to fetch; the files are read
 // when needed and their contents are never logged.
@@ -332,6 +340,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 			return
 		}
 		v.SetInt(int64(dur))
+	case v.Kind() == reflect.Int64:
+		var i int64
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil || i < 0 {
+			d.errorf(n, field, "want a whole number of bytes, got %s", describe(n))
+			return
+		}
+		v.SetInt(i)
 	case v.Kind() == reflect.Struct:
 		d.decodeStruct(n, v, field)
 	case v.Kind() == reflect.String:
@@ -491,6 +506,18 @@ func (d *decoder) check(cfg *Config) {
 	if l := cfg.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			d.errorf(d.at("metrics.listen"), "metrics.listen", "want host:port, got %q", l)
+		}
+	}
+	if n := cfg.Source.MaxFetchBytes; n != 0 && n < minFetchBytes {
+		d.errorf(d.at("source.max_fetch_bytes"), "source.max_fetch_bytes", "must be 0 (the default, %d) or at least %d, got %d", pull.DefaultMaxFetchBytes, minFetchBytes, n)
+	}
+	if !spec.Printable(cfg.Host.Name) {
+		d.errorf(d.at("host.name"), "host.name", "%q must not hold control characters", cfg.Host.Name)
+	}
+	for k, v := range cfg.Host.Labels {
+		if !spec.Printable(k) || !spec.Printable(v) {
+			f := "host.labels." + k
+			d.errorf(d.at(f), spec.Quote(f), "%q: %q must not hold control characters", k, v)
 		}
 	}
 	if t := time.Duration(cfg.Source.Timeout); t < minSourceTimeout || t > maxSourceTimeout {

@@ -131,6 +131,20 @@ func TestParseConfigErrors(t *testing.T) {
 			},
 		},
 		{
+			"fetch bound too small",
+			"source:\n  url: /srv/env\n  max_fetch_bytes: 1000\n",
+			[]string{"agent.yaml:3:20: source.max_fetch_bytes: must be 0 (the default, 268435456) or at least 1048576, got 1000"},
+		},
+		{
+			"control characters in the host's name and labels",
+			"host:\n  name: \"edge\\n- file /etc/passwd\"\n  labels: {\"a\\e[2J\": b, c: \"d\\u009b\"}\n",
+			[]string{
+				`agent.yaml:2:9: host.name: "edge\n- file /etc/passwd" must not hold control characters`,
+				`agent.yaml:3:12: "host.labels.a\x1b[2J": "a\x1b[2J": "b" must not hold control characters`,
+				`agent.yaml:3:25: host.labels.c: "c": "d\u009b" must not hold control characters`,
+			},
+		},
+		{
 			"string where a mapping belongs",
 			"source: /srv/env\n",
 			[]string{`agent.yaml:1:9: source: want a mapping, got "/srv/env"`},

@@ -388,15 +388,25 @@ func (d *daemon) convergeLocal(ctx context.Context) {
 // and not known to fail (unless retry).
 func (d *daemon) poll(ctx context.Context, retry bool) error {
 	rev, err := d.fetch(ctx)
+	// A tip refused for its size was reached: the source is not offline,
+	// and the commit is invalid like one that does not validate.
+	tooLarge := refusedCommit(err)
 	now := time.Now()
 	d.setStatus(func(s *Status) {
 		s.LastPoll = now
-		s.Offline = err != nil
+		s.Offline = err != nil && tooLarge == ""
 		s.LastPollError = ""
 		if err != nil {
 			s.LastPollError = err.Error()
 		}
 	})
+	if tooLarge != "" {
+		if _, bad := d.st.Failed[tooLarge]; !bad {
+			d.log.Error("revision invalid: too large to fetch; nothing changed", "revision", tooLarge, "err", err)
+			d.refuse(ctx, tooLarge, ResultInvalid, err)
+		}
+		return nil
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			d.logPollFailure(err)
@@ -449,6 +459,16 @@ func pollFailureClass(err error) string {
 	return "other"
 }
 
+// refusedCommit returns the commit that err refuses for passing a bound of
+// the source (pull.ErrTooLarge), or "".
+func refusedCommit(err error) string {
+	var pe *pull.Error
+	if errors.Is(err, pull.ErrTooLarge) && errors.As(err, &pe) {
+		return pe.Commit
+	}
+	return ""
+}
+
 // applyRevision validates, verifies and renders rev before anything changes,
 // applies it, waits for what changed to become healthy, and rolls back to
 // the last good revision when it does not. It returns an error only when the
@@ -461,6 +481,11 @@ func (d *daemon) applyRevision(ctx context.Context, rev string) error {
 		return nil
 	}
 	snap, err := d.src.Snapshot(ctx, rev)
+	if err != nil && errors.Is(err, pull.ErrTooLarge) {
+		log.Error("revision invalid: too large to read; nothing changed", "err", err)
+		d.refuse(ctx, rev, ResultInvalid, err)
+		return nil
+	}
 	if err != nil {
 		log.Error("revision not readable; nothing changed", "err", err)
 		return err

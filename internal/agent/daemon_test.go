@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,6 +29,9 @@ type historySource struct {
 	head  string
 	polls int
 	down  bool
+	// snapshots counts the reads of each revision: the daemon renders a
+	// revision each time it reads one.
+	snapshots map[string]int
 }
 
 func (s *historySource) push(rev string, fsys fstest.MapFS) {
@@ -57,6 +61,10 @@ func (s *historySource) Snapshot(ctx context.Context, rev string) (*Snapshot, er
 	if !ok {
 		return nil, fmt.Errorf("no revision %s", rev)
 	}
+	if s.snapshots == nil {
+		s.snapshots = map[string]int{}
+	}
+	s.snapshots[rev]++
 	return &Snapshot{FS: fsys, Revision: rev}, nil
 }
 
@@ -343,15 +351,23 @@ func TestDaemonOfflineKeepsLastGood(t *testing.T) {
 	})
 }
 
-func TestDaemonInvalidRevisionChangesNothing(t *testing.T) {
-	root := t.TempDir()
-	src := &historySource{}
+// startAtR1 starts the daemon on a history whose revision r1 writes
+// /etc/app.conf under root, and waits until r1 is its last good revision.
+func startAtR1(t *testing.T) (root string, src *historySource, socket string) {
+	t.Helper()
+	root = t.TempDir()
+	src = &historySource{}
 	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
-	socket := startDaemon(t, src, &Config{Root: root})
+	socket = startDaemon(t, src, &Config{Root: root})
 	waitFor(t, "the first revision", func() bool {
 		s, err := Control(context.Background(), socket, "status")
 		return err == nil && s.LastGood == "r1"
 	})
+	return root, src, socket
+}
+
+func TestDaemonInvalidRevisionChangesNothing(t *testing.T) {
+	root, src, socket := startAtR1(t)
 	src.push("broken", fstest.MapFS{"m.yaml": {Data: []byte("kind: file\npath: relative/path\ncontent: x\n")}})
 	reconcileInvalid(t, socket, "broken", filepath.Join(root, "etc/app.conf"), "one\n")
 }
@@ -373,6 +389,42 @@ func reconcileInvalid(t *testing.T, socket, rev, path, content string) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != content {
 		t.Errorf("content = %q, want r1's %q", b, content)
+	}
+}
+
+// TestDaemonRefusesOverBudgetRevisionOnce pushes a revision whose template
+// passes the render budget: it is recorded invalid with the reason, the host
+// stays on its last good revision, and later polls do not render it again
+// (before the budget, each poll rendered it and ran out of memory).
+func TestDaemonRefusesOverBudgetRevisionOnce(t *testing.T) {
+	root, src, socket := startAtR1(t)
+	bomb := `{{ $v := printf "%01000000d" 0 }}` + strings.Repeat(`{{ $v = printf "%s%s" $v $v }}`, 12) + `{{ len $v }}`
+	src.push("bomb", fstest.MapFS{
+		"m.yaml":   {Data: []byte("kind: file\npath: /etc/app.conf\nsource: app.tmpl\ntemplate: true\n")},
+		"app.tmpl": {Data: []byte(bomb)},
+	})
+	var s *Status
+	for range 3 {
+		var err error
+		if s, err = Control(context.Background(), socket, "reconcile"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := s.Failed["bomb"]
+	if f.Result != ResultInvalid || !strings.Contains(f.Reason, "template budget exceeded") || !strings.Contains(f.Reason, "app.tmpl:1:") {
+		t.Errorf("failed[bomb] = %+v, want invalid for the template budget at app.tmpl:1", f)
+	}
+	if s.LastGood != "r1" {
+		t.Errorf("last good = %s, want r1", s.LastGood)
+	}
+	src.mu.Lock()
+	renders := src.snapshots["bomb"]
+	src.mu.Unlock()
+	if renders != 1 {
+		t.Errorf("the refused revision was read %d times over 3 polls, want once", renders)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/app.conf")); string(b) != "one\n" {
+		t.Errorf("content = %q, want r1's", b)
 	}
 }
 

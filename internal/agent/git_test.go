@@ -2,14 +2,17 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/state"
 	"github.com/outpost-gitops/outpost/internal/status"
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 )
@@ -155,4 +158,101 @@ func TestDaemonNotesOverHTTP(t *testing.T) {
 func gitOutput(dir string, args ...string) (string, error) {
 	out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).Output()
 	return string(out), err
+}
+
+// TestDaemonRefusesTooLargeFetch runs the daemon against a real smart HTTP
+// server with source.max_fetch_bytes set: a commit whose pack passes it is
+// recorded invalid, in the state, the status and the note, the host stays
+// on its last good commit, and later polls do not fetch it again.
+func TestDaemonRefusesTooLargeFetch(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+
+	cfg := Default()
+	cfg.Source.URL = srv.URL("env")
+	cfg.Source.Interval = Duration(time.Hour)
+	cfg.Source.MaxFetchBytes = 1 << 20
+	cfg.Root = t.TempDir()
+	cfg.Host.Name = "edge-8"
+	cfg.StateDir = t.TempDir()
+	socket := startDaemon(t, nil, cfg)
+	waitFor(t, "the first commit", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == first
+	})
+
+	random := make([]byte, 2<<20)
+	rand.Read(random)
+	big := repo.Commit(gitserver.Files{"blob.bin": string(random)}, "big")
+	s, err := Control(context.Background(), socket, "reconcile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Failed[big]; f.Result != ResultInvalid || !strings.Contains(f.Reason, "too large") {
+		t.Errorf("failed[%s] = %+v, want invalid, too large", big, f)
+	}
+	if s.LastGood != first || s.Offline {
+		t.Errorf("status = last good %s, offline %v; want %s, online", s.LastGood, s.Offline, first)
+	}
+	var out string
+	waitFor(t, "the note of the big commit on the server", func() bool {
+		out, err = gitOutput(repo.Path, "notes", "--ref=outpost/edge-8", "show", big)
+		return err == nil
+	})
+	if n, err := status.Parse([]byte(out)); err != nil || n.Result != status.Invalid {
+		t.Errorf("note of the big commit = %q, %v; want invalid", out, err)
+	}
+	before := srv.Bytes()
+	for range 2 {
+		if _, err := Control(context.Background(), socket, "reconcile"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent := srv.Bytes() - before; sent >= 1<<20 {
+		t.Errorf("two more polls moved %d bytes, want no fetch of the refused commit", sent)
+	}
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := st.Failed[big]; f.Result != ResultInvalid {
+		t.Errorf("state failed[%s] = %+v, want invalid", big, f)
+	}
+}
+
+// TestDaemonRefusesTooManyPaths runs the daemon on a repository read in
+// place (file://), whose commit names 10^6 paths in a few KiB: the commit
+// is refused when its tree is read and recorded invalid, and the host stays
+// on its last good commit.
+func TestDaemonRefusesTooManyPaths(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
+	cfg := Default()
+	cfg.Source.URL = "file://" + root.Path("env")
+	cfg.Source.Interval = Duration(time.Hour)
+	cfg.Root = t.TempDir()
+	cfg.StateDir = t.TempDir()
+	cfg.Status.Push = false
+	socket := startDaemon(t, nil, cfg)
+	waitFor(t, "the first commit", func() bool {
+		s, err := Control(context.Background(), socket, "status")
+		return err == nil && s.LastGood == first
+	})
+	wide := repo.CommitManyPaths(1000, 1000)
+	var s *Status
+	for range 2 {
+		var err error
+		if s, err = Control(context.Background(), socket, "reconcile"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := s.Failed[wide]; f.Result != ResultInvalid || !strings.Contains(f.Reason, "more than 100000 entries") {
+		t.Errorf("failed[%s] = %+v, want invalid for its entries", wide, f)
+	}
+	if s.LastGood != first {
+		t.Errorf("last good = %s, want %s", s.LastGood, first)
+	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
+	"github.com/outpost-gitops/outpost/test/e2e/peak"
 )
 
 // specCorpus is the parser's corpus of broken and hostile repositories; the
@@ -293,5 +296,43 @@ func TestParseConfigContainers(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("ParseConfig() = %v, want an error holding %q", err, w)
 		}
+	}
+}
+
+// TestApplyBigSourcePeakMemory names a 64 MiB blob of a Git commit as a
+// file's source, over the http transport and read in place, and runs apply
+// in a child process: the source is refused from the size in the blob's
+// header, without being read, and the peak memory stays far below the
+// blob's size. Before, the blob was read whole first: 257 MB.
+func TestApplyBigSourcePeakMemory(t *testing.T) {
+	const bound = raceMemory * 48 << 20
+	for _, transport := range []string{"http", "file"} {
+		t.Run(transport, func(t *testing.T) {
+			rss, msg := peak.Measure(t, func() error {
+				root := gitserver.NewRoot(t)
+				repo := root.Create("env")
+				repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/big\nsource: big.bin\n"}, "first")
+				repo.CommitZeros("big.bin", 64<<20)
+				url := "file://" + root.Path("env")
+				if transport == "http" {
+					url = root.ServeHTTP(gitserver.HTTPOptions{}).URL("env")
+				}
+				rep, err := Apply(context.Background(), sandbox(t, url), nil)
+				if err != nil {
+					return err
+				}
+				if rep.Valid {
+					return nil
+				}
+				return errors.New(rep.Errors[0].String())
+			})
+			t.Logf("peak %d MiB: %s", rss>>20, msg)
+			if !strings.Contains(msg, "too large") && !strings.Contains(msg, "larger than") {
+				t.Errorf("Apply() = %q, want the source refused for its size", msg)
+			}
+			if rss > bound {
+				t.Errorf("peak memory %d MiB, want at most %d MiB", rss>>20, bound>>20)
+			}
+		})
 	}
 }

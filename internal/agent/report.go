@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // Problem is one validation error, positioned in a file that the operator
@@ -17,10 +19,12 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	// A name from the repository may hold a newline or a terminal escape:
+	// printed as it is, it could forge a line of output.
 	if p.Line == 0 {
-		return p.File + ": " + p.Message
+		return spec.Quote(p.File) + ": " + spec.Quote(p.Message)
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Message)
+	return fmt.Sprintf("%s:%d:%d: %s", spec.Quote(p.File), p.Line, p.Col, spec.Quote(p.Message))
 }
 
 // ValidateReport is the outcome of Validate, and the JSON document that
@@ -123,7 +127,7 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 		if err := writeProblems(errw, r.Errors); err != nil {
 			return err
 		}
-		msg := fmt.Sprintf("%s: the repository is invalid for host %s", r.Command, r.Host)
+		msg := fmt.Sprintf("%s: the repository is invalid for host %s", r.Command, spec.Quote(r.Host))
 		if r.Command == "apply" {
 			msg += "; nothing was changed"
 		}
@@ -135,7 +139,7 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 		if r.Offline {
 			what = "offline"
 		}
-		if _, err := fmt.Fprintf(errw, "%s: %s: converging the last good revision %s (%s)\n", r.Command, what, r.Revision, r.Fallback); err != nil {
+		if _, err := fmt.Fprintf(errw, "%s: %s: converging the last good revision %s (%s)\n", r.Command, what, spec.Quote(r.Revision), spec.Quote(r.Fallback)); err != nil {
 			return err
 		}
 	}
@@ -175,19 +179,21 @@ func (c Change) line() string {
 	if c.Skipped {
 		detail = append(detail, "skipped")
 	}
-	s := sign + " " + c.Kind + " " + c.Name
+	// Names come from the repository, the host and the state file; each is
+	// quoted when it holds a control character, so that a line is one change.
+	s := sign + " " + spec.Quote(c.Kind) + " " + spec.Quote(c.Name)
 	if len(detail) > 0 {
-		s += " (" + strings.Join(detail, ", ") + ")"
+		s += " (" + spec.Quote(strings.Join(detail, ", ")) + ")"
 	}
 	if c.Error != "" {
-		s += ": " + c.Error
+		s += ": " + spec.Quote(c.Error)
 	}
 	return s
 }
 
 func (r *Report) summaryLine() string {
 	s := r.Summary
-	at := fmt.Sprintf("host %s at %s", r.Host, shortRevision(r.Revision))
+	at := fmt.Sprintf("host %s at %s", spec.Quote(r.Host), spec.Quote(shortRevision(r.Revision)))
 	var parts []string
 	add := func(n int, what string) {
 		if n > 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // gitRevSource reads revisions from a Git repository through a clone cache in
@@ -32,6 +33,11 @@ func pullConfig(cfg *Config) pull.Config {
 		URL:     s.URL,
 		Branch:  s.Branch,
 		Timeout: time.Duration(s.Timeout),
+		// An object larger than the largest file a manifest may read can
+		// be of no use, and go-git holds each object whole while it
+		// indexes a fetch.
+		MaxObjectBytes: spec.DefaultMaxFileSize,
+		MaxFetchBytes:  s.MaxFetchBytes,
 		Auth: pull.Auth{
 			SSHKeyFile:     s.Auth.SSHKeyFile,
 			KnownHostsFile: s.Auth.KnownHostsFile,

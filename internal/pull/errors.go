@@ -61,11 +61,11 @@ var (
 	ErrNoGoodCommit = errors.New("no good commit to converge")
 )
 
-var permanent = []error{ErrConfig, ErrAuth, ErrHostKey, ErrTLS, ErrRepoNotFound, ErrBranchNotFound, ErrUnverified}
+var permanent = []error{ErrConfig, ErrAuth, ErrHostKey, ErrTLS, ErrRepoNotFound, ErrBranchNotFound, ErrUnverified, ErrTooLarge}
 
 // IsPermanent reports whether err is a failure that retrying soon will not
 // cure: authentication, host key, certificate, missing repository or branch,
-// an unverified commit or a bad configuration.
+// an unverified commit, a commit too large, or a bad configuration.
 func IsPermanent(err error) bool {
 	for _, p := range permanent {
 		if errors.Is(err, p) {
@@ -95,6 +95,9 @@ type Error struct {
 	Kind error
 	// Err is the cause.
 	Err error
+	// Commit is the commit that the error refuses, when it is about one:
+	// the tip whose fetch passed a bound (ErrTooLarge).
+	Commit string
 }
 
 func (e *Error) Error() string {

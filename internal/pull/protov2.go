@@ -505,7 +505,8 @@ func (r *Repo) httpDo(ctx context.Context, client *http.Client, method, url stri
 		req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
 		req.Header.Set("Accept", "application/x-git-upload-pack-result")
 	}
-	if a, ok := r.tr.Auth.(*githttp.BasicAuth); ok {
+	// Basic auth, or a token or password file read for this request.
+	if a, ok := r.tr.Auth.(githttp.AuthMethod); ok {
 		a.SetAuth(req)
 	}
 	res, err := client.Do(req)

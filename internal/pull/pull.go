@@ -29,6 +29,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
@@ -47,6 +48,12 @@ type Config struct {
 	Verify Verify
 	// Timeout limits each network operation; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// MaxFetchBytes bounds the pack of one fetch; 0 means
+	// DefaultMaxFetchBytes.
+	MaxFetchBytes int64
+	// MaxObjectBytes bounds the inflated size of any object fetched or
+	// read; 0 means DefaultMaxObjectBytes.
+	MaxObjectBytes int64
 }
 
 // Auth names the credential files of a source. Key and CA files are read
@@ -105,6 +112,9 @@ type Repo struct {
 	seen    string              // the tip of the last Poll of a local repository
 	proto   Protocol            // what the last poll spoke (protov2.go)
 	v2http  *http.Client        // the client of v2 polls over http(s), once built
+	// refused holds the tips whose fetch passed a bound, so that polls do
+	// not fetch them again until the branch moves.
+	refused map[plumbing.Hash]error
 }
 
 // Result is the outcome of a Poll.
@@ -234,7 +244,7 @@ func (r *Repo) openCache() error {
 		return r.resetCache()
 	}
 	r.repo = repo
-	if err := r.checkTip(); err != nil {
+	if err := r.checkTip(); err != nil && !errors.Is(err, ErrTooLarge) {
 		r.damaged = err
 		r.log.Warn("clone cache damaged; it will be cloned again", "dir", r.dir, "err", err)
 	}
@@ -291,7 +301,8 @@ func (r *Repo) checkCommit(h plumbing.Hash) error {
 	}
 	walker := object.NewTreeWalker(tree, true, nil)
 	defer walker.Close()
-	for {
+	read := map[plumbing.Hash]bool{} // a tree may list one blob many times
+	for entries := 1; ; entries++ {
 		name, e, err := walker.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -299,17 +310,33 @@ func (r *Repo) checkCommit(h plumbing.Hash) error {
 		if err != nil {
 			return fmt.Errorf("%w: tree of %s: %w", ErrCorrupt, h, err)
 		}
-		if e.Mode == filemode.Dir || e.Mode == filemode.Submodule {
+		if err := checkTreeBounds(h.String(), name, entries); err != nil {
+			return err
+		}
+		if e.Mode == filemode.Dir || e.Mode == filemode.Submodule || read[e.Hash] {
 			continue
 		}
-		if err := readObject(r.repo, e.Hash); err != nil {
+		read[e.Hash] = true
+		if err := r.readObject(e.Hash); err != nil {
+			if errors.Is(err, ErrTooLarge) {
+				return fmt.Errorf("%s in %s: %w", name, h, err)
+			}
 			return fmt.Errorf("%w: %s in %s: %w", ErrCorrupt, name, h, err)
 		}
 	}
 }
 
-func readObject(repo *git.Repository, h plumbing.Hash) error {
-	o, err := repo.Storer.EncodedObject(plumbing.AnyObject, h)
+// readObject reads an object through, to check it, after checking its size
+// from its header. r.mu is held.
+func (r *Repo) readObject(h plumbing.Hash) error {
+	size, err := r.objectSize(h)
+	if err != nil {
+		return err
+	}
+	if size > r.maxObject() {
+		return tooLargef("%d bytes, more than %d", size, r.maxObject())
+	}
+	o, err := r.repo.Storer.EncodedObject(plumbing.AnyObject, h)
 	if err != nil {
 		return err
 	}
@@ -349,6 +376,9 @@ func (r *Repo) Poll(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err, ok := r.refused[tip]; ok {
+		return Result{}, err
+	}
 	if tip == prev {
 		r.log.Debug("branch unchanged", "commit", tip.String())
 		return Result{Commit: tip.String()}, nil
@@ -359,6 +389,15 @@ func (r *Repo) Poll(ctx context.Context) (Result, error) {
 			return Result{}, &Error{Op: "fetch", URL: r.redacted, Kind: ErrCorrupt, Err: err}
 		}
 	} else if err := r.fetch(ctx); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			cause := err
+			var pe *Error
+			if errors.As(err, &pe) && pe.Err != nil {
+				cause = pe.Err
+			}
+			err = &Error{Op: "fetch", URL: r.redacted, Kind: ErrTooLarge, Err: fmt.Errorf("commit %s: %w", tip, cause), Commit: tip.String()}
+			r.refused = map[plumbing.Hash]error{tip: err} // only the newest tip matters
+		}
 		return Result{}, err
 	}
 	now := r.trackedTip()
@@ -382,7 +421,11 @@ func (r *Repo) trackedTip() plumbing.Hash {
 func (r *Repo) proxyOptions() transport.ProxyOptions { return r.tr.Proxy }
 
 func (r *Repo) remote() *git.Remote {
-	return git.NewRemote(r.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
+	var s storage.Storer = r.repo.Storer
+	if r.store != nil {
+		s = &boundedStorage{Storage: r.store, dir: r.packDir(), maxFetch: r.maxFetch(), maxObject: r.maxObject()}
+	}
+	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
 }
 
 // lsRemote returns the branch's tip on the server.
@@ -451,6 +494,10 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		}
 	}
 	if err := r.checkTip(); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			// Whole, but refused: the cache is fine.
+			return &Error{Op: "fetch", URL: r.redacted, Kind: ErrTooLarge, Err: err}
+		}
 		r.damaged = err
 		return &Error{Op: "fetch", URL: r.redacted, Err: err}
 	}

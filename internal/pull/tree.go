@@ -56,6 +56,9 @@ func (r *Repo) Tree(ctx context.Context, commit string) (fs.FS, error) {
 	root := &node{name: ".", mode: filemode.Dir}
 	t.nodes["."] = root
 	if err := t.load(ctx, root, ".", tree); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return nil, &Error{Op: "read", URL: r.redacted, Kind: ErrTooLarge, Err: err, Commit: commit}
+		}
 		return nil, err
 	}
 	return t, nil
@@ -82,7 +85,10 @@ var (
 	_ fs.StatFS     = (*treeFS)(nil)
 )
 
-// load walks one tree object into t.nodes. r.mu is held.
+// load walks one tree object into t.nodes, up to
+// MaxTreeEntries paths in all and MaxTreeDepth deep: a tree can list the
+// same subtree many times over, so a small commit may name millions of
+// paths. r.mu is held.
 func (t *treeFS) load(ctx context.Context, dir *node, dirPath string, tree *object.Tree) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -92,6 +98,9 @@ func (t *treeFS) load(ctx context.Context, dir *node, dirPath string, tree *obje
 		p := e.Name
 		if dirPath != "." {
 			p = dirPath + "/" + e.Name
+		}
+		if err := checkTreeBounds(t.commit, p, len(t.nodes)); err != nil {
+			return err
 		}
 		t.nodes[p] = n
 		dir.children = append(dir.children, n)
@@ -138,7 +147,7 @@ func (t *treeFS) lookup(op, name string, follow bool) (string, *node, error) {
 			if links > maxLinks {
 				return "", nil, &fs.PathError{Op: op, Path: name, Err: errors.New("too many symlinks")}
 			}
-			target, err := t.readBlob(n.hash)
+			target, err := t.readBlob(n.hash, maxLinkTarget)
 			if err != nil {
 				return "", nil, &fs.PathError{Op: op, Path: name, Err: err}
 			}
@@ -187,10 +196,18 @@ func joinLink(dir, target string) (string, bool) {
 	return path.Join(dir, target), true
 }
 
-// readBlob returns a blob's content.
-func (t *treeFS) readBlob(h plumbing.Hash) ([]byte, error) {
+// readBlob returns a blob's content, refusing one larger than max from its
+// header, before reading it.
+func (t *treeFS) readBlob(h plumbing.Hash, max int64) ([]byte, error) {
 	t.r.mu.Lock()
 	defer t.r.mu.Unlock()
+	size, err := t.r.objectSize(h)
+	if err != nil {
+		return nil, t.r.noteDamage(fmt.Errorf("blob %s of %s: %w", h, t.commit, err))
+	}
+	if size > max {
+		return nil, &Error{Op: "read", URL: t.r.redacted, Kind: ErrTooLarge, Err: fmt.Errorf("blob %s of %s is %d bytes, more than %d", h, t.commit, size, max)}
+	}
 	b, err := t.r.repo.BlobObject(h)
 	if err != nil {
 		return nil, t.r.noteDamage(fmt.Errorf("blob %s of %s: %w", h, t.commit, err))
@@ -200,21 +217,26 @@ func (t *treeFS) readBlob(h plumbing.Hash) ([]byte, error) {
 		return nil, t.r.noteDamage(fmt.Errorf("blob %s of %s: %w", h, t.commit, err))
 	}
 	defer rd.Close()
-	data, err := io.ReadAll(rd)
+	data, err := io.ReadAll(io.LimitReader(rd, max+1))
+	if err == nil && int64(len(data)) != size {
+		err = fmt.Errorf("read %d bytes, its header says %d", len(data), size)
+	}
 	if err != nil {
 		return nil, t.r.noteDamage(fmt.Errorf("blob %s of %s: %w", h, t.commit, err))
 	}
 	return data, nil
 }
 
+// blobSize is a blob's size from its header, or 0 when it cannot be read
+// (reading it then says why).
 func (t *treeFS) blobSize(h plumbing.Hash) int64 {
 	t.r.mu.Lock()
 	defer t.r.mu.Unlock()
-	o, err := t.r.repo.Storer.EncodedObject(plumbing.BlobObject, h)
+	size, err := t.r.objectSize(h)
 	if err != nil {
 		return 0
 	}
-	return o.Size()
+	return size
 }
 
 func (t *treeFS) info(n *node) fs.FileInfo {
@@ -249,7 +271,7 @@ func (t *treeFS) Open(name string) (fs.File, error) {
 	case n.mode == filemode.Dir:
 		return &dirFile{t: t, n: n, path: p}, nil
 	case n.mode.IsFile():
-		data, err := t.readBlob(n.hash)
+		data, err := t.readBlob(n.hash, t.r.maxObject())
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
@@ -270,7 +292,7 @@ func (t *treeFS) ReadFile(name string) ([]byte, error) {
 	if !n.mode.IsFile() {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrInvalid}
 	}
-	data, err := t.readBlob(n.hash)
+	data, err := t.readBlob(n.hash, t.r.maxObject())
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
@@ -322,7 +344,7 @@ func (t *treeFS) ReadLink(name string) (string, error) {
 	if n.mode != filemode.Symlink {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
 	}
-	target, err := t.readBlob(n.hash)
+	target, err := t.readBlob(n.hash, maxLinkTarget)
 	if err != nil {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
 	}

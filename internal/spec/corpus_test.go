@@ -29,6 +29,13 @@ var setups = map[string]func(t *testing.T, dir string){
 	"manifest-too-large": func(t *testing.T, dir string) {
 		sparse(t, filepath.Join(dir, "big.yaml"), MaxManifestSize+1)
 	},
+	"control-characters": func(t *testing.T, dir string) {
+		for _, name := range []string{"sub/evil\n- file x (prune).yaml", "sub/\x1b[31mred.txt", "sub/c1\u009b.yaml", "sub/bad\xff.yaml"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("kind: file\npath: /etc/evil\ncontent: x\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	},
 }
 
 // caseOptions are the load options of cases that need other limits: the

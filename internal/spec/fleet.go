@@ -124,6 +124,9 @@ func (d *decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 	case p == "" || path.IsAbs(p) || strings.ContainsRune(p, 0):
 		d.errorf(g.at, "path: %q must be a path relative to the repository's root", p)
 		return t, false
+	case checkPrintable(p) != nil:
+		d.errorf(g.at, "path: %v", checkPrintable(p))
+		return t, false
 	case path.Clean(p) != p:
 		d.errorf(g.at, "path: %q must be a clean path (%q)", p, path.Clean(p))
 		return t, false

@@ -19,7 +19,7 @@ type tooLargeError struct {
 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("%s is larger than %d bytes", e.path, e.limit)
+	return fmt.Sprintf("%s is larger than %d bytes", Quote(e.path), e.limit)
 }
 
 // escapes reports whether the clean, slash-separated relative path p leaves
@@ -49,9 +49,9 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		case "..":
 			if done == "." {
 				if lastLink != "" {
-					return "", fmt.Errorf("%s leads outside the repository through the symlink %s", p, lastLink)
+					return "", fmt.Errorf("%s leads outside the repository through the symlink %s", Quote(p), Quote(lastLink))
 				}
-				return "", fmt.Errorf("%s leaves the repository", p)
+				return "", fmt.Errorf("%s leaves the repository", Quote(p))
 			}
 			done = path.Dir(done)
 			continue
@@ -60,9 +60,9 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		fi, err := rl.Lstat(next)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return "", fmt.Errorf("%s does not exist", p)
+				return "", fmt.Errorf("%s does not exist", Quote(p))
 			}
-			return "", fmt.Errorf("%s: %w", next, err)
+			return "", fmt.Errorf("%s: %w", Quote(next), err)
 		}
 		if fi.Mode()&fs.ModeSymlink == 0 {
 			done = next
@@ -70,14 +70,14 @@ func resolve(fsys fs.FS, p string) (string, error) {
 		}
 		hops++
 		if hops > maxLinkHops {
-			return "", fmt.Errorf("%s: too many symlinks", p)
+			return "", fmt.Errorf("%s: too many symlinks", Quote(p))
 		}
 		target, err := rl.ReadLink(next)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", next, err)
+			return "", fmt.Errorf("%s: %w", Quote(next), err)
 		}
 		if path.IsAbs(target) {
-			return "", fmt.Errorf("symlink %s points to the absolute path %s, outside the repository", next, target)
+			return "", fmt.Errorf("symlink %s points to the absolute path %s, outside the repository", Quote(next), Quote(target))
 		}
 		lastLink = next
 		// The target is relative to the link's directory, done.
@@ -97,30 +97,65 @@ func readFile(fsys fs.FS, p string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Stat before opening: opening a FIFO for reading blocks until a writer
+	// comes, and a device reads forever. real is free of symlinks, so Stat
+	// describes the file itself.
+	fi, err := fs.Stat(fsys, real)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s does not exist", Quote(p))
+		}
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", Quote(p), kindOf(fi.Mode()))
+	}
+	if fi.Size() > limit {
+		return nil, &tooLargeError{path: p, limit: limit}
+	}
 	f, err := fsys.Open(real)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist", p)
+			return nil, fmt.Errorf("%s does not exist", Quote(p))
 		}
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	// The file may have been replaced between Stat and Open.
+	if fi, err = f.Stat(); err != nil {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
+		return nil, fmt.Errorf("%s is not a regular file (%s)", Quote(p), kindOf(fi.Mode()))
 	}
 	if fi.Size() > limit {
 		return nil, &tooLargeError{path: p, limit: limit}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return nil, fmt.Errorf("read %s: %w", Quote(p), err)
 	}
 	if int64(len(data)) > limit {
 		return nil, &tooLargeError{path: p, limit: limit}
 	}
 	return data, nil
+}
+
+// kindOf names the type of a file that is not a regular one.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "not a file"
 }

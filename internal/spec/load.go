@@ -21,15 +21,21 @@ type Options struct {
 	// MaxFileSize limits a source file or rendered content; 0 means
 	// DefaultMaxFileSize.
 	MaxFileSize int64
+	// TemplateBudget limits the bytes that the templates rendered for one
+	// host make in all, values and output; 0 means DefaultTemplateBudget.
+	TemplateBudget int64
 }
 
 // Error is one validation error at a position in the repository.
 type Error struct {
 	Pos Pos
 	Msg string
+	Err error // the cause, when there is one to test for with errors.Is
 }
 
 func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errors is every validation error of a repository, sorted by position.
 // Load and Render return it when the repository is invalid; test for it with
@@ -70,6 +76,16 @@ var ErrInvalid = errors.New("invalid repository")
 // Is makes errors.Is(err, ErrInvalid) true for validation errors.
 func (es Errors) Is(target error) bool { return target == ErrInvalid }
 
+// Unwrap makes errors.Is and errors.As see the causes of the errors, such
+// as ErrTemplateBudget.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
 // Repo is a parsed and validated environment repository, not yet rendered for
 // a host. It holds everything it needs: Render does no I/O.
 type Repo struct {
@@ -90,6 +106,9 @@ type Repo struct {
 func Load(fsys fs.FS, opts Options) (*Repo, error) {
 	if opts.MaxFileSize <= 0 {
 		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if opts.TemplateBudget <= 0 {
+		opts.TemplateBudget = DefaultTemplateBudget
 	}
 	l := &loader{fsys: fsys, opts: opts, failed: map[string]bool{}}
 	if err := l.walk(); err != nil {
@@ -145,6 +164,15 @@ func (l *loader) walk() error {
 			return nil
 		}
 		name := d.Name()
+		if !Printable(name) {
+			// Refused whatever it is: its name could forge output lines
+			// wherever it is printed.
+			l.errorAt(Pos{File: p}, "file name: %v", checkPrintable(name))
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		if p != "." && strings.HasPrefix(name, ".") {
 			if d.IsDir() {
 				return fs.SkipDir
@@ -537,6 +565,7 @@ func (rp *Repo) applies(r *decl, host Host) bool {
 func (rp *Repo) Render(host Host) (*State, error) {
 	var errs Errors
 	st := &State{AllowMassPrune: rp.fleet.allowMassPrune}
+	work := newBudget(rp.opts.TemplateBudget, rp.opts.MaxFileSize)
 	var selected []*decl
 	present := map[ID]*decl{}
 	for _, r := range rp.decls {
@@ -566,9 +595,9 @@ func (rp *Repo) Render(host Host) (*State, error) {
 			res.RestartOn = append(res.RestartOn, x.id)
 		}
 		if r.body != nil {
-			data, err := rp.renderBody(r.body, host)
+			data, err := rp.renderBody(r.body, host, work)
 			if err != nil {
-				errs = append(errs, &Error{Pos: r.body.pos, Msg: err.Error()})
+				errs = append(errs, &Error{Pos: r.body.pos, Msg: err.Error(), Err: err})
 			}
 			switch {
 			case res.File != nil:
@@ -580,9 +609,9 @@ func (rp *Repo) Render(host Host) (*State, error) {
 		if res.Unit != nil && len(r.dropins) > 0 {
 			res.Unit.Dropins = make(map[string][]byte, len(r.dropins))
 			for name, b := range r.dropins {
-				data, err := rp.renderBody(b, host)
+				data, err := rp.renderBody(b, host, work)
 				if err != nil {
-					errs = append(errs, &Error{Pos: b.pos, Msg: err.Error()})
+					errs = append(errs, &Error{Pos: b.pos, Msg: err.Error(), Err: err})
 				}
 				res.Unit.Dropins[name] = data
 			}
@@ -596,11 +625,11 @@ func (rp *Repo) Render(host Host) (*State, error) {
 	return st, nil
 }
 
-func (rp *Repo) renderBody(b *body, host Host) ([]byte, error) {
+func (rp *Repo) renderBody(b *body, host Host, work *budget) ([]byte, error) {
 	if b.tmpl == nil {
 		return bytes.Clone(b.data), nil
 	}
-	return execTemplate(b.tmpl, host, rp.opts.MaxFileSize)
+	return execTemplate(b.tmpl, host, rp.opts.MaxFileSize, work)
 }
 
 // cloneResource deep-copies r so that a rendered state shares nothing with

@@ -3,14 +3,18 @@ package spec
 import (
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestLoadRenderSmall(t *testing.T) {
@@ -142,7 +146,7 @@ func TestOptionsMaxFileSize(t *testing.T) {
 		t.Fatalf("Load() = %v", err)
 	}
 	_, err = repo.Render(Host{Name: "h"})
-	want = "a.yaml:11:10: template: content: output larger than 30 bytes"
+	want = `a.yaml:11:10: template: content:1:3: executing "content" at <printf "%40d" 1>: error calling printf: template budget exceeded: printf would make up to 96 bytes, more than the limit of 30`
 	if err == nil || err.Error() != want {
 		t.Errorf("Render() = %v, want %q", err, want)
 	}
@@ -313,5 +317,108 @@ func TestLoadUnreadable(t *testing.T) {
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing directory) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestLoadNonRegularSource checks that a source that is a FIFO, a device, a
+// socket or a directory is refused at its position without being opened:
+// opening a FIFO for reading would block until a writer comes.
+func TestLoadNonRegularSource(t *testing.T) {
+	tests := []struct {
+		name string
+		make func(p string) error
+		want string
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }, "a FIFO"},
+		{"chardev", func(p string) error { return syscall.Mknod(p, syscall.S_IFCHR|0o644, int(unix.Mkdev(1, 5))) }, "a character device"},
+		{"blockdev", func(p string) error { return syscall.Mknod(p, syscall.S_IFBLK|0o644, int(unix.Mkdev(7, 200))) }, "a block device"},
+		{"socket", func(p string) error {
+			l, err := net.Listen("unix", p)
+			if err == nil {
+				t.Cleanup(func() { l.Close() })
+			}
+			return err
+		}, "a socket"},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }, "a directory"},
+		{"symlink-to-fifo", func(p string) error {
+			if err := syscall.Mkfifo(p+".real", 0o644); err != nil {
+				return err
+			}
+			return os.Symlink("src.real", p)
+		}, "a FIFO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: file\npath: /etc/a\nsource: src\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.make(filepath.Join(dir, "src")); err != nil {
+				t.Fatalf("make %s: %v", tt.name, err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := Load(os.DirFS(dir), Options{})
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				// Not a timing target: only a hang takes this long.
+				t.Fatalf("Load() with a %s source has not returned after a minute", tt.name)
+			}
+			want := "a.yaml:3:9: source: src is not a regular file (" + tt.want + ")"
+			if err == nil || err.Error() != want {
+				t.Errorf("Load() = %v, want %q", err, want)
+			}
+		})
+	}
+}
+
+// TestBinaryContent checks that content: !!binary is decoded and its bytes
+// written, that bad base64 is refused at its position, and that !!binary is
+// refused where a string is meant as text.
+func TestBinaryContent(t *testing.T) {
+	tests := []struct {
+		name, manifest string
+		want           []byte
+		wantErr        string
+	}{
+		{name: "decoded", manifest: "kind: file\npath: /etc/a\ncontent: !!binary AAEC/w==\n", want: []byte{0, 1, 2, 0xff}},
+		{name: "folded", manifest: "kind: file\npath: /etc/a\ncontent: !!binary |\n  aGVs\n  bG8=\n", want: []byte("hello")},
+		{name: "template", manifest: "kind: file\npath: /etc/a\ntemplate: true\ncontent: !!binary e3sgLkhvc3QuTmFtZSB9fQ==\n", want: []byte("h1")},
+		{name: "dropin", manifest: "kind: unit\nname: a.service\ncontent: \"[Service]\\n\"\ndropins:\n  x.conf:\n    content: !!binary W1NlcnZpY2Vd\n"},
+		{name: "bad-base64", manifest: "kind: file\npath: /etc/a\ncontent: !!binary 'not base64!'\n", wantErr: "a.yaml:3:10: content: !!binary: not base64: illegal base64 data at input byte 9"},
+		{name: "path", manifest: "kind: file\npath: !!binary L2V0Yy9h\ncontent: x\n", wantErr: "a.yaml:2:7: path: !!binary is only allowed in content"},
+		{name: "env", manifest: "kind: container\nname: web\nimage: web\ntag: \"1\"\nenv: {A: !!binary eA==}\n", wantErr: "a.yaml:5:10: env.A: !!binary is only allowed in content"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, err := Load(fstest.MapFS{"a.yaml": {Data: []byte(tt.manifest)}}, Options{})
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("Load() = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load() = %v", err)
+			}
+			st, err := repo.Render(Host{Name: "h1"})
+			if err != nil {
+				t.Fatalf("Render() = %v", err)
+			}
+			r := st.Resources[0]
+			if r.Unit != nil {
+				if got := string(r.Unit.Dropins["x.conf"]); got != "[Service]" {
+					t.Errorf("dropin = %q, want %q", got, "[Service]")
+				}
+				return
+			}
+			if diff := cmp.Diff(tt.want, r.File.Content); diff != "" {
+				t.Errorf("content (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

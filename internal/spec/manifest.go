@@ -226,6 +226,14 @@ func (d *decoder) content(f map[string]field, what string, at *yaml.Node, requir
 		d.errorf(txt.key, "%ssource and content are exclusive", prefix)
 		return nil
 	case hasTxt:
+		if txt.val != nil && txt.val.ShortTag() == binaryTag {
+			data, err := decodeBinary(txt.val.Value)
+			if err != nil {
+				d.errorf(txt.at, "%scontent: !!binary: %v", dotted, err)
+				return nil
+			}
+			return &body{inline: true, text: string(data), at: txt.at, pos: posOf(d.file, txt.at)}
+		}
 		s, ok := d.str(txt, dotted+"content")
 		if !ok {
 			return nil
@@ -257,6 +265,8 @@ func (d *decoder) sourcePath(s string) (string, error) {
 		return "", fmt.Errorf("%q: a source must be a slash-separated path", s)
 	case path.IsAbs(s):
 		return "", fmt.Errorf("%q must be relative to the manifest's directory", s)
+	case checkPrintable(s) != nil:
+		return "", checkPrintable(s)
 	}
 	p := path.Join(path.Dir(d.file), s)
 	if escapes(p) {

@@ -42,6 +42,9 @@ func ParseID(s string) (ID, error) {
 	if !ok || n == "" {
 		return ID{}, fmt.Errorf("reference %q: want kind:name", s)
 	}
+	if err := checkPrintable(n); err != nil {
+		return ID{}, fmt.Errorf("reference: %w", err)
+	}
 	switch Kind(k) {
 	case KindFile, KindUnit, KindContainer:
 		return ID{Kind: Kind(k), Name: n}, nil
@@ -58,9 +61,9 @@ type Pos struct {
 
 func (p Pos) String() string {
 	if p.Line == 0 {
-		return p.File
+		return Quote(p.File)
 	}
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+	return fmt.Sprintf("%s:%d:%d", Quote(p.File), p.Line, p.Col)
 }
 
 // DriftMode says what the agent does when a managed object changes by hand.

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -232,7 +233,31 @@ func (d *decoder) str(f field, what string) (string, bool) {
 		d.errorf(f.at, "%s: must be a string, got %s", what, describe(f.val))
 		return "", false
 	}
+	if f.val.ShortTag() == binaryTag {
+		// Its value is base64 text that means bytes; only content decodes it.
+		d.errorf(f.at, "%s: !!binary is only allowed in content", what)
+		return "", false
+	}
 	return f.val.Value, true
+}
+
+// binaryTag marks a scalar whose value is base64-encoded bytes.
+const binaryTag = "!!binary"
+
+// decodeBinary decodes the value of a !!binary scalar: base64, in lines
+// that may be broken anywhere.
+func decodeBinary(s string) ([]byte, error) {
+	clean := strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+			return -1
+		}
+		return r
+	}, s)
+	data, err := base64.StdEncoding.DecodeString(clean)
+	if err != nil {
+		return nil, fmt.Errorf("not base64: %w", err)
+	}
+	return data, nil
 }
 
 func (d *decoder) boolean(f field, what string) (bool, bool) {

@@ -20,6 +20,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // FleetOptions tune Fleet.
@@ -283,6 +285,9 @@ func WriteJSON(w io.Writer, hosts []HostStatus) error {
 // "(tip)" when it is the branch's tip), result (with the number of failed
 // resources), age at now, images; then a line per host with a warning.
 func WriteTable(w io.Writer, hosts []HostStatus, now time.Time) error {
+	// Notes are written by other hosts, and may be forged: every string is
+	// quoted when it holds a control character (a tab, a newline, an escape).
+	q := spec.Quote
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tLABELS\tCOMMIT\tRESULT\tAGE\tIMAGES")
 	for _, h := range hosts {
@@ -291,26 +296,26 @@ func WriteTable(w io.Writer, hosts []HostStatus, now time.Time) error {
 			if h.Warning != "" {
 				result = "unreadable"
 			}
-			fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\t-\n", h.Host, result)
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\t-\t-\n", q(h.Host), result)
 			continue
 		}
 		n := h.Note
-		commit := short(n.Commit)
+		commit := q(short(n.Commit))
 		if h.AtTip {
 			commit += " (tip)"
 		}
-		result := string(n.Result)
+		result := q(string(n.Result))
 		if len(n.Failed) > 0 {
 			result = fmt.Sprintf("%s (%d)", result, len(n.Failed))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, orDash(formatLabels(n.Labels)), commit, result, age(now.Sub(n.AppliedAt)), orDash(formatImages(n.Images)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", q(h.Host), q(orDash(formatLabels(n.Labels))), commit, result, age(now.Sub(n.AppliedAt)), q(orDash(formatImages(n.Images))))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write fleet table: %w", err)
 	}
 	for _, h := range hosts {
 		if h.Warning != "" {
-			if _, err := fmt.Fprintf(w, "warning: %s: %s\n", h.Host, h.Warning); err != nil {
+			if _, err := fmt.Fprintf(w, "warning: %s: %s\n", q(h.Host), q(h.Warning)); err != nil {
 				return fmt.Errorf("write fleet table: %w", err)
 			}
 		}

@@ -372,3 +372,30 @@ func TestFleetEmptyRemote(t *testing.T) {
 		t.Fatalf("Fleet(status repository) = %+v, %v, want host h's note, not at a tip", hosts, err)
 	}
 }
+
+// TestWriteTableQuotes checks that a forged note (another host writes it)
+// cannot add a row or drive the terminal: its strings print quoted.
+func TestWriteTableQuotes(t *testing.T) {
+	n := New("evil\nforged-1  -  abc  applied", "abc", Applied, t0)
+	n.Labels = map[string]string{"site": "x\x1b[2J"}
+	n.Images = map[string]string{"web\t": "1\u009b"}
+	hosts := []HostStatus{{Host: n.Host, Note: &n, Warning: "bad\rnote"}}
+	var b bytes.Buffer
+	if err := WriteTable(&b, hosts, t0); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, r := range got {
+		if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f)) {
+			t.Errorf("WriteTable() printed the control character %U: %q", r, got)
+		}
+	}
+	if lines := strings.Count(got, "\n"); lines != 3 {
+		t.Errorf("WriteTable() printed %d lines, want 3 (header, one row, one warning): %q", lines, got)
+	}
+	for _, want := range []string{`"evil\nforged-1  -  abc  applied"`, `"site=x\x1b[2J"`, `"web\t=1\u009b"`, `"bad\rnote"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("WriteTable() = %q, want it to contain %s", got, want)
+		}
+	}
+}

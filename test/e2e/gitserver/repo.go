@@ -1,6 +1,7 @@
 package gitserver
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -230,6 +231,89 @@ func (r *Repo) RawCommit(commit string) []byte {
 func (r *Repo) WriteRawCommit(raw []byte) string {
 	r.t.Helper()
 	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", "commit", "-w", "--stdin", "--literally")
+}
+
+// WriteObject stores raw as an object of type typ ("blob", "tree") in the
+// bare repository without checking it, and returns its hash: the way to
+// make a tree that lists one subtree many times over.
+func (r *Repo) WriteObject(typ string, raw []byte) string {
+	r.t.Helper()
+	return runGit(r.t, r.Path, nil, raw, "hash-object", "-t", typ, "-w", "--stdin", "--literally")
+}
+
+// CommitZeros commits, on top of main, a file at path of size zero bytes,
+// without holding them in memory, and returns the commit. Such a blob packs
+// into a thousandth of its size: a small fetch of a large object.
+func (r *Repo) CommitZeros(path string, size int64) string {
+	r.t.Helper()
+	parent := strings.TrimSpace(r.Git("rev-parse", "main"))
+	head := fmt.Sprintf("blob\nmark :1\ndata %d\n", size)
+	tail := fmt.Sprintf("\ncommit refs/heads/main\ncommitter T <t@example.com> 1700000000 +0000\ndata 6\nzeros\nfrom %s\nM 100644 :1 %s\n\n", parent, path)
+	r.Import(io.MultiReader(strings.NewReader(head), &zeros{n: size}, strings.NewReader(tail)))
+	return strings.TrimSpace(r.Git("rev-parse", "main"))
+}
+
+// zeros reads as n zero bytes.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > z.n {
+		p = p[:z.n]
+	}
+	clear(p)
+	z.n -= int64(len(p))
+	return len(p), nil
+}
+
+// RawHash is a hash as a tree entry holds it.
+func RawHash(h string) string {
+	b, err := hex.DecodeString(strings.TrimSpace(h))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// CommitTree makes main point to a new commit of tree on top of main,
+// without a work tree, and returns the commit.
+func (r *Repo) CommitTree(tree string) string {
+	r.t.Helper()
+	parent := strings.TrimSpace(r.Git("rev-parse", "main"))
+	raw := fmt.Sprintf("tree %s\nparent %s\nauthor T <t@example.com> 1700000000 +0000\ncommitter T <t@example.com> 1700000000 +0000\n\nhostile\n", strings.TrimSpace(tree), parent)
+	c := strings.TrimSpace(r.WriteRawCommit([]byte(raw)))
+	r.Git("update-ref", "refs/heads/main", c)
+	return c
+}
+
+// CommitManyPaths commits a tree of outer directories that each list the
+// same directory of inner files: outer*inner paths in a few KiB.
+func (r *Repo) CommitManyPaths(outer, inner int) string {
+	r.t.Helper()
+	blob := r.WriteObject("blob", []byte("x\n"))
+	var b strings.Builder
+	for i := range inner {
+		fmt.Fprintf(&b, "100644 f%07d\x00%s", i, RawHash(blob))
+	}
+	dir := r.WriteObject("tree", []byte(b.String()))
+	b.Reset()
+	for i := range outer {
+		fmt.Fprintf(&b, "40000 d%07d\x00%s", i, RawHash(dir))
+	}
+	b.WriteString("100644 fleet.yaml\x00" + RawHash(blob))
+	return r.CommitTree(r.WriteObject("tree", []byte(b.String())))
+}
+
+// CommitDeep commits a chain of depth directories with a file at the end.
+func (r *Repo) CommitDeep(depth int) string {
+	r.t.Helper()
+	tree := r.WriteObject("tree", []byte("100644 f\x00"+RawHash(r.WriteObject("blob", []byte("x\n")))))
+	for range depth {
+		tree = r.WriteObject("tree", []byte("40000 d\x00"+RawHash(tree)))
+	}
+	return r.CommitTree(tree)
 }
 
 // Import feeds a git fast-import stream into the bare repository: the quick
