@@ -41,7 +41,7 @@ func probeKVM(ctx context.Context, img Image) bool {
 	if err != nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, "-nodefaults", "-no-user-config", "-display", "none",
 		"-accel", "kvm", "-m", "256", "-no-reboot", "-kernel", img.Kernel,

@@ -24,7 +24,7 @@ import (
 
 // imageVersion changes the image's cache key: bump it when customise or
 // mkfs change what the image holds.
-const imageVersion = "1"
+const imageVersion = "2"
 
 // imageSize is the root file system's size; the overlays only grow into it.
 const imageSize = "2G"
@@ -161,6 +161,9 @@ After=systemd-udevd.service
 ExecStart=/bin/sh -c 'stty -F /dev/ttyS1 raw -echo && exec /bin/sh </dev/ttyS1 >/dev/ttyS1 2>&1'
 Restart=always
 RestartSec=200ms
+# An interactive shell ignores SIGTERM: without this a shutdown waits out
+# the stop timeout.
+KillSignal=SIGKILL
 
 [Install]
 WantedBy=multi-user.target
