@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -24,17 +25,23 @@ const marker = "peak-result: "
 
 // Measure runs work in a child process and returns the child's peak resident
 // set in bytes (VmHWM), and the text of the error work returned ("" for none). In
-// the child, Measure runs work, reports, and ends the process: call it at
-// most once per test, before anything else the test does.
+// the child, Measure runs work, reports, runs the test's cleanups and ends
+// the process: call it at most once per test, before anything else the test
+// does.
 func Measure(t *testing.T, work func() error) (peak int64, errText string) {
 	t.Helper()
 	if os.Getenv(env) == t.Name() {
+		// The child ends once the work's cleanups have run (the servers
+		// it started stopped, its directories removed): registered
+		// first, this cleanup runs last, and exits before the test is
+		// reported.
+		t.Cleanup(func() { os.Exit(0) })
 		msg := ""
 		if err := work(); err != nil {
 			msg = err.Error()
 		}
 		fmt.Printf("\n%s%d %q\n", marker, hwm(), msg)
-		os.Exit(0)
+		runtime.Goexit()
 	}
 	parts := strings.Split(t.Name(), "/")
 	for i, p := range parts {
