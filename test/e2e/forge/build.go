@@ -8,7 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
+
+	"github.com/outpost-gitops/outpost/test/e2e/host"
 )
 
 // Version is the Gitea release the tests run, as a version of the Go
@@ -17,12 +18,7 @@ const Version = "v1.27.3"
 
 // CacheDir is where the built forge is kept: $OUTPOST_TEST_CACHE, or
 // /var/cache/outpost-test, outside the checkout.
-func CacheDir() string {
-	if d := os.Getenv("OUTPOST_TEST_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/outpost-test"
-}
+func CacheDir() string { return host.CacheDir() }
 
 // dir holds one version's binary (gitea) and the files it reads at run
 // time (static: options, templates, public).
@@ -42,18 +38,11 @@ func Ensure(ctx context.Context) (string, error) {
 	if _, err := os.Stat(filepath.Join(d, "gitea")); err == nil {
 		return d, nil
 	}
-	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
-		return "", fmt.Errorf("forge cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock-gitea"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := host.LockCache("-gitea")
 	if err != nil {
 		return "", fmt.Errorf("forge cache: %w", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("forge cache lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(d, "gitea")); err == nil {
 		return d, nil // built by another process while we waited
 	}

@@ -56,7 +56,7 @@ func EnsurePackagesRootfs(ctx context.Context, packages []string) (string, error
 	if err != nil {
 		return "", err
 	}
-	unlock, err := lockCache()
+	unlock, err := LockCache("")
 	if err != nil {
 		return "", err
 	}

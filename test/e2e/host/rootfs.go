@@ -89,7 +89,7 @@ func EnsureRootfs(ctx context.Context) (string, error) {
 	if _, err := os.Stat(filepath.Join(dst, customiseStamp())); err == nil {
 		return dst, nil
 	}
-	unlock, err := lockCache()
+	unlock, err := LockCache("")
 	if err != nil {
 		return "", err
 	}
@@ -133,19 +133,21 @@ func EnsureRootfs(ctx context.Context) (string, error) {
 	return dst, nil
 }
 
-// lockCache takes the cache directory's lock file, which serialises the
-// builds of every test process, and returns the function that releases it.
-func lockCache() (func(), error) {
+// LockCache takes a lock file in the cache directory, .lock followed by
+// suffix, which serialises one kind of build across every test process, and
+// returns the function that releases it. The root filesystem's builds take
+// the suffix "".
+func LockCache(suffix string) (func(), error) {
 	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("test host cache: %w", err)
+		return nil, fmt.Errorf("test cache: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(CacheDir(), ".lock"+suffix), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("test host cache: %w", err)
+		return nil, fmt.Errorf("test cache: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("test host cache lock: %w", err)
+		return nil, fmt.Errorf("test cache lock: %w", err)
 	}
 	return func() {
 		syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/outpost-gitops/outpost/test/e2e/host"
 )
@@ -79,7 +78,7 @@ func EnsureImage(ctx context.Context) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
-	unlock, err := lock()
+	unlock, err := host.LockCache("-vm")
 	if err != nil {
 		return Image{}, err
 	}
@@ -202,22 +201,6 @@ func customise(root string) error {
 		}
 	}
 	return nil
-}
-
-// lock takes the image build's lock file and returns its release.
-func lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(host.CacheDir(), ".lock-vm"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("vm image cache: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("vm image cache lock: %w", err)
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
 }
 
 // tool finds a program, also in the sbin directories, and names the Debian
