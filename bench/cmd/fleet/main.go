@@ -33,6 +33,9 @@ type options struct {
 	commitEvery time.Duration
 	files       int
 	work        string
+	server      string
+	refs        int
+	protocol    string
 }
 
 func main() {
@@ -42,6 +45,9 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "how long each phase lasts")
 	flag.DurationVar(&o.commitEvery, "commit-every", time.Minute, "the commit interval of the second phase")
 	flag.IntVar(&o.files, "files", 100, "files in the repository")
+	flag.StringVar(&o.server, "server", "gitfront", "the server: gitfront (http-backend in process) or nginx (nginx + fcgiwrap + http-backend, polls at each host's splay, one phase)")
+	flag.IntVar(&o.refs, "refs", 0, "hosts' notes refs in the repository (nginx)")
+	flag.StringVar(&o.protocol, "protocol", "v2", "v2, or v0: the server drops the Git-Protocol header (nginx)")
 	flag.StringVar(&o.work, "work", "", "a scratch `directory` (required; left for the caller to remove)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -72,6 +78,16 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.agents < 1 || o.interval <= 0 || o.duration <= 0 {
 		return errors.New("-agents, -interval and -duration must be positive")
+	}
+	switch o.server {
+	case "nginx":
+		if o.protocol != "v2" && o.protocol != "v0" {
+			return fmt.Errorf("-protocol %q: want v2 or v0", o.protocol)
+		}
+		return runNginx(ctx, o)
+	case "gitfront":
+	default:
+		return fmt.Errorf("-server %q: want gitfront or nginx", o.server)
 	}
 	repos := filepath.Join(o.work, "repos")
 	src := filepath.Join(o.work, "src")
