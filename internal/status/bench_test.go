@@ -15,17 +15,27 @@ import (
 // written three notes. "loose" is the server as pushes leave it, "packed"
 // after git gc. fetched-B/op counts request and response bodies.
 func BenchmarkFleet1000(b *testing.B) {
-	const hosts = 1000
+	benchFleet(b, 1000, 3)
+}
+
+// BenchmarkFleet10000 reads a fleet of 10,000 hosts, one note each, over
+// smart HTTP and as a local path (read in place), loose and packed: what
+// `outpost fleet` does for a large fleet.
+func BenchmarkFleet10000(b *testing.B) {
+	benchFleet(b, 10000, 1)
+}
+
+func benchFleet(b *testing.B, hosts, notesPerHost int) {
 	root := gitserver.NewRoot(b)
 	repo := root.Create("env")
 	var commits []string
-	for i := range 3 {
+	for i := range notesPerHost {
 		commits = append(commits, repo.Commit(gitserver.Files{"f": fmt.Sprint(i)}, fmt.Sprint("change ", i)))
 	}
 	ctx := context.Background()
 	at := time.Now().Add(-time.Hour)
 	for i := range hosts {
-		host := fmt.Sprintf("host-%04d", i)
+		host := fmt.Sprintf("host-%05d", i)
 		notes := openNotes(b, repo.Path, host)
 		for j, c := range commits {
 			n := New(host, c, Applied, at.Add(time.Duration(j)*time.Minute))
@@ -38,22 +48,27 @@ func BenchmarkFleet1000(b *testing.B) {
 		}
 	}
 	srv := root.ServeHTTP(gitserver.HTTPOptions{})
-	url := srv.URL("env")
-	run := func(b *testing.B) {
-		srv.Reset()
+	read := func(b *testing.B, src string) {
 		for b.Loop() {
-			got, err := Fleet(ctx, url, FleetOptions{})
+			got, err := Fleet(ctx, src, FleetOptions{})
 			if err != nil {
-				b.Fatalf("Fleet() error = %v", err)
+				b.Fatalf("Fleet(%s) error = %v", src, err)
 			}
 			if len(got) != hosts {
-				b.Fatalf("Fleet() = %d hosts, want %d", len(got), hosts)
+				b.Fatalf("Fleet(%s) = %d hosts, want %d", src, len(got), hosts)
 			}
 		}
+	}
+	overHTTP := func(b *testing.B) {
+		srv.Reset()
+		read(b, srv.URL("env"))
 		b.ReportMetric(float64(srv.Bytes())/float64(b.N), "fetched-B/op")
 		b.ReportMetric(float64(srv.Requests())/float64(b.N), "requests/op")
 	}
-	b.Run("loose", run)
+	local := func(b *testing.B) { read(b, repo.Path) }
+	b.Run("loose", overHTTP)
+	b.Run("loose/path", local)
 	repo.Git("gc", "-q")
-	b.Run("packed", run)
+	b.Run("packed", overHTTP)
+	b.Run("packed/path", local)
 }

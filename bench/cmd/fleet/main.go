@@ -204,29 +204,10 @@ func poll(ctx context.Context, o options, agents []*pull.Repo, src string, commi
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	start := time.Now()
 	for i, r := range agents {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			offset := time.Duration(int64(o.interval) * int64(i) / int64(len(agents)))
-			t := time.NewTimer(offset)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-				d, res, err := pollOnce(ctx, r)
-				if ctx.Err() != nil {
-					return
-				}
-				mu.Lock()
-				p.record(d, res, err)
-				mu.Unlock()
-				t.Reset(o.interval)
-			}
-		}()
+		offset := time.Duration(int64(o.interval) * int64(i) / int64(len(agents)))
+		wg.Go(func() { pollAt(ctx, r, start.Add(offset), o.interval, &mu, p) })
 	}
 	if commits && o.commitEvery > 0 {
 		wg.Add(1)
@@ -259,6 +240,30 @@ func poll(ctx context.Context, o options, agents []*pull.Repo, src string, commi
 		}()
 	}
 	wg.Wait()
+}
+
+// pollAt polls r at first and then every interval until ctx ends, and
+// records each poll in p under mu.
+func pollAt(ctx context.Context, r *pull.Repo, first time.Time, interval time.Duration, mu *sync.Mutex, p *phase) {
+	next := first
+	t := time.NewTimer(time.Until(next))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d, res, err := pollOnce(ctx, r)
+		if ctx.Err() != nil {
+			return
+		}
+		mu.Lock()
+		p.record(d, res, err)
+		mu.Unlock()
+		next = next.Add(interval)
+		t.Reset(time.Until(next))
+	}
 }
 
 // makeRepo writes n files and their manifests into a work tree src and

@@ -154,26 +154,7 @@ func pollSplayed(ctx context.Context, o options, agents []*pull.Repo, p *phase) 
 		off := splay(hostName(i), o.interval)
 		since := (start.UnixNano() - int64(off)) % int64(o.interval)
 		next := start.Add((o.interval - time.Duration(since)) % o.interval)
-		wg.Go(func() {
-			t := time.NewTimer(time.Until(next))
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-				d, res, err := pollOnce(ctx, r)
-				if ctx.Err() != nil {
-					return
-				}
-				mu.Lock()
-				p.record(d, res, err)
-				mu.Unlock()
-				next = next.Add(o.interval)
-				t.Reset(time.Until(next))
-			}
-		})
+		wg.Go(func() { pollAt(ctx, r, next, o.interval, &mu, p) })
 	}
 	wg.Wait()
 }
