@@ -2,6 +2,7 @@ package gitserver
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,10 +30,27 @@ type NginxServer struct {
 	nginxErrorLog string
 }
 
+// NginxOptions size the server for a load; the zero value is a test's.
+type NginxOptions struct {
+	// Connections is nginx's worker_connections: clients keep their
+	// connections alive between polls, so a fleet needs about one per
+	// host (and nginx one more per FastCGI request). 0 means 512.
+	Connections int
+	// Children is how many fcgiwrap processes serve requests, each one
+	// at a time. 0 means 1, as Debian's socket-activated fcgiwrap runs.
+	Children int
+	// KeepAlive is how long nginx keeps an idle client connection open;
+	// 0 means nginx's default, 75 s.
+	KeepAlive time.Duration
+}
+
 // ServeNginx starts fcgiwrap and nginx (as root, in a directory of the
 // test) for every repository of r. Both binaries must be installed
 // (Debian's nginx and fcgiwrap; test/run installs them).
-func (r *Root) ServeNginx() *NginxServer {
+func (r *Root) ServeNginx() *NginxServer { return r.ServeNginxWith(NginxOptions{}) }
+
+// ServeNginxWith is ServeNginx sized by o.
+func (r *Root) ServeNginxWith(o NginxOptions) *NginxServer {
 	r.t.Helper()
 	nginx := mustLookPath(r.t, "nginx")
 	fcgiwrap := mustLookPath(r.t, "fcgiwrap")
@@ -49,9 +67,9 @@ func (r *Root) ServeNginx() *NginxServer {
 	sock := filepath.Join(dir, "fcgiwrap.sock")
 	s := &NginxServer{fcgiStderr: &bytes.Buffer{}, fcgiExited: make(chan struct{}), nginxExited: make(chan struct{}),
 		nginxErrorLog: filepath.Join(dir, "logs", "error.log")}
-	// One fcgiwrap process: it reaps every http-backend it runs, so its
-	// children's CPU shows in its own /proc stat.
-	s.fcgi = exec.Command(fcgiwrap, "-c", "1", "-s", "unix:"+sock)
+	// fcgiwrap reaps every http-backend it runs, so their CPU shows in
+	// its processes' /proc stat, all of one process group.
+	s.fcgi = exec.Command(fcgiwrap, "-c", strconv.Itoa(max(o.Children, 1)), "-s", "unix:"+sock)
 	s.fcgi.Env = gitEnv(filepath.Dir(r.Dir))
 	s.fcgi.Stderr = s.fcgiStderr
 	ownGroup(s.fcgi)
@@ -70,7 +88,7 @@ func (r *Root) ServeNginx() *NginxServer {
 		port := freePort(r.t)
 		s.Addr = "127.0.0.1:" + strconv.Itoa(port)
 		conf := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(conf, []byte(nginxConf(dir, s.Addr, sock, backend, r.Dir)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(nginxConf(dir, s.Addr, sock, backend, r.Dir, cmp.Or(o.Connections, 512), int(cmp.Or(o.KeepAlive, 75*time.Second).Seconds()))), 0o644); err != nil {
 			r.t.Fatalf("gitserver: %v", err)
 		}
 		s.nginxExited = make(chan struct{})
@@ -97,16 +115,18 @@ func (r *Root) ServeNginx() *NginxServer {
 
 // nginxConf is the configuration of one test server. The fastcgi lines
 // are those an operator writes (docs/scale.md).
-func nginxConf(dir, addr, sock, backend, root string) string {
+func nginxConf(dir, addr, sock, backend, root string, conns, keepAlive int) string {
 	return fmt.Sprintf(`daemon off;
 master_process on;
 worker_processes 1;
 user root;
+worker_rlimit_nofile %[6]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/logs/error.log warn;
-events { worker_connections 512; }
+events { worker_connections %[6]d; }
 http {
   access_log off;
+  keepalive_timeout %[7]ds;
   client_body_temp_path %[1]s/tmp/body;
   fastcgi_temp_path %[1]s/tmp/fastcgi;
   proxy_temp_path %[1]s/tmp/proxy;
@@ -136,7 +156,7 @@ http {
     }
   }
 }
-`, dir, addr, sock, backend, root)
+`, dir, addr, sock, backend, root, conns, keepAlive)
 }
 
 // URL returns the repository's URL, which speaks protocol v2.
