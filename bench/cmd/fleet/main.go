@@ -36,6 +36,8 @@ type options struct {
 	server      string
 	refs        int
 	protocol    string
+	children    int
+	keepAlive   time.Duration
 }
 
 func main() {
@@ -48,6 +50,8 @@ func main() {
 	flag.StringVar(&o.server, "server", "gitfront", "the server: gitfront (http-backend in process) or nginx (nginx + fcgiwrap + http-backend, polls at each host's splay, one phase)")
 	flag.IntVar(&o.refs, "refs", 0, "hosts' notes refs in the repository (nginx)")
 	flag.StringVar(&o.protocol, "protocol", "v2", "v2, or v0: the server drops the Git-Protocol header (nginx)")
+	flag.IntVar(&o.children, "fcgi-children", 2, "fcgiwrap processes, each serving one request at a time (nginx)")
+	flag.DurationVar(&o.keepAlive, "keepalive", 10*time.Second, "nginx's keepalive_timeout (nginx)")
 	flag.StringVar(&o.work, "work", "", "a scratch `directory` (required; left for the caller to remove)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -62,7 +62,12 @@ func runNginx(ctx context.Context, o options) (err error) {
 		}
 		repo.CreateRefs(names, head)
 	}
-	srv := root.ServeNginx()
+	// An agent keeps its connection alive after a poll, and this process
+	// holds two descriptors for it (the agent's and the proxy's): a short
+	// keep-alive keeps 10,000 agents under the 20,000 open files that the
+	// test machine allows a process. Each request holds a second
+	// connection of nginx, to fcgiwrap.
+	srv := root.ServeNginxWith(gitserver.NginxOptions{Connections: 2*o.agents + 256, Children: o.children, KeepAlive: o.keepAlive})
 	proxy := gitserver.NewProxy(tb, srv.Addr)
 	url := "http://" + proxy.Addr + "/env.git"
 	if o.protocol == "v0" {
