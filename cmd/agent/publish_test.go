@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outpost-gitops/outpost/internal/oci"
+	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/test/e2e/registry"
+)
+
+func TestPublishPushesSignedArtifact(t *testing.T) {
+	ctx := context.Background()
+	srv := registry.Start(t)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "env")
+	key := filepath.Join(dir, "key")
+	sh := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	sh("git", "init", "-q", "-b", "main", repo)
+	if err := os.MkdirAll(filepath.Join(repo, "hosts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "hosts", "motd"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh("git", "-C", repo, "add", ".")
+	sh("git", "-C", repo, "commit", "-q", "-m", "first")
+	commit := sh("git", "-C", repo, "rev-parse", "HEAD")
+	sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+
+	target := "oci://" + srv.Ref("fleet/env", "prod")
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"publish", "--repo", repo, "--sign-key", key, target}, &stdout, &stderr); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "commit "+commit) {
+		t.Errorf("publish printed %q, want the commit %s", stdout.String(), commit)
+	}
+
+	signers, err := pull.ReadAllowedSigners(writeAllowedSigners(t, key+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := oci.ParseRef(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := oci.Head(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "tree")
+	f, err := oci.Fetch(ctx, ref, d, signers, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(oci.Fetched{Digest: d, Revision: commit, Branch: "main"}, f); diff != "" {
+		t.Errorf("artifact (-want +got):\n%s", diff)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "hosts", "motd"))
+	if err != nil || string(got) != "hello\n" {
+		t.Errorf("hosts/motd = %q, %v; want hello", got, err)
+	}
+}
+
+func writeAllowedSigners(t *testing.T, pub string) string {
+	t.Helper()
+	b, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "allowed_signers")
+	if err := os.WriteFile(p, []byte("ci@example "+string(b)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
