@@ -92,3 +92,66 @@ func writeAllowedSigners(t *testing.T, pub string) string {
 	}
 	return p
 }
+
+func TestApplyFromOCIArtifact(t *testing.T) {
+	ctx := context.Background()
+	srv := registry.Start(t)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "env")
+	sh := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	sh("cp", "-r", "../../examples/basic", repo)
+	sh("git", "init", "-q", "-b", "main", repo)
+	sh("git", "-C", repo, "add", ".")
+	sh("git", "-C", repo, "commit", "-q", "-m", "basic")
+	key := filepath.Join(dir, "key")
+	sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	cfg := filepath.Join(dir, "agent.yaml")
+	allowed := writeAllowedSigners(t, key+".pub")
+	if err := os.WriteFile(cfg, []byte("host:\n  name: web-1\n  labels: {role: web}\nsource:\n  verify:\n    allowed_signers: "+allowed+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := "oci://" + srv.Ref("fleet/env", "prod")
+	root, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	apply := func() (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, []string{"apply", "--config", cfg, "--source", target, "--root", root, "--state-dir", state}, &stdout, &stderr)
+		return code, stdout.String() + stderr.String()
+	}
+
+	var out bytes.Buffer
+	if code := run(ctx, []string{"publish", "--repo", repo, "--sign-key", key, target}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	if code, out := apply(); code != 0 {
+		t.Fatalf("apply exited %d:\n%s", code, out)
+	}
+	motd, err := os.ReadFile(filepath.Join(root, "etc", "motd"))
+	if err != nil {
+		t.Fatalf("apply from the artifact wrote no /etc/motd: %v", err)
+	}
+
+	// An unsigned artifact under the tag changes nothing.
+	if err := os.WriteFile(filepath.Join(repo, "common", "motd.tmpl"), []byte("owned\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh("git", "-C", repo, "commit", "-q", "-am", "evil")
+	out.Reset()
+	if code := run(ctx, []string{"publish", "--repo", repo, target}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	code, msg := apply()
+	if code == 0 || !strings.Contains(msg, "not signed") {
+		t.Errorf("apply of an unsigned artifact exited %d, want a failure saying it is not signed:\n%s", code, msg)
+	}
+	after, err := os.ReadFile(filepath.Join(root, "etc", "motd"))
+	if err != nil || !bytes.Equal(after, motd) {
+		t.Errorf("/etc/motd changed after an unsigned artifact: %q, %v", after, err)
+	}
+}
