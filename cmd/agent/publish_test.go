@@ -155,3 +155,58 @@ func TestApplyFromOCIArtifact(t *testing.T) {
 		t.Errorf("/etc/motd changed after an unsigned artifact: %q, %v", after, err)
 	}
 }
+
+func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
+	ctx := context.Background()
+	srv, stop, err := registry.Launch(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "env")
+	for _, args := range [][]string{
+		{"cp", "-r", "../../examples/basic", repo},
+		{"git", "init", "-q", "-b", "main", repo},
+		{"git", "-C", repo, "add", "."},
+		{"git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "basic"},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	cfg := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfg, []byte("host:\n  name: web-1\n  labels: {role: web}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := "oci://" + srv.Ref("fleet/env", "prod")
+	root, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	var out bytes.Buffer
+	if code := run(ctx, []string{"publish", "--repo", repo, target}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	apply := func() (int, string) {
+		var b bytes.Buffer
+		code := run(ctx, []string{"apply", "--config", cfg, "--source", target, "--root", root, "--state-dir", state}, &b, &b)
+		return code, b.String()
+	}
+	if code, msg := apply(); code != 0 {
+		t.Fatalf("apply exited %d:\n%s", code, msg)
+	}
+	motd := filepath.Join(root, "etc", "motd")
+	want, err := os.ReadFile(motd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := os.WriteFile(motd, []byte("edited by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, msg := apply()
+	if code != 0 || !strings.Contains(msg, "offline: converging the last good revision") {
+		t.Errorf("apply with the registry down exited %d, want 0 and the last good revision:\n%s", code, msg)
+	}
+	if got, err := os.ReadFile(motd); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("/etc/motd with the registry down = %q, %v; want the last good %q", got, err, want)
+	}
+}
