@@ -210,3 +210,40 @@ func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
 		t.Errorf("/etc/motd with the registry down = %q, %v; want the last good %q", got, err, want)
 	}
 }
+
+func TestApplyOCIThroughPullThroughCache(t *testing.T) {
+	ctx := context.Background()
+	upstream := registry.Start(t)
+	cache := registry.StartProxy(t, upstream)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "env")
+	for _, args := range [][]string{
+		{"cp", "-r", "../../examples/basic", repo},
+		{"git", "init", "-q", "-b", "main", repo},
+		{"git", "-C", repo, "add", "."},
+		{"git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "basic"},
+		{"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "key")},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	cfg := filepath.Join(dir, "agent.yaml")
+	allowed := writeAllowedSigners(t, filepath.Join(dir, "key.pub"))
+	if err := os.WriteFile(cfg, []byte("host:\n  name: web-1\n  labels: {role: web}\nsource:\n  verify:\n    allowed_signers: "+allowed+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := run(ctx, []string{"publish", "--repo", repo, "--sign-key", filepath.Join(dir, "key"), "oci://" + upstream.Ref("fleet/env", "prod")}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	root := filepath.Join(dir, "root")
+	out.Reset()
+	code := run(ctx, []string{"apply", "--config", cfg, "--source", "oci://" + cache.Ref("fleet/env", "prod"), "--root", root, "--state-dir", filepath.Join(dir, "state")}, &out, &out)
+	if code != 0 {
+		t.Fatalf("apply through the cache exited %d:\n%s", code, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc", "motd")); err != nil {
+		t.Errorf("apply through the cache wrote no /etc/motd: %v", err)
+	}
+}
