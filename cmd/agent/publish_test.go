@@ -50,6 +50,7 @@ func TestPublishPushesSignedArtifact(t *testing.T) {
 	if code := run(ctx, []string{"publish", "--repo", repo, "--sign-key", key, target}, &stdout, &stderr); code != 0 {
 		t.Fatalf("publish exited %d: %s", code, stderr.String())
 	}
+	t.Logf("publish: %s", stdout.String())
 	if !strings.Contains(stdout.String(), "commit "+commit) {
 		t.Errorf("publish printed %q, want the commit %s", stdout.String(), commit)
 	}
