@@ -55,6 +55,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newRetryCmd,
 	newFleetCmd,
 	newImagesCmd,
+	newPublishCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

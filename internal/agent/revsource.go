@@ -24,6 +24,9 @@ func newRevSource(cfg *Config, log *slog.Logger) (revSource, error) {
 	if cfg.Source.URL == "" {
 		return nil, fmt.Errorf("%w: no source: set source.url in the configuration or pass --source", ErrSource)
 	}
+	if isOCIURL(cfg.Source.URL) {
+		return newOCIRevSource(cfg)
+	}
 	if gitURL.MatchString(cfg.Source.URL) {
 		return newGitRevSource(cfg, log)
 	}

@@ -339,3 +339,7 @@ func parseSignerTime(v string) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("time %q: want YYYYMMDD[HHMM[SS]][Z]", v)
 }
+
+// AllowsNamespace reports whether the signer may sign in namespace ns, as
+// its namespaces="..." option says.
+func (s AllowedSigner) AllowsNamespace(ns string) bool { return s.allowsNamespace(ns) }

@@ -66,7 +66,22 @@ func Start(t testing.TB) *Registry {
 // Launch is Start for a TestMain that shares one registry among the tests
 // of a package: it keeps its storage in dir and returns the function that
 // stops it.
-func Launch(dir string) (*Registry, func(), error) {
+func Launch(dir string) (*Registry, func(), error) { return launch(dir, "") }
+
+// StartProxy is Start for a pull-through cache in front of upstream: a
+// docker-registry with proxy.remoteurl set to upstream's plain-HTTP URL.
+func StartProxy(t testing.TB, upstream *Registry) *Registry {
+	t.Helper()
+	r, stop, err := launch(t.TempDir(), "proxy:\n  remoteurl: http://"+upstream.host+"\n")
+	if err != nil {
+		t.Fatalf("registry proxy: %v", err)
+	}
+	t.Cleanup(stop)
+	return r
+}
+
+// launch runs docker-registry with extra appended to its configuration.
+func launch(dir, extra string) (*Registry, func(), error) {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker-registry is required but not installed (Debian package docker-registry; test/run installs it): %w", err)
@@ -98,7 +113,7 @@ storage:
       enabled: false
 http:
   addr: %s
-`, storage, host)
+%s`, storage, host, extra)
 		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 			return nil, nil, err
 		}
