@@ -37,7 +37,7 @@ pushes an SSH signature over the manifest digest under the tag sha256-HEX.sig.`,
 				}
 			}
 			start := time.Now()
-			c, err := oci.ReadCommit(repo, rev)
+			c, err := oci.ReadCommit(cmd.Context(), repo, rev)
 			if err != nil {
 				return err
 			}

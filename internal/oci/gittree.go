@@ -1,15 +1,14 @@
 package oci
 
 import (
+	"context"
 	"fmt"
-	"io"
 	"io/fs"
-	"testing/fstest"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/outpost-gitops/outpost/internal/pull"
 )
 
 // Commit is a repository tree at one commit, ready to pack.
@@ -19,9 +18,11 @@ type Commit struct {
 	Tree   fs.FS
 }
 
-// ReadCommit reads the tree of rev (default: HEAD) in the Git repository at
-// dir into memory. Submodules are refused: a host could not resolve them.
-func ReadCommit(dir, rev string) (Commit, error) {
+// ReadCommit resolves rev (default: HEAD) in the Git repository at dir, or
+// in the repository that holds dir, and returns its tree as the agent reads
+// a commit's tree: through the pull package, with the same bounds on
+// objects and paths. File contents are read when the tree is packed.
+func ReadCommit(ctx context.Context, dir, rev string) (Commit, error) {
 	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
 	if err != nil {
 		return Commit{}, fmt.Errorf("%s: %w", dir, err)
@@ -39,61 +40,18 @@ func ReadCommit(dir, rev string) (Commit, error) {
 	if err != nil {
 		return Commit{}, fmt.Errorf("%s: revision %q: %w", dir, rev, err)
 	}
-	commit, err := repo.CommitObject(*h)
+	root := dir
+	if wt, err := repo.Worktree(); err == nil {
+		root = wt.Filesystem.Root()
+	}
+	src, err := pull.Open("", pull.Config{URL: root}, nil)
+	if err != nil {
+		return Commit{}, err
+	}
+	tree, err := src.Tree(ctx, h.String())
 	if err != nil {
 		return Commit{}, fmt.Errorf("%s: %w", dir, err)
 	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return Commit{}, fmt.Errorf("%s: %w", dir, err)
-	}
-	m := fstest.MapFS{}
-	walker := object.NewTreeWalker(tree, true, nil)
-	defer walker.Close()
-	for {
-		name, e, err := walker.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return Commit{}, fmt.Errorf("%s: %w", dir, err)
-		}
-		if err := addEntry(repo, m, name, e); err != nil {
-			return Commit{}, fmt.Errorf("%s: %s: %w", dir, name, err)
-		}
-	}
-	c.Hash, c.Tree = h.String(), m
+	c.Hash, c.Tree = h.String(), tree
 	return c, nil
-}
-
-func addEntry(repo *git.Repository, m fstest.MapFS, name string, e object.TreeEntry) error {
-	switch e.Mode {
-	case filemode.Dir:
-		m[name] = &fstest.MapFile{Mode: fs.ModeDir | 0o755}
-		return nil
-	case filemode.Submodule:
-		return fmt.Errorf("submodules cannot be published")
-	}
-	blob, err := repo.BlobObject(e.Hash)
-	if err != nil {
-		return err
-	}
-	r, err := blob.Reader()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	f := &fstest.MapFile{Data: data, Mode: 0o644}
-	switch e.Mode {
-	case filemode.Executable:
-		f.Mode = 0o755
-	case filemode.Symlink:
-		f.Mode = fs.ModeSymlink | 0o777
-	}
-	m[name] = f
-	return nil
 }
