@@ -36,6 +36,7 @@ const (
 // in: the repository served by sshd on the host, the .deb by an HTTP server
 // on the host, both reached by the guest at HostAddr and nothing else.
 func TestCloudInitSSH(t *testing.T) {
+	t.Parallel()
 	dist := builtDeb(t)
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
@@ -73,16 +74,18 @@ func TestCloudInitSSH(t *testing.T) {
 // TestCloudInitMetadata boots a fresh VM on the jinja example,
 // packaging/cloud-init/user-data-metadata.yaml, with its repository, token
 // and release URL filled in: the repository served by git http-backend on
-// the host behind basic auth that takes the token. cloud-init renders the
+// the host behind a check of the token as a forge makes it. cloud-init renders the
 // host's name from the NoCloud meta-data, so the note arrives under that
 // name.
 func TestCloudInitMetadata(t *testing.T) {
+	t.Parallel()
 	dist := builtDeb(t)
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	repo.Commit(envFiles, "first desired state")
 	const token = "vm-test-token-3f9a"
-	h := root.ServeHTTP(gitserver.HTTPOptions{Username: "outpost", Password: token})
+	tokens := gitserver.NewTokens(token)
+	h := root.ServeHTTP(gitserver.HTTPOptions{Tokens: tokens})
 	debPort, gitPort := guestPort(t), guestPort(t)
 	ud := fill(t, "user-data-metadata.yaml", [][2]string{
 		{"https://git.example.com/fleet/env.git", fmt.Sprintf("http://%s:%d/env.git", HostAddr, gitPort)},
@@ -100,6 +103,12 @@ func TestCloudInitMetadata(t *testing.T) {
 		},
 		stopServer: h.Close,
 	})
+	if tokens.Accepted(token) == 0 {
+		t.Error("the server never accepted the example's token")
+	}
+	if logins := tokens.PasswordLogins(); len(logins) > 0 {
+		t.Errorf("the agent tried password logins as %q; want the token sent as a forge documents it", logins)
+	}
 }
 
 type rolloutCase struct {

@@ -23,7 +23,7 @@ import (
 
 // imageVersion changes the image's cache key: bump it when customise or
 // mkfs change what the image holds.
-const imageVersion = "2"
+const imageVersion = "3"
 
 // imageSize is the root file system's size; the overlays only grow into it.
 const imageSize = "2G"
@@ -157,7 +157,7 @@ Description=Test shell on the second serial port
 After=systemd-udevd.service
 
 [Service]
-ExecStart=/bin/sh -c 'stty -F /dev/ttyS1 raw -echo && exec /bin/sh </dev/ttyS1 >/dev/ttyS1 2>&1'
+ExecStart=/bin/sh -c 'stty -F /dev/ttyS1 raw -echo && echo @@outpost-shell-ready@@ >/dev/ttyS1 && exec /bin/sh </dev/ttyS1 >/dev/ttyS1 2>&1'
 Restart=always
 RestartSec=200ms
 # An interactive shell ignores SIGTERM: without this a shutdown waits out

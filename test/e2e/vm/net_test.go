@@ -15,6 +15,7 @@ import (
 // nor anything else answers at qemu's gateway, 10.0.2.2, the address that
 // an unrestricted user-mode network would route to the host and beyond.
 func TestGuestReachesOnlyForwards(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "reached")
 	}))

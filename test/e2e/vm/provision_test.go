@@ -17,6 +17,7 @@ import (
 // branch and the machine's labels. The agent must converge and push its
 // note.
 func TestVagrantProvision(t *testing.T) {
+	t.Parallel()
 	dist := builtDeb(t)
 	mod, err := host.ModuleRoot()
 	mustf(t, err, "module root")

@@ -14,6 +14,12 @@ import (
 	"time"
 )
 
+// shellReady is the line the guest's test shell prints when it starts
+// (image.go). Nothing is written to the port before it: bytes sent while no
+// shell reads the port wait in the guest's terminal buffer, and a line cut
+// short there can leave the shell inside an open quote for good.
+const shellReady = "@@outpost-shell-ready@@"
+
 // shell speaks to the root shell on the guest's second serial port. Each
 // script travels base64-encoded on one line, so no byte of it is taken for
 // a terminal control; its output and status come back on one line marked
@@ -30,6 +36,33 @@ func newShell(c net.Conn) *shell {
 }
 
 func (s *shell) close() { s.conn.Close() }
+
+// waitReady reads the port until the guest's shell says it has started.
+func (s *shell) waitReady(ctx context.Context, exited <-chan struct{}) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Hour)
+	}
+	s.conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { s.conn.SetDeadline(time.Now()) })
+	defer stop()
+	for {
+		l, err := s.r.ReadString('\n')
+		if strings.Contains(l, shellReady) {
+			return nil
+		}
+		if err != nil {
+			select {
+			case <-exited:
+				return fmt.Errorf("guest shell: qemu exited")
+			default:
+			}
+			return fmt.Errorf("guest shell: %w", err)
+		}
+	}
+}
 
 func (s *shell) run(ctx context.Context, script string, exited <-chan struct{}) (string, int, error) {
 	s.mu.Lock()

@@ -199,23 +199,18 @@ func (v *VM) Run(ctx context.Context, script string) (string, int, error) {
 	return v.shell.run(ctx, script, v.exited)
 }
 
-// WaitShell waits until the guest's shell answers.
+// WaitShell waits until the guest's shell has started and answers.
 func (v *VM) WaitShell(ctx context.Context) error {
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, _, err := v.Run(attempt, "true")
-		cancel()
-		if err == nil {
-			return nil
+	if err := v.shell.waitReady(ctx, v.exited); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("the guest's shell did not start: %w", ctx.Err())
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the guest's shell did not answer: %w", ctx.Err())
-		case <-v.exited:
-			return v.err
-		default:
-		}
+		return err
 	}
+	if _, _, err := v.Run(ctx, "true"); err != nil {
+		return fmt.Errorf("the guest's shell did not answer: %w", err)
+	}
+	return nil
 }
 
 // Reboot reboots the guest and returns when the shell of its next boot
@@ -229,19 +224,15 @@ func (v *VM) Reboot(ctx context.Context) error {
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	v.Run(short, "systemctl reboot")
 	cancel()
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-		after, _, err := v.Run(attempt, "cat /proc/sys/kernel/random/boot_id")
-		cancel()
-		if err == nil && after != before {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the guest did not come back from its reboot: %w", ctx.Err())
-		case <-v.exited:
-			return v.err
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := v.WaitShell(ctx); err != nil {
+		return fmt.Errorf("the guest did not come back from its reboot: %w", err)
 	}
+	after, _, err := v.Run(ctx, "cat /proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return err
+	}
+	if after == before {
+		return fmt.Errorf("the guest's shell started again, but the machine did not reboot")
+	}
+	return nil
 }
