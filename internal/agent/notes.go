@@ -13,7 +13,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
-	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/status"
 )
@@ -130,7 +130,7 @@ func (d *daemon) report(ctx context.Context, rev, result string, res *converge.R
 	n := status.New(d.cfg.Host.Name, rev, status.Result(result), time.Now())
 	n.Labels = d.cfg.Host.Labels
 	n.AgentVersion = Version
-	n.Message = pull.Redact(reason)
+	n.Message = redact.URLs(reason)
 	d.mu.Lock()
 	n.HealthyAt = d.status.HealthyAt
 	d.mu.Unlock()
