@@ -163,11 +163,7 @@ func (d *daemon) report(ctx context.Context, rev, result string, res *converge.R
 
 // imageRef is what a container runs, as tag@digest when the digest is known.
 func imageRef(c *spec.Container) string {
-	ref := c.Tag
-	if c.Digest != "" {
-		ref += "@" + c.Digest
-	}
-	return ref
+	return spec.Reference("", c.Tag, c.Digest)
 }
 
 // FleetOptions returns where `outpost fleet` reads the fleet's notes (the

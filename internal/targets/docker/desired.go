@@ -17,15 +17,14 @@ import (
 )
 
 // imageRef is the reference a container runs: image@digest when a digest is
-// pinned (exactly that digest), else image:tag.
+// pinned (exactly that digest, without the tag, which is what Docker then
+// records in Config.Image and what running containers are compared with),
+// else image:tag.
 func imageRef(c *spec.Container) string {
 	if c.Digest != "" {
-		return c.Image + "@" + c.Digest
+		return spec.Reference(c.Image, "", c.Digest)
 	}
-	if c.Tag != "" {
-		return c.Image + ":" + c.Tag
-	}
-	return c.Image + ":latest"
+	return c.Ref()
 }
 
 // specHash hashes the normalized container spec: what the container runs,
