@@ -28,7 +28,14 @@ func imageRef(c *spec.Container) string {
 }
 
 // specHash hashes the normalized container spec: what the container runs,
-// not how its image is followed.
+// not how its image is followed. Its value is the label that every existing
+// container carries and that tells a changed spec from an unchanged one, so
+// it must not change for an unchanged spec: a new value would recreate every
+// container on upgrade. That is why it is not spec.Resource.Hash, which
+// digests another encoding (a version tag, the resource's ID, ports and
+// volumes in declared order) for the state's inventory and may change with
+// hashVersion; reordering ports, volumes, devices or capabilities must not
+// recreate a container, so this hash sorts them first.
 func specHash(c *spec.Container) string {
 	n := *c
 	n.Update = nil
