@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -99,6 +100,14 @@ func (s *gitSession) bind(ctx context.Context) error {
 		d := net.Dialer{Timeout: gitConnectTimeout}
 		conn, err := d.DialContext(ctx, "tcp", s.addr())
 		if err != nil {
+			// The dialer's timer and the context's race at the deadline:
+			// name the context's end as the cause either way.
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %w", context.Cause(ctx), err)
+			}
+			if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+				return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+			}
 			return err
 		}
 		s.conn = conn
@@ -141,6 +150,11 @@ func (s *gitSession) ioErr(err error) error {
 	}
 	if cause := s.ended.Load(); cause != nil {
 		return fmt.Errorf("%w: %w", *cause, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadline is the context's, and it can pass
+		// before the context's own timer has recorded why.
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	return err
 }
