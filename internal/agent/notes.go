@@ -13,7 +13,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
-	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/status"
 )
@@ -130,7 +130,7 @@ func (d *daemon) report(ctx context.Context, rev, result string, res *converge.R
 	n := status.New(d.cfg.Host.Name, rev, status.Result(result), time.Now())
 	n.Labels = d.cfg.Host.Labels
 	n.AgentVersion = Version
-	n.Message = pull.Redact(reason)
+	n.Message = redact.URLs(reason)
 	d.mu.Lock()
 	n.HealthyAt = d.status.HealthyAt
 	d.mu.Unlock()
@@ -163,11 +163,7 @@ func (d *daemon) report(ctx context.Context, rev, result string, res *converge.R
 
 // imageRef is what a container runs, as tag@digest when the digest is known.
 func imageRef(c *spec.Container) string {
-	ref := c.Tag
-	if c.Digest != "" {
-		ref += "@" + c.Digest
-	}
-	return ref
+	return spec.Reference("", c.Tag, c.Digest)
 }
 
 // FleetOptions returns where `outpost fleet` reads the fleet's notes (the

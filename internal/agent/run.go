@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
-	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
@@ -114,7 +114,7 @@ func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Repo
 	rep.Revision = snap.Revision
 	if choice.Fallback != nil {
 		rep.Offline = choice.Offline
-		rep.Fallback = pull.Redact(choice.Fallback.Error())
+		rep.Fallback = redact.URLs(choice.Fallback.Error())
 		rep.Tip = choice.Tip
 	}
 	log = log.With("revision", snap.Revision, "host", cfg.Host.Name)

@@ -227,22 +227,6 @@ func TestGitURL(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"https://outpost:s3cret@git.example.com/env.git", "https://outpost:REDACTED@git.example.com/env.git"},
-		{"https://s3cret@git.example.com/env.git", "https://REDACTED@git.example.com/env.git"},
-		{"ssh://git@git.example.com/env.git", "ssh://git@git.example.com/env.git"},
-		{"https://git.example.com/a@b/env.git", "https://git.example.com/a@b/env.git"},
-		{"git@git.example.com:fleet/env.git", "git@git.example.com:fleet/env.git"},
-		{"/srv/env", "/srv/env"},
-	}
-	for _, tt := range tests {
-		if got := redactURL(tt.in); got != tt.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestTreeHash(t *testing.T) {
 	hash := func(files map[string]string) string {
 		t.Helper()

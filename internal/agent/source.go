@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
-	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -78,28 +77,6 @@ func openSourceOr(ctx context.Context, cfg *Config, log *slog.Logger, lastGood s
 		return nil, choice, err
 	}
 	return snap, choice, nil
-}
-
-// redactURL hides credentials in a URL's user information: a password, and
-// over HTTP a user name alone too, which is where tokens go.
-func redactURL(u string) string {
-	scheme, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return u
-	}
-	at := strings.LastIndex(rest, "@")
-	slash := strings.Index(rest, "/")
-	if at < 0 || (slash >= 0 && at > slash) {
-		return u
-	}
-	user, _, hasPassword := strings.Cut(rest[:at], ":")
-	switch {
-	case hasPassword:
-		user += ":REDACTED"
-	case scheme == "http" || scheme == "https":
-		user = "REDACTED"
-	}
-	return scheme + "://" + user + "@" + rest[at+1:]
 }
 
 // dirSnapshot reads a plain directory as it is on disk.

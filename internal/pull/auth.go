@@ -15,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/outpost-gitops/outpost/internal/redact"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 	"golang.org/x/net/proxy"
@@ -71,13 +72,13 @@ func (c Config) Transport() (Transport, error) {
 	case strings.HasPrefix(raw, "file://"):
 		u, err := url.Parse(raw)
 		if err != nil {
-			return Transport{}, fmt.Errorf("%w: %s: %w", ErrConfig, Redact(raw), err)
+			return Transport{}, fmt.Errorf("%w: %s: %w", ErrConfig, redact.URLs(raw), err)
 		}
 		return Transport{URL: raw, Local: true, LocalPath: u.Path}, nil
 	case !strings.Contains(raw, "://"):
 		m := scpLike.FindStringSubmatch(raw)
 		if m == nil {
-			return Transport{}, fmt.Errorf("%w: %s: not a URL, an scp-like ssh address or an absolute path", ErrConfig, Redact(raw))
+			return Transport{}, fmt.Errorf("%w: %s: not a URL, an scp-like ssh address or an absolute path", ErrConfig, redact.URLs(raw))
 		}
 		user := m[1]
 		if user == "" {
@@ -91,7 +92,7 @@ func (c Config) Transport() (Transport, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Transport{}, fmt.Errorf("%w: %s: %w", ErrConfig, Redact(raw), err)
+		return Transport{}, fmt.Errorf("%w: %s: %w", ErrConfig, redact.URLs(raw), err)
 	}
 	switch u.Scheme {
 	case "https", "http":
@@ -131,7 +132,7 @@ func (c Config) Transport() (Transport, error) {
 			user = "git"
 		}
 		if _, ok := u.User.Password(); ok {
-			return Transport{}, fmt.Errorf("%w: %s: ssh URLs take a key file, not a password", ErrConfig, Redact(raw))
+			return Transport{}, fmt.Errorf("%w: %s: ssh URLs take a key file, not a password", ErrConfig, redact.URLs(raw))
 		}
 		u.User = url.User(user)
 		port := u.Port()
@@ -148,7 +149,7 @@ func (c Config) Transport() (Transport, error) {
 		t.URL = raw
 		return t, nil
 	}
-	return Transport{}, fmt.Errorf("%w: %s: unsupported scheme %q", ErrConfig, Redact(raw), u.Scheme)
+	return Transport{}, fmt.Errorf("%w: %s: unsupported scheme %q", ErrConfig, redact.URLs(raw), u.Scheme)
 }
 
 // timeout is the configured timeout or DefaultTimeout.

@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+
+	"github.com/outpost-gitops/outpost/internal/redact"
 )
 
 // Permanent errors: retrying at once does not help; they are reported and
@@ -110,7 +111,7 @@ func (e *Error) Error() string {
 		b.WriteString(": " + e.Kind.Error())
 	}
 	if e.Err != nil {
-		cause := strings.TrimRight(Redact(e.Err.Error()), ": \n")
+		cause := strings.TrimRight(redact.URLs(e.Err.Error()), ": \n")
 		// go-git often repeats its sentinel: "x: x".
 		if a, rest, ok := strings.Cut(cause, ": "); ok && strings.TrimSpace(rest) == a {
 			cause = a
@@ -132,15 +133,6 @@ func (e *Error) Unwrap() []error {
 		errs = append(errs, e.Err)
 	}
 	return errs
-}
-
-// userInfo matches the user info of URLs in any text.
-var userInfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s"']*@`)
-
-// Redact removes the user info (user names, passwords, tokens) of every URL
-// in s: "https://u:secret@host/x.git" becomes "https://host/x.git".
-func Redact(s string) string {
-	return userInfo.ReplaceAllString(s, "$1")
 }
 
 // classify returns the sentinel kind of a go-git or network error, or nil

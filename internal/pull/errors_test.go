@@ -129,23 +129,6 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"https://u:secret@git.example.com/env.git", "https://git.example.com/env.git"},
-		{"https://token@git.example.com/env.git", "https://git.example.com/env.git"},
-		{"ssh://git@git.example.com:2222/env.git", "ssh://git.example.com:2222/env.git"},
-		{"https://git.example.com/env.git", "https://git.example.com/env.git"},
-		{`get "https://u:p@h/x.git/info/refs": EOF`, `get "https://h/x.git/info/refs": EOF`},
-		{"/srv/git/env.git", "/srv/git/env.git"},
-		{"git@github.com:acme/env.git", "git@github.com:acme/env.git"},
-	}
-	for _, tt := range tests {
-		if got := pull.Redact(tt.in); got != tt.want {
-			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestIsTransient(t *testing.T) {
 	tests := []struct {
 		err  error

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,21 +16,22 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
-	gitproto "github.com/go-git/go-git/v5/plumbing/transport/git"
 )
 
 // go-git's transport for git:// URLs dials with net.Dial: no timeout and no
 // context, so a server whose packets are dropped holds a poll until the
 // kernel gives up on the connection (about two minutes on Linux), whatever
-// the configured timeout. gitDaemon replaces it for fetches: it dials with
-// the operation's context when the first request goes out, and the
-// context's deadline bounds every read and write after. Pushes, which the
-// puller does not make, still go through go-git's transport.
+// the configured timeout. gitDaemon replaces it for fetches and for pushes
+// (the notes pusher's): it dials with the operation's context when the
+// first request goes out, and the context's deadline bounds every read and
+// write after.
 
 func init() {
-	client.InstallProtocol("git", gitDaemon{push: gitproto.DefaultClient})
+	client.InstallProtocol("git", gitDaemon{})
 }
 
 // gitDefaultPort is the git protocol's port when the URL names none.
@@ -39,9 +41,7 @@ const gitDefaultPort = 9418
 // no deadline. The puller's operations all have one: Config.Timeout.
 const gitConnectTimeout = DefaultTimeout
 
-type gitDaemon struct {
-	push transport.Transport
-}
+type gitDaemon struct{}
 
 var _ transport.Transport = gitDaemon{}
 
@@ -50,17 +50,22 @@ func (gitDaemon) NewUploadPackSession(ep *transport.Endpoint, auth transport.Aut
 		// The git protocol has no authentication.
 		return nil, transport.ErrInvalidAuthMethod
 	}
-	return &gitSession{ep: ep}, nil
+	return &gitSession{ep: ep, service: transport.UploadPackServiceName}, nil
 }
 
-func (d gitDaemon) NewReceivePackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.ReceivePackSession, error) {
-	return d.push.NewReceivePackSession(ep, auth)
+func (gitDaemon) NewReceivePackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.ReceivePackSession, error) {
+	if auth != nil {
+		return nil, transport.ErrInvalidAuthMethod
+	}
+	return &gitSession{ep: ep, service: transport.ReceivePackServiceName}, nil
 }
 
-// gitSession is one upload-pack exchange over one connection. go-git calls
-// it from one goroutine at a time.
+// gitSession is one upload-pack or receive-pack exchange over one
+// connection. go-git calls it from one goroutine at a time.
 type gitSession struct {
-	ep   *transport.Endpoint
+	ep      *transport.Endpoint
+	service string // git-upload-pack or git-receive-pack
+
 	conn net.Conn      // nil until the first request
 	r    *bufio.Reader // reads conn
 	// unbind stops watching the context that bounds the I/O now.
@@ -85,7 +90,7 @@ func (s *gitSession) addr() string {
 
 // bind makes ctx bound the session's I/O: its deadline becomes the
 // connection's, and its end cuts a read or write in progress. The first
-// bind dials, within ctx, and sends the request for upload-pack.
+// bind dials, within ctx, and sends the request for the session's service.
 func (s *gitSession) bind(ctx context.Context) error {
 	if s.closed {
 		return errSessionClosed
@@ -95,6 +100,14 @@ func (s *gitSession) bind(ctx context.Context) error {
 		d := net.Dialer{Timeout: gitConnectTimeout}
 		conn, err := d.DialContext(ctx, "tcp", s.addr())
 		if err != nil {
+			// The dialer's timer and the context's race at the deadline:
+			// name the context's end as the cause either way.
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %w", context.Cause(ctx), err)
+			}
+			if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+				return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+			}
 			return err
 		}
 		s.conn = conn
@@ -122,7 +135,7 @@ func (s *gitSession) bind(ctx context.Context) error {
 		host = net.JoinHostPort(s.ep.Host, strconv.Itoa(s.ep.Port))
 	}
 	var b bytes.Buffer
-	req := packp.GitProtoRequest{RequestCommand: transport.UploadPackServiceName, Pathname: s.ep.Path, Host: host}
+	req := packp.GitProtoRequest{RequestCommand: s.service, Pathname: s.ep.Path, Host: host}
 	if err := req.Encode(&b); err != nil {
 		return err
 	}
@@ -137,6 +150,11 @@ func (s *gitSession) ioErr(err error) error {
 	}
 	if cause := s.ended.Load(); cause != nil {
 		return fmt.Errorf("%w: %w", *cause, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadline is the context's, and it can pass
+		// before the context's own timer has recorded why.
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	return err
 }
@@ -165,10 +183,12 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 		return nil, err
 	}
 	ar := packp.NewAdvRefs()
-	if err := ar.Decode(s.r); err != nil {
+	push := s.service == transport.ReceivePackServiceName
+	if err := ar.Decode(s.r); err != nil && !(push && errors.Is(err, packp.ErrEmptyAdvRefs)) {
 		return nil, advRefsError(err)
 	}
-	if ar.IsEmpty() {
+	if ar.IsEmpty() && !push {
+		// An empty repository can be pushed to, not fetched from.
 		return nil, transport.ErrEmptyRemoteRepository
 	}
 	transport.FilterUnsupportedCapabilities(ar.Capabilities)
@@ -248,6 +268,43 @@ func (s *gitSession) UploadPack(ctx context.Context, req *packp.UploadPackReques
 		return nil, fmt.Errorf("decode upload-pack response: %w", err)
 	}
 	return res, nil
+}
+
+// ReceivePack sends the reference updates and their pack, and reads the
+// server's report when one was asked for.
+func (s *gitSession) ReceivePack(ctx context.Context, req *packp.ReferenceUpdateRequest) (*packp.ReportStatus, error) {
+	if _, err := s.AdvertisedReferencesContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.bind(ctx); err != nil {
+		return nil, err
+	}
+	s.packRun = true
+	if err := req.Encode(sessionWriter{s}); err != nil {
+		return nil, errors.Join(fmt.Errorf("encode receive-pack request: %w", err), s.Close())
+	}
+	if !req.Capabilities.Supports(capability.ReportStatus) {
+		return nil, s.Close()
+	}
+	var r io.Reader = s.r
+	switch {
+	case req.Capabilities.Supports(capability.Sideband64k):
+		r = sideband.NewDemuxer(sideband.Sideband64k, s.r)
+	case req.Capabilities.Supports(capability.Sideband):
+		r = sideband.NewDemuxer(sideband.Sideband, s.r)
+	}
+	report := packp.NewReportStatus()
+	if err := report.Decode(r); err != nil {
+		return nil, errors.Join(fmt.Errorf("decode receive-pack report: %w", err), s.Close())
+	}
+	return report, errors.Join(report.Error(), s.Close())
+}
+
+type sessionWriter struct{ s *gitSession }
+
+func (w sessionWriter) Write(p []byte) (int, error) {
+	n, err := w.s.conn.Write(p)
+	return n, w.s.ioErr(err)
 }
 
 // readCloser closes the session when the response has been read.

@@ -31,6 +31,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/outpost-gitops/outpost/internal/redact"
 )
 
 // DefaultTimeout limits each network operation when Config.Timeout is 0.
@@ -142,10 +143,10 @@ func Open(dir string, cfg Config, log *slog.Logger) (*Repo, error) {
 	}
 	tr, err := cfg.Transport()
 	if err != nil {
-		return nil, &Error{Op: "open", URL: Redact(cfg.URL), Err: err}
+		return nil, &Error{Op: "open", URL: redact.URLs(cfg.URL), Err: err}
 	}
 	r := &Repo{
-		cfg: cfg, dir: dir, tr: tr, redacted: Redact(cfg.URL),
+		cfg: cfg, dir: dir, tr: tr, redacted: redact.URLs(cfg.URL),
 		branch:   plumbing.NewBranchReferenceName(cfg.Branch),
 		tracking: plumbing.NewRemoteReferenceName("origin", cfg.Branch),
 	}

@@ -21,6 +21,12 @@ type canonical struct {
 	Container *Container `json:"container,omitempty"`
 }
 
+// Hash is the state's inventory hash; the docker target's label on each
+// container is a different function (docker's specHash) on purpose: that
+// label's value is already on running containers and must stay the same
+// for an unchanged spec, while this encoding is versioned (hashVersion) and
+// may change with only a new inventory to show for it.
+//
 // Hash returns the hex SHA-256 of a canonical encoding of what the resource
 // puts on the host: its ID and its kind's object (content, mode, unit
 // drop-ins, container settings with the resolved tag and digest). Where it

@@ -184,17 +184,32 @@ type Container struct {
 	RemoveVolumes bool
 }
 
-// Ref returns image:tag, or image@digest when a digest is pinned.
+// Ref returns image:tag, image:tag@digest or image@digest, whichever parts
+// are set, and image:latest when neither is.
 func (c *Container) Ref() string {
-	switch {
-	case c.Digest != "" && c.Tag != "":
-		return c.Image + ":" + c.Tag + "@" + c.Digest
-	case c.Digest != "":
-		return c.Image + "@" + c.Digest
-	case c.Tag != "":
-		return c.Image + ":" + c.Tag
+	tag := c.Tag
+	if tag == "" && c.Digest == "" {
+		tag = "latest"
 	}
-	return c.Image + ":latest"
+	return Reference(c.Image, tag, c.Digest)
+}
+
+// Reference is the one way Outpost writes an image reference: the
+// repository, ":tag" when there is a tag and "@digest" when there is a
+// digest. Without a repository it is "tag" or "tag@digest", as notes and
+// reports print what a container runs.
+func Reference(image, tag, digest string) string {
+	ref := image
+	if tag != "" {
+		if ref != "" {
+			ref += ":"
+		}
+		ref += tag
+	}
+	if digest != "" {
+		ref += "@" + digest
+	}
+	return ref
 }
 
 // UpdatePolicy says how a container follows its registry.

@@ -21,6 +21,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -96,7 +97,7 @@ func Fleet(ctx context.Context, src string, o FleetOptions) ([]HostStatus, error
 		var err error
 		refs, tip, err = fetchFleet(ctx, mem, src, branchRef, o)
 		if err != nil {
-			return nil, &redactedError{msg: RedactURL(err.Error()), err: err}
+			return nil, &redactedError{msg: redact.URLs(err.Error()), err: err}
 		}
 	}
 	return readFleet(st, refs, tip, o.Commit)

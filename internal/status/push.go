@@ -16,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/outpost-gitops/outpost/internal/redact"
 )
 
 // trackingRef holds, in the Pusher's mirror, the remote's notes ref as
@@ -100,7 +101,7 @@ func NewPusher(notes *Notes, o PushOptions) (*Pusher, error) {
 	return &Pusher{
 		notes:     notes,
 		o:         o,
-		log:       log.With("remote", RedactURL(o.URL), "ref", string(notes.ref)),
+		log:       log.With("remote", redact.URLs(o.URL), "ref", string(notes.ref)),
 		kick:      make(chan struct{}, 1),
 		mirror:    mirror,
 		remote:    git.NewRemote(mirror, &config.RemoteConfig{Name: remoteName, URLs: []string{o.URL}}),
@@ -191,7 +192,7 @@ func (p *Pusher) Push(ctx context.Context) error {
 	defer cancel()
 	if err := p.push(ctx); err != nil {
 		p.synced = false
-		return &redactedError{msg: fmt.Sprintf("push status notes to %s: %s", RedactURL(p.o.URL), RedactURL(err.Error())), err: err}
+		return &redactedError{msg: fmt.Sprintf("push status notes to %s: %s", redact.URLs(p.o.URL), redact.URLs(err.Error())), err: err}
 	}
 	return nil
 }

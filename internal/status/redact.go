@@ -2,10 +2,10 @@ package status
 
 import (
 	"cmp"
-	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -42,20 +42,6 @@ func NewRedactor(secrets ...string) *Redactor {
 	return &Redactor{secrets: slices.Compact(s)}
 }
 
-// userinfo matches the user information of a URL: after "scheme://", up
-// to the last "@" before the host, which the user information may itself
-// contain.
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/\s"'<>]*@`)
-
-// RedactURL strips the user information (user name and password) from
-// every URL in s.
-func RedactURL(s string) string {
-	if !strings.Contains(s, "@") {
-		return s
-	}
-	return userinfo.ReplaceAllString(s, "$1")
-}
-
 // String returns s without URL user information and without the secrets.
 func (r *Redactor) String(s string) string {
 	if r != nil {
@@ -63,7 +49,7 @@ func (r *Redactor) String(s string) string {
 			s = strings.ReplaceAll(s, v, Redacted)
 		}
 	}
-	return RedactURL(s)
+	return redact.URLs(s)
 }
 
 // Secrets returns the values that a note about st must not contain: the

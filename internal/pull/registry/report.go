@@ -87,10 +87,7 @@ func WriteText(w io.Writer, rows []Row) error {
 			fmt.Fprintf(w, "  passed over %s: %s\n", s.Tag, s.Reason)
 		}
 		for _, b := range r.Bad {
-			ref := b.Tag
-			if b.Digest != "" {
-				ref = short(ref + "@" + b.Digest)
-			}
+			ref := short(spec.Reference("", b.Tag, b.Digest))
 			fmt.Fprintf(w, "  bad %s since %s", ref, b.At.UTC().Format(time.RFC3339))
 			if b.Reason != "" {
 				fmt.Fprintf(w, ": %s", b.Reason)

@@ -94,10 +94,7 @@ type Resolution struct {
 
 // Ref returns tag@digest.
 func (r Resolution) Ref() string {
-	if r.Digest == "" {
-		return r.Tag
-	}
-	return r.Tag + "@" + r.Digest
+	return spec.Reference("", r.Tag, r.Digest)
 }
 
 // Skip is a tag passed over, and why.

@@ -70,10 +70,7 @@ func (r *Ref) String() string {
 	if r == nil {
 		return ""
 	}
-	if r.Digest == "" {
-		return r.Tag
-	}
-	return r.Tag + "@" + r.Digest
+	return spec.Reference("", r.Tag, r.Digest)
 }
 
 // Check is the outcome of the last registry check.

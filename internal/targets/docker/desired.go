@@ -17,19 +17,25 @@ import (
 )
 
 // imageRef is the reference a container runs: image@digest when a digest is
-// pinned (exactly that digest), else image:tag.
+// pinned (exactly that digest, without the tag, which is what Docker then
+// records in Config.Image and what running containers are compared with),
+// else image:tag.
 func imageRef(c *spec.Container) string {
 	if c.Digest != "" {
-		return c.Image + "@" + c.Digest
+		return spec.Reference(c.Image, "", c.Digest)
 	}
-	if c.Tag != "" {
-		return c.Image + ":" + c.Tag
-	}
-	return c.Image + ":latest"
+	return c.Ref()
 }
 
 // specHash hashes the normalized container spec: what the container runs,
-// not how its image is followed.
+// not how its image is followed. Its value is the label that every existing
+// container carries and that tells a changed spec from an unchanged one, so
+// it must not change for an unchanged spec: a new value would recreate every
+// container on upgrade. That is why it is not spec.Resource.Hash, which
+// digests another encoding (a version tag, the resource's ID, ports and
+// volumes in declared order) for the state's inventory and may change with
+// hashVersion; reordering ports, volumes, devices or capabilities must not
+// recreate a container, so this hash sorts them first.
 func specHash(c *spec.Container) string {
 	n := *c
 	n.Update = nil
