@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -48,19 +49,31 @@ func (s *shell) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	s.conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { s.conn.SetDeadline(time.Now()) })
 	defer stop()
+	var line strings.Builder
 	for {
 		l, err := s.r.ReadString('\n')
-		if strings.Contains(l, shellReady) {
+		line.WriteString(l)
+		if strings.Contains(line.String(), shellReady) {
 			return nil
 		}
-		if err != nil {
-			select {
-			case <-exited:
-				return fmt.Errorf("guest shell: qemu exited")
-			default:
-			}
-			return fmt.Errorf("guest shell: %w", err)
+		if err == nil {
+			line.Reset()
+			continue
 		}
+		select {
+		case <-exited:
+			return fmt.Errorf("guest shell: qemu exited")
+		default:
+		}
+		// A command abandoned just before (the reboot's) may still move
+		// the deadline to its own end after this one was set: read on
+		// while ctx lasts.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			s.conn.SetDeadline(deadline)
+			continue
+		}
+		return fmt.Errorf("guest shell: %w", err)
 	}
 }
 
