@@ -55,7 +55,7 @@ func FuzzRedact(f *testing.F) {
 	f.Fuzz(func(t *testing.T, scheme, user, password, host, path string) {
 		if password == "" || strings.ContainsAny(user+password, "/?#\"'<>`") || strings.ContainsAny(host, "/?#@\"'<>`") ||
 			strings.IndexFunc(user+password+host, isSpace) >= 0 || host == "" {
-			t.Skip()
+			return // not an input this property is about
 		}
 		if scheme == "" || !validScheme(scheme) {
 			scheme = "https"
@@ -63,7 +63,7 @@ func FuzzRedact(f *testing.F) {
 		prefix := "say " + scheme + "://"
 		rest := host + path + " done"
 		if strings.Contains(prefix, password) || strings.Contains(rest, password) {
-			t.Skip() // the password is also a part that is not secret
+			return // the password is also a part that is not secret
 		}
 		in := prefix + user + ":" + password + "@" + rest
 		if got := redact.URLs(in); strings.Contains(got, password) {
