@@ -366,10 +366,19 @@ func (in *inspector) stateReadable(what string, converged bool) *state.State {
 		// The source is a Git server: every outcome is written as a note.
 		t.Errorf("%s: no notes repository in the state directory: %v", what, err)
 	} else if err == nil {
+		// git resolves /proc/PID/root as the link's text ("/"), which
+		// would name this machine's /var/lib/outpost: it checks a copy.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "git", "--git-dir="+notes, "fsck", "--no-progress", "--no-dangling")
+		cp := filepath.Join(t.TempDir(), "notes")
 		var out bytes.Buffer
+		copyCmd := exec.CommandContext(ctx, "cp", "-a", notes, cp)
+		copyCmd.Stdout, copyCmd.Stderr = &out, &out
+		if err := copyCmd.Run(); err != nil {
+			t.Errorf("%s: copy the notes repository: %v\n%s", what, err, out.String())
+			return &st
+		}
+		cmd := exec.CommandContext(ctx, "git", "--git-dir="+cp, "fsck", "--no-progress", "--no-dangling")
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
 			t.Errorf("%s: git fsck of the notes repository: %v\n%s", what, err, out.String())
