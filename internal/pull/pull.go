@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -111,8 +110,7 @@ type Repo struct {
 	store   *filesystem.Storage // the cache's; nil for a local repository
 	damaged error               // why the cache must be cloned again, or nil
 	seen    string              // the tip of the last Poll of a local repository
-	proto   Protocol            // what the last poll spoke (protov2.go)
-	v2http  *http.Client        // the client of v2 polls over http(s), once built
+	rm      *Remote             // the server, in protocol v2 where it speaks it (protov2.go)
 	// refused holds the tips whose fetch passed a bound, so that polls do
 	// not fetch them again until the branch moves.
 	refused map[plumbing.Hash]error
@@ -151,6 +149,7 @@ func Open(dir string, cfg Config, log *slog.Logger) (*Repo, error) {
 		tracking: plumbing.NewRemoteReferenceName("origin", cfg.Branch),
 	}
 	r.log = log.With("source", r.redacted, "branch", cfg.Branch)
+	r.rm = NewRemote(tr, r.log)
 	if tr.Local {
 		repo, err := git.PlainOpenWithOptions(tr.LocalPath, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
 		if err != nil {
@@ -216,9 +215,7 @@ func (r *Repo) closeStore() {
 func (r *Repo) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.v2http != nil {
-		r.v2http.CloseIdleConnections()
-	}
+	r.rm.closeIdle()
 	if r.store != nil {
 		return r.store.ObjectStorage.Close()
 	}
@@ -433,20 +430,12 @@ func (r *Repo) remote() *git.Remote {
 func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	if tip, done, err := r.lsRefsV2(ctx); done {
-		return tip, err
-	}
-	refs, err := r.remote().ListContext(ctx, &git.ListOptions{
-		Auth: r.tr.Auth, CABundle: r.tr.CABundle, PeelingOption: git.IgnorePeeled,
-		ProxyOptions: r.proxyOptions(),
-	})
+	refs, err := r.rm.ListRefs(ctx, r.branch.String())
 	if err != nil {
 		return plumbing.ZeroHash, r.wrapErr("ls-remote", err)
 	}
-	for _, ref := range refs {
-		if ref.Name() == r.branch && ref.Type() == plumbing.HashReference {
-			return ref.Hash(), nil
-		}
+	if tip, ok := refs[r.branch.String()]; ok {
+		return tip, nil
 	}
 	return plumbing.ZeroHash, &Error{Op: "ls-remote", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("no branch %q", r.cfg.Branch)}
 }
