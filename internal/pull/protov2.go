@@ -32,14 +32,11 @@ import (
 // request, and with protocol v0 its answer lists every ref of the
 // repository: every host's notes ref among them, so that each poll grows
 // with the fleet. Protocol v2's ls-refs names the refs it wants by prefix
-// and the answer holds the branch alone. go-git speaks only v0, so the
-// poll speaks v2 here, over go-git's pktline encoding and the credentials
-// that Transport built; a server that does not answer in v2 is polled with
-// go-git's v0 from then on.
-//
-// Fetching a new commit stays with go-git's v0 fetch. It runs only when
-// the branch moved, and keeping one fetch path keeps the pack handling and
-// its limits (the caps on what a fetch may bring) in one place.
+// and the answer holds the branch alone. go-git speaks only v0, so polls,
+// fetches (fetchv2.go) and the fleet view's listing speak v2 here, over
+// go-git's pktline encoding and the credentials that Transport built; a
+// server that does not answer in v2 is spoken to with go-git's v0 from
+// then on.
 
 // Protocol is the Git wire protocol that a Repo's polls speak.
 type Protocol int
@@ -70,8 +67,8 @@ func (p Protocol) String() string {
 // that sends more is not to be trusted with the agent's memory.
 const maxLsRefsBytes = 1 << 20
 
-// errNotV2 means the server answered, but not in protocol v2.
-var errNotV2 = errors.New("server does not speak git protocol v2")
+// ErrNotV2 means the server answered, but not in protocol v2.
+var ErrNotV2 = errors.New("server does not speak git protocol v2")
 
 // Remote is a repository on a server, reached as a Transport says, and
 // spoken to in protocol v2 where the server answers in it: listing refs
@@ -124,7 +121,7 @@ type v2Conn struct {
 }
 
 // converse opens a v2 conversation with the server and runs talk in it.
-// It fails with errNotV2 when the transport is not one that v2 is spoken
+// It fails with ErrNotV2 when the transport is not one that v2 is spoken
 // over here, when the Remote gave v2 up before, or when the server does
 // not answer in v2: then it gives v2 up for good, and logs it once.
 func (rm *Remote) converse(ctx context.Context, talk func(*v2Conn) error) error {
@@ -132,11 +129,11 @@ func (rm *Remote) converse(ctx context.Context, talk func(*v2Conn) error) error 
 	given := rm.proto == ProtocolV0
 	rm.mu.Unlock()
 	if given {
-		return errNotV2
+		return ErrNotV2
 	}
 	ep, err := transport.NewEndpoint(rm.tr.URL)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errNotV2, err)
+		return fmt.Errorf("%w: %w", ErrNotV2, err)
 	}
 	switch ep.Protocol {
 	case "http", "https":
@@ -146,12 +143,12 @@ func (rm *Remote) converse(ctx context.Context, talk func(*v2Conn) error) error 
 	case "ssh":
 		err = converseSSH(ctx, ep, rm.tr.Auth, talk)
 	default:
-		return errNotV2
+		return ErrNotV2
 	}
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	switch {
-	case errors.Is(err, errNotV2):
+	case errors.Is(err, ErrNotV2):
 		if rm.proto != ProtocolV0 {
 			rm.proto = ProtocolV0
 			rm.log.Info("the server does not answer in git protocol v2; polling with v0, which lists every ref", "reason", err)
@@ -174,7 +171,7 @@ func (rm *Remote) ListRefs(ctx context.Context, prefixes ...string) (map[string]
 		refs, err = lsRefs(c, prefixes)
 		return err
 	})
-	if !errors.Is(err, errNotV2) {
+	if !errors.Is(err, ErrNotV2) {
 		return refs, err
 	}
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{rm.tr.URL}})
@@ -229,7 +226,7 @@ func lsRefsRequest(prefixes []string) []byte {
 const delimPkt = "0001"
 
 // readCaps reads a v2 capability advertisement up to its flush, and fails
-// with errNotV2 when it is something else (a v0 ref advertisement). It
+// with ErrNotV2 when it is something else (a v0 ref advertisement). It
 // returns each capability's value ("" for none).
 func readCaps(s *pktline.Scanner) (map[string]string, error) {
 	first := true
@@ -246,7 +243,7 @@ func readCaps(s *pktline.Scanner) (map[string]string, error) {
 		}
 		if first {
 			if line != "version 2" {
-				return nil, fmt.Errorf("%w: it answered %.40q", errNotV2, line)
+				return nil, fmt.Errorf("%w: it answered %.40q", ErrNotV2, line)
 			}
 			first = false
 			continue
@@ -322,7 +319,7 @@ func (c *capReader) Read(p []byte) (int, error) {
 func converseStream(rd io.Reader, w io.Writer, talk func(*v2Conn) error) error {
 	caps, err := readCaps(pktline.NewScanner(limited(rd)))
 	if err != nil {
-		if errors.Is(err, errNotV2) {
+		if errors.Is(err, ErrNotV2) {
 			// A v0 server waits for wants; a flush says there are none.
 			_, _ = w.Write(pktline.FlushPkt)
 		}
@@ -358,7 +355,7 @@ func converseGit(ctx context.Context, ep *transport.Endpoint, talk func(*v2Conn)
 		return ctxErr(ctx, err)
 	}
 	err = converseStream(bufio.NewReader(conn), conn, talk)
-	if err != nil && !errors.Is(err, errNotV2) {
+	if err != nil && !errors.Is(err, ErrNotV2) {
 		return advRefsError(ctxErr(ctx, err))
 	}
 	return err
@@ -433,7 +430,7 @@ func converseSSH(ctx context.Context, ep *transport.Endpoint, auth transport.Aut
 	}
 	defer sess.Close()
 	if err := sess.Setenv("GIT_PROTOCOL", "version=2"); err != nil {
-		return fmt.Errorf("%w: sshd does not accept GIT_PROTOCOL (%w)", errNotV2, err)
+		return fmt.Errorf("%w: sshd does not accept GIT_PROTOCOL (%w)", ErrNotV2, err)
 	}
 	stdin, err := sess.StdinPipe()
 	if err != nil {
@@ -457,7 +454,7 @@ func converseSSH(ctx context.Context, ep *transport.Endpoint, auth transport.Aut
 		_ = stdin.Close()
 		_ = sess.Wait()
 	}
-	if err != nil && !errors.Is(err, errNotV2) {
+	if err != nil && !errors.Is(err, ErrNotV2) {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			// git-upload-pack says why it would not serve the path.
 			err = fmt.Errorf("%w: %s", err, msg)
@@ -569,7 +566,7 @@ func (rm *Remote) converseHTTP(ctx context.Context, talk func(*v2Conn) error) er
 		}
 		last = res.Body
 		if ct := res.Header.Get("Content-Type"); ct != "application/x-git-upload-pack-result" {
-			return nil, fmt.Errorf("%w: the command was answered with content type %q", errNotV2, ct)
+			return nil, fmt.Errorf("%w: the command was answered with content type %q", ErrNotV2, ct)
 		}
 		return res.Body, nil
 	}}
@@ -581,19 +578,19 @@ func (rm *Remote) converseHTTP(ctx context.Context, talk func(*v2Conn) error) er
 func readServiceCaps(s *pktline.Scanner) (map[string]string, error) {
 	if !s.Scan() {
 		if err := s.Err(); err != nil {
-			return nil, fmt.Errorf("%w: %w", errNotV2, err)
+			return nil, fmt.Errorf("%w: %w", ErrNotV2, err)
 		}
-		return nil, fmt.Errorf("%w: empty answer", errNotV2)
+		return nil, fmt.Errorf("%w: empty answer", ErrNotV2)
 	}
 	if strings.HasPrefix(string(s.Bytes()), "# service=") {
 		if !s.Scan() || len(s.Bytes()) != 0 {
-			return nil, fmt.Errorf("%w: no flush after the service line", errNotV2)
+			return nil, fmt.Errorf("%w: no flush after the service line", ErrNotV2)
 		}
 		return readCaps(s)
 	}
 	// Some servers leave the service line out in v2.
 	if line := strings.TrimSuffix(string(s.Bytes()), "\n"); line != "version 2" {
-		return nil, fmt.Errorf("%w: it answered %.40q", errNotV2, line)
+		return nil, fmt.Errorf("%w: it answered %.40q", ErrNotV2, line)
 	}
 	caps := map[string]string{}
 	for s.Scan() {
@@ -639,7 +636,7 @@ func (rm *Remote) httpDo(ctx context.Context, client *http.Client, method, url s
 	switch {
 	case res.StatusCode >= 300 && res.StatusCode < 400:
 		res.Body.Close()
-		return nil, fmt.Errorf("%w: redirected (%s)", errNotV2, res.Status)
+		return nil, fmt.Errorf("%w: redirected (%s)", ErrNotV2, res.Status)
 	case res.StatusCode != http.StatusOK:
 		// NewErr reads the body for its message: bound it.
 		res.Body = readCloser{io.LimitReader(res.Body, 4096), res.Body}
@@ -647,7 +644,7 @@ func (rm *Remote) httpDo(ctx context.Context, client *http.Client, method, url s
 	}
 	if method == http.MethodGet && res.Header.Get("Content-Type") != "application/x-git-upload-pack-advertisement" {
 		res.Body.Close()
-		return nil, fmt.Errorf("%w: not a smart HTTP server (content type %q)", errNotV2, res.Header.Get("Content-Type"))
+		return nil, fmt.Errorf("%w: not a smart HTTP server (content type %q)", ErrNotV2, res.Header.Get("Content-Type"))
 	}
 	return res, nil
 }

@@ -419,11 +419,16 @@ func (r *Repo) trackedTip() plumbing.Hash {
 func (r *Repo) proxyOptions() transport.ProxyOptions { return r.tr.Proxy }
 
 func (r *Repo) remote() *git.Remote {
-	var s storage.Storer = r.repo.Storer
+	return git.NewRemote(r.fetchStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
+}
+
+// fetchStorage is the storage that fetches write to: the cache's, with
+// its bounds on what a fetch may bring.
+func (r *Repo) fetchStorage() storage.Storer {
 	if r.store != nil {
-		s = &boundedStorage{Storage: r.store, dir: r.packDir(), maxFetch: r.maxFetch(), maxObject: r.maxObject()}
+		return &boundedStorage{Storage: r.store, dir: r.packDir(), maxFetch: r.maxFetch(), maxObject: r.maxObject()}
 	}
-	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
+	return r.repo.Storer
 }
 
 // lsRemote returns the branch's tip on the server.
@@ -462,7 +467,7 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		CABundle:     r.tr.CABundle,
 		ProxyOptions: r.proxyOptions(),
 	}
-	err := r.remote().FetchContext(ctx, opts)
+	err := r.fetchOnce(ctx, opts)
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {
 		err = nil
 	}
@@ -479,7 +484,7 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		if rerr := r.resetCache(); rerr != nil {
 			return rerr
 		}
-		if err := r.remote().FetchContext(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if err := r.fetchOnce(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return r.wrapErr("fetch", err)
 		}
 	}
@@ -496,6 +501,29 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		r.log.Warn("could not merge the clone cache's packs", "dir", r.dir, "err", err)
 	}
 	return nil
+}
+
+// fetchOnce fetches the branch in protocol v2 where the server speaks it
+// (fetchv2.go), else with go-git's v0 fetch. r.mu is held.
+func (r *Repo) fetchOnce(ctx context.Context, opts *git.FetchOptions) error {
+	var haves []plumbing.Hash
+	if prev := r.trackedTip(); !prev.IsZero() && opts.Depth == 1 {
+		// The next tip's objects that the previous one shares are not
+		// sent again. A deeper fetch (an older commit brought back) asks
+		// for the history whole.
+		haves = append(haves, prev)
+	}
+	tip, err := r.rm.fetchRef(ctx, r.fetchStorage(), r.branch.String(), haves, opts.Depth)
+	switch {
+	case errors.Is(err, ErrNotV2):
+		return r.remote().FetchContext(ctx, opts)
+	case errors.Is(err, plumbing.ErrReferenceNotFound):
+		return &Error{Op: "fetch", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("no branch %q", r.cfg.Branch)}
+	case err != nil:
+		return err
+	}
+	r.log.Debug("fetched in git protocol v2", "commit", tip.String(), "depth", opts.Depth)
+	return r.repo.Storer.SetReference(plumbing.NewHashReference(r.tracking, tip))
 }
 
 // Has reports whether commit and its whole tree are in the repository.

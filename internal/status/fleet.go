@@ -128,6 +128,15 @@ func fetchFleet(ctx context.Context, st *memory.Storage, url string, branch plum
 	if notes == 0 {
 		return nil, tip, nil
 	}
+	if rm.Protocol() == pull.ProtocolV2 {
+		refs, err := fetchNotesV2(ctx, rm, st, advertised)
+		if !errors.Is(err, pull.ErrNotV2) {
+			if err != nil {
+				return nil, plumbing.ZeroHash, fmt.Errorf("fetch notes of %s: %w", url, err)
+			}
+			return refs, tip, nil
+		}
+	}
 	remote := git.NewRemote(st, &config.RemoteConfig{Name: remoteName, URLs: []string{url}})
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
@@ -152,6 +161,29 @@ func fetchFleet(ctx context.Context, st *memory.Storage, url string, branch plum
 		return nil
 	})
 	return refs, tip, err
+}
+
+// fetchNotesV2 fetches the tips of the listed notes refs in protocol v2,
+// by their hashes, without listing the refs again as a v0 fetch does.
+func fetchNotesV2(ctx context.Context, rm *pull.Remote, st *memory.Storage, listed map[string]plumbing.Hash) ([]*plumbing.Reference, error) {
+	var refs []*plumbing.Reference
+	var wants []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	for _, name := range slices.Sorted(maps.Keys(listed)) {
+		h := listed[name]
+		if !strings.HasPrefix(name, RefPrefix) {
+			continue
+		}
+		refs = append(refs, plumbing.NewHashReference(plumbing.ReferenceName(name), h))
+		if !seen[h] {
+			seen[h] = true
+			wants = append(wants, h)
+		}
+	}
+	if err := rm.Fetch(ctx, st, wants, nil, 1); err != nil {
+		return nil, err
+	}
+	return refs, nil
 }
 
 // readFleet reads each host's note from the notes refs.
