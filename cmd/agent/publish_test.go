@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -43,6 +44,10 @@ func TestPublishPushesSignedArtifact(t *testing.T) {
 	sh("git", "-C", repo, "add", ".")
 	sh("git", "-C", repo, "commit", "-q", "-m", "first")
 	commit := sh("git", "-C", repo, "rev-parse", "HEAD")
+	committed, err := time.Parse(time.RFC3339, sh("git", "-C", repo, "log", "-1", "--format=%cI"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
 
 	target := "oci://" + srv.Ref("fleet/env", "prod")
@@ -72,7 +77,8 @@ func TestPublishPushesSignedArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(oci.Fetched{Digest: d, Revision: commit, Branch: "main"}, f); diff != "" {
+	// The commit's time, which allowed_signers' dates are checked against.
+	if diff := cmp.Diff(oci.Fetched{Digest: d, Revision: commit, Branch: "main", Created: committed.UTC()}, f); diff != "" {
 		t.Errorf("artifact (-want +got):\n%s", diff)
 	}
 	got, err := os.ReadFile(filepath.Join(out, "hosts", "motd"))
