@@ -54,6 +54,14 @@ type Config struct {
 	// MaxObjectBytes bounds the inflated size of any object fetched or
 	// read; 0 means DefaultMaxObjectBytes.
 	MaxObjectBytes int64
+
+	// maxPacks is the pack count above which a fetch merges the cache's
+	// packs; 0 means defaultMaxPacks. Tests lower it.
+	maxPacks int
+	// stopMerge, when set, is asked after each step of a pack merge
+	// whether the merge stops there as if the process had died: nothing
+	// is cleaned up. Tests set it.
+	stopMerge func(step string) bool
 }
 
 // Auth names the credential files of a source. Key and CA files are read
@@ -195,10 +203,17 @@ func (r *Repo) storage() *filesystem.Storage {
 // maxOpenPacks bounds the file descriptors of the cache.
 const maxOpenPacks = 16
 
-// maxPacks is the number of pack files above which a fetch merges them all
-// into one: each fetch adds one, and a cache that follows a branch for
-// years would otherwise slow every lookup down.
-var maxPacks = 32
+// defaultMaxPacks is the number of pack files above which a fetch merges
+// them all into one: each fetch adds one, and a cache that follows a
+// branch for years would otherwise slow every lookup down.
+const defaultMaxPacks = 32
+
+func (r *Repo) maxPacks() int {
+	if r.cfg.maxPacks > 0 {
+		return r.cfg.maxPacks
+	}
+	return defaultMaxPacks
+}
 
 // closeStore closes the open pack files of the cache. r.mu is held.
 func (r *Repo) closeStore() {
