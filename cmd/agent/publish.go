@@ -45,7 +45,12 @@ pushes an SSH signature over the manifest digest under the tag sha256-HEX.sig.`,
 			if err := oci.Pack(&layer, c.Tree); err != nil {
 				return err
 			}
-			d, err := oci.Publish(cmd.Context(), ref, oci.Artifact{Layer: layer.Bytes(), Revision: c.Hash, Branch: c.Branch, Source: source}, signer)
+			// Credentials of the Docker config.json, as docker push's.
+			opts, err := oci.Auth{}.Options()
+			if err != nil {
+				return err
+			}
+			d, err := oci.Publish(cmd.Context(), ref, oci.Artifact{Layer: layer.Bytes(), Revision: c.Hash, Branch: c.Branch, Source: source, Created: c.Time}, signer, opts...)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -43,6 +44,10 @@ func TestPublishPushesSignedArtifact(t *testing.T) {
 	sh("git", "-C", repo, "add", ".")
 	sh("git", "-C", repo, "commit", "-q", "-m", "first")
 	commit := sh("git", "-C", repo, "rev-parse", "HEAD")
+	committed, err := time.Parse(time.RFC3339, sh("git", "-C", repo, "log", "-1", "--format=%cI"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
 
 	target := "oci://" + srv.Ref("fleet/env", "prod")
@@ -72,7 +77,8 @@ func TestPublishPushesSignedArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(oci.Fetched{Digest: d, Revision: commit, Branch: "main"}, f); diff != "" {
+	// The commit's time, which allowed_signers' dates are checked against.
+	if diff := cmp.Diff(oci.Fetched{Digest: d, Revision: commit, Branch: "main", Created: committed.UTC()}, f); diff != "" {
 		t.Errorf("artifact (-want +got):\n%s", diff)
 	}
 	got, err := os.ReadFile(filepath.Join(out, "hosts", "motd"))
@@ -246,5 +252,75 @@ func TestApplyOCIThroughPullThroughCache(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc", "motd")); err != nil {
 		t.Errorf("apply through the cache wrote no /etc/motd: %v", err)
+	}
+}
+
+// TestApplyOCIWithSourceAuth applies from a registry that demands basic
+// auth (htpasswd), with the credentials of source.auth: a user name and a
+// password file. outpost publish logs in with the Docker config.json. A
+// wrong password is refused, and nothing is applied.
+func TestApplyOCIWithSourceAuth(t *testing.T) {
+	ctx := context.Background()
+	srv := registry.StartAuth(t, "ci", "s3cret")
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "env")
+	sh := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	sh("cp", "-r", "../../examples/basic", repo)
+	sh("git", "init", "-q", "-b", "main", repo)
+	sh("git", "-C", repo, "add", ".")
+	sh("git", "-C", repo, "commit", "-q", "-m", "basic")
+	docker := t.TempDir()
+	login := `{"auths":{"` + srv.Host() + `":{"auth":"Y2k6czNjcmV0"}}}` // ci:s3cret
+	if err := os.WriteFile(filepath.Join(docker, "config.json"), []byte(login), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", docker)
+	target := "oci://" + srv.Ref("fleet/env", "prod")
+	var out bytes.Buffer
+	if code := run(ctx, []string{"publish", "--repo", repo, target}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	// The host has no Docker login: source.auth alone.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+
+	for _, tt := range []struct {
+		name, password string
+		ok             bool
+	}{
+		{"wrong password", "wrong\n", false},
+		{"password file", "s3cret\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pw := filepath.Join(t.TempDir(), "password")
+			if err := os.WriteFile(pw, []byte(tt.password), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(t.TempDir(), "agent.yaml")
+			body := "host:\n  name: web-1\n  labels: {role: web}\nsource:\n  auth:\n    username: ci\n    password_file: " + pw + "\n"
+			if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			root, state := filepath.Join(t.TempDir(), "root"), filepath.Join(t.TempDir(), "state")
+			var stdout bytes.Buffer
+			code := run(ctx, []string{"apply", "--config", cfg, "--source", target, "--root", root, "--state-dir", state}, &stdout, &stdout)
+			_, err := os.Stat(filepath.Join(root, "etc", "motd"))
+			if tt.ok && (code != 0 || err != nil) {
+				t.Fatalf("apply exited %d, /etc/motd: %v:\n%s", code, err, stdout.String())
+			}
+			if !tt.ok && (code == 0 || err == nil && !os.IsNotExist(err)) {
+				t.Fatalf("apply with a wrong password exited %d, /etc/motd: %v, want a failure and nothing applied:\n%s", code, err, stdout.String())
+			}
+			if strings.Contains(stdout.String(), "s3cret") {
+				t.Errorf("the output shows the password:\n%s", stdout.String())
+			}
+			t.Logf("apply exited %d:\n%s", code, stdout.String())
+		})
 	}
 }

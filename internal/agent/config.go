@@ -526,6 +526,11 @@ func (d *decoder) check(cfg *Config) {
 	if cfg.Source.Verify.AllowedSigners != "" && cfg.Source.Verify.OpenPGPKeyring != "" {
 		d.errorf(d.at("source.verify.openpgp_keyring"), "source.verify", "set allowed_signers or openpgp_keyring, not both")
 	}
+	if _, set := d.pos["status.push"]; set && isOCIURL(cfg.Source.URL) && cfg.Status.Push && cfg.Status.Remote == "" {
+		// A registry holds no Git notes. Left at its default, push
+		// does nothing for an oci:// source; asked for, it is a mistake.
+		d.errorf(d.at("status.push"), "status.push", "an oci:// source has no Git repository for notes: set status.remote to one")
+	}
 }
 
 // checkPolicy validates allow_kinds and units.allowed_names. An empty list

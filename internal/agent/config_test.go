@@ -136,6 +136,16 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"agent.yaml:3:20: source.max_fetch_bytes: must be 0 (the default, 268435456) or at least 1048576, got 1000"},
 		},
 		{
+			"notes pushed from an oci source without a status remote",
+			"source:\n  url: oci://registry.example.com/fleet/env:production\nstatus:\n  push: true\n",
+			[]string{"agent.yaml:4:9: status.push: an oci:// source has no Git repository for notes: set status.remote to one"},
+		},
+		{
+			"notes pushed from an oci source without a status remote, in flow style",
+			"status: {push: true, remote: \"\"}\nsource: {url: \"oci://127.0.0.1:5000/env:main\"}\n",
+			[]string{`agent.yaml:1:16: status.push: an oci:// source has no Git repository for notes: set status.remote to one`},
+		},
+		{
 			"control characters in the host's name and labels",
 			"host:\n  name: \"edge\\n- file /etc/passwd\"\n  labels: {\"a\\e[2J\": b, c: \"d\\u009b\"}\n",
 			[]string{
@@ -478,5 +488,19 @@ func TestParseLabel(t *testing.T) {
 				t.Errorf("ParseLabel(%q) = %q, %q, %v; want %q, %q, ok %v", tt.in, k, v, err, tt.key, tt.value, tt.ok)
 			}
 		})
+	}
+}
+
+// TestOCIStatusConfig accepts an oci:// source whose notes go to a Git
+// status remote, or that pushes none.
+func TestOCIStatusConfig(t *testing.T) {
+	for _, in := range []string{
+		"source: {url: oci://127.0.0.1:5000/env:main}\nstatus: {push: true, remote: https://git.example.com/fleet-status.git}\n",
+		"source: {url: oci://127.0.0.1:5000/env:main}\nstatus: {push: false}\n",
+		"source: {url: oci://127.0.0.1:5000/env:main}\n",
+	} {
+		if _, err := ParseConfig("agent.yaml", []byte(in)); err != nil {
+			t.Errorf("ParseConfig(%q) = %v, want no error", in, err)
+		}
 	}
 }

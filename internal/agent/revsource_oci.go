@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -24,6 +23,7 @@ type ociRevSource struct {
 	ref        string
 	cache      string
 	signers    []pull.AllowedSigner
+	opts       []remote.Option  // credentials: source.auth, else config.json
 	unverified map[string]error // digests refused by allowed_signers
 }
 
@@ -36,6 +36,12 @@ func newOCIRevSource(cfg *Config) (revSource, error) {
 		}
 		s.signers = signers
 	}
+	a := cfg.Source.Auth
+	opts, err := oci.Auth{Username: a.Username, PasswordFile: a.PasswordFile, TokenFile: a.TokenFile, CAFile: a.CAFile}.Options()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSource, err)
+	}
+	s.opts = opts
 	if err := os.MkdirAll(s.cache, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSource, err)
 	}
@@ -49,7 +55,7 @@ func (s *ociRevSource) Poll(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
-	opts := []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	opts := s.opts
 	d, err := oci.Head(ctx, ref, opts...)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrSource, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -14,7 +15,8 @@ import (
 // Commit is a repository tree at one commit, ready to pack.
 type Commit struct {
 	Hash   string
-	Branch string // empty for a detached revision
+	Branch string    // empty for a detached revision
+	Time   time.Time // the committer's
 	Tree   fs.FS
 }
 
@@ -52,6 +54,10 @@ func ReadCommit(ctx context.Context, dir, rev string) (Commit, error) {
 	if err != nil {
 		return Commit{}, fmt.Errorf("%s: %w", dir, err)
 	}
-	c.Hash, c.Tree = h.String(), tree
+	commit, err := repo.CommitObject(*h)
+	if err != nil {
+		return Commit{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	c.Hash, c.Time, c.Tree = h.String(), commit.Committer.When, tree
 	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,6 +30,11 @@ const (
 	AnnotationRevision = "org.opencontainers.image.revision"
 	AnnotationSource   = "org.opencontainers.image.source"
 	AnnotationBranch   = "dev.outpost.source.branch"
+	// AnnotationCreated is the time of the commit the artifact was packed
+	// from (RFC 3339). It is covered by the signed digest, and
+	// allowed_signers' valid-after and valid-before are checked against
+	// it, as against a commit's time.
+	AnnotationCreated = "org.opencontainers.image.created"
 	// SignatureNamespace is the sshsig namespace of an artifact signature,
 	// distinct from git's so a commit signature never verifies an artifact.
 	SignatureNamespace = "outpost-oci"
@@ -65,6 +71,8 @@ type Artifact struct {
 	Revision string
 	Branch   string
 	Source   string
+	// Created is the commit's time; zero leaves the annotation out.
+	Created time.Time
 }
 
 // Publish pushes a as an artifact under ref and, with a signer, its sshsig
@@ -72,6 +80,9 @@ type Artifact struct {
 // the manifest digest.
 func Publish(ctx context.Context, ref name.Reference, a Artifact, signer ssh.Signer, opts ...remote.Option) (v1.Hash, error) {
 	ann := map[string]string{AnnotationRevision: a.Revision, AnnotationSource: a.Source, AnnotationBranch: a.Branch}
+	if !a.Created.IsZero() {
+		ann[AnnotationCreated] = a.Created.UTC().Format(time.RFC3339)
+	}
 	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(a.Layer, MediaType))
 	if err != nil {
 		return v1.Hash{}, err
@@ -122,6 +133,9 @@ type Fetched struct {
 	Revision string
 	Branch   string
 	Source   string
+	// Created is the commit's time (AnnotationCreated); zero when the
+	// artifact does not say.
+	Created time.Time
 }
 
 // Fetch pulls the artifact with manifest digest d from ref's repository,
@@ -141,8 +155,18 @@ func Fetch(ctx context.Context, ref name.Reference, d v1.Hash, signers []pull.Al
 		return Fetched{}, fmt.Errorf("%s@%s is not an Outpost source artifact (config %s, %d layers)", ref.Context(), d, m.Config.MediaType, len(m.Layers))
 	}
 	f := Fetched{Digest: d, Revision: m.Annotations[AnnotationRevision], Branch: m.Annotations[AnnotationBranch], Source: m.Annotations[AnnotationSource]}
+	if c, ok := m.Annotations[AnnotationCreated]; ok {
+		if f.Created, err = time.Parse(time.RFC3339, c); err != nil {
+			return Fetched{}, fmt.Errorf("%s@%s: annotation %s: %w", ref.Context(), d, AnnotationCreated, err)
+		}
+	}
 	if signers != nil {
-		if err := verify(ref, d, signers, opts); err != nil {
+		// Without a commit time, the keys must be valid now.
+		when := f.Created
+		if when.IsZero() {
+			when = time.Now()
+		}
+		if err := verify(ref, d, signers, opts, when); err != nil {
 			return Fetched{}, err
 		}
 	}
@@ -164,7 +188,9 @@ func Fetch(ctx context.Context, ref name.Reference, d v1.Hash, signers []pull.Al
 	return f, nil
 }
 
-func verify(ref name.Reference, d v1.Hash, signers []pull.AllowedSigner, opts []remote.Option) error {
+// verify checks the signature of d against signers: by a key they allow
+// in SignatureNamespace, valid at when.
+func verify(ref name.Reference, d v1.Hash, signers []pull.AllowedSigner, opts []remote.Option, when time.Time) error {
 	unverified := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s@%s: %s", ErrUnverified, ref.Context(), d, fmt.Sprintf(format, a...))
 	}
@@ -193,13 +219,27 @@ func verify(ref name.Reference, d v1.Hash, signers []pull.AllowedSigner, opts []
 	if err != nil {
 		return unverified("malformed signature: %v", err)
 	}
+	fp := ssh.FingerprintSHA256(sig.PublicKey)
+	var reason string
 	for _, s := range signers {
-		if !s.AllowsNamespace(SignatureNamespace) {
+		if s.CertAuthority || ssh.FingerprintSHA256(s.Key) != fp {
 			continue
 		}
-		if sshsig.Verify(bytes.NewReader([]byte(d.String())), sig, s.Key, sig.HashAlgorithm, SignatureNamespace) == nil {
-			return nil
+		if !s.AllowsNamespace(SignatureNamespace) {
+			reason = fmt.Sprintf("key %s is not allowed to sign in namespace %q", fp, SignatureNamespace)
+			continue
 		}
+		if !s.ValidAt(when) {
+			reason = fmt.Sprintf("key %s was not valid when the commit was made (%s)", fp, when.UTC().Format(time.RFC3339))
+			continue
+		}
+		if err := sshsig.Verify(bytes.NewReader([]byte(d.String())), sig, s.Key, sig.HashAlgorithm, SignatureNamespace); err != nil {
+			return unverified("bad signature by %s: %v", fp, err)
+		}
+		return nil
 	}
-	return unverified("signed by SSH key %s, which is not in allowed_signers", ssh.FingerprintSHA256(sig.PublicKey))
+	if reason != "" {
+		return unverified("%s", reason)
+	}
+	return unverified("signed by SSH key %s, which is not in allowed_signers", fp)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -135,5 +136,58 @@ func assertRefused(t *testing.T, ctx context.Context, ref name.Reference, d v1.H
 	}
 	if left, _ := os.ReadDir(parent); len(left) != 0 {
 		t.Errorf("a refused artifact left %v behind", left)
+	}
+}
+
+// TestSignerValidity checks allowed_signers' valid-after and valid-before
+// against the time of the commit an artifact was packed from, as for a
+// commit's signature; without that time, against now.
+func TestSignerValidity(t *testing.T) {
+	ctx := context.Background()
+	srv := registry.Start(t)
+	ref, err := ParseRef("oci://" + srv.Ref("fleet/valid", "prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newSigner(t)
+	made := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	withTime, err := Publish(ctx, ref, Artifact{Layer: packed(t, map[string]string{"a": "1\n"}), Revision: "c1", Created: made}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTime, err := Publish(ctx, ref, Artifact{Layer: packed(t, map[string]string{"a": "2\n"}), Revision: "c2"}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	now := time.Now()
+	tests := []struct {
+		name          string
+		after, before time.Time
+		d             v1.Hash
+		ok            bool
+	}{
+		{"no dates", time.Time{}, time.Time{}, withTime, true},
+		{"valid around the commit", made.Add(-day), made.Add(day), withTime, true},
+		{"valid only after the commit", made.Add(day), time.Time{}, withTime, false},
+		{"expired before the commit", time.Time{}, made.Add(-day), withTime, false},
+		{"no commit time: valid now", now.Add(-day), now.Add(day), noTime, true},
+		{"no commit time: expired", time.Time{}, now.Add(-day), noTime, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			signers := []pull.AllowedSigner{{Principals: []string{"ci"}, Key: key.PublicKey(), ValidAfter: tt.after, ValidBefore: tt.before}}
+			if !tt.ok {
+				assertRefused(t, ctx, ref, tt.d, signers)
+				return
+			}
+			f, err := Fetch(ctx, ref, tt.d, signers, filepath.Join(t.TempDir(), "tree"))
+			if err != nil {
+				t.Fatalf("Fetch = %v, want the artifact", err)
+			}
+			if tt.d == withTime && !f.Created.Equal(made) {
+				t.Errorf("Fetched.Created = %v, want %v", f.Created, made)
+			}
+		})
 	}
 }

@@ -5,22 +5,21 @@ import (
 	"io"
 )
 
-// SetMaxPacks changes the pack count above which a fetch merges the packs,
-// and returns a function that restores it.
-func SetMaxPacks(n int) (restore func()) {
-	old := maxPacks
-	maxPacks = n
-	return func() { maxPacks = old }
+// WithMaxPacks returns cfg with n as the pack count above which a fetch
+// merges the packs.
+func WithMaxPacks(cfg Config, n int) Config {
+	cfg.maxPacks = n
+	return cfg
 }
 
 // MergeSteps are the steps of a pack merge, in order.
 var MergeSteps = mergeSteps
 
-// StopMergeAfter makes pack merges stop after step as if the process died
-// there (nothing is cleaned up), and returns a function that restores them.
-func StopMergeAfter(step string) (restore func()) {
-	stopMerge = func(s string) bool { return s == step }
-	return func() { stopMerge = nil }
+// WithMergeStop returns cfg whose pack merges stop after step as if the
+// process died there (nothing is cleaned up).
+func WithMergeStop(cfg Config, step string) Config {
+	cfg.stopMerge = func(s string) bool { return s == step }
+	return cfg
 }
 
 // CheckPack checks a pack stream as a fetch does, refusing objects larger

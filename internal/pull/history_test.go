@@ -212,8 +212,9 @@ func TestConcurrentReads(t *testing.T) {
 // TestCompact fetches more commits than the pack limit and checks that the
 // packs are merged and every commit fetched before stays readable.
 func TestCompact(t *testing.T) {
-	defer pull.SetMaxPacks(3)()
+	t.Parallel()
 	repo, cfg := httpSource(t)
+	cfg = pull.WithMaxPacks(cfg, 3)
 	dir := filepath.Join(t.TempDir(), "git")
 	r, err := pull.Open(dir, cfg, testLogger(t))
 	if err != nil {

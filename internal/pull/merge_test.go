@@ -177,18 +177,17 @@ func TestMergeStopped(t *testing.T) {
 	}
 	for _, step := range pull.MergeSteps {
 		t.Run(step, func(t *testing.T) {
-			defer pull.SetMaxPacks(2)()
+			t.Parallel()
 			repo, cfg := httpSource(t)
+			cfg = pull.WithMaxPacks(cfg, 2)
 			h := newHistory(t, repo, cfg)
-			r, err := pull.Open(h.dir, cfg, testLogger(t))
+			r, err := pull.Open(h.dir, pull.WithMergeStop(cfg, step), testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			h.fetch(t, r)
 			h.fetch(t, r)
-			restore := pull.StopMergeAfter(step)
 			h.fetch(t, r) // a third pack: the merge starts and stops
-			restore()
 			r.Close()
 
 			names := cacheFiles(t, h.dir)
@@ -335,8 +334,9 @@ func TestStrayPackFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer pull.SetMaxPacks(3)()
+			t.Parallel()
 			repo, cfg := httpSource(t)
+			cfg = pull.WithMaxPacks(cfg, 3)
 			h := newHistory(t, repo, cfg)
 			r, err := pull.Open(h.dir, cfg, testLogger(t))
 			if err != nil {
@@ -369,8 +369,9 @@ func TestStrayPackFiles(t *testing.T) {
 func TestMergeAfterCutFetches(t *testing.T) {
 	for name, mk := range faultSources(t) {
 		t.Run(name, func(t *testing.T) {
-			defer pull.SetMaxPacks(2)()
+			t.Parallel()
 			src := mk(t)
+			src.cfg = pull.WithMaxPacks(src.cfg, 2)
 			src.cfg.Timeout = 10 * time.Second
 			h := newHistory(t, src.repo, src.cfg)
 			r, err := pull.Open(h.dir, src.cfg, testLogger(t))

@@ -37,10 +37,6 @@ const (
 // mergeSteps lists the merge steps in order.
 var mergeSteps = []string{stepPackWritten, stepIndexWritten, stepIndexRenamed, stepPackRenamed, stepOldRemoved}
 
-// stopMerge, when set, is asked after each step whether the merge stops
-// there as if the process had died: nothing is cleaned up.
-var stopMerge func(step string) bool
-
 // errMergeStopped is returned by a merge that stopMerge stopped.
 var errMergeStopped = errors.New("pack merge stopped")
 
@@ -297,22 +293,23 @@ func syncDir(dir string) error {
 }
 
 // compact merges every pack of the cache into one when there are more than
-// maxPacks, keeping every object (older commits are the fallbacks). The
-// merged packs are the ones whose index was read: their objects, and the
-// loose ones, go into a new pack that is written, checked against that
-// list and synced with its index before any of them is removed. A pack
-// that could not be read is neither merged nor removed. r.mu is held.
+// the Repo's maxPacks, keeping every object (older commits are the
+// fallbacks). The merged packs are the ones whose index was read: their
+// objects, and the loose ones, go into a new pack that is written, checked
+// against that list and synced with its index before any of them is
+// removed. A pack that could not be read is neither merged nor removed.
+// r.mu is held.
 func (r *Repo) compact() error {
 	dir := r.packDir()
 	packs, _, _, err := packNames(dir)
-	if err != nil || len(packs) <= maxPacks {
+	if err != nil || len(packs) <= r.maxPacks() {
 		return err
 	}
 	if r.tidyPacks(true) {
 		if err := r.reopen(); err != nil {
 			return err
 		}
-		if packs, _, _, err = packNames(dir); err != nil || len(packs) <= maxPacks {
+		if packs, _, _, err = packNames(dir); err != nil || len(packs) <= r.maxPacks() {
 			return err
 		}
 	}
@@ -353,7 +350,7 @@ func (r *Repo) compact() error {
 		}
 		r.removePack(dir, p)
 		removed++
-		if removed == 1 && stopped(stepOldRemoved) {
+		if removed == 1 && r.stopped(stepOldRemoved) {
 			return errMergeStopped
 		}
 	}
@@ -368,7 +365,8 @@ func (r *Repo) compact() error {
 	return nil
 }
 
-func stopped(step string) bool { return stopMerge != nil && stopMerge(step) }
+// stopped reports whether the merge stops after step (Config.stopMerge).
+func (r *Repo) stopped(step string) bool { return r.cfg.stopMerge != nil && r.cfg.stopMerge(step) }
 
 // forEachEntry calls f with the hash of each object in idx.
 func forEachEntry(idx *idxfile.MemoryIndex, f func(plumbing.Hash)) error {
@@ -403,7 +401,7 @@ func (r *Repo) writeMergedPack(dir string, hashes []plumbing.Hash) (plumbing.Has
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("write merged pack: %w", err)
 	}
-	if stopped(stepPackWritten) {
+	if r.stopped(stepPackWritten) {
 		return plumbing.ZeroHash, errMergeStopped
 	}
 	idx, err := indexPack(tmp)
@@ -419,7 +417,7 @@ func (r *Repo) writeMergedPack(dir string, hashes []plumbing.Hash) (plumbing.Has
 		os.Remove(tmp)
 		return plumbing.ZeroHash, fmt.Errorf("write merged pack's index: %w", err)
 	}
-	if stopped(stepIndexWritten) {
+	if r.stopped(stepIndexWritten) {
 		return plumbing.ZeroHash, errMergeStopped
 	}
 	if err := os.Rename(idxTmp, packPath(dir, h, "idx")); err != nil {
@@ -427,7 +425,7 @@ func (r *Repo) writeMergedPack(dir string, hashes []plumbing.Hash) (plumbing.Has
 		os.Remove(idxTmp)
 		return plumbing.ZeroHash, err
 	}
-	if stopped(stepIndexRenamed) {
+	if r.stopped(stepIndexRenamed) {
 		return plumbing.ZeroHash, errMergeStopped
 	}
 	if err := os.Rename(tmp, packPath(dir, h, "pack")); err != nil {
@@ -438,7 +436,7 @@ func (r *Repo) writeMergedPack(dir string, hashes []plumbing.Hash) (plumbing.Has
 		// The old packs stay: the new one may not be on disk.
 		return plumbing.ZeroHash, fmt.Errorf("sync merged pack: %w", err)
 	}
-	if stopped(stepPackRenamed) {
+	if r.stopped(stepPackRenamed) {
 		return plumbing.ZeroHash, errMergeStopped
 	}
 	return h, nil

@@ -383,3 +383,100 @@ func TestProtocolV2Hostile(t *testing.T) {
 		})
 	}
 }
+
+// TestListRefsBytes lists the notes refs of a repository that holds 0,
+// 1,000 and 10,000 branches besides them, over http-backend, git daemon
+// and sshd: in v2 the bytes of the listing do not grow with the
+// branches, and from a server in v0 the same refs come out of the whole
+// advertisement.
+func TestListRefsBytes(t *testing.T) {
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	c1 := repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")
+	var notes []string
+	for i := range 5 {
+		notes = append(notes, fmt.Sprintf("refs/notes/outpost/host-%d", i))
+	}
+	repo.CreateRefs(notes, c1)
+	h := root.ServeHTTP(gitserver.HTTPOptions{})
+	h0 := root.ServeHTTP(gitserver.HTTPOptions{})
+	ignoreGitProtocol(h0)
+	d := root.ServeGit()
+	dp := gitserver.NewProxy(t, d.Addr)
+	s := root.ServeSSH()
+	sp := gitserver.NewProxy(t, s.Addr)
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(known, []byte("["+strings.Replace(sp.Addr, ":", "]:", 1)+" "+s.HostKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sshCfg := pull.Config{URL: strings.Replace(s.URL("env"), s.Addr, sp.Addr, 1), Auth: pull.Auth{SSHKeyFile: s.KeyFile, KnownHostsFile: known}}
+	sshTr, err := sshCfg.Transport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs := []struct {
+		name  string
+		tr    pull.Transport
+		bytes func() int64
+		reset func()
+		idle  func() bool
+		proto pull.Protocol
+	}{
+		{"http bodies", pull.Transport{URL: h.URL("env")}, h.Bytes, h.Reset, nil, pull.ProtocolV2},
+		{"git wire", pull.Transport{URL: "git://" + dp.Addr + "/env.git"}, dp.Bytes, dp.ResetBytes, dp.WaitIdle, pull.ProtocolV2},
+		{"ssh wire", sshTr, sp.Bytes, sp.ResetBytes, sp.WaitIdle, pull.ProtocolV2},
+		{"v0 http bodies", pull.Transport{URL: h0.URL("env")}, h0.Bytes, h0.Reset, nil, pull.ProtocolV0},
+	}
+	counts := []int{0, 1000, 10000}
+	got := map[string][]int64{}
+	made := 0
+	for _, n := range counts {
+		var names []string
+		for ; made < n; made++ {
+			names = append(names, fmt.Sprintf("refs/heads/feature-%05d", made))
+		}
+		if len(names) > 0 {
+			repo.CreateRefs(names, c1)
+		}
+		for _, src := range srcs {
+			rm := pull.NewRemote(src.tr, nil)
+			src.reset()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			refs, err := rm.ListRefs(ctx, "refs/notes/outpost/")
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: ListRefs with %d branches = %v", src.name, n, err)
+			}
+			if len(refs) != len(notes) {
+				t.Fatalf("%s: ListRefs with %d branches = %d refs, want %d", src.name, n, len(refs), len(notes))
+			}
+			for _, name := range notes {
+				if refs[name].String() != c1 {
+					t.Errorf("%s: ListRefs()[%s] = %s, want %s", src.name, name, refs[name], c1)
+				}
+			}
+			if p := rm.Protocol(); p != src.proto {
+				t.Fatalf("%s: Protocol() = %v, want %v", src.name, p, src.proto)
+			}
+			if src.idle != nil && !src.idle() {
+				t.Fatalf("%s: the proxy still has connections open after a listing", src.name)
+			}
+			got[src.name] = append(got[src.name], src.bytes())
+		}
+	}
+	for _, src := range srcs {
+		t.Logf("bytes of the notes listing, %s, with %v other branches: %v", src.name, counts, got[src.name])
+	}
+	spread := func(b []int64) int64 { return max(b[0], b[1], b[2]) - min(b[0], b[1], b[2]) }
+	for _, tt := range []struct {
+		name   string
+		spread int64
+	}{{"http bodies", 8}, {"git wire", 8}, {"ssh wire", 1024}} {
+		if b := got[tt.name]; spread(b) > tt.spread {
+			t.Errorf("%s: bytes of the notes listing = %v for %v branches, want within %d bytes", tt.name, b, counts, tt.spread)
+		}
+	}
+	if b := got["v0 http bodies"]; b[2] < 100*got["http bodies"][2] {
+		t.Errorf("v0 bytes of the listing = %v, want 10,000 branches to cost far more than v2's %v", b, got["http bodies"])
+	}
+}

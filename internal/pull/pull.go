@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,6 +54,14 @@ type Config struct {
 	// MaxObjectBytes bounds the inflated size of any object fetched or
 	// read; 0 means DefaultMaxObjectBytes.
 	MaxObjectBytes int64
+
+	// maxPacks is the pack count above which a fetch merges the cache's
+	// packs; 0 means defaultMaxPacks. Tests lower it.
+	maxPacks int
+	// stopMerge, when set, is asked after each step of a pack merge
+	// whether the merge stops there as if the process had died: nothing
+	// is cleaned up. Tests set it.
+	stopMerge func(step string) bool
 }
 
 // Auth names the credential files of a source. Key and CA files are read
@@ -111,8 +118,7 @@ type Repo struct {
 	store   *filesystem.Storage // the cache's; nil for a local repository
 	damaged error               // why the cache must be cloned again, or nil
 	seen    string              // the tip of the last Poll of a local repository
-	proto   Protocol            // what the last poll spoke (protov2.go)
-	v2http  *http.Client        // the client of v2 polls over http(s), once built
+	rm      *Remote             // the server, in protocol v2 where it speaks it (protov2.go)
 	// refused holds the tips whose fetch passed a bound, so that polls do
 	// not fetch them again until the branch moves.
 	refused map[plumbing.Hash]error
@@ -151,6 +157,7 @@ func Open(dir string, cfg Config, log *slog.Logger) (*Repo, error) {
 		tracking: plumbing.NewRemoteReferenceName("origin", cfg.Branch),
 	}
 	r.log = log.With("source", r.redacted, "branch", cfg.Branch)
+	r.rm = NewRemote(tr, r.log)
 	if tr.Local {
 		repo, err := git.PlainOpenWithOptions(tr.LocalPath, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
 		if err != nil {
@@ -196,10 +203,17 @@ func (r *Repo) storage() *filesystem.Storage {
 // maxOpenPacks bounds the file descriptors of the cache.
 const maxOpenPacks = 16
 
-// maxPacks is the number of pack files above which a fetch merges them all
-// into one: each fetch adds one, and a cache that follows a branch for
-// years would otherwise slow every lookup down.
-var maxPacks = 32
+// defaultMaxPacks is the number of pack files above which a fetch merges
+// them all into one: each fetch adds one, and a cache that follows a
+// branch for years would otherwise slow every lookup down.
+const defaultMaxPacks = 32
+
+func (r *Repo) maxPacks() int {
+	if r.cfg.maxPacks > 0 {
+		return r.cfg.maxPacks
+	}
+	return defaultMaxPacks
+}
 
 // closeStore closes the open pack files of the cache. r.mu is held.
 func (r *Repo) closeStore() {
@@ -216,9 +230,7 @@ func (r *Repo) closeStore() {
 func (r *Repo) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.v2http != nil {
-		r.v2http.CloseIdleConnections()
-	}
+	r.rm.closeIdle()
 	if r.store != nil {
 		return r.store.ObjectStorage.Close()
 	}
@@ -422,31 +434,28 @@ func (r *Repo) trackedTip() plumbing.Hash {
 func (r *Repo) proxyOptions() transport.ProxyOptions { return r.tr.Proxy }
 
 func (r *Repo) remote() *git.Remote {
-	var s storage.Storer = r.repo.Storer
+	return git.NewRemote(r.fetchStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
+}
+
+// fetchStorage is the storage that fetches write to: the cache's, with
+// its bounds on what a fetch may bring.
+func (r *Repo) fetchStorage() storage.Storer {
 	if r.store != nil {
-		s = &boundedStorage{Storage: r.store, dir: r.packDir(), maxFetch: r.maxFetch(), maxObject: r.maxObject()}
+		return &boundedStorage{Storage: r.store, dir: r.packDir(), maxFetch: r.maxFetch(), maxObject: r.maxObject()}
 	}
-	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{r.tr.URL}})
+	return r.repo.Storer
 }
 
 // lsRemote returns the branch's tip on the server.
 func (r *Repo) lsRemote(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	if tip, done, err := r.lsRefsV2(ctx); done {
-		return tip, err
-	}
-	refs, err := r.remote().ListContext(ctx, &git.ListOptions{
-		Auth: r.tr.Auth, CABundle: r.tr.CABundle, PeelingOption: git.IgnorePeeled,
-		ProxyOptions: r.proxyOptions(),
-	})
+	refs, err := r.rm.ListRefs(ctx, r.branch.String())
 	if err != nil {
 		return plumbing.ZeroHash, r.wrapErr("ls-remote", err)
 	}
-	for _, ref := range refs {
-		if ref.Name() == r.branch && ref.Type() == plumbing.HashReference {
-			return ref.Hash(), nil
-		}
+	if tip, ok := refs[r.branch.String()]; ok {
+		return tip, nil
 	}
 	return plumbing.ZeroHash, &Error{Op: "ls-remote", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("no branch %q", r.cfg.Branch)}
 }
@@ -473,7 +482,7 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		CABundle:     r.tr.CABundle,
 		ProxyOptions: r.proxyOptions(),
 	}
-	err := r.remote().FetchContext(ctx, opts)
+	err := r.fetchOnce(ctx, opts)
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {
 		err = nil
 	}
@@ -490,7 +499,7 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		if rerr := r.resetCache(); rerr != nil {
 			return rerr
 		}
-		if err := r.remote().FetchContext(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if err := r.fetchOnce(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return r.wrapErr("fetch", err)
 		}
 	}
@@ -507,6 +516,29 @@ func (r *Repo) fetchDepth(ctx context.Context, depth int) error {
 		r.log.Warn("could not merge the clone cache's packs", "dir", r.dir, "err", err)
 	}
 	return nil
+}
+
+// fetchOnce fetches the branch in protocol v2 where the server speaks it
+// (fetchv2.go), else with go-git's v0 fetch. r.mu is held.
+func (r *Repo) fetchOnce(ctx context.Context, opts *git.FetchOptions) error {
+	var haves []plumbing.Hash
+	if prev := r.trackedTip(); !prev.IsZero() && opts.Depth == 1 {
+		// The next tip's objects that the previous one shares are not
+		// sent again. A deeper fetch (an older commit brought back) asks
+		// for the history whole.
+		haves = append(haves, prev)
+	}
+	tip, err := r.rm.fetchRef(ctx, r.fetchStorage(), r.branch.String(), haves, opts.Depth)
+	switch {
+	case errors.Is(err, ErrNotV2):
+		return r.remote().FetchContext(ctx, opts)
+	case errors.Is(err, plumbing.ErrReferenceNotFound):
+		return &Error{Op: "fetch", URL: r.redacted, Kind: ErrBranchNotFound, Err: fmt.Errorf("no branch %q", r.cfg.Branch)}
+	case err != nil:
+		return err
+	}
+	r.log.Debug("fetched in git protocol v2", "commit", tip.String(), "depth", opts.Depth)
+	return r.repo.Storer.SetReference(plumbing.NewHashReference(r.tracking, tip))
 }
 
 // Has reports whether commit and its whole tree are in the repository.

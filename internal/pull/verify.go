@@ -141,7 +141,7 @@ func verifySSH(data []byte, armored string, signers []AllowedSigner, when time.T
 			reason = fmt.Sprintf("key %s is not allowed to sign in namespace %q", fp, sshNamespace)
 			continue
 		}
-		if !s.ValidAfter.IsZero() && when.Before(s.ValidAfter) || !s.ValidBefore.IsZero() && when.After(s.ValidBefore) {
+		if !s.ValidAt(when) {
 			reason = fmt.Sprintf("key %s was not valid when the commit was made (%s)", fp, when.UTC().Format(time.RFC3339))
 			continue
 		}
@@ -343,3 +343,9 @@ func parseSignerTime(v string) (time.Time, error) {
 // AllowsNamespace reports whether the signer may sign in namespace ns, as
 // its namespaces="..." option says.
 func (s AllowedSigner) AllowsNamespace(ns string) bool { return s.allowsNamespace(ns) }
+
+// ValidAt reports whether t is within the key's valid-after and
+// valid-before dates (either may be unset).
+func (s AllowedSigner) ValidAt(t time.Time) bool {
+	return (s.ValidAfter.IsZero() || !t.Before(s.ValidAfter)) && (s.ValidBefore.IsZero() || !t.After(s.ValidBefore))
+}

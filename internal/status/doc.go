@@ -11,6 +11,7 @@
 // The notes are plain git notes: `git log --notes='outpost/*'` and
 // `git notes --ref=outpost/HOST show COMMIT` read them.
 //
-// status imports spec and go-git. It never imports a target, the engine
+// status imports spec, pull (to list a remote's notes refs by prefix) and
+// go-git. It never imports a target, the engine
 // (converge) or the daemon (agent): the daemon maps its result to a Note.
 package status

@@ -21,6 +21,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
@@ -103,31 +104,40 @@ func Fleet(ctx context.Context, src string, o FleetOptions) ([]HostStatus, error
 	return readFleet(st, refs, tip, o.Commit)
 }
 
-// fetchFleet lists the remote's refs, then fetches the tips of the notes
-// refs in one shallow fetch. The branch's objects are not fetched: its tip
-// hash is all a fleet view needs.
+// fetchFleet lists the remote's notes refs and branch, asking for them
+// alone where the server speaks protocol v2 (so that the listing does not
+// grow with the repository's other refs), then fetches the tips of the
+// notes refs in one shallow fetch. The branch's objects are not fetched:
+// its tip hash is all a fleet view needs.
 func fetchFleet(ctx context.Context, st *memory.Storage, url string, branch plumbing.ReferenceName, o FleetOptions) ([]*plumbing.Reference, plumbing.Hash, error) {
-	remote := git.NewRemote(st, &config.RemoteConfig{Name: remoteName, URLs: []string{url}})
-	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: o.Auth, CABundle: o.CABundle})
+	rm := pull.NewRemote(pull.Transport{URL: url, Auth: o.Auth, CABundle: o.CABundle}, nil)
+	advertised, err := rm.ListRefs(ctx, RefPrefix, branch.String())
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return nil, plumbing.ZeroHash, nil // a new status repository: no host has pushed yet
 	}
 	if err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("list refs of %s: %w", url, err)
 	}
-	var tip plumbing.Hash
+	tip := advertised[branch.String()]
 	notes := 0
-	for _, r := range advertised {
-		switch {
-		case r.Name() == branch:
-			tip = r.Hash()
-		case strings.HasPrefix(r.Name().String(), RefPrefix):
+	for name := range advertised {
+		if strings.HasPrefix(name, RefPrefix) {
 			notes++
 		}
 	}
 	if notes == 0 {
 		return nil, tip, nil
 	}
+	if rm.Protocol() == pull.ProtocolV2 {
+		refs, err := fetchNotesV2(ctx, rm, st, advertised)
+		if !errors.Is(err, pull.ErrNotV2) {
+			if err != nil {
+				return nil, plumbing.ZeroHash, fmt.Errorf("fetch notes of %s: %w", url, err)
+			}
+			return refs, tip, nil
+		}
+	}
+	remote := git.NewRemote(st, &config.RemoteConfig{Name: remoteName, URLs: []string{url}})
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
 		RefSpecs:   []config.RefSpec{config.RefSpec("+" + RefPrefix + "*:" + RefPrefix + "*")},
@@ -151,6 +161,29 @@ func fetchFleet(ctx context.Context, st *memory.Storage, url string, branch plum
 		return nil
 	})
 	return refs, tip, err
+}
+
+// fetchNotesV2 fetches the tips of the listed notes refs in protocol v2,
+// by their hashes, without listing the refs again as a v0 fetch does.
+func fetchNotesV2(ctx context.Context, rm *pull.Remote, st *memory.Storage, listed map[string]plumbing.Hash) ([]*plumbing.Reference, error) {
+	var refs []*plumbing.Reference
+	var wants []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	for _, name := range slices.Sorted(maps.Keys(listed)) {
+		h := listed[name]
+		if !strings.HasPrefix(name, RefPrefix) {
+			continue
+		}
+		refs = append(refs, plumbing.NewHashReference(plumbing.ReferenceName(name), h))
+		if !seen[h] {
+			seen[h] = true
+			wants = append(wants, h)
+		}
+	}
+	if err := rm.Fetch(ctx, st, wants, nil, 1); err != nil {
+		return nil, err
+	}
+	return refs, nil
 }
 
 // readFleet reads each host's note from the notes refs.

@@ -16,6 +16,7 @@
 //	idx := registry.Index(t, registry.Config{}, registry.Platform{OS: "linux", Architecture: "riscv64"})
 //	reg.PushIndex(t, "multi", idx, "1.0.0")
 //	reg.Ref("web", "1.0.0")                      // "127.0.0.1:PORT/web:1.0.0"
+//	reg := registry.StartAuth(t, "ci", "secret") // basic auth from an htpasswd file
 //
 //	f := reg.Front(t, registry.FrontOptions{})   // a fault-injecting reverse proxy
 //	f.Host(); f.FailNext(2, 429, 3*time.Second); f.Requests(); f.SetFault(fn)
@@ -41,6 +42,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Registry is a running docker-registry.
@@ -75,6 +77,28 @@ func StartProxy(t testing.TB, upstream *Registry) *Registry {
 	r, stop, err := launch(t.TempDir(), "proxy:\n  remoteurl: http://"+upstream.host+"\n")
 	if err != nil {
 		t.Fatalf("registry proxy: %v", err)
+	}
+	t.Cleanup(stop)
+	return r
+}
+
+// StartAuth is Start for a registry that demands HTTP basic auth of
+// username and password, checked against an htpasswd file (bcrypt, the
+// one format docker-registry reads).
+func StartAuth(t testing.TB, username, password string) *Registry {
+	t.Helper()
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(username+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, stop, err := launch(dir, "auth:\n  htpasswd:\n    realm: outpost-test\n    path: "+htpasswd+"\n")
+	if err != nil {
+		t.Fatalf("registry with htpasswd: %v", err)
 	}
 	t.Cleanup(stop)
 	return r
@@ -234,7 +258,8 @@ func waitReady(host string, exited <-chan struct{}) error {
 		resp, err := c.Get("http://" + host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: it serves, and asks for credentials.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 			err = fmt.Errorf("GET /v2/: %s", resp.Status)
