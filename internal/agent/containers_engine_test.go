@@ -138,7 +138,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 			repo := t.TempDir()
 			writeTree(t, repo, map[string]string{"m.yaml": "kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" + tc.extra})
 			cfg := sandbox(t, repo)
-			rep, err := Apply(ctx, cfg, nil)
+			rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 			if err != nil {
 				t.Fatalf("Apply() error = %v, want an invalid report", err)
 			}
@@ -172,7 +172,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 		name := f.prefix + "netid"
 		repo := t.TempDir()
 		writeTree(t, repo, map[string]string{"m.yaml": "kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\nnetworks: [\"" + hn.ID[:12] + "\"]\n"})
-		rep, err := Apply(ctx, sandbox(t, repo), nil)
+		rep, err := Apply(ctx, sandbox(t, repo), nil, ApplyOptions{})
 		if err != nil {
 			t.Fatalf("Apply() error = %v", err)
 		}
@@ -190,7 +190,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 		repo := t.TempDir()
 		writeTree(t, repo, map[string]string{"m.yaml": "kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" +
 			"volumes: [\"" + data + ":/data:ro\", \"" + name + "-cache:/cache\"]\nnetworks: [" + f.prefix + "net]\n"})
-		rep, err := Apply(ctx, sandbox(t, repo), nil)
+		rep, err := Apply(ctx, sandbox(t, repo), nil, ApplyOptions{})
 		if err != nil || !rep.Valid || rep.Summary.Create != 1 || rep.Summary.Failed != 0 {
 			t.Fatalf("Apply() = %+v, %v; want the container created", rep, err)
 		}

@@ -102,7 +102,12 @@ func (d *healthDriver) Healthy(ctx context.Context, r *spec.Resource) (bool, str
 // the test ends.
 func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
 	t.Helper()
-	var opts DaemonOptions
+	return startDaemonWith(t, src, cfg, DaemonOptions{})
+}
+
+// startDaemonWith is startDaemon with opts, such as the drivers.
+func startDaemonWith(t *testing.T, src revSource, cfg *Config, opts DaemonOptions) (socket string) {
+	t.Helper()
 	if src != nil {
 		cfg.Source.URL = "test://"
 		opts.newSource = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
@@ -260,22 +265,14 @@ func TestDaemonSuspendResume(t *testing.T) {
 
 func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
 	units := &healthDriver{applied: map[string]string{}}
-	prev := drivers[spec.KindUnit]
-	drivers[spec.KindUnit] = func(context.Context, driverEnv) (converge.Driver, error) { return units, nil }
-	t.Cleanup(func() {
-		if prev == nil {
-			delete(drivers, spec.KindUnit)
-		} else {
-			drivers[spec.KindUnit] = prev
-		}
-	})
+	drivers := withDriver(spec.KindUnit, func(context.Context, driverEnv) (converge.Driver, error) { return units, nil })
 	unit := func(content string) fstest.MapFS {
 		return fstest.MapFS{"u.yaml": {Data: []byte(fmt.Sprintf("kind: unit\nname: web.service\ncontent: %q\n", content))}}
 	}
 	src := &historySource{}
 	src.push("good", unit("healthy\n"))
 	cfg := &Config{Root: t.TempDir(), HealthTimeout: Duration(time.Second)}
-	socket := startDaemon(t, src, cfg)
+	socket := startDaemonWith(t, src, cfg, DaemonOptions{drivers: drivers})
 	waitFor(t, "the good revision", func() bool {
 		s, err := Control(context.Background(), socket, "status")
 		return err == nil && s.LastGood == "good"

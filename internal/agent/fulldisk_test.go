@@ -85,7 +85,7 @@ func TestFullDiskFileTarget(t *testing.T) {
 		"app.yaml": "kind: file\npath: /etc/app/big.conf\nsource: big.txt\n---\nkind: file\npath: /etc/app/small.conf\ncontent: small\n",
 		"big.txt":  strings.Repeat("x", 200<<10),
 	})
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() error = %v, want a report with the failure", err)
 	}
@@ -125,7 +125,7 @@ func TestFullDiskStateDir(t *testing.T) {
 	cfg := sandbox(t, repo)
 	mountTmpfs(t, cfg.StateDir, 64<<10)
 	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
-	if _, err := Apply(context.Background(), cfg, nil); err != nil {
+	if _, err := Apply(context.Background(), cfg, nil, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := os.ReadFile(filepath.Join(cfg.StateDir, "state.json"))
@@ -139,7 +139,7 @@ func TestFullDiskStateDir(t *testing.T) {
 		fmt.Fprintf(&b, "---\nkind: file\npath: /etc/many/f%03d-%s\ncontent: x\n", i, strings.Repeat("n", 100))
 	}
 	writeTree(t, repo, map[string]string{"many.yaml": b.String()})
-	_, err = Apply(context.Background(), cfg, nil)
+	_, err = Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err == nil || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Apply() on a full state directory = %v, want ENOSPC", err)
 	}

@@ -33,7 +33,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 	cfg.Host.Name = "edge-1"
 	ctx := context.Background()
 
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -49,7 +49,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 	if err := os.WriteFile(target, []byte("edited"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Apply(ctx, cfg, nil)
+	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply while offline: %v", err)
 	}
@@ -63,7 +63,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 	// A host that never had a good commit cannot fall back.
 	fresh := *cfg
 	fresh.StateDir = t.TempDir()
-	if _, err := Apply(ctx, &fresh, nil); !errors.Is(err, pull.ErrNoGoodCommit) {
+	if _, err := Apply(ctx, &fresh, nil, ApplyOptions{}); !errors.Is(err, pull.ErrNoGoodCommit) {
 		t.Errorf("Apply with no good commit while offline: %v, want ErrNoGoodCommit", err)
 	}
 }
@@ -93,12 +93,12 @@ func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil || rep.Revision != signed {
 		t.Fatalf("Apply of a signed commit = %+v, %v; want %s", rep, err, signed)
 	}
 	unsigned := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: unsigned\n"}, "unsigned")
-	rep, err = Apply(ctx, cfg, nil)
+	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply with an unsigned tip: %v", err)
 	}

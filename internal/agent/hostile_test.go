@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/outpost-gitops/outpost/internal/state"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -77,9 +78,20 @@ func copyRepo(t *testing.T, src, dst string) {
 // exists: a refused repository changes nothing at all.
 func untouched(t *testing.T, cfg *Config) {
 	t.Helper()
-	for _, p := range []string{cfg.Root, cfg.StateDir} {
-		if _, err := os.Lstat(p); err == nil {
-			t.Errorf("%s exists after a refused apply, want nothing written", p)
+	if _, err := os.Lstat(cfg.Root); err == nil {
+		t.Errorf("%s exists after a refused apply, want nothing written", cfg.Root)
+	}
+	// The state may record the revision as invalid, and nothing else.
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Inventory) > 0 || st.Commit != "" || st.LastGood != "" {
+		t.Errorf("state after a refused apply = %+v, want no inventory, commit or last good", st)
+	}
+	for rev, f := range st.Failed {
+		if f.Result != ResultInvalid {
+			t.Errorf("state records %s as %s after a refused apply, want %s", rev, f.Result, ResultInvalid)
 		}
 	}
 }
@@ -106,7 +118,7 @@ func TestApplyRefusesSpecCorpus(t *testing.T) {
 			}
 			cfg := sandbox(t, repo)
 			cfg.Host = HostConfig{Name: "host-1", Labels: map[string]string{"role": "web"}}
-			rep, err := Apply(context.Background(), cfg, nil)
+			rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 			if err != nil {
 				t.Fatalf("Apply() error = %v, want an invalid report", err)
 			}
@@ -222,7 +234,9 @@ func TestApplyRefusesHostileRepositories(t *testing.T) {
 			for _, op := range []struct {
 				name string
 				run  func(context.Context, *Config, *slog.Logger) (*Report, error)
-			}{{"diff", Diff}, {"apply", Apply}} {
+			}{{"diff", Diff}, {"apply", func(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
+				return Apply(ctx, cfg, log, ApplyOptions{})
+			}}} {
 				cfg := sandbox(t, repo)
 				cfg.AllowedPaths = tc.allowed
 				rep, err := op.run(context.Background(), cfg, nil)
@@ -317,7 +331,7 @@ func TestApplyBigSourcePeakMemory(t *testing.T) {
 				if transport == "http" {
 					url = root.ServeHTTP(gitserver.HTTPOptions{}).URL("env")
 				}
-				rep, err := Apply(context.Background(), sandbox(t, url), nil)
+				rep, err := Apply(context.Background(), sandbox(t, url), nil, ApplyOptions{})
 				if err != nil {
 					return err
 				}

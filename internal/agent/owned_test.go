@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"testing"
 	"time"
 
@@ -46,13 +47,11 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	})
 	cfg := sandbox(t, repo)
 	var seen state.Inventory
-	prev := drivers[spec.KindUnit]
-	drivers[spec.KindUnit] = func(context.Context, driverEnv) (converge.Driver, error) {
+	unit := func(context.Context, driverEnv) (converge.Driver, error) {
 		return stateProbe{store: state.New(cfg.StateDir), seen: &seen}, nil
 	}
-	t.Cleanup(func() { drivers[spec.KindUnit] = prev })
 
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{seams: seams{drivers: withDriver(spec.KindUnit, unit)}})
 	if err != nil {
 		t.Fatalf("Apply() = %v", err)
 	}
@@ -65,6 +64,13 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	if _, ok := seen.Get(spec.ID{Kind: spec.KindFile, Name: "/etc/a"}); !ok {
 		t.Errorf("while the unit converged, the state owned %v; want the file the pass created", seen.IDs())
 	}
+}
+
+// withDriver returns the default drivers with the one of kind replaced.
+func withDriver(kind spec.Kind, f driverFactory) map[spec.Kind]driverFactory {
+	m := maps.Clone(defaultDrivers)
+	m[kind] = f
+	return m
 }
 
 // TestRecordOwnedBoundsSaves checks that a save of what a pass created

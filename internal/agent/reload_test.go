@@ -52,6 +52,8 @@ type recordingPusher struct {
 
 func (p *recordingPusher) Notify() {}
 
+func (p *recordingPusher) Push(context.Context) error { return nil }
+
 func (p *recordingPusher) Run(ctx context.Context) error {
 	p.log.add("run pusher " + p.token)
 	<-ctx.Done()

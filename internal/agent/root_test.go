@@ -28,7 +28,7 @@ func TestApplyUnderRootNeverReachesSystemd(t *testing.T) {
 		"u.yaml": "kind: unit\nname: " + name + "\ncontent: |\n  [Service]\n  ExecStart=/bin/sleep infinity\nenabled: true\nstate: running\n",
 	})
 	cfg := sandbox(t, repo)
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() = %v", err)
 	}

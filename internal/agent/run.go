@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
-	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
@@ -32,10 +31,14 @@ type driverEnv struct {
 	recorded func(spec.ID) bool
 }
 
-// drivers builds the driver of each kind; a target is added here in one
-// line. A driver is only built when its kind is desired or owned, so a host
-// without Docker can still converge its files.
-var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
+// driverFactory builds the driver of one kind.
+type driverFactory func(ctx context.Context, env driverEnv) (converge.Driver, error)
+
+// defaultDrivers builds the driver of each kind; a target is added here in
+// one line. A driver is only built when its kind is desired or owned, so a
+// host without Docker can still converge its files. It is never changed:
+// tests hand their own through seams.
+var defaultDrivers = map[spec.Kind]driverFactory{
 	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
 		recorded := func(name string) bool { return env.recorded(spec.ID{Kind: spec.KindFile, Name: name}) }
 		return file.New(file.Options{Root: env.cfg.Root, StateDir: env.cfg.StateDir, Logger: env.log, Recorded: recorded}), nil
@@ -76,114 +79,71 @@ func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
 	return &ValidateReport{Valid: true, Resources: resources, Files: files, Errors: []Problem{}}, nil
 }
 
-// Diff reports what Apply would change on this host, and changes nothing.
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	// NoWait skips the health wait of what a new revision changed (apply
+	// --wait=false): a failed resource still fails the pass, but nothing
+	// is rolled back for its health.
+	NoWait bool
+
+	seams seams
+}
+
+// Diff reports what Apply would change on this host, and changes nothing:
+// no state, no note.
 func Diff(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
-	return pass(ctx, cfg, log, false)
+	return onePass(ctx, cfg, log, passOptions{fallback: true}, seams{})
 }
 
-// Apply converges this host once to the source's current revision and
-// records what it owns in the state directory.
-func Apply(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
-	return pass(ctx, cfg, log, true)
+// Apply converges this host once to the source's current revision, as one
+// pass of the daemon does: it waits for what changed to become healthy and
+// rolls back to the last good revision when it does not, and records the
+// outcome in the state directory and in a status note.
+func Apply(ctx context.Context, cfg *Config, log *slog.Logger, o ApplyOptions) (*Report, error) {
+	return onePass(ctx, cfg, log, passOptions{apply: true, wait: !o.NoWait, fallback: true}, o.seams)
 }
 
-// pass runs one pass, dry or not: diff and apply share every step.
-func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Report, error) {
+// onePass runs a single pass, dry or not: diff and apply share every stage.
+func onePass(ctx context.Context, cfg *Config, log *slog.Logger, o passOptions, s seams) (*Report, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rep := &Report{Command: "diff", Host: cfg.Host.Name, Errors: []Problem{}, Changes: []Change{}}
-	if apply {
-		rep.Command = "apply"
+	if o.apply {
 		// A key that others could read or replace is refused before it
 		// is used.
 		if err := CheckCredentials(cfg); err != nil {
 			return nil, err
 		}
-	}
-	// The last good revision is what a pass falls back on when the source
-	// is away or its tip is not verified.
-	prior, err := state.New(cfg.StateDir).Load()
-	if err != nil {
-		return nil, err
-	}
-	snap, choice, err := openSourceOr(ctx, cfg, log, prior.LastGood)
-	if err != nil {
-		return nil, err
-	}
-	rep.Revision = snap.Revision
-	if choice.Fallback != nil {
-		rep.Offline = choice.Offline
-		rep.Fallback = redact.URLs(choice.Fallback.Error())
-		rep.Tip = choice.Tip
-	}
-	log = log.With("revision", snap.Revision, "host", cfg.Host.Name)
-
-	desired, err := desiredState(snap, cfg)
-	if err != nil {
-		ps, ok := problems(err, snap.Display)
-		if !ok {
-			return nil, err
-		}
-		rep.Errors = ps
-		log.Debug("invalid repository, nothing changed", "errors", len(ps))
-		return rep, nil
-	}
-	rep.Valid = true
-	var im *images
-	if len(following(desired)) > 0 {
-		if im, err = newImages(cfg, log, nil); err != nil {
-			return nil, err
-		}
-		im.pin(ctx, desired, true)
-	}
-
-	store := state.New(cfg.StateDir)
-	if apply {
 		lock, err := state.Lock(cfg.StateDir)
 		if err != nil {
 			return nil, err
 		}
 		defer lock.Unlock()
 	}
-	st, err := store.Load()
+	p, err := newRunner(cfg, log.With("host", cfg.Host.Name), s)
 	if err != nil {
 		return nil, err
 	}
-	drv := buildDrivers(ctx, cfg, log, desired, st, nil)
-	defer closeDrivers(drv)
-	var owned func(state.Inventory)
-	if apply {
-		owned = recordOwned(store, st, log)
+	defer p.close()
+	if p.src, err = p.seams.newSource(cfg, p.log); err != nil {
+		return nil, err
 	}
-	eng := newEngine(drv, log, owned)
-	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
-	if apply && im != nil && cerr == nil {
-		// A followed tag that failed here is not tried again; the next
-		// apply pins the previous one.
-		im.markBad(desired, failedIDs(res))
-	}
-	if apply && res != nil {
-		// Saved even when the pass was cut short: what was created is
-		// owned and must stay prunable.
-		before := *st
-		st.Inventory = res.Inventory
-		st.Commit = snap.Revision
-		if cerr == nil && len(res.Failed()) == 0 {
-			st.LastGood = snap.Revision
-		}
-		// A no-op pass leaves the document alone: an fsync per run of a
-		// host that is in sync is wasted wear on small devices' flash.
-		if !sameRecord(&before, st) {
-			if err := store.Save(st); err != nil {
-				return nil, errors.Join(cerr, err)
-			}
+	if o.apply {
+		// Status notes are a report, not a duty: without them the host
+		// still converges.
+		if p.notes, err = newReporter(cfg, p.log, p.seams.newPusher); err != nil {
+			p.log.Warn("status notes disabled", "err", err)
 		}
 	}
-	if cerr != nil {
-		return nil, cerr
+	rev, pollErr := p.src.Poll(ctx)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	fillChanges(rep, res)
+	rep, err := p.pass(ctx, polled{rev, pollErr}, o)
+	if err = errors.Join(err, p.saveErr); err != nil {
+		return nil, err
+	}
+	p.pushNotes(ctx)
 	return rep, nil
 }
 
@@ -404,7 +364,7 @@ func problems(err error, display string) (ps []Problem, ok bool) {
 // The drivers read st's inventory when they ask whether an object is
 // recorded as Outpost's; only the pass that owns st changes it, after the
 // drivers' calls of that pass have returned.
-func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver) map[spec.Kind]converge.Driver {
+func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver, factories map[spec.Kind]driverFactory) map[spec.Kind]converge.Driver {
 	need := map[spec.Kind]bool{}
 	for _, r := range desired.Resources {
 		need[r.ID.Kind] = true
@@ -435,7 +395,7 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 				closeDrivers(map[spec.Kind]converge.Driver{k: d})
 			}
 		}
-		mk, ok := drivers[k]
+		mk, ok := factories[k]
 		if !need[k] || !ok {
 			continue
 		}

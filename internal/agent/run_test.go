@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func TestApplyRecordsState(t *testing.T) {
 	})
 	cfg := sandbox(t, repo)
 
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
@@ -79,7 +80,7 @@ func TestApplyRecordsState(t *testing.T) {
 
 	// A pass with nothing to do leaves the state document alone.
 	before := inode(t, statePath)
-	rep, err = Apply(ctx, cfg, nil)
+	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("second Apply() error: %v", err)
 	}
@@ -115,7 +116,7 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 		"b.yaml": "kind: file\npath: relative\ncontent: b\n",
 	})
 	cfg := sandbox(t, repo)
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
@@ -123,10 +124,20 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 	if rep.Valid || !cmp.Equal(rep.Errors, want) {
 		t.Errorf("Apply() = valid %v, errors %v; want invalid with %v", rep.Valid, rep.Errors, want)
 	}
-	for _, p := range []string{cfg.Root, cfg.StateDir} {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("Apply() of an invalid repository created %s (stat: %v)", p, err)
-		}
+	if _, err := os.Stat(cfg.Root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Apply() of an invalid repository created %s (stat: %v)", cfg.Root, err)
+	}
+	// The revision is recorded as invalid, as the daemon records it, and
+	// nothing else.
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := st.Failed[rep.Revision]; f.Result != ResultInvalid || st.Commit != "" || len(st.Inventory) > 0 {
+		t.Errorf("state after Apply() of an invalid repository = %+v, want only %s recorded invalid", st, rep.Revision)
+	}
+	if rep.Result != ResultInvalid {
+		t.Errorf("Apply() result = %q, want %q", rep.Result, ResultInvalid)
 	}
 }
 
@@ -327,7 +338,7 @@ func BenchmarkApplyNoopFiles1000(b *testing.B) {
 	writeTree(b, repo, files)
 	cfg := sandbox(b, repo)
 	ctx := context.Background()
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil || rep.Summary.Create != 1000 {
 		b.Fatalf("first Apply() = %+v, %v; want 1000 created", rep, err)
 	}
@@ -337,7 +348,7 @@ func BenchmarkApplyNoopFiles1000(b *testing.B) {
 	start := cpuTime(b)
 	n := 0
 	for b.Loop() {
-		rep, err := Apply(ctx, cfg, nil)
+		rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 		if err != nil || rep.Summary.Changed() {
 			b.Fatalf("Apply() = %+v, %v; want nothing to do", rep.Summary, err)
 		}
@@ -364,7 +375,7 @@ func TestApplyLockedStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Unlock()
-	_, err = Apply(context.Background(), cfg, nil)
+	_, err = Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if !errors.Is(err, state.ErrLocked) {
 		t.Errorf("Apply() on a locked state directory = %v, want state.ErrLocked", err)
 	}
@@ -375,4 +386,9 @@ func TestApplyLockedStateDir(t *testing.T) {
 	if _, err := Diff(context.Background(), cfg, nil); err != nil {
 		t.Errorf("Diff() on a locked state directory = %v, want it to run", err)
 	}
+}
+
+// applyDefault is Apply with the default options, in the shape of Diff.
+func applyDefault(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
+	return Apply(ctx, cfg, log, ApplyOptions{})
 }

@@ -123,7 +123,7 @@ func TestStatePermissions(t *testing.T) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Apply(context.Background(), cfg, nil); err != nil {
+	if _, err := Apply(context.Background(), cfg, nil, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if m := mode(t, cfg.StateDir).Perm(); m != 0o700 {
