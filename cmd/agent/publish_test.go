@@ -17,6 +17,7 @@ import (
 )
 
 func TestPublishPushesSignedArtifact(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := registry.Start(t)
 	dir := t.TempDir()
@@ -95,6 +96,7 @@ func writeAllowedSigners(t *testing.T, pub string) string {
 }
 
 func TestApplyFromOCIArtifact(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := registry.Start(t)
 	dir := t.TempDir()
@@ -158,6 +160,7 @@ func TestApplyFromOCIArtifact(t *testing.T) {
 }
 
 func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv, stop, err := registry.Launch(t.TempDir())
 	if err != nil {
@@ -213,6 +216,7 @@ func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
 }
 
 func TestApplyOCIThroughPullThroughCache(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	upstream := registry.Start(t)
 	cache := registry.StartProxy(t, upstream)

@@ -101,6 +101,7 @@ func (f *engineFixture) exists(t *testing.T, name string) bool {
 // An ordinary container (a bind of a plain directory, a named volume, a
 // network of its own) is still created.
 func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
+	t.Parallel()
 	f := newEngineFixture(t)
 	ctx := testCtx(t)
 
@@ -212,6 +213,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 // host's root bound: the revision is invalid, the file keeps the last good
 // content, and the engine holds no such container.
 func TestDaemonRefusesHostileContainer(t *testing.T) {
+	t.Parallel()
 	f := newEngineFixture(t)
 	root := t.TempDir()
 	src := &historySource{}
@@ -238,6 +240,7 @@ func TestDaemonRefusesHostileContainer(t *testing.T) {
 // the container is removed by hand. The daemon's next pass checks the bind
 // again, as it now resolves, and does not make the container again.
 func TestDaemonChecksBindsAgainBeforeRecreating(t *testing.T) {
+	t.Parallel()
 	f := newEngineFixture(t)
 	dir := t.TempDir()
 	data, sockets := filepath.Join(dir, "data"), filepath.Join(dir, "sockets")

@@ -69,6 +69,7 @@ func names(t *testing.T, dir string) []string {
 // that does not fit fails with the reason, the old version stays whole, no
 // temporary file is left, and the file that fits is written.
 func TestFullDiskFileTarget(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	cfg := sandbox(t, repo)
 	dir := filepath.Join(cfg.Root, "etc", "app")
@@ -121,6 +122,7 @@ func TestFullDiskFileTarget(t *testing.T) {
 // the pass fails with the reason, the previous state.json is intact and
 // readable, and no temporary file is left beside it.
 func TestFullDiskStateDir(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	cfg := sandbox(t, repo)
 	mountTmpfs(t, cfg.StateDir, 64<<10)

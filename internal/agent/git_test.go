@@ -21,6 +21,7 @@ import (
 // daemon, stops it, and applies again: the last good commit is converged and
 // the report says the host is offline.
 func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
@@ -71,6 +72,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 // TestApplyGitUnsignedTipStaysOnLastGood serves a repository whose tip is
 // unsigned, with verification on: the signed commit before it stays applied.
 func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	key := gitserver.NewSSHKey(t)
@@ -114,6 +116,7 @@ func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
 // the host's note on the applied commit arrives on the server, in the host's
 // own ref, readable with git itself; a failed revision gets its own note.
 func TestDaemonNotesOverHTTP(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
@@ -165,6 +168,7 @@ func gitOutput(dir string, args ...string) (string, error) {
 // recorded invalid, in the state, the status and the note, the host stays
 // on its last good commit, and later polls do not fetch it again.
 func TestDaemonRefusesTooLargeFetch(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
@@ -227,6 +231,7 @@ func TestDaemonRefusesTooLargeFetch(t *testing.T) {
 // is refused when its tree is read and recorded invalid, and the host stays
 // on its last good commit.
 func TestDaemonRefusesTooManyPaths(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")

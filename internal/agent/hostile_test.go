@@ -102,6 +102,7 @@ func untouched(t *testing.T, cfg *Config) {
 // invalid report with its reasons, and neither the sandbox root nor the
 // state directory is created.
 func TestApplyRefusesSpecCorpus(t *testing.T) {
+	t.Parallel()
 	entries, err := os.ReadDir(specCorpus)
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +228,7 @@ var hostileCases = []struct {
 // with a positioned error, before anything on the host changes (neither the
 // sandbox root nor the state directory is created, and no driver runs).
 func TestApplyRefusesHostileRepositories(t *testing.T) {
+	t.Parallel()
 	for _, tc := range hostileCases {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := t.TempDir()
@@ -268,6 +270,7 @@ func TestApplyRefusesHostileRepositories(t *testing.T) {
 // TestContainersAllowed checks that the restrictions lift when the
 // configuration says so, and that ordinary containers pass.
 func TestContainersAllowed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		manifest string
@@ -295,6 +298,7 @@ func TestContainersAllowed(t *testing.T) {
 }
 
 func TestParseConfigContainers(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig("agent.yaml", []byte("containers: {allow_privileged: true, allow_docker_socket: false, allow_sockets: true, allowed_binds: [/srv, /data/app]}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -319,6 +323,7 @@ func TestParseConfigContainers(t *testing.T) {
 // header, without being read, and the peak memory stays far below the
 // blob's size. Before, the blob was read whole first: 257 MB.
 func TestApplyBigSourcePeakMemory(t *testing.T) {
+	t.Parallel()
 	const bound = raceMemory * 48 << 20
 	for _, transport := range []string{"http", "file"} {
 		t.Run(transport, func(t *testing.T) {

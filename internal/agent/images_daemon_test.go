@@ -47,6 +47,7 @@ func (d *imageDriver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.
 // request waits for its timeout and its retries, minutes in all. Meanwhile
 // the agent repairs drift and applies a new revision.
 func TestDaemonWorksWhileARegistryStalls(t *testing.T) {
+	t.Parallel()
 	stalled := make(chan struct{}, 1)
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -40,6 +40,7 @@ func (p stateProbe) Remove(context.Context, spec.ID, bool) (spec.Change, error) 
 // converges the unit, the state would already own the file, and a later
 // pass would prune it once it leaves the desired state.
 func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
 		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
@@ -78,8 +79,9 @@ func withDriver(kind spec.Kind, f driverFactory) map[spec.Kind]driverFactory {
 // many quick creations do not each write the whole inventory; and that
 // the records are written again once that time has passed.
 func TestRecordOwnedBoundsSaves(t *testing.T) {
+	t.Parallel()
 	store := state.New(t.TempDir())
-	record := recordOwned(store, &state.State{Schema: state.Schema}, slog.New(slog.DiscardHandler))
+	record := recordOwned(store, &state.State{Schema: state.Schema}, slog.New(slog.DiscardHandler)).record
 	inv := state.Inventory{}
 	onDisk := func() []spec.ID {
 		t.Helper()

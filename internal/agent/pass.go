@@ -57,9 +57,10 @@ type runner struct {
 	rev     string
 	drivers map[spec.Kind]converge.Driver
 	eng     *converge.Engine
-	// record, set for a pass that applies, keeps what a pass creates
-	// in the state as it goes.
+	// recording, set for a pass that applies, keeps what a pass creates
+	// in the state as it goes, through owned.
 	recording bool
+	owned     *ownedRecorder
 	// saved is what the state document holds: a save that would write
 	// the same is skipped.
 	saved state.State
@@ -156,8 +157,9 @@ func (p *runner) pass(ctx context.Context, tip polled, o passOptions) (*Report, 
 	log := p.log.With("revision", rev)
 	snap, err := p.src.Snapshot(ctx, rev)
 	if err != nil && errors.Is(err, pull.ErrTooLarge) {
-		log.Error("revision invalid: too large to read; nothing changed", "err", err)
-		p.refuse(ctx, rev, ResultInvalid, err, o)
+		if p.refuse(ctx, rev, ResultInvalid, err, o) {
+			p.logRefusal(o, "revision invalid: too large to read; nothing changed", "revision", rev, "err", err)
+		}
 		rep.Result, rep.Reason = ResultInvalid, redact.URLs(err.Error())
 		return rep, nil
 	}
@@ -179,7 +181,7 @@ func (p *runner) pass(ctx context.Context, tip polled, o passOptions) (*Report, 
 		}
 		rep.Errors = ps
 		if p.refuse(ctx, rev, ResultInvalid, err, o) {
-			log.Error("revision invalid; nothing changed", "err", err)
+			p.logRefusal(o, "revision invalid; nothing changed", "revision", rev, "err", err)
 		}
 		rep.Result, rep.Reason = ResultInvalid, redact.URLs(err.Error())
 		return rep, nil
@@ -226,13 +228,13 @@ func (p *runner) source(ctx context.Context, tip polled, o passOptions, rep *Rep
 		return tip.rev, false, nil
 	}
 	if c := refusedCommit(tip.err); c != "" && p.refuse(ctx, c, ResultInvalid, tip.err, o) {
-		p.log.Error("revision invalid: too large to fetch; nothing changed", "revision", c, "err", tip.err)
+		p.logRefusal(o, "revision invalid: too large to fetch; nothing changed", "revision", c, "err", tip.err)
 	}
 	var verifyErr error
 	if tip.err == nil {
 		verifyErr = p.src.Verify(ctx, tip.rev)
 		if verifyErr != nil && ctx.Err() == nil && p.refuse(ctx, tip.rev, ResultUnverified, verifyErr, o) {
-			p.log.Error("revision not verified; nothing changed", "revision", tip.rev, "err", verifyErr)
+			p.logRefusal(o, "revision not verified; nothing changed", "revision", tip.rev, "err", verifyErr)
 		}
 	}
 	if ctx.Err() != nil {
@@ -253,6 +255,16 @@ func (p *runner) source(ctx context.Context, tip polled, o passOptions, rep *Rep
 	rep.Fallback = redact.URLs(choice.Fallback.Error())
 	rep.Tip = choice.Tip
 	return choice.Commit, false, nil
+}
+
+// logRefusal logs why a revision is refused: an error for the daemon, which
+// has no other way to say it; a single pass prints it in its report.
+func (p *runner) logRefusal(o passOptions, msg string, args ...any) {
+	if o.fallback {
+		p.log.Debug(msg, args...)
+		return
+	}
+	p.log.Error(msg, args...)
 }
 
 // damaged reads every file of snap and returns the first error that says
@@ -332,8 +344,10 @@ func (p *runner) rebuild(ctx context.Context) {
 	}
 	p.drivers = buildDrivers(ctx, p.cfg, p.log, p.desired, p.st, p.drivers, p.seams.drivers)
 	var owned func(state.Inventory)
+	p.owned = nil
 	if p.recording {
-		owned = recordOwned(p.store, p.st, p.log)
+		p.owned = recordOwned(p.store, p.st, p.log)
+		owned = p.owned.record
 	}
 	p.eng = newEngine(p.drivers, p.log, owned)
 	if p.watch != nil {
@@ -352,7 +366,11 @@ func (p *runner) converge(ctx context.Context, desired *spec.State) (*converge.R
 	if err := newContainerPolicy(p.cfg).check(desired); err != nil {
 		return nil, fmt.Errorf("the host no longer allows this revision's containers: %w", err)
 	}
+	p.intend(desired)
 	res, err := p.eng.Converge(ctx, desired, p.st.Inventory, true)
+	if p.owned != nil {
+		p.owned.settle()
+	}
 	p.m.converges.Inc()
 	if res != nil {
 		p.st.Inventory = res.Inventory
@@ -362,6 +380,35 @@ func (p *runner) converge(ctx context.Context, desired *spec.State) (*converge.R
 	}
 	p.setStatus(func(s *Status) { s.LastConverge = time.Now() })
 	return res, err
+}
+
+// intend records, before a pass applies desired, each of its objects that
+// the state does not own yet, without a hash, as the engine records a
+// create that failed: a pass killed while it creates one (a unit that takes
+// minutes to start) leaves it owned, and a later pass prunes it when it
+// leaves the desired state. Drivers remove such an object only when it
+// carries Outpost's mark, so one that was never made, or is someone
+// else's, is left alone. A kind without a driver here gets none: it could
+// not be pruned.
+func (p *runner) intend(desired *spec.State) {
+	now := time.Now().UTC()
+	added := false
+	for _, r := range desired.Resources {
+		if _, ok := p.st.Inventory.Get(r.ID); ok {
+			continue
+		}
+		if d, ok := p.drivers[r.ID.Kind]; !ok || stale(d) {
+			continue
+		}
+		if p.st.Inventory == nil {
+			p.st.Inventory = state.Inventory{}
+		}
+		p.st.Inventory.Set(state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, AppliedAt: now, NoPrune: !r.Prune})
+		added = true
+	}
+	if added {
+		p.save()
+	}
 }
 
 func (p *runner) recordItems(res *converge.Result) {

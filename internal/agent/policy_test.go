@@ -20,6 +20,7 @@ import (
 // commit applied: no file changes, nothing is pruned, the state is as it
 // was.
 func TestApplyRefusesByPolicy(t *testing.T) {
+	t.Parallel()
 	const (
 		file      = "kind: file\npath: /etc/a\ncontent: two\n"
 		unit      = "kind: unit\nname: %s\ncontent: |\n  [Service]\n  ExecStart=/bin/true\n"
@@ -120,6 +121,7 @@ func TestApplyRefusesByPolicy(t *testing.T) {
 
 // TestPolicyAllows checks that what the policy names passes.
 func TestPolicyAllows(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{"u.yaml": "kind: unit\nname: web-1.service\ncontent: x\n---\nkind: file\npath: /etc/a\ncontent: a\n"})
 	cfg := sandbox(t, repo)
@@ -138,6 +140,7 @@ func TestPolicyAllows(t *testing.T) {
 // agent's configuration or write into its state directory, where the
 // host's policy and what it owns live.
 func TestApplyRefusesAgentFiles(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	cfg := sandbox(t, repo)
 	cfg.Root = ""

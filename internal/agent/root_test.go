@@ -16,6 +16,7 @@ import (
 // root, and fails the unit saying why, while the files of the commit are
 // written under the root.
 func TestApplyUnderRootNeverReachesSystemd(t *testing.T) {
+	t.Parallel()
 	var b [4]byte
 	rand.Read(b[:])
 	name := "demo-root-" + hex.EncodeToString(b[:]) + ".service"

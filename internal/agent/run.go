@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
@@ -429,32 +430,85 @@ func newEngine(drv map[spec.Kind]converge.Driver, log *slog.Logger, owned func(s
 	return converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout, Owned: owned})
 }
 
-// recordOwned saves st with the inventory that a pass has so far, as soon
-// as the pass has created an object, and leaves st itself alone: a pass
-// killed, or whose final save fails, before its end still leaves what it
-// created in the state, to be pruned when it leaves the desired state.
+// recordOwned returns the recorder that saves st with the inventory that a
+// pass has so far, as soon as the pass has created an object, and leaves
+// st itself alone: a pass killed, or whose final save fails, before its end
+// still leaves what it created in the state, to be pruned when it leaves
+// the desired state.
 //
 // A save writes the whole inventory, so saving after each of many quick
 // creations (a first converge of thousands of files) would cost the square
 // of their number. After a save, the next waits until nine times as long
 // as that save took has passed: the records cost at most a tenth of the
-// pass, objects that take long to create (a container, a unit) are each
-// recorded at once, and quick ones wait at most a few save times.
-func recordOwned(store *state.Store, st *state.State, log *slog.Logger) func(state.Inventory) {
-	var next time.Time
-	return func(inv state.Inventory) {
-		start := time.Now()
-		if start.Before(next) {
-			return
+// pass. What is created meanwhile is saved when that time has passed, by a
+// timer, even when the pass is then busy with one slow object (a unit that
+// takes minutes to start): it is never left unrecorded for longer.
+func recordOwned(store *state.Store, st *state.State, log *slog.Logger) *ownedRecorder {
+	return &ownedRecorder{store: store, st: st, log: log}
+}
+
+// ownedRecorder is recordOwned's; record is the engine's Owned, and
+// settle ends a pass's records before the pass saves the state itself.
+type ownedRecorder struct {
+	store *state.Store
+	st    *state.State
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	next    time.Time
+	pending state.Inventory // created since the last save, not saved yet
+	timer   *time.Timer
+}
+
+func (r *ownedRecorder) record(inv state.Inventory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Before(r.next) {
+		// The engine goes on with its inventory: the timer saves a
+		// copy.
+		r.pending = maps.Clone(inv)
+		if r.timer == nil {
+			r.timer = time.AfterFunc(r.next.Sub(now), r.flush)
 		}
-		rec := *st
-		rec.Inventory = inv // only read, by Save, before this returns
-		if err := store.Save(&rec); err != nil {
-			log.Warn("what this pass created is not recorded yet", "err", err)
-		}
-		end := time.Now()
-		next = end.Add(9 * end.Sub(start))
+		return
 	}
+	r.pending = nil
+	r.save(inv)
+}
+
+func (r *ownedRecorder) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timer = nil
+	if r.pending != nil {
+		inv := r.pending
+		r.pending = nil
+		r.save(inv)
+	}
+}
+
+// save writes inv with the rest of st; the caller holds r.mu.
+func (r *ownedRecorder) save(inv state.Inventory) {
+	start := time.Now()
+	rec := *r.st
+	rec.Inventory = inv // only read, by Save, before this returns
+	if err := r.store.Save(&rec); err != nil {
+		r.log.Warn("what this pass created is not recorded yet", "err", err)
+	}
+	end := time.Now()
+	r.next = end.Add(9 * end.Sub(start))
+}
+
+// settle drops what waits for the timer: the pass has ended and saves its
+// whole state. Once it returns, no save of the recorder runs.
+func (r *ownedRecorder) settle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.pending = nil
 }
 
 // closeDrivers releases the drivers' connections.

@@ -52,6 +52,7 @@ func inode(t *testing.T, p string) uint64 {
 }
 
 func TestApplyRecordsState(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
@@ -110,6 +111,7 @@ func TestApplyRecordsState(t *testing.T) {
 }
 
 func TestApplyInvalidChangesNothing(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
 		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
@@ -142,6 +144,7 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 }
 
 func TestCheckAllowedPaths(t *testing.T) {
+	t.Parallel()
 	file := func(p string, line int) *spec.Resource {
 		return &spec.Resource{ID: spec.ID{Kind: spec.KindFile, Name: p}, Pos: spec.Pos{File: "f.yaml", Line: line, Col: 1}, File: &spec.File{Path: p}}
 	}
@@ -188,6 +191,7 @@ func TestCheckAllowedPaths(t *testing.T) {
 }
 
 func TestOpenSource(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notDir := filepath.Join(dir, "file")
 	writeTree(t, dir, map[string]string{"file": "x"})
@@ -219,6 +223,7 @@ func TestOpenSource(t *testing.T) {
 }
 
 func TestGitURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		url string
 		git bool
@@ -239,6 +244,7 @@ func TestGitURL(t *testing.T) {
 }
 
 func TestTreeHash(t *testing.T) {
+	t.Parallel()
 	hash := func(files map[string]string) string {
 		t.Helper()
 		dir := t.TempDir()
@@ -272,6 +278,7 @@ func TestTreeHash(t *testing.T) {
 }
 
 func TestReportText(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		rep  Report
@@ -367,6 +374,7 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 func TestApplyLockedStateDir(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
 	cfg := sandbox(t, repo)
