@@ -66,22 +66,35 @@ func following(st *spec.State) []*spec.Container {
 	return cs
 }
 
+// resolveMode says which registries pin asks before it pins.
+type resolveMode int
+
+const (
+	// pinOnly asks none: the last good revision, from local state.
+	pinOnly resolveMode = iota
+	// resolveNew asks for the containers that have nothing resolved yet:
+	// the daemon's, whose registry timer asks for the others beside its
+	// loop.
+	resolveNew
+	// resolveDue also asks for those whose last check is older than
+	// images.interval: the daemon's pacing, kept in the store, so that a
+	// one-shot pass deploys a tag pushed since the last check once a
+	// check is due.
+	resolveDue
+)
+
 // pin sets the tag and digest of every following container of st from the
-// store; with resolve true it first polls the registries of those that have
-// none yet, or whose last check is older than images.interval: the pacing
-// of the daemon's registry polls, kept in the store, so that a one-shot
-// pass deploys a tag pushed since the last check once a check is due. A
-// container left unresolved fails when it is converged, with the registry's
-// error.
-func (im *images) pin(ctx context.Context, st *spec.State, resolve bool) {
+// store, first asking the registries that resolve says. A container left
+// unresolved fails when it is converged, with the registry's error.
+func (im *images) pin(ctx context.Context, st *spec.State, resolve resolveMode) {
 	unresolved := im.store.PinState(st)
-	if !resolve {
+	if resolve == pinOnly {
 		return
 	}
 	now := time.Now()
 	var cs []*spec.Container
 	for _, c := range following(st) {
-		if slices.Contains(unresolved, c.Name) || im.due(c, now) {
+		if slices.Contains(unresolved, c.Name) || (resolve == resolveDue && im.due(c, now)) {
 			cs = append(cs, c)
 		}
 	}
@@ -280,7 +293,7 @@ func (d *daemon) applyImages(ctx context.Context, r imagesPolled) {
 		return
 	}
 	if !d.images.markBad(desired, failedIDs(res)) {
-		d.report(ctx, d.rev, ResultApplied, res, "")
+		d.record(ctx, outcome{rev: d.rev, result: ResultApplied, res: res, inForce: d.rev})
 		return
 	}
 	d.log.Warn("new image failed on this host; marked bad, back to the previous one")
@@ -290,7 +303,7 @@ func (d *daemon) applyImages(ctx context.Context, r imagesPolled) {
 		d.log.Error("image update refused", "err", err)
 		return
 	}
-	d.report(ctx, d.rev, ResultApplied, res, "")
+	d.record(ctx, outcome{rev: d.rev, result: ResultApplied, res: res, inForce: d.rev})
 }
 
 // repin returns a copy of st with its following containers pinned afresh
@@ -308,6 +321,6 @@ func (d *daemon) repin(ctx context.Context, st *spec.State) *spec.State {
 		}
 		out.Resources[i] = r
 	}
-	d.images.pin(ctx, &out, false)
+	d.images.pin(ctx, &out, pinOnly)
 	return &out
 }

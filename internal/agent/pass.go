@@ -66,6 +66,10 @@ type runner struct {
 	saved state.State
 	// driftSinceNote counts the drift repairs since the last note.
 	driftSinceNote int
+	// pollDue makes a pass ask a registry whose check is due before it
+	// pins: a single pass's way; the daemon's registry timer asks beside
+	// its loop, so that a registry that stalls holds up no revision.
+	pollDue bool
 	// saveErr is the first save that failed: a single pass fails with
 	// it; the daemon logs it and saves again at its next change.
 	saveErr error
@@ -291,8 +295,9 @@ func damaged(snap *Snapshot) error {
 
 // render loads a snapshot and renders it for this host, with the resolved
 // tags of the containers that follow their registry. A new revision (tip)
-// asks a registry whose check is due; the last good one is rendered from
-// local state alone.
+// asks a registry for what it never resolved, and in a single pass
+// (pollDue) what is due; the last good one is rendered from local state
+// alone.
 func (p *runner) render(ctx context.Context, snap *Snapshot, tip bool) (*spec.State, error) {
 	desired, err := desiredState(snap, p.cfg)
 	if err != nil {
@@ -306,7 +311,14 @@ func (p *runner) render(ctx context.Context, snap *Snapshot, tip bool) (*spec.St
 			return nil, err
 		}
 	}
-	p.images.pin(ctx, desired, tip)
+	mode := pinOnly
+	switch {
+	case tip && p.pollDue:
+		mode = resolveDue
+	case tip:
+		mode = resolveNew
+	}
+	p.images.pin(ctx, desired, mode)
 	return desired, nil
 }
 

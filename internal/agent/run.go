@@ -126,6 +126,7 @@ func onePass(ctx context.Context, cfg *Config, log *slog.Logger, o passOptions, 
 		return nil, err
 	}
 	defer p.close()
+	p.pollDue = true
 	if p.src, err = p.seams.newSource(cfg, p.log); err != nil {
 		return nil, err
 	}
