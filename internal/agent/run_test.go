@@ -10,9 +10,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 )
@@ -399,4 +401,57 @@ func TestApplyLockedStateDir(t *testing.T) {
 // applyDefault is Apply with the default options, in the shape of Diff.
 func applyDefault(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
 	return Apply(ctx, cfg, log, ApplyOptions{})
+}
+
+// TestApplyGatesOnHealth checks that apply waits for what a new revision
+// changed to become healthy, rolls back to the last good revision when it
+// does not, and records the revision as rolled back; with NoWait it does
+// not wait.
+func TestApplyGatesOnHealth(t *testing.T) {
+	t.Parallel()
+	units := &healthDriver{applied: map[string]string{}}
+	src := &historySource{}
+	unit := func(content string) fstest.MapFS {
+		return fstest.MapFS{"u.yaml": {Data: []byte(fmt.Sprintf("kind: unit\nname: web.service\ncontent: %q\n", content))}}
+	}
+	cfg := sandbox(t, "test://")
+	cfg.HealthTimeout = Duration(time.Second)
+	opts := ApplyOptions{seams: seams{
+		drivers:   withDriver(spec.KindUnit, func(context.Context, driverEnv) (converge.Driver, error) { return units, nil }),
+		newSource: func(*Config, *slog.Logger) (revSource, error) { return src, nil },
+	}}
+	apply := func(o ApplyOptions) *Report {
+		t.Helper()
+		rep, err := Apply(context.Background(), cfg, nil, o)
+		if err != nil {
+			t.Fatalf("Apply() error: %v", err)
+		}
+		return rep
+	}
+
+	src.push("good", unit("healthy\n"))
+	if rep := apply(opts); rep.Result != ResultApplied {
+		t.Fatalf("Apply(good) result = %q, want %q", rep.Result, ResultApplied)
+	}
+	src.push("bad", unit("unhealthy\n"))
+	rep := apply(opts)
+	if rep.Result != ResultRolledBack || rep.Revision != "bad" {
+		t.Errorf("Apply(bad) = %s %q, want bad %q", rep.Revision, rep.Result, ResultRolledBack)
+	}
+	if got := units.applied["web.service"]; got != "healthy\n" {
+		t.Errorf("after the rollback the unit holds %q, want the good revision's", got)
+	}
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastGood != "good" || st.Commit != "good" || st.Failed["bad"].Result != ResultRolledBack {
+		t.Errorf("state = commit %s, last good %s, failed %v; want good, good and bad rolled back", st.Commit, st.LastGood, st.Failed)
+	}
+
+	noWait := opts
+	noWait.NoWait = true
+	if rep := apply(noWait); rep.Result != ResultApplied {
+		t.Errorf("Apply(bad, NoWait) result = %q, want %q: nothing waits for its health", rep.Result, ResultApplied)
+	}
 }

@@ -366,9 +366,16 @@ func (in *inspector) stateReadable(what string, converged bool) *state.State {
 		// The source is a Git server: every outcome is written as a note.
 		t.Errorf("%s: no notes repository in the state directory: %v", what, err)
 	} else if err == nil {
+		// git resolves the path it is given, and /proc/PID/root/... then
+		// leads to this machine's own /var/lib/outpost: it checks a copy.
+		copied := filepath.Join(t.TempDir(), "notes")
+		if err := os.CopyFS(copied, os.DirFS(notes)); err != nil {
+			t.Errorf("%s: copy the notes repository: %v", what, err)
+			return &st
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "git", "--git-dir="+notes, "fsck", "--no-progress", "--no-dangling")
+		cmd := exec.CommandContext(ctx, "git", "--git-dir="+copied, "fsck", "--no-progress", "--no-dangling")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
