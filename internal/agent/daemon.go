@@ -132,6 +132,7 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 		pending:    map[spec.ID]bool{},
 	}
 	p.notify = opts.Notify.Status
+	p.track = true
 	p.watch = func(ctx context.Context) { d.startWatchers(ctx, d.drivers, d.desired) }
 	p.unwatch = d.stopWatchers
 

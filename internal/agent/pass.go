@@ -66,6 +66,9 @@ type runner struct {
 	saved state.State
 	// driftSinceNote counts the drift repairs since the last note.
 	driftSinceNote int
+	// track keeps the status of each resource in force, which the
+	// daemon serves on its socket; a single pass has no one to tell.
+	track bool
 	// pollDue makes a pass ask a registry whose check is due before it
 	// pins: a single pass's way; the daemon's registry timer asks beside
 	// its loop, so that a registry that stalls holds up no revision.
@@ -330,6 +333,9 @@ func (p *runner) use(ctx context.Context, rev string, desired *spec.State, apply
 	p.rev = rev
 	p.recording = apply
 	p.rebuild(ctx)
+	if !p.track {
+		return
+	}
 	rs := make([]ResourceStatus, 0, len(desired.Resources))
 	for _, r := range desired.Resources {
 		rs = append(rs, ResourceStatus{Kind: string(r.ID.Kind), Name: r.ID.Name, State: "pending"})
@@ -417,8 +423,13 @@ func (p *runner) intend(desired *spec.State) {
 		if d, ok := p.drivers[r.ID.Kind]; !ok || stale(d) {
 			continue
 		}
-		if p.st.Inventory == nil {
-			p.st.Inventory = state.Inventory{}
+		if !added {
+			// Copied before it changes: save compares with the
+			// inventory that was saved, which shares this map.
+			p.st.Inventory = p.st.Inventory.Clone()
+			if p.st.Inventory == nil {
+				p.st.Inventory = state.Inventory{}
+			}
 		}
 		p.st.Inventory.Set(state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, AppliedAt: now, NoPrune: !r.Prune})
 		added = true
@@ -429,6 +440,9 @@ func (p *runner) intend(desired *spec.State) {
 }
 
 func (p *runner) recordItems(res *converge.Result) {
+	if !p.track {
+		return
+	}
 	byID := map[string]converge.Item{}
 	for _, it := range res.Items {
 		byID[it.ID.String()] = it
@@ -509,12 +523,18 @@ type outcome struct {
 // result: the state (last good, failed revisions), the status and metrics,
 // and the note, which is then pushed.
 func (p *runner) record(ctx context.Context, o outcome) {
+	// The failed revisions are copied before they change: save compares
+	// with what was saved, which shares the map.
 	switch {
 	case o.result == ResultApplied:
 		p.st.LastGood = o.rev
-		delete(p.st.Failed, o.rev)
+		if _, ok := p.st.Failed[o.rev]; ok {
+			p.st.Failed = maps.Clone(p.st.Failed)
+			delete(p.st.Failed, o.rev)
+		}
 		p.m.appliedCommit(o.rev)
 	case !o.keep:
+		p.st.Failed = maps.Clone(p.st.Failed)
 		if p.st.Failed == nil {
 			p.st.Failed = map[string]state.Failure{}
 		}
@@ -654,12 +674,12 @@ func (p *runner) save() {
 	p.saved = cloneState(p.st)
 }
 
-// cloneState copies what save compares.
+// cloneState copies what save compares. The maps are shared: every change
+// of the runner's state replaces a map rather than writing into it (the
+// engine returns a new inventory; intend and record copy theirs first), so
+// a pass with nothing to do copies no inventory.
 func cloneState(st *state.State) state.State {
-	c := *st
-	c.Inventory = maps.Clone(st.Inventory)
-	c.Failed = maps.Clone(st.Failed)
-	return c
+	return *st
 }
 
 // sameState reports whether a and b record the same state.
