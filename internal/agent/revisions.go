@@ -126,16 +126,19 @@ func (d *daemon) afterPoll(ctx context.Context, r polled, retry bool) error {
 	if err == nil {
 		d.m.lastPoll.SetToCurrentTime()
 	}
-	if rev == d.rev && !retry {
-		return nil
-	}
-	if f, bad := d.st.Failed[rev]; bad && !retry {
-		d.log.Debug("skipping a failed revision", "revision", rev, "result", f.Result)
-		return nil
-	}
-	if d.st.Suspended && err == nil {
-		d.log.Info("new revision waits: changes are suspended", "revision", rev)
-		return nil
+	// A tip refused for its size goes on to the pass, which records it.
+	if err == nil {
+		if rev == d.rev && !retry {
+			return nil
+		}
+		if f, bad := d.st.Failed[rev]; bad && !retry {
+			d.log.Debug("skipping a failed revision", "revision", rev, "result", f.Result)
+			return nil
+		}
+		if d.st.Suspended {
+			d.log.Info("new revision waits: changes are suspended", "revision", rev)
+			return nil
+		}
 	}
 	_, perr := d.pass(ctx, r, passOptions{apply: true, wait: true})
 	if perr != nil && ctx.Err() == nil {
