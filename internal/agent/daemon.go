@@ -86,11 +86,11 @@ type daemon struct {
 	imagesBusy bool
 	// pollRetry asks the poll in flight to apply its revision even when
 	// it is in force or failed; waiting are the control requests answered
-	// when it lands; reloadTo is a configuration that waits for it, since
-	// the poll holds the source.
+	// when it lands; reloadTo are the configurations that wait for it,
+	// in order, since the poll holds the source.
 	pollRetry bool
 	waiting   []request
-	reloadTo  *Config
+	reloadTo  []*Config
 
 	stopWatch func()
 	// pollFailures counts the transient poll failures in a row.

@@ -205,8 +205,8 @@ func (d *daemon) noteRepair(r *spec.Resource, it converge.Item, apply bool) {
 func (d *daemon) reload(ctx context.Context, cfg *Config) {
 	if d.pollBusy {
 		// The poll in flight holds the source: the new one is built
-		// when it lands.
-		d.reloadTo = cfg
+		// when it lands, each configuration in turn.
+		d.reloadTo = append(d.reloadTo, cfg)
 		return
 	}
 	src, err := d.seams.newSource(cfg, d.log)

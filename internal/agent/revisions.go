@@ -79,11 +79,13 @@ func (d *daemon) startPoll(ctx context.Context, retry bool) {
 func (d *daemon) landPoll(ctx context.Context, r sourcePolled) {
 	retry := d.pollRetry
 	d.pollBusy, d.pollRetry = false, false
-	if cfg := d.reloadTo; cfg != nil {
+	if cfgs := d.reloadTo; len(cfgs) > 0 {
 		// A configuration that came during the poll counts from the
 		// next poll on, which is now.
 		d.reloadTo = nil
-		d.reload(ctx, cfg)
+		for _, cfg := range cfgs {
+			d.reload(ctx, cfg)
+		}
 		d.pollT.Reset(0)
 	} else {
 		d.pollT.Reset(d.nextPoll(r.start, d.afterPoll(ctx, r.polled, retry)))
