@@ -24,6 +24,7 @@ var testOnly = []string{
 // TestDeps fails when the outpost binary, as released (linux, static),
 // links a test-only package.
 func TestDeps(t *testing.T) {
+	t.Parallel()
 	for _, goarch := range []string{"amd64", "arm64", "arm", "riscv64"} {
 		t.Run(goarch, func(t *testing.T) {
 			cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".")

@@ -158,6 +158,7 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 // server. No planted secret may appear in any output, log, state file or
 // note.
 func TestNoSecretLeaks(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	env := root.Create("env")
 	files := root.Create("files")

@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 // testdata/script/*.txtar. Every script passes --config, so the machine's
 // /etc/outpost/agent.yaml plays no part.
 func TestScripts(t *testing.T) {
+	t.Parallel()
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {

@@ -18,6 +18,7 @@ import (
 )
 
 func TestPublishPushesSignedArtifact(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := registry.Start(t)
 	dir := t.TempDir()
@@ -101,6 +102,7 @@ func writeAllowedSigners(t *testing.T, pub string) string {
 }
 
 func TestApplyFromOCIArtifact(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := registry.Start(t)
 	dir := t.TempDir()
@@ -164,6 +166,7 @@ func TestApplyFromOCIArtifact(t *testing.T) {
 }
 
 func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv, stop, err := registry.Launch(t.TempDir())
 	if err != nil {
@@ -219,6 +222,7 @@ func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
 }
 
 func TestApplyOCIThroughPullThroughCache(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	upstream := registry.Start(t)
 	cache := registry.StartProxy(t, upstream)

@@ -42,6 +42,7 @@ func demoCommand(t *testing.T, readme string) string {
 // TestReadmeDemo runs the README's demo command as written, with go run from
 // the module's root, only with its sandbox moved into a temporary directory.
 func TestReadmeDemo(t *testing.T) {
+	t.Parallel()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

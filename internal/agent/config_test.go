@@ -15,6 +15,7 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
+	t.Parallel()
 	full := Default()
 	full.Source = SourceConfig{
 		URL:      "https://git.example.com/fleet/env.git",
@@ -94,6 +95,7 @@ units: {allowed_names: ["web-*.service", backup.timer]}
 }
 
 func TestParseConfigErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   string
@@ -264,6 +266,7 @@ func TestParseConfigErrors(t *testing.T) {
 // TestSourceTimeout parses source.timeout: its default, the values it
 // takes, and the errors of those it refuses, each at its file and line.
 func TestSourceTimeout(t *testing.T) {
+	t.Parallel()
 	valid := []struct {
 		in   string
 		want time.Duration
@@ -325,6 +328,7 @@ func TestSourceTimeout(t *testing.T) {
 // advertisement and a fetch) below the stall that makes the watchdog
 // restart the agent.
 func TestSourceTimeoutBound(t *testing.T) {
+	t.Parallel()
 	if 2*maxSourceTimeout >= stallLimit {
 		t.Errorf("two operations of %s each reach the watchdog's stall limit %s", maxSourceTimeout, stallLimit)
 	}
@@ -337,6 +341,7 @@ func TestSourceTimeoutBound(t *testing.T) {
 // connection and never answers, with source.timeout 1s: the poll ends with
 // a timeout, long before the default's two minutes.
 func TestSourceTimeoutBoundsPolls(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +388,7 @@ func TestSourceTimeoutBoundsPolls(t *testing.T) {
 }
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(good, []byte("host: {name: h1}\n"), 0o600); err != nil {
@@ -428,6 +434,7 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestOverrides(t *testing.T) {
+	t.Parallel()
 	cfg := Default()
 	cfg.Source.URL = "/srv/env"
 	cfg.Host = HostConfig{Name: "from-file", Labels: map[string]string{"role": "db", "site": "berlin"}}
@@ -456,6 +463,7 @@ func TestOverrides(t *testing.T) {
 }
 
 func TestResolveHostName(t *testing.T) {
+	t.Parallel()
 	host, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
@@ -470,6 +478,7 @@ func TestResolveHostName(t *testing.T) {
 }
 
 func TestParseLabel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in         string
 		key, value string

@@ -101,6 +101,7 @@ func (f *engineFixture) exists(t *testing.T, name string) bool {
 // An ordinary container (a bind of a plain directory, a named volume, a
 // network of its own) is still created.
 func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
+	t.Parallel()
 	f := newEngineFixture(t)
 	ctx := testCtx(t)
 
@@ -138,7 +139,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 			repo := t.TempDir()
 			writeTree(t, repo, map[string]string{"m.yaml": "kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" + tc.extra})
 			cfg := sandbox(t, repo)
-			rep, err := Apply(ctx, cfg, nil)
+			rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 			if err != nil {
 				t.Fatalf("Apply() error = %v, want an invalid report", err)
 			}
@@ -172,7 +173,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 		name := f.prefix + "netid"
 		repo := t.TempDir()
 		writeTree(t, repo, map[string]string{"m.yaml": "kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\nnetworks: [\"" + hn.ID[:12] + "\"]\n"})
-		rep, err := Apply(ctx, sandbox(t, repo), nil)
+		rep, err := Apply(ctx, sandbox(t, repo), nil, ApplyOptions{})
 		if err != nil {
 			t.Fatalf("Apply() error = %v", err)
 		}
@@ -190,7 +191,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 		repo := t.TempDir()
 		writeTree(t, repo, map[string]string{"m.yaml": "kind: container\nname: " + name + "\nimage: " + f.repo + "\ntag: \"1\"\n" +
 			"volumes: [\"" + data + ":/data:ro\", \"" + name + "-cache:/cache\"]\nnetworks: [" + f.prefix + "net]\n"})
-		rep, err := Apply(ctx, sandbox(t, repo), nil)
+		rep, err := Apply(ctx, sandbox(t, repo), nil, ApplyOptions{})
 		if err != nil || !rep.Valid || rep.Summary.Create != 1 || rep.Summary.Failed != 0 {
 			t.Fatalf("Apply() = %+v, %v; want the container created", rep, err)
 		}
@@ -212,6 +213,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 // host's root bound: the revision is invalid, the file keeps the last good
 // content, and the engine holds no such container.
 func TestDaemonRefusesHostileContainer(t *testing.T) {
+	t.Parallel()
 	f := newEngineFixture(t)
 	root := t.TempDir()
 	src := &historySource{}
@@ -238,6 +240,7 @@ func TestDaemonRefusesHostileContainer(t *testing.T) {
 // the container is removed by hand. The daemon's next pass checks the bind
 // again, as it now resolves, and does not make the container again.
 func TestDaemonChecksBindsAgainBeforeRecreating(t *testing.T) {
+	t.Parallel()
 	f := newEngineFixture(t)
 	dir := t.TempDir()
 	data, sockets := filepath.Join(dir, "data"), filepath.Join(dir, "sockets")

@@ -72,6 +72,7 @@ func renderOne(t testing.TB, m string) *spec.State {
 // refused, the option that lifts it lifts only it, and ordinary containers
 // pass.
 func TestContainerPolicy(t *testing.T) {
+	t.Parallel()
 	h := policyHost(t)
 	const head = "kind: container\nname: web\nimage: busybox\ntag: \"1\"\n"
 	vol := func(v string) string { return head + "volumes: [\"" + strings.ReplaceAll(v, "H", h) + "\"]\n" }
@@ -177,6 +178,7 @@ var policyFields = map[string]string{
 }
 
 func TestPolicyCoversContainer(t *testing.T) {
+	t.Parallel()
 	ty := reflect.TypeFor[spec.Container]()
 	for i := range ty.NumField() {
 		if _, ok := policyFields[ty.Field(i).Name]; !ok {

@@ -55,45 +55,6 @@ type ResourceStatus struct {
 	Drifted bool   `json:"drifted,omitempty"`
 }
 
-func (d *daemon) setStatus(f func(*Status)) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f(&d.status)
-}
-
-func (d *daemon) setResult(rev, result, reason string) {
-	d.setStatus(func(s *Status) {
-		s.Commit = rev
-		s.LastGood = d.st.LastGood
-		s.Result = result
-		s.LastError = reason
-		s.Failed = cloneFailed(d.st.Failed)
-	})
-	d.opts.Notify.Status(d.statusLine())
-}
-
-// snapshot returns a copy of the status that is safe to encode.
-func (d *daemon) snapshot() Status {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := d.status
-	s.Source = "daemon"
-	s.Resources = append([]ResourceStatus(nil), d.status.Resources...)
-	return s
-}
-
-func (d *daemon) statusLine() string {
-	s := d.snapshot()
-	if s.Commit == "" {
-		return "waiting for a good revision"
-	}
-	line := fmt.Sprintf("%s %s", shortRev(s.Commit), s.Result)
-	if s.Suspended {
-		line += " (suspended)"
-	}
-	return line
-}
-
 func shortRev(rev string) string {
 	if len(rev) > 12 {
 		return rev[:12]
@@ -107,12 +68,11 @@ type request struct {
 	reply chan Status
 }
 
-// handle carries out a control request in the loop goroutine.
-func (d *daemon) handle(ctx context.Context, req request) Status {
+// handle carries out a control request in the loop goroutine. A request
+// that polls the source is answered when that poll has landed and its
+// pass has run.
+func (d *daemon) handle(ctx context.Context, req request) {
 	switch req.op {
-	case "reconcile":
-		d.poll(ctx, false)
-		d.full(ctx)
 	case "suspend":
 		d.st.Suspended = true
 		d.save()
@@ -121,8 +81,6 @@ func (d *daemon) handle(ctx context.Context, req request) Status {
 		d.st.Suspended = false
 		d.save()
 		d.log.Info("changes resumed")
-		d.poll(ctx, false)
-		d.full(ctx)
 	case "retry":
 		d.st.Failed = nil
 		d.save()
@@ -136,13 +94,25 @@ func (d *daemon) handle(ctx context.Context, req request) Status {
 			}
 		}
 		d.log.Info("retrying failed revisions and image tags")
-		d.poll(ctx, true)
+	}
+	if req.op == "suspend" {
+		d.answer(ctx, req)
+		return
+	}
+	d.waiting = append(d.waiting, req)
+	d.startPoll(ctx, req.op == "retry")
+}
+
+// answer finishes a request after its poll, and replies with the status.
+func (d *daemon) answer(ctx context.Context, req request) {
+	if req.op == "reconcile" || req.op == "resume" {
+		d.full(ctx)
 	}
 	d.setStatus(func(s *Status) {
 		s.Suspended = d.st.Suspended
 		s.Failed = cloneFailed(d.st.Failed)
 	})
-	return d.snapshot()
+	req.reply <- d.snapshot()
 }
 
 func cloneFailed(m map[string]state.Failure) map[string]state.Failure {

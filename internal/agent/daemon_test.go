@@ -102,7 +102,12 @@ func (d *healthDriver) Healthy(ctx context.Context, r *spec.Resource) (bool, str
 // the test ends.
 func startDaemon(t *testing.T, src revSource, cfg *Config) (socket string) {
 	t.Helper()
-	var opts DaemonOptions
+	return startDaemonWith(t, src, cfg, DaemonOptions{})
+}
+
+// startDaemonWith is startDaemon with opts, such as the drivers.
+func startDaemonWith(t *testing.T, src revSource, cfg *Config, opts DaemonOptions) (socket string) {
+	t.Helper()
 	if src != nil {
 		cfg.Source.URL = "test://"
 		opts.newSource = func(*Config, *slog.Logger) (revSource, error) { return src, nil }
@@ -168,6 +173,7 @@ func fileManifest(path, content string) fstest.MapFS {
 }
 
 func TestDaemonAppliesRepairsAndFollows(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	src := &historySource{}
 	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
@@ -217,6 +223,7 @@ func TestDaemonAppliesRepairsAndFollows(t *testing.T) {
 }
 
 func TestDaemonSuspendResume(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	src := &historySource{}
 	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
@@ -259,23 +266,16 @@ func TestDaemonSuspendResume(t *testing.T) {
 }
 
 func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
+	t.Parallel()
 	units := &healthDriver{applied: map[string]string{}}
-	prev := drivers[spec.KindUnit]
-	drivers[spec.KindUnit] = func(context.Context, driverEnv) (converge.Driver, error) { return units, nil }
-	t.Cleanup(func() {
-		if prev == nil {
-			delete(drivers, spec.KindUnit)
-		} else {
-			drivers[spec.KindUnit] = prev
-		}
-	})
+	drivers := withDriver(spec.KindUnit, func(context.Context, driverEnv) (converge.Driver, error) { return units, nil })
 	unit := func(content string) fstest.MapFS {
 		return fstest.MapFS{"u.yaml": {Data: []byte(fmt.Sprintf("kind: unit\nname: web.service\ncontent: %q\n", content))}}
 	}
 	src := &historySource{}
 	src.push("good", unit("healthy\n"))
 	cfg := &Config{Root: t.TempDir(), HealthTimeout: Duration(time.Second)}
-	socket := startDaemon(t, src, cfg)
+	socket := startDaemonWith(t, src, cfg, DaemonOptions{drivers: drivers})
 	waitFor(t, "the good revision", func() bool {
 		s, err := Control(context.Background(), socket, "status")
 		return err == nil && s.LastGood == "good"
@@ -322,6 +322,7 @@ func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
 }
 
 func TestDaemonOfflineKeepsLastGood(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	src := &historySource{}
 	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
@@ -367,6 +368,7 @@ func startAtR1(t *testing.T) (root string, src *historySource, socket string) {
 }
 
 func TestDaemonInvalidRevisionChangesNothing(t *testing.T) {
+	t.Parallel()
 	root, src, socket := startAtR1(t)
 	src.push("broken", fstest.MapFS{"m.yaml": {Data: []byte("kind: file\npath: relative/path\ncontent: x\n")}})
 	reconcileInvalid(t, socket, "broken", filepath.Join(root, "etc/app.conf"), "one\n")
@@ -397,6 +399,7 @@ func reconcileInvalid(t *testing.T, socket, rev, path, content string) {
 // stays on its last good revision, and later polls do not render it again
 // (before the budget, each poll rendered it and ran out of memory).
 func TestDaemonRefusesOverBudgetRevisionOnce(t *testing.T) {
+	t.Parallel()
 	root, src, socket := startAtR1(t)
 	bomb := `{{ $v := printf "%01000000d" 0 }}` + strings.Repeat(`{{ $v = printf "%s%s" $v $v }}`, 12) + `{{ len $v }}`
 	src.push("bomb", fstest.MapFS{
@@ -456,6 +459,7 @@ func (s *stallingSource) Poll(ctx context.Context) (string, error) {
 // where it waits for its timeout, and edits a managed file meanwhile: the
 // edit is repaired before the fetch returns.
 func TestDaemonRepairsDriftWhileAFetchWaits(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	src := &stallingSource{historySource: &historySource{}, stalled: make(chan struct{}), release: make(chan struct{})}
 	src.push("r1", fileManifest("/etc/app.conf", "one\n"))
@@ -520,6 +524,7 @@ func (s *damagingSource) Snapshot(ctx context.Context, rev string) (*Snapshot, e
 // whose local copy is damaged: it is neither applied nor remembered as
 // failed, and once it reads again it is applied.
 func TestDaemonDoesNotFailARevisionItCannotRead(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	src := &damagingSource{historySource: &historySource{}}
 	src.push("r1", fileManifest("/etc/app.conf", "one\n"))

@@ -69,6 +69,7 @@ func names(t *testing.T, dir string) []string {
 // that does not fit fails with the reason, the old version stays whole, no
 // temporary file is left, and the file that fits is written.
 func TestFullDiskFileTarget(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	cfg := sandbox(t, repo)
 	dir := filepath.Join(cfg.Root, "etc", "app")
@@ -85,7 +86,7 @@ func TestFullDiskFileTarget(t *testing.T) {
 		"app.yaml": "kind: file\npath: /etc/app/big.conf\nsource: big.txt\n---\nkind: file\npath: /etc/app/small.conf\ncontent: small\n",
 		"big.txt":  strings.Repeat("x", 200<<10),
 	})
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() error = %v, want a report with the failure", err)
 	}
@@ -121,11 +122,12 @@ func TestFullDiskFileTarget(t *testing.T) {
 // the pass fails with the reason, the previous state.json is intact and
 // readable, and no temporary file is left beside it.
 func TestFullDiskStateDir(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	cfg := sandbox(t, repo)
 	mountTmpfs(t, cfg.StateDir, 64<<10)
 	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
-	if _, err := Apply(context.Background(), cfg, nil); err != nil {
+	if _, err := Apply(context.Background(), cfg, nil, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := os.ReadFile(filepath.Join(cfg.StateDir, "state.json"))
@@ -139,7 +141,7 @@ func TestFullDiskStateDir(t *testing.T) {
 		fmt.Fprintf(&b, "---\nkind: file\npath: /etc/many/f%03d-%s\ncontent: x\n", i, strings.Repeat("n", 100))
 	}
 	writeTree(t, repo, map[string]string{"many.yaml": b.String()})
-	_, err = Apply(context.Background(), cfg, nil)
+	_, err = Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err == nil || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Apply() on a full state directory = %v, want ENOSPC", err)
 	}

@@ -21,6 +21,7 @@ import (
 // daemon, stops it, and applies again: the last good commit is converged and
 // the report says the host is offline.
 func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
@@ -33,7 +34,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 	cfg.Host.Name = "edge-1"
 	ctx := context.Background()
 
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -49,7 +50,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 	if err := os.WriteFile(target, []byte("edited"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Apply(ctx, cfg, nil)
+	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply while offline: %v", err)
 	}
@@ -63,7 +64,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 	// A host that never had a good commit cannot fall back.
 	fresh := *cfg
 	fresh.StateDir = t.TempDir()
-	if _, err := Apply(ctx, &fresh, nil); !errors.Is(err, pull.ErrNoGoodCommit) {
+	if _, err := Apply(ctx, &fresh, nil, ApplyOptions{}); !errors.Is(err, pull.ErrNoGoodCommit) {
 		t.Errorf("Apply with no good commit while offline: %v, want ErrNoGoodCommit", err)
 	}
 }
@@ -71,6 +72,7 @@ func TestApplyGitOfflineFallsBackToLastGood(t *testing.T) {
 // TestApplyGitUnsignedTipStaysOnLastGood serves a repository whose tip is
 // unsigned, with verification on: the signed commit before it stays applied.
 func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	key := gitserver.NewSSHKey(t)
@@ -93,12 +95,12 @@ func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil || rep.Revision != signed {
 		t.Fatalf("Apply of a signed commit = %+v, %v; want %s", rep, err, signed)
 	}
 	unsigned := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: unsigned\n"}, "unsigned")
-	rep, err = Apply(ctx, cfg, nil)
+	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply with an unsigned tip: %v", err)
 	}
@@ -114,6 +116,7 @@ func TestApplyGitUnsignedTipStaysOnLastGood(t *testing.T) {
 // the host's note on the applied commit arrives on the server, in the host's
 // own ref, readable with git itself; a failed revision gets its own note.
 func TestDaemonNotesOverHTTP(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
@@ -165,6 +168,7 @@ func gitOutput(dir string, args ...string) (string, error) {
 // recorded invalid, in the state, the status and the note, the host stays
 // on its last good commit, and later polls do not fetch it again.
 func TestDaemonRefusesTooLargeFetch(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")
@@ -227,6 +231,7 @@ func TestDaemonRefusesTooLargeFetch(t *testing.T) {
 // is refused when its tree is read and recorded invalid, and the host stays
 // on its last good commit.
 func TestDaemonRefusesTooManyPaths(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"m.yaml": "kind: file\npath: /etc/app.conf\ncontent: one\n"}, "first")

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/outpost-gitops/outpost/internal/state"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -77,9 +78,20 @@ func copyRepo(t *testing.T, src, dst string) {
 // exists: a refused repository changes nothing at all.
 func untouched(t *testing.T, cfg *Config) {
 	t.Helper()
-	for _, p := range []string{cfg.Root, cfg.StateDir} {
-		if _, err := os.Lstat(p); err == nil {
-			t.Errorf("%s exists after a refused apply, want nothing written", p)
+	if _, err := os.Lstat(cfg.Root); err == nil {
+		t.Errorf("%s exists after a refused apply, want nothing written", cfg.Root)
+	}
+	// The state may record the revision as invalid, and nothing else.
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Inventory) > 0 || st.Commit != "" || st.LastGood != "" {
+		t.Errorf("state after a refused apply = %+v, want no inventory, commit or last good", st)
+	}
+	for rev, f := range st.Failed {
+		if f.Result != ResultInvalid {
+			t.Errorf("state records %s as %s after a refused apply, want %s", rev, f.Result, ResultInvalid)
 		}
 	}
 }
@@ -90,6 +102,7 @@ func untouched(t *testing.T, cfg *Config) {
 // invalid report with its reasons, and neither the sandbox root nor the
 // state directory is created.
 func TestApplyRefusesSpecCorpus(t *testing.T) {
+	t.Parallel()
 	entries, err := os.ReadDir(specCorpus)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +119,7 @@ func TestApplyRefusesSpecCorpus(t *testing.T) {
 			}
 			cfg := sandbox(t, repo)
 			cfg.Host = HostConfig{Name: "host-1", Labels: map[string]string{"role": "web"}}
-			rep, err := Apply(context.Background(), cfg, nil)
+			rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 			if err != nil {
 				t.Fatalf("Apply() error = %v, want an invalid report", err)
 			}
@@ -215,6 +228,7 @@ var hostileCases = []struct {
 // with a positioned error, before anything on the host changes (neither the
 // sandbox root nor the state directory is created, and no driver runs).
 func TestApplyRefusesHostileRepositories(t *testing.T) {
+	t.Parallel()
 	for _, tc := range hostileCases {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := t.TempDir()
@@ -222,7 +236,9 @@ func TestApplyRefusesHostileRepositories(t *testing.T) {
 			for _, op := range []struct {
 				name string
 				run  func(context.Context, *Config, *slog.Logger) (*Report, error)
-			}{{"diff", Diff}, {"apply", Apply}} {
+			}{{"diff", Diff}, {"apply", func(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
+				return Apply(ctx, cfg, log, ApplyOptions{})
+			}}} {
 				cfg := sandbox(t, repo)
 				cfg.AllowedPaths = tc.allowed
 				rep, err := op.run(context.Background(), cfg, nil)
@@ -254,6 +270,7 @@ func TestApplyRefusesHostileRepositories(t *testing.T) {
 // TestContainersAllowed checks that the restrictions lift when the
 // configuration says so, and that ordinary containers pass.
 func TestContainersAllowed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		manifest string
@@ -281,6 +298,7 @@ func TestContainersAllowed(t *testing.T) {
 }
 
 func TestParseConfigContainers(t *testing.T) {
+	t.Parallel()
 	cfg, err := ParseConfig("agent.yaml", []byte("containers: {allow_privileged: true, allow_docker_socket: false, allow_sockets: true, allowed_binds: [/srv, /data/app]}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -305,6 +323,7 @@ func TestParseConfigContainers(t *testing.T) {
 // header, without being read, and the peak memory stays far below the
 // blob's size. Before, the blob was read whole first: 257 MB.
 func TestApplyBigSourcePeakMemory(t *testing.T) {
+	t.Parallel()
 	const bound = raceMemory * 48 << 20
 	for _, transport := range []string{"http", "file"} {
 		t.Run(transport, func(t *testing.T) {
@@ -317,7 +336,7 @@ func TestApplyBigSourcePeakMemory(t *testing.T) {
 				if transport == "http" {
 					url = root.ServeHTTP(gitserver.HTTPOptions{}).URL("env")
 				}
-				rep, err := Apply(context.Background(), sandbox(t, url), nil)
+				rep, err := Apply(context.Background(), sandbox(t, url), nil, ApplyOptions{})
 				if err != nil {
 					return err
 				}

@@ -47,6 +47,7 @@ func (d *imageDriver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.
 // request waits for its timeout and its retries, minutes in all. Meanwhile
 // the agent repairs drift and applies a new revision.
 func TestDaemonWorksWhileARegistryStalls(t *testing.T) {
+	t.Parallel()
 	stalled := make(chan struct{}, 1)
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -64,15 +65,7 @@ func TestDaemonWorksWhileARegistryStalls(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // runs before srv.Close
 
 	containers := &imageDriver{applied: map[string]string{}}
-	prev := drivers[spec.KindContainer]
-	drivers[spec.KindContainer] = func(context.Context, driverEnv) (converge.Driver, error) { return containers, nil }
-	t.Cleanup(func() {
-		if prev == nil {
-			delete(drivers, spec.KindContainer)
-		} else {
-			drivers[spec.KindContainer] = prev
-		}
-	})
+	drivers := withDriver(spec.KindContainer, func(context.Context, driverEnv) (converge.Driver, error) { return containers, nil })
 
 	root := t.TempDir()
 	stateDir := filepath.Join(t.TempDir(), "state")
@@ -102,7 +95,7 @@ func TestDaemonWorksWhileARegistryStalls(t *testing.T) {
 
 	src := &historySource{}
 	src.push("r1", revision("one\n"))
-	socket := startDaemon(t, src, cfg)
+	socket := startDaemonWith(t, src, cfg, DaemonOptions{drivers: drivers})
 	waitFor(t, "the first revision", func() bool {
 		s, err := Control(context.Background(), socket, "status")
 		return err == nil && s.Result == ResultApplied && s.Commit == "r1"

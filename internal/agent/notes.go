@@ -28,6 +28,8 @@ type reporter struct {
 	log    *slog.Logger
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
+	// wrote is set once a note is written: a single pass then pushes.
+	wrote bool
 }
 
 // notesPusher sends the notes ref to its remote: a *status.Pusher.
@@ -36,6 +38,8 @@ type notesPusher interface {
 	Notify()
 	// Run pushes until ctx is done.
 	Run(ctx context.Context) error
+	// Push makes one attempt.
+	Push(ctx context.Context) error
 }
 
 // newNotesPusher is DaemonOptions.newPusher's default.
@@ -104,6 +108,25 @@ func (r *reporter) start(ctx context.Context) {
 	}()
 }
 
+// pushTimeout bounds the push at the end of a single pass: a notes remote
+// that is away delays apply by at most this much, and the note waits in the
+// local ref for the next push.
+const pushTimeout = 30 * time.Second
+
+// pushNotes pushes the notes that a single pass wrote, once: apply has no
+// pusher running in the background.
+func (p *runner) pushNotes(ctx context.Context) {
+	r := p.notes
+	if r == nil || r.pusher == nil || !r.wrote {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	if err := r.pusher.Push(pctx); err != nil {
+		p.log.Warn("status note not pushed; it is pushed with the next one", "err", err)
+	}
+}
+
 // isGitRepo reports whether path is a local Git repository (bare or not).
 func isGitRepo(path string) bool {
 	_, err := git.PlainOpenWithOptions(path, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
@@ -122,22 +145,22 @@ func (r *reporter) close() {
 // report records the outcome of a revision on this host: in the log, and as
 // a status note on the revision when there is Git to write to. Notes are
 // written when the outcome changes, not on every poll.
-func (d *daemon) report(ctx context.Context, rev, result string, res *converge.Result, reason string) {
-	d.log.Debug("outcome", "revision", rev, "result", result)
-	if d.notes == nil {
+func (p *runner) report(ctx context.Context, rev, result string, res *converge.Result, reason string) {
+	p.log.Debug("outcome", "revision", rev, "result", result)
+	if p.notes == nil {
 		return
 	}
-	n := status.New(d.cfg.Host.Name, rev, status.Result(result), time.Now())
-	n.Labels = d.cfg.Host.Labels
+	n := status.New(p.cfg.Host.Name, rev, status.Result(result), time.Now())
+	n.Labels = p.cfg.Host.Labels
 	n.AgentVersion = Version
 	n.Message = redact.URLs(reason)
-	d.mu.Lock()
-	n.HealthyAt = d.status.HealthyAt
-	d.mu.Unlock()
-	n.DriftRepairs = d.driftSinceNote
+	p.mu.Lock()
+	n.HealthyAt = p.status.HealthyAt
+	p.mu.Unlock()
+	n.DriftRepairs = p.driftSinceNote
 	n.Images = map[string]string{}
-	if d.desired != nil {
-		for _, r := range d.desired.Resources {
+	if p.desired != nil {
+		for _, r := range p.desired.Resources {
 			if c := r.Container; c != nil {
 				n.Images[c.Name] = imageRef(c)
 			}
@@ -148,15 +171,16 @@ func (d *daemon) report(ctx context.Context, rev, result string, res *converge.R
 			n.Failed = append(n.Failed, status.Failure{Resource: it.ID.String(), Error: it.Err.Error()})
 		}
 	}
-	wrote, err := d.notes.notes.Write(ctx, n, status.WriteOptions{Secrets: status.Secrets(d.desired)})
+	wrote, err := p.notes.notes.Write(ctx, n, status.WriteOptions{Secrets: status.Secrets(p.desired)})
 	if err != nil {
-		d.log.Warn("status note not written", "revision", rev, "err", err)
+		p.log.Warn("status note not written", "revision", rev, "err", err)
 		return
 	}
 	if wrote {
-		d.driftSinceNote = 0
-		if d.notes.pusher != nil {
-			d.notes.pusher.Notify()
+		p.driftSinceNote = 0
+		p.notes.wrote = true
+		if p.notes.pusher != nil {
+			p.notes.pusher.Notify()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ func (p stateProbe) Remove(context.Context, spec.ID, bool) (spec.Change, error) 
 // converges the unit, the state would already own the file, and a later
 // pass would prune it once it leaves the desired state.
 func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
 		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
@@ -46,13 +48,11 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	})
 	cfg := sandbox(t, repo)
 	var seen state.Inventory
-	prev := drivers[spec.KindUnit]
-	drivers[spec.KindUnit] = func(context.Context, driverEnv) (converge.Driver, error) {
+	unit := func(context.Context, driverEnv) (converge.Driver, error) {
 		return stateProbe{store: state.New(cfg.StateDir), seen: &seen}, nil
 	}
-	t.Cleanup(func() { drivers[spec.KindUnit] = prev })
 
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{seams: seams{drivers: withDriver(spec.KindUnit, unit)}})
 	if err != nil {
 		t.Fatalf("Apply() = %v", err)
 	}
@@ -67,13 +67,21 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	}
 }
 
+// withDriver returns the default drivers with the one of kind replaced.
+func withDriver(kind spec.Kind, f driverFactory) map[spec.Kind]driverFactory {
+	m := maps.Clone(defaultDrivers)
+	m[kind] = f
+	return m
+}
+
 // TestRecordOwnedBoundsSaves checks that a save of what a pass created
 // waits after the previous one, nine times as long as it took, so that
 // many quick creations do not each write the whole inventory; and that
 // the records are written again once that time has passed.
 func TestRecordOwnedBoundsSaves(t *testing.T) {
+	t.Parallel()
 	store := state.New(t.TempDir())
-	record := recordOwned(store, &state.State{Schema: state.Schema}, slog.New(slog.DiscardHandler))
+	record := recordOwned(store, &state.State{Schema: state.Schema}, slog.New(slog.DiscardHandler)).record
 	inv := state.Inventory{}
 	onDisk := func() []spec.ID {
 		t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/outpost-gitops/outpost/internal/state"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 // commit applied: no file changes, nothing is pruned, the state is as it
 // was.
 func TestApplyRefusesByPolicy(t *testing.T) {
+	t.Parallel()
 	const (
 		file      = "kind: file\npath: /etc/a\ncontent: two\n"
 		unit      = "kind: unit\nname: %s\ncontent: |\n  [Service]\n  ExecStart=/bin/true\n"
@@ -62,16 +64,19 @@ func TestApplyRefusesByPolicy(t *testing.T) {
 			writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: one\n"})
 			cfg := sandbox(t, repo)
 			tt.policy(cfg)
-			if rep, err := Apply(context.Background(), cfg, nil); err != nil || !rep.Valid || rep.Summary.Create != 1 {
+			if rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{}); err != nil || !rep.Valid || rep.Summary.Create != 1 {
 				t.Fatalf("Apply(allowed commit) = %+v, %v; want the file created", rep, err)
 			}
-			stateBefore := readFile(t, filepath.Join(cfg.StateDir, "state.json"))
+			before, err := state.New(cfg.StateDir).Load()
+			if err != nil {
+				t.Fatal(err)
+			}
 
 			writeTree(t, repo, tt.files)
 			for _, op := range []struct {
 				name string
 				run  func(context.Context, *Config, *slog.Logger) (*Report, error)
-			}{{"diff", Diff}, {"apply", Apply}} {
+			}{{"diff", Diff}, {"apply", applyDefault}} {
 				rep, err := op.run(context.Background(), cfg, nil)
 				if err != nil {
 					t.Fatalf("%s: error = %v, want an invalid report", op.name, err)
@@ -96,8 +101,19 @@ func TestApplyRefusesByPolicy(t *testing.T) {
 			if got := readFile(t, filepath.Join(cfg.Root, "etc/a")); got != "one" {
 				t.Errorf("after the refused commit, /etc/a = %q, want the previous commit's %q", got, "one")
 			}
-			if got := readFile(t, filepath.Join(cfg.StateDir, "state.json")); got != stateBefore {
-				t.Errorf("the refused commit changed state.json:\n%s\nwant\n%s", got, stateBefore)
+			// The refused commit is recorded as invalid, and nothing
+			// else of the state changes.
+			after, err := state.New(cfg.StateDir).Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameRecord(before, after) || len(after.Failed) != 1 {
+				t.Errorf("the refused commit changed the state to %+v, want %+v and the commit failed", after, before)
+			}
+			for rev, f := range after.Failed {
+				if f.Result != ResultInvalid {
+					t.Errorf("the refused commit %s is recorded %s, want %s", rev, f.Result, ResultInvalid)
+				}
 			}
 		})
 	}
@@ -105,6 +121,7 @@ func TestApplyRefusesByPolicy(t *testing.T) {
 
 // TestPolicyAllows checks that what the policy names passes.
 func TestPolicyAllows(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{"u.yaml": "kind: unit\nname: web-1.service\ncontent: x\n---\nkind: file\npath: /etc/a\ncontent: a\n"})
 	cfg := sandbox(t, repo)
@@ -123,6 +140,7 @@ func TestPolicyAllows(t *testing.T) {
 // agent's configuration or write into its state directory, where the
 // host's policy and what it owns live.
 func TestApplyRefusesAgentFiles(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	cfg := sandbox(t, repo)
 	cfg.Root = ""

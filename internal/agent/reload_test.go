@@ -52,6 +52,8 @@ type recordingPusher struct {
 
 func (p *recordingPusher) Notify() {}
 
+func (p *recordingPusher) Push(context.Context) error { return nil }
+
 func (p *recordingPusher) Run(ctx context.Context) error {
 	p.log.add("run pusher " + p.token)
 	<-ctx.Done()
@@ -78,6 +80,7 @@ func sentToken(t *testing.T, auth any) string {
 // built again from it, and the old pusher stopped before the new one runs.
 // A configuration whose source cannot be built keeps every old client.
 func TestReloadRebuildsCredentialClients(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	token := func(name string) string {
 		p := filepath.Join(dir, name)
@@ -192,6 +195,7 @@ func (s *failingSource) left() int {
 // warn once, with a hint, however often they repeat; that another failure
 // is news again; and that the recovery is logged.
 func TestPollFailureLoggedOnChange(t *testing.T) {
+	t.Parallel()
 	refused := fmt.Errorf("%w: 401 Unauthorized", pull.ErrAuth)
 	down := fmt.Errorf("%w: connection refused", pull.ErrUnreachable)
 	src := &failingSource{errs: []error{refused, refused, refused, refused, down, down}}

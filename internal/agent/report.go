@@ -60,6 +60,12 @@ type Report struct {
 	// every one that failed, in the order they were converged.
 	Changes []Change `json:"changes"`
 	Summary Summary  `json:"summary"`
+	// Result is what apply recorded for Revision: applied, failed,
+	// rolled-back (to the last good revision), invalid or unverified; a
+	// diff records nothing and leaves it empty. Reason says why it is not
+	// applied.
+	Result string `json:"result,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Change is what happened, or would happen, to one resource.
@@ -150,7 +156,16 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 	}
 	b.WriteString(r.summaryLine())
 	b.WriteByte('\n')
-	_, err := io.WriteString(out, b.String())
+	if _, err := io.WriteString(out, b.String()); err != nil {
+		return err
+	}
+	var err error
+	switch r.Result {
+	case ResultRolledBack:
+		_, err = fmt.Fprintf(errw, "%s: %s failed and was rolled back to the last good revision: %s\n", r.Command, spec.Quote(shortRevision(r.Revision)), spec.Quote(r.Reason))
+	case ResultFailed:
+		_, err = fmt.Fprintf(errw, "%s: %s failed: %s\n", r.Command, spec.Quote(shortRevision(r.Revision)), spec.Quote(r.Reason))
+	}
 	return err
 }
 

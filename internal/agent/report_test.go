@@ -12,6 +12,7 @@ import (
 // though validation refuses them in a repository) prints as one quoted
 // field, so that it cannot forge a line such as "- file /etc/passwd (prune)".
 func TestReportQuotesNames(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		rep  Report

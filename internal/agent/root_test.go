@@ -16,6 +16,7 @@ import (
 // root, and fails the unit saying why, while the files of the commit are
 // written under the root.
 func TestApplyUnderRootNeverReachesSystemd(t *testing.T) {
+	t.Parallel()
 	var b [4]byte
 	rand.Read(b[:])
 	name := "demo-root-" + hex.EncodeToString(b[:]) + ".service"
@@ -28,7 +29,7 @@ func TestApplyUnderRootNeverReachesSystemd(t *testing.T) {
 		"u.yaml": "kind: unit\nname: " + name + "\ncontent: |\n  [Service]\n  ExecStart=/bin/sleep infinity\nenabled: true\nstate: running\n",
 	})
 	cfg := sandbox(t, repo)
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() = %v", err)
 	}

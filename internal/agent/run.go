@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
-	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
@@ -32,10 +32,14 @@ type driverEnv struct {
 	recorded func(spec.ID) bool
 }
 
-// drivers builds the driver of each kind; a target is added here in one
-// line. A driver is only built when its kind is desired or owned, so a host
-// without Docker can still converge its files.
-var drivers = map[spec.Kind]func(ctx context.Context, env driverEnv) (converge.Driver, error){
+// driverFactory builds the driver of one kind.
+type driverFactory func(ctx context.Context, env driverEnv) (converge.Driver, error)
+
+// defaultDrivers builds the driver of each kind; a target is added here in
+// one line. A driver is only built when its kind is desired or owned, so a
+// host without Docker can still converge its files. It is never changed:
+// tests hand their own through seams.
+var defaultDrivers = map[spec.Kind]driverFactory{
 	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
 		recorded := func(name string) bool { return env.recorded(spec.ID{Kind: spec.KindFile, Name: name}) }
 		return file.New(file.Options{Root: env.cfg.Root, StateDir: env.cfg.StateDir, Logger: env.log, Recorded: recorded}), nil
@@ -76,114 +80,72 @@ func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
 	return &ValidateReport{Valid: true, Resources: resources, Files: files, Errors: []Problem{}}, nil
 }
 
-// Diff reports what Apply would change on this host, and changes nothing.
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	// NoWait skips the health wait of what a new revision changed (apply
+	// --wait=false): a failed resource still fails the pass, but nothing
+	// is rolled back for its health.
+	NoWait bool
+
+	seams seams
+}
+
+// Diff reports what Apply would change on this host, and changes nothing:
+// no state, no note.
 func Diff(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
-	return pass(ctx, cfg, log, false)
+	return onePass(ctx, cfg, log, passOptions{fallback: true}, seams{})
 }
 
-// Apply converges this host once to the source's current revision and
-// records what it owns in the state directory.
-func Apply(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
-	return pass(ctx, cfg, log, true)
+// Apply converges this host once to the source's current revision, as one
+// pass of the daemon does: it waits for what changed to become healthy and
+// rolls back to the last good revision when it does not, and records the
+// outcome in the state directory and in a status note.
+func Apply(ctx context.Context, cfg *Config, log *slog.Logger, o ApplyOptions) (*Report, error) {
+	return onePass(ctx, cfg, log, passOptions{apply: true, wait: !o.NoWait, fallback: true}, o.seams)
 }
 
-// pass runs one pass, dry or not: diff and apply share every step.
-func pass(ctx context.Context, cfg *Config, log *slog.Logger, apply bool) (*Report, error) {
+// onePass runs a single pass, dry or not: diff and apply share every stage.
+func onePass(ctx context.Context, cfg *Config, log *slog.Logger, o passOptions, s seams) (*Report, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rep := &Report{Command: "diff", Host: cfg.Host.Name, Errors: []Problem{}, Changes: []Change{}}
-	if apply {
-		rep.Command = "apply"
+	if o.apply {
 		// A key that others could read or replace is refused before it
 		// is used.
 		if err := CheckCredentials(cfg); err != nil {
 			return nil, err
 		}
-	}
-	// The last good revision is what a pass falls back on when the source
-	// is away or its tip is not verified.
-	prior, err := state.New(cfg.StateDir).Load()
-	if err != nil {
-		return nil, err
-	}
-	snap, choice, err := openSourceOr(ctx, cfg, log, prior.LastGood)
-	if err != nil {
-		return nil, err
-	}
-	rep.Revision = snap.Revision
-	if choice.Fallback != nil {
-		rep.Offline = choice.Offline
-		rep.Fallback = redact.URLs(choice.Fallback.Error())
-		rep.Tip = choice.Tip
-	}
-	log = log.With("revision", snap.Revision, "host", cfg.Host.Name)
-
-	desired, err := desiredState(snap, cfg)
-	if err != nil {
-		ps, ok := problems(err, snap.Display)
-		if !ok {
-			return nil, err
-		}
-		rep.Errors = ps
-		log.Debug("invalid repository, nothing changed", "errors", len(ps))
-		return rep, nil
-	}
-	rep.Valid = true
-	var im *images
-	if len(following(desired)) > 0 {
-		if im, err = newImages(cfg, log, nil); err != nil {
-			return nil, err
-		}
-		im.pin(ctx, desired, true)
-	}
-
-	store := state.New(cfg.StateDir)
-	if apply {
 		lock, err := state.Lock(cfg.StateDir)
 		if err != nil {
 			return nil, err
 		}
 		defer lock.Unlock()
 	}
-	st, err := store.Load()
+	p, err := newRunner(cfg, log.With("host", cfg.Host.Name), s)
 	if err != nil {
 		return nil, err
 	}
-	drv := buildDrivers(ctx, cfg, log, desired, st, nil)
-	defer closeDrivers(drv)
-	var owned func(state.Inventory)
-	if apply {
-		owned = recordOwned(store, st, log)
+	defer p.close()
+	p.pollDue = true
+	if p.src, err = p.seams.newSource(cfg, p.log); err != nil {
+		return nil, err
 	}
-	eng := newEngine(drv, log, owned)
-	res, cerr := eng.Converge(ctx, desired, st.Inventory, apply)
-	if apply && im != nil && cerr == nil {
-		// A followed tag that failed here is not tried again; the next
-		// apply pins the previous one.
-		im.markBad(desired, failedIDs(res))
-	}
-	if apply && res != nil {
-		// Saved even when the pass was cut short: what was created is
-		// owned and must stay prunable.
-		before := *st
-		st.Inventory = res.Inventory
-		st.Commit = snap.Revision
-		if cerr == nil && len(res.Failed()) == 0 {
-			st.LastGood = snap.Revision
-		}
-		// A no-op pass leaves the document alone: an fsync per run of a
-		// host that is in sync is wasted wear on small devices' flash.
-		if !sameRecord(&before, st) {
-			if err := store.Save(st); err != nil {
-				return nil, errors.Join(cerr, err)
-			}
+	if o.apply {
+		// Status notes are a report, not a duty: without them the host
+		// still converges.
+		if p.notes, err = newReporter(cfg, p.log, p.seams.newPusher); err != nil {
+			p.log.Warn("status notes disabled", "err", err)
 		}
 	}
-	if cerr != nil {
-		return nil, cerr
+	rev, pollErr := p.src.Poll(ctx)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	fillChanges(rep, res)
+	rep, err := p.pass(ctx, polled{rev, pollErr}, o)
+	if err = errors.Join(err, p.saveErr); err != nil {
+		return nil, err
+	}
+	p.pushNotes(ctx)
 	return rep, nil
 }
 
@@ -404,7 +366,7 @@ func problems(err error, display string) (ps []Problem, ok bool) {
 // The drivers read st's inventory when they ask whether an object is
 // recorded as Outpost's; only the pass that owns st changes it, after the
 // drivers' calls of that pass have returned.
-func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver) map[spec.Kind]converge.Driver {
+func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver, factories map[spec.Kind]driverFactory) map[spec.Kind]converge.Driver {
 	need := map[spec.Kind]bool{}
 	for _, r := range desired.Resources {
 		need[r.ID.Kind] = true
@@ -435,7 +397,7 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 				closeDrivers(map[spec.Kind]converge.Driver{k: d})
 			}
 		}
-		mk, ok := drivers[k]
+		mk, ok := factories[k]
 		if !need[k] || !ok {
 			continue
 		}
@@ -469,32 +431,85 @@ func newEngine(drv map[spec.Kind]converge.Driver, log *slog.Logger, owned func(s
 	return converge.New(drv, converge.Options{Logger: log, Timeout: resourceTimeout, Owned: owned})
 }
 
-// recordOwned saves st with the inventory that a pass has so far, as soon
-// as the pass has created an object, and leaves st itself alone: a pass
-// killed, or whose final save fails, before its end still leaves what it
-// created in the state, to be pruned when it leaves the desired state.
+// recordOwned returns the recorder that saves st with the inventory that a
+// pass has so far, as soon as the pass has created an object, and leaves
+// st itself alone: a pass killed, or whose final save fails, before its end
+// still leaves what it created in the state, to be pruned when it leaves
+// the desired state.
 //
 // A save writes the whole inventory, so saving after each of many quick
 // creations (a first converge of thousands of files) would cost the square
 // of their number. After a save, the next waits until nine times as long
 // as that save took has passed: the records cost at most a tenth of the
-// pass, objects that take long to create (a container, a unit) are each
-// recorded at once, and quick ones wait at most a few save times.
-func recordOwned(store *state.Store, st *state.State, log *slog.Logger) func(state.Inventory) {
-	var next time.Time
-	return func(inv state.Inventory) {
-		start := time.Now()
-		if start.Before(next) {
-			return
+// pass. What is created meanwhile is saved when that time has passed, by a
+// timer, even when the pass is then busy with one slow object (a unit that
+// takes minutes to start): it is never left unrecorded for longer.
+func recordOwned(store *state.Store, st *state.State, log *slog.Logger) *ownedRecorder {
+	return &ownedRecorder{store: store, st: st, log: log}
+}
+
+// ownedRecorder is recordOwned's; record is the engine's Owned, and
+// settle ends a pass's records before the pass saves the state itself.
+type ownedRecorder struct {
+	store *state.Store
+	st    *state.State
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	next    time.Time
+	pending state.Inventory // created since the last save, not saved yet
+	timer   *time.Timer
+}
+
+func (r *ownedRecorder) record(inv state.Inventory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Before(r.next) {
+		// The engine goes on with its inventory: the timer saves a
+		// copy.
+		r.pending = maps.Clone(inv)
+		if r.timer == nil {
+			r.timer = time.AfterFunc(r.next.Sub(now), r.flush)
 		}
-		rec := *st
-		rec.Inventory = inv // only read, by Save, before this returns
-		if err := store.Save(&rec); err != nil {
-			log.Warn("what this pass created is not recorded yet", "err", err)
-		}
-		end := time.Now()
-		next = end.Add(9 * end.Sub(start))
+		return
 	}
+	r.pending = nil
+	r.save(inv)
+}
+
+func (r *ownedRecorder) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timer = nil
+	if r.pending != nil {
+		inv := r.pending
+		r.pending = nil
+		r.save(inv)
+	}
+}
+
+// save writes inv with the rest of st; the caller holds r.mu.
+func (r *ownedRecorder) save(inv state.Inventory) {
+	start := time.Now()
+	rec := *r.st
+	rec.Inventory = inv // only read, by Save, before this returns
+	if err := r.store.Save(&rec); err != nil {
+		r.log.Warn("what this pass created is not recorded yet", "err", err)
+	}
+	end := time.Now()
+	r.next = end.Add(9 * end.Sub(start))
+}
+
+// settle drops what waits for the timer: the pass has ended and saves its
+// whole state. Once it returns, no save of the recorder runs.
+func (r *ownedRecorder) settle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.pending = nil
 }
 
 // closeDrivers releases the drivers' connections.

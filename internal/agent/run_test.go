@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 )
@@ -51,6 +54,7 @@ func inode(t *testing.T, p string) uint64 {
 }
 
 func TestApplyRecordsState(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
@@ -59,7 +63,7 @@ func TestApplyRecordsState(t *testing.T) {
 	})
 	cfg := sandbox(t, repo)
 
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
@@ -79,7 +83,7 @@ func TestApplyRecordsState(t *testing.T) {
 
 	// A pass with nothing to do leaves the state document alone.
 	before := inode(t, statePath)
-	rep, err = Apply(ctx, cfg, nil)
+	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("second Apply() error: %v", err)
 	}
@@ -109,13 +113,14 @@ func TestApplyRecordsState(t *testing.T) {
 }
 
 func TestApplyInvalidChangesNothing(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
 		"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
 		"b.yaml": "kind: file\npath: relative\ncontent: b\n",
 	})
 	cfg := sandbox(t, repo)
-	rep, err := Apply(context.Background(), cfg, nil)
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply() error: %v", err)
 	}
@@ -123,14 +128,25 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 	if rep.Valid || !cmp.Equal(rep.Errors, want) {
 		t.Errorf("Apply() = valid %v, errors %v; want invalid with %v", rep.Valid, rep.Errors, want)
 	}
-	for _, p := range []string{cfg.Root, cfg.StateDir} {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("Apply() of an invalid repository created %s (stat: %v)", p, err)
-		}
+	if _, err := os.Stat(cfg.Root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Apply() of an invalid repository created %s (stat: %v)", cfg.Root, err)
+	}
+	// The revision is recorded as invalid, as the daemon records it, and
+	// nothing else.
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := st.Failed[rep.Revision]; f.Result != ResultInvalid || st.Commit != "" || len(st.Inventory) > 0 {
+		t.Errorf("state after Apply() of an invalid repository = %+v, want only %s recorded invalid", st, rep.Revision)
+	}
+	if rep.Result != ResultInvalid {
+		t.Errorf("Apply() result = %q, want %q", rep.Result, ResultInvalid)
 	}
 }
 
 func TestCheckAllowedPaths(t *testing.T) {
+	t.Parallel()
 	file := func(p string, line int) *spec.Resource {
 		return &spec.Resource{ID: spec.ID{Kind: spec.KindFile, Name: p}, Pos: spec.Pos{File: "f.yaml", Line: line, Col: 1}, File: &spec.File{Path: p}}
 	}
@@ -177,6 +193,7 @@ func TestCheckAllowedPaths(t *testing.T) {
 }
 
 func TestOpenSource(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notDir := filepath.Join(dir, "file")
 	writeTree(t, dir, map[string]string{"file": "x"})
@@ -208,6 +225,7 @@ func TestOpenSource(t *testing.T) {
 }
 
 func TestGitURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		url string
 		git bool
@@ -228,6 +246,7 @@ func TestGitURL(t *testing.T) {
 }
 
 func TestTreeHash(t *testing.T) {
+	t.Parallel()
 	hash := func(files map[string]string) string {
 		t.Helper()
 		dir := t.TempDir()
@@ -261,6 +280,7 @@ func TestTreeHash(t *testing.T) {
 }
 
 func TestReportText(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		rep  Report
@@ -327,7 +347,7 @@ func BenchmarkApplyNoopFiles1000(b *testing.B) {
 	writeTree(b, repo, files)
 	cfg := sandbox(b, repo)
 	ctx := context.Background()
-	rep, err := Apply(ctx, cfg, nil)
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil || rep.Summary.Create != 1000 {
 		b.Fatalf("first Apply() = %+v, %v; want 1000 created", rep, err)
 	}
@@ -337,7 +357,7 @@ func BenchmarkApplyNoopFiles1000(b *testing.B) {
 	start := cpuTime(b)
 	n := 0
 	for b.Loop() {
-		rep, err := Apply(ctx, cfg, nil)
+		rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
 		if err != nil || rep.Summary.Changed() {
 			b.Fatalf("Apply() = %+v, %v; want nothing to do", rep.Summary, err)
 		}
@@ -356,6 +376,7 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 func TestApplyLockedStateDir(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
 	cfg := sandbox(t, repo)
@@ -364,7 +385,7 @@ func TestApplyLockedStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Unlock()
-	_, err = Apply(context.Background(), cfg, nil)
+	_, err = Apply(context.Background(), cfg, nil, ApplyOptions{})
 	if !errors.Is(err, state.ErrLocked) {
 		t.Errorf("Apply() on a locked state directory = %v, want state.ErrLocked", err)
 	}
@@ -374,5 +395,63 @@ func TestApplyLockedStateDir(t *testing.T) {
 	// Diff reads without the lock.
 	if _, err := Diff(context.Background(), cfg, nil); err != nil {
 		t.Errorf("Diff() on a locked state directory = %v, want it to run", err)
+	}
+}
+
+// applyDefault is Apply with the default options, in the shape of Diff.
+func applyDefault(ctx context.Context, cfg *Config, log *slog.Logger) (*Report, error) {
+	return Apply(ctx, cfg, log, ApplyOptions{})
+}
+
+// TestApplyGatesOnHealth checks that apply waits for what a new revision
+// changed to become healthy, rolls back to the last good revision when it
+// does not, and records the revision as rolled back; with NoWait it does
+// not wait.
+func TestApplyGatesOnHealth(t *testing.T) {
+	t.Parallel()
+	units := &healthDriver{applied: map[string]string{}}
+	src := &historySource{}
+	unit := func(content string) fstest.MapFS {
+		return fstest.MapFS{"u.yaml": {Data: []byte(fmt.Sprintf("kind: unit\nname: web.service\ncontent: %q\n", content))}}
+	}
+	cfg := sandbox(t, "test://")
+	cfg.HealthTimeout = Duration(time.Second)
+	opts := ApplyOptions{seams: seams{
+		drivers:   withDriver(spec.KindUnit, func(context.Context, driverEnv) (converge.Driver, error) { return units, nil }),
+		newSource: func(*Config, *slog.Logger) (revSource, error) { return src, nil },
+	}}
+	apply := func(o ApplyOptions) *Report {
+		t.Helper()
+		rep, err := Apply(context.Background(), cfg, nil, o)
+		if err != nil {
+			t.Fatalf("Apply() error: %v", err)
+		}
+		return rep
+	}
+
+	src.push("good", unit("healthy\n"))
+	if rep := apply(opts); rep.Result != ResultApplied {
+		t.Fatalf("Apply(good) result = %q, want %q", rep.Result, ResultApplied)
+	}
+	src.push("bad", unit("unhealthy\n"))
+	rep := apply(opts)
+	if rep.Result != ResultRolledBack || rep.Revision != "bad" {
+		t.Errorf("Apply(bad) = %s %q, want bad %q", rep.Revision, rep.Result, ResultRolledBack)
+	}
+	if got := units.applied["web.service"]; got != "healthy\n" {
+		t.Errorf("after the rollback the unit holds %q, want the good revision's", got)
+	}
+	st, err := state.New(cfg.StateDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastGood != "good" || st.Commit != "good" || st.Failed["bad"].Result != ResultRolledBack {
+		t.Errorf("state = commit %s, last good %s, failed %v; want good, good and bad rolled back", st.Commit, st.LastGood, st.Failed)
+	}
+
+	noWait := opts
+	noWait.NoWait = true
+	if rep := apply(noWait); rep.Result != ResultApplied {
+		t.Errorf("Apply(bad, NoWait) result = %q, want %q: nothing waits for its health", rep.Result, ResultApplied)
 	}
 }

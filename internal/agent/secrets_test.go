@@ -10,6 +10,7 @@ import (
 )
 
 func TestCheckCredentials(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := func(name string, mode os.FileMode, uid int) string {
 		p := filepath.Join(dir, name)
@@ -117,13 +118,14 @@ func mode(t *testing.T, p string) os.FileMode {
 // the state directory 0700 (even one made beforehand with 0755), state.json
 // and the lock 0600.
 func TestStatePermissions(t *testing.T) {
+	t.Parallel()
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{"a.yaml": "kind: file\npath: /etc/a\ncontent: a\n"})
 	cfg := sandbox(t, repo)
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Apply(context.Background(), cfg, nil); err != nil {
+	if _, err := Apply(context.Background(), cfg, nil, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if m := mode(t, cfg.StateDir).Perm(); m != 0o700 {
@@ -147,6 +149,7 @@ func TestStatePermissions(t *testing.T) {
 // TestControlSocketPermissions checks the socket is 0600 in a directory made
 // 0700, and that an existing shared directory (such as /tmp) keeps its mode.
 func TestControlSocketPermissions(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "run", "outpost")
 	ln, err := listenControl(filepath.Join(dir, "outpost.sock"))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 // tenth of it holds about a tenth of them, and a host's place does not
 // change from call to call.
 func TestSplaySpreadsAFleet(t *testing.T) {
+	t.Parallel()
 	const hosts, buckets = 1000, 10
 	interval := time.Minute
 	var count [buckets]int
@@ -36,6 +37,7 @@ func TestSplaySpreadsAFleet(t *testing.T) {
 // interval after a poll that started on it, and never sooner than half an
 // interval after a poll that started off it.
 func TestPollWait(t *testing.T) {
+	t.Parallel()
 	const host = "edge-042"
 	interval := time.Minute
 	slot := nextSlot(host, interval, time.Unix(1_800_000_000, 0))
@@ -70,6 +72,7 @@ func TestPollWait(t *testing.T) {
 
 // TestSplayDocumented checks the example of docs/daemon.md.
 func TestSplayDocumented(t *testing.T) {
+	t.Parallel()
 	if got := splay("edge-042", time.Minute).Round(100 * time.Millisecond); got != 46900*time.Millisecond {
 		t.Errorf("splay(edge-042, 1m) = %v, want 46.9s as docs/daemon.md says", got)
 	}

@@ -794,3 +794,15 @@ func (d *Driver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, e
 	}
 	return ok, why.text, nil
 }
+
+// Running returns the image that the owned container of name runs, as the
+// engine reports it (image@digest when a digest was pinned, else
+// image:tag), and the digest it was created from; both are empty when there
+// is no such container.
+func (d *Driver) Running(ctx context.Context, name string) (ref, digest string, err error) {
+	cur, _, _, err := d.find(ctx, name)
+	if err != nil || cur == nil || cur.Config == nil {
+		return "", "", err
+	}
+	return cur.Config.Image, cur.Config.Labels[LabelImageDigest], nil
+}

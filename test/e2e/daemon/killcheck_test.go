@@ -366,19 +366,17 @@ func (in *inspector) stateReadable(what string, converged bool) *state.State {
 		// The source is a Git server: every outcome is written as a note.
 		t.Errorf("%s: no notes repository in the state directory: %v", what, err)
 	} else if err == nil {
-		// git resolves /proc/PID/root as the link's text ("/"), which
-		// would name this machine's /var/lib/outpost: it checks a copy.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cp := filepath.Join(t.TempDir(), "notes")
-		var out bytes.Buffer
-		copyCmd := exec.CommandContext(ctx, "cp", "-a", notes, cp)
-		copyCmd.Stdout, copyCmd.Stderr = &out, &out
-		if err := copyCmd.Run(); err != nil {
-			t.Errorf("%s: copy the notes repository: %v\n%s", what, err, out.String())
+		// git resolves the path it is given, and /proc/PID/root/... then
+		// leads to this machine's own /var/lib/outpost: it checks a copy.
+		copied := filepath.Join(t.TempDir(), "notes")
+		if err := os.CopyFS(copied, os.DirFS(notes)); err != nil {
+			t.Errorf("%s: copy the notes repository: %v", what, err)
 			return &st
 		}
-		cmd := exec.CommandContext(ctx, "git", "--git-dir="+cp, "fsck", "--no-progress", "--no-dangling")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "git", "--git-dir="+copied, "fsck", "--no-progress", "--no-dangling")
+		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
 			t.Errorf("%s: git fsck of the notes repository: %v\n%s", what, err, out.String())
