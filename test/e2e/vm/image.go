@@ -23,7 +23,7 @@ import (
 
 // imageVersion changes the image's cache key: bump it when customise or
 // mkfs change what the image holds.
-const imageVersion = "3"
+const imageVersion = "4"
 
 // imageSize is the root file system's size; the overlays only grow into it.
 const imageSize = "2G"
@@ -157,7 +157,10 @@ Description=Test shell on the second serial port
 After=systemd-udevd.service
 
 [Service]
-ExecStart=/bin/sh -c 'stty -F /dev/ttyS1 raw -echo && echo @@outpost-shell-ready@@ >/dev/ttyS1 && exec /bin/sh </dev/ttyS1 >/dev/ttyS1 2>&1'
+# The port stays open from the stty to the shell: a serial port drops what
+# arrives while no one has it open, so a command sent right after the ready
+# line could lose its start and leave the shell inside an open quote.
+ExecStart=/bin/sh -c 'exec </dev/ttyS1 >/dev/ttyS1 2>&1 && stty raw -echo && echo @@outpost-shell-ready@@ && exec /bin/sh'
 Restart=always
 RestartSec=200ms
 # An interactive shell ignores SIGTERM: without this a shutdown waits out
