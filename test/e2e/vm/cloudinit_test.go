@@ -151,9 +151,9 @@ func rollout(t *testing.T, c rolloutCase) {
 
 	c.stopServer()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	mustf(t, v.Reboot(ctx), "reboot, waiting up to 6m for the next boot's shell")
+	mustf(t, v.Reboot(ctx), "reboot, waiting up to 8m for the next boot's shell")
 	t.Logf("reboot to shell: %v", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 2*time.Minute, "outpost.service active after the reboot", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -177,10 +177,13 @@ func boot(t *testing.T, o Options) *VM {
 			t.Logf("console:\n%s", tailString(v.ConsoleText(), 12000))
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// Under emulation on two loaded cores a boot to the shell took up to
+	// a minute, and a reboot nearly four.
+	const bootWait = 6 * time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), bootWait)
 	defer cancel()
 	if err := v.WaitShell(ctx); err != nil {
-		t.Fatalf("VM did not boot: %v", err)
+		t.Fatalf("VM did not boot to its shell within %v: %v", bootWait, err)
 	}
 	return v
 }
