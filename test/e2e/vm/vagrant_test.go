@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,9 @@ func TestVagrantUp(t *testing.T) {
 	netName, bridge := "outpost-"+id, "obr"+id
 	// An isolated network (no <forward>): the guest reaches the host's
 	// address on it and nothing beyond.
-	subnet := fmt.Sprintf("10.213.%d", 10+int(id[0])%200)
+	octet, err := strconv.ParseUint(id[:2], 16, 8)
+	mustf(t, err, "subnet")
+	subnet := fmt.Sprintf("10.213.%d", 10+octet%200)
 	gw := subnet + ".1"
 	virsh(t, ctx, "net-define", writeFile(t, tmp, "net.xml", fmt.Sprintf(`<network>
   <name>%s</name>
@@ -96,6 +99,7 @@ func TestVagrantUp(t *testing.T) {
   config.vm.synced_folder ".", "/vagrant", disabled: true
   config.vm.provider :libvirt do |lv|
     lv.driver = "qemu"
+    lv.default_prefix = %[10]q
     lv.memory = 1024
     lv.cpus = 1
     lv.kernel = %[2]q
@@ -113,7 +117,8 @@ func TestVagrantUp(t *testing.T) {
     args: ["/outpost-dist", %[9]q, "main", "role=web,os=debian"]
 end
 `, dist, img.Kernel, img.Initrd, console, poolName, netName, subnet+".0/24",
-		filepath.Join(mod, "test/vagrant/provision.sh"), "git://"+gitAddr+"/env.git"))
+		filepath.Join(mod, "test/vagrant/provision.sh"), "git://"+gitAddr+"/env.git",
+		"outpost-"+id+"-"))
 
 	// run runs vagrant in the project and returns its standard output, and
 	// with an error its standard error too.
