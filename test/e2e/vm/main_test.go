@@ -195,14 +195,19 @@ func tailString(s string, n int) string {
 	return s
 }
 
+// guestWait is how long one command in the guest may take. Installing
+// the package and starting the agent (TestVagrantProvision) took over two
+// minutes under emulation with two VM suites on two cores.
+const guestWait = 5 * time.Minute
+
 // guest runs script in v and fails t when it cannot run or exits non-zero.
 func guest(t *testing.T, v *VM, script string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), guestWait)
 	defer cancel()
 	out, code, err := v.Run(ctx, script)
 	if err != nil {
-		t.Fatalf("in the guest: %s: %v", script, err)
+		t.Fatalf("in the guest, waiting up to %v for the answer to: %s: %v", guestWait, script, err)
 	}
 	if code != 0 {
 		t.Fatalf("in the guest: %s: exit status %d\n%s", script, code, out)
