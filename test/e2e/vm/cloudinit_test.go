@@ -127,7 +127,7 @@ func rollout(t *testing.T, c rolloutCase) {
 	v := boot(t, Options{UserData: c.userData, MetaData: []byte(c.metaData), Forwards: c.forwards})
 	t.Logf("boot to shell: %v", time.Since(v.Booted).Round(time.Millisecond))
 	var converged, noted time.Duration
-	waitFor(t, 8*time.Minute, "the desired state in the guest and the note on the server", func() bool {
+	waitFor(t, 10*time.Minute, "the desired state in the guest and the note on the server", func() bool {
 		if converged == 0 && hasContent(v, managedPath, managedContent) {
 			converged = time.Since(v.Booted)
 		}
