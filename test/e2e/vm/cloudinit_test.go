@@ -127,7 +127,7 @@ func rollout(t *testing.T, c rolloutCase) {
 	v := boot(t, Options{UserData: c.userData, MetaData: []byte(c.metaData), Forwards: c.forwards})
 	t.Logf("boot to shell: %v", time.Since(v.Booted).Round(time.Millisecond))
 	var converged, noted time.Duration
-	waitFor(t, 8*time.Minute, "the desired state in the guest and the note on the server", func() bool {
+	waitFor(t, 10*time.Minute, "the desired state in the guest and the note on the server", func() bool {
 		if converged == 0 && hasContent(v, managedPath, managedContent) {
 			converged = time.Since(v.Booted)
 		}
@@ -151,10 +151,14 @@ func rollout(t *testing.T, c rolloutCase) {
 
 	c.stopServer()
 	start := time.Now()
-	mustf(t, v.Reboot(context.Background()), "reboot")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	mustf(t, v.Reboot(ctx), "reboot, waiting up to 8m for the next boot's shell")
 	t.Logf("reboot to shell: %v", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 2*time.Minute, "outpost.service active after the reboot", func() bool {
-		_, code, err := v.Run(context.Background(), "systemctl is-active --quiet outpost.service")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, code, err := v.Run(ctx, "systemctl is-active --quiet outpost.service")
 		return err == nil && code == 0
 	})
 	t.Logf("agent CPU from its start to its enforcing pass, server down: %s", agentCPU(t, v))

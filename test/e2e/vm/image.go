@@ -23,7 +23,7 @@ import (
 
 // imageVersion changes the image's cache key: bump it when customise or
 // mkfs change what the image holds.
-const imageVersion = "3"
+const imageVersion = "4"
 
 // imageSize is the root file system's size; the overlays only grow into it.
 const imageSize = "2G"
@@ -39,17 +39,33 @@ type Image struct {
 	Disk, Kernel, Initrd string
 }
 
-func imageKey() string {
+// recipe is what an image is made of: the packages on top of the test
+// host's tree, and a last step on the copied tree. Its name names its
+// cache directory; its version and packages key it.
+type recipe struct {
+	name     string
+	version  string
+	packages []string
+	finish   func(root string) error
+}
+
+// vmRecipe makes the image the cloud-init tests boot.
+var vmRecipe = recipe{name: "vm", version: imageVersion, packages: Packages}
+
+func (r recipe) key() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", imageVersion, imageSize,
-		host.PackagesRootfsPath(Packages), strings.Join(Packages, ","))
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", r.version, imageSize,
+		host.PackagesRootfsPath(r.packages), strings.Join(r.packages, ","))
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-// ImageDir is where the image of the current recipe is cached.
-func ImageDir() string {
-	return filepath.Join(host.CacheDir(), "vm-bookworm-"+imageKey())
+// dir is where the recipe's image is cached; the name keeps recipes apart.
+func (r recipe) dir() string {
+	return filepath.Join(host.CacheDir(), r.name+"-bookworm-"+r.key())
 }
+
+// ImageDir is where the image of the current recipe is cached.
+func ImageDir() string { return vmRecipe.dir() }
 
 func imageAt(dir string) Image {
 	return Image{
@@ -66,11 +82,15 @@ func imageAt(dir string) Image {
 // temporary directory renamed into place when complete, under a lock of its
 // own, so a half-built image is never booted.
 func EnsureImage(ctx context.Context) (Image, error) {
-	dst := ImageDir()
+	return ensureImage(ctx, vmRecipe)
+}
+
+func ensureImage(ctx context.Context, r recipe) (Image, error) {
+	dst := r.dir()
 	if _, err := os.Stat(dst); err == nil {
 		return imageAt(dst), nil
 	}
-	tree, err := host.EnsurePackagesRootfs(ctx, Packages)
+	tree, err := host.EnsurePackagesRootfs(ctx, r.packages)
 	if err != nil {
 		return Image{}, err
 	}
@@ -109,6 +129,11 @@ func EnsureImage(ctx context.Context) (Image, error) {
 	}
 	if err := customise(root); err != nil {
 		return Image{}, err
+	}
+	if r.finish != nil {
+		if err := r.finish(root); err != nil {
+			return Image{}, err
+		}
 	}
 	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-t", "ext4", "-L", "root",
 		"-E", "root_owner=0:0", "-d", root, img.Disk, imageSize)
@@ -157,7 +182,10 @@ Description=Test shell on the second serial port
 After=systemd-udevd.service
 
 [Service]
-ExecStart=/bin/sh -c 'stty -F /dev/ttyS1 raw -echo && echo @@outpost-shell-ready@@ >/dev/ttyS1 && exec /bin/sh </dev/ttyS1 >/dev/ttyS1 2>&1'
+# The port stays open from the stty to the shell: a serial port drops what
+# arrives while no one has it open, so a command sent right after the ready
+# line could lose its start and leave the shell inside an open quote.
+ExecStart=/bin/sh -c 'exec </dev/ttyS1 >/dev/ttyS1 2>&1 && stty raw -echo && echo @@outpost-shell-ready@@ && exec /bin/sh'
 Restart=always
 RestartSec=200ms
 # An interactive shell ignores SIGTERM: without this a shutdown waits out

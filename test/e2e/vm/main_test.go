@@ -177,10 +177,13 @@ func boot(t *testing.T, o Options) *VM {
 			t.Logf("console:\n%s", tailString(v.ConsoleText(), 12000))
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// Under emulation on two loaded cores a boot to the shell took up to
+	// a minute, and a reboot nearly four.
+	const bootWait = 6 * time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), bootWait)
 	defer cancel()
 	if err := v.WaitShell(ctx); err != nil {
-		t.Fatalf("VM did not boot: %v", err)
+		t.Fatalf("VM did not boot to its shell within %v: %v", bootWait, err)
 	}
 	return v
 }
@@ -192,14 +195,19 @@ func tailString(s string, n int) string {
 	return s
 }
 
+// guestWait is how long one command in the guest may take. Installing
+// the package and starting the agent (TestVagrantProvision) took over two
+// minutes under emulation with two VM suites on two cores.
+const guestWait = 5 * time.Minute
+
 // guest runs script in v and fails t when it cannot run or exits non-zero.
 func guest(t *testing.T, v *VM, script string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), guestWait)
 	defer cancel()
 	out, code, err := v.Run(ctx, script)
 	if err != nil {
-		t.Fatalf("in the guest: %s: %v", script, err)
+		t.Fatalf("in the guest, waiting up to %v for the answer to: %s: %v", guestWait, script, err)
 	}
 	if code != 0 {
 		t.Fatalf("in the guest: %s: exit status %d\n%s", script, code, out)

@@ -16,9 +16,10 @@ import (
 )
 
 // shellReady is the line the guest's test shell prints when it starts
-// (image.go). Nothing is written to the port before it: bytes sent while no
-// shell reads the port wait in the guest's terminal buffer, and a line cut
-// short there can leave the shell inside an open quote for good.
+// (image.go), with the port already open for the shell that follows.
+// Nothing is written to the port before it: the guest drops what arrives
+// while no one has the port open, and a line that lost its start can leave
+// the shell inside an open quote for good.
 const shellReady = "@@outpost-shell-ready@@"
 
 // shell speaks to the root shell on the guest's second serial port. Each

@@ -1,0 +1,245 @@
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
+	"github.com/outpost-gitops/outpost/test/e2e/host"
+)
+
+// TestVagrantUp runs `vagrant up` with the vagrant-libvirt provider on a box
+// packaged from the VM image with sshd and the vagrant user added, under
+// libvirt's qemu (TCG) domain type. The Vagrantfile is the debian12
+// machine of test/vagrant/Vagrantfile on the test's box and network: the
+// .deb synced with rsync, then provision.sh with the repository on the git
+// protocol. The agent must converge and push its note. The machine's only
+// network is an isolated libvirt network the test makes, on which the host
+// serves the repository and nothing else.
+func TestVagrantUp(t *testing.T) {
+	t.Parallel()
+	dist := builtDeb(t)
+	mod, err := host.ModuleRoot()
+	mustf(t, err, "module root")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	start := time.Now()
+	img, err := EnsureBoxImage(ctx)
+	mustf(t, err, "build the box image")
+	t.Logf("box image ready in %v", time.Since(start).Round(time.Millisecond))
+	vagrant, err := tool("vagrant", "vagrant")
+	mustf(t, err, "vagrant")
+	ensureLibvirt(t, ctx)
+
+	tmp := t.TempDir()
+	// libvirt runs qemu as its own user, which must reach the pool and the
+	// console log.
+	for _, d := range []string{filepath.Dir(tmp), tmp} {
+		mustf(t, os.Chmod(d, 0o711), "make the test directory reachable")
+	}
+	id := randHex(t, 4)
+	netName, bridge := "outpost-"+id, "obr"+id
+	// An isolated network (no <forward>): the guest reaches the host's
+	// address on it and nothing beyond.
+	octet, err := strconv.ParseUint(id[:2], 16, 8)
+	mustf(t, err, "subnet")
+	subnet := fmt.Sprintf("10.213.%d", 10+octet%200)
+	gw := subnet + ".1"
+	virsh(t, ctx, "net-define", writeFile(t, tmp, "net.xml", fmt.Sprintf(`<network>
+  <name>%s</name>
+  <bridge name='%s'/>
+  <ip address='%s' netmask='255.255.255.0'>
+    <dhcp><range start='%s.10' end='%s.200'/></dhcp>
+  </ip>
+</network>
+`, netName, bridge, gw, subnet, subnet)))
+	// A persistent network, as vagrant-libvirt's own are: when `vagrant up`
+	// fails it removes the network, and a transient one would already be
+	// gone then, hiding the first error behind that one.
+	t.Cleanup(func() {
+		exec.Command("virsh", "-c", "qemu:///system", "net-destroy", netName).Run()
+		exec.Command("virsh", "-c", "qemu:///system", "net-undefine", netName).Run()
+	})
+	virsh(t, ctx, "net-start", netName)
+	poolName := "outpost-" + id
+	poolDir := filepath.Join(tmp, "pool")
+	mustf(t, os.Mkdir(poolDir, 0o711), "pool directory")
+	virsh(t, ctx, "pool-create-as", poolName, "dir", "--target", poolDir)
+	t.Cleanup(func() { virsh(t, context.Background(), "pool-destroy", poolName) })
+
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	repo.Commit(envFiles, "first desired state")
+	d := root.ServeGit()
+	gitAddr := proxy(t, net.JoinHostPort(gw, "0"), d.Addr)
+
+	home := filepath.Join(tmp, "vagrant.d")
+	box := filepath.Join(tmp, "debian12.box")
+	mustf(t, PackageBox(ctx, img, box), "package the box")
+	project := filepath.Join(tmp, "project")
+	mustf(t, os.Mkdir(project, 0o755), "project directory")
+	console := filepath.Join(tmp, "console.log")
+	writeFile(t, project, "Vagrantfile", fmt.Sprintf(`Vagrant.configure("2") do |config|
+  config.vm.box = "outpost-test/debian12"
+  config.vm.hostname = "debian12"
+  config.vm.synced_folder %[1]q, "/outpost-dist", type: "rsync"
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.provider :libvirt do |lv|
+    lv.driver = "qemu"
+    lv.default_prefix = %[10]q
+    lv.memory = 1024
+    lv.cpus = 1
+    lv.kernel = %[2]q
+    lv.initrd = %[3]q
+    lv.cmd_line = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+    lv.graphics_type = "none"
+    lv.video_type = "none"
+    lv.serial :type => "file", :source => {:path => %[4]q}
+    lv.storage_pool_name = %[5]q
+    lv.management_network_name = %[6]q
+    lv.management_network_address = %[7]q
+    lv.management_network_mode = "none"
+  end
+  config.vm.provision "shell", path: %[8]q,
+    args: ["/outpost-dist", %[9]q, "main", "role=web,os=debian"]
+end
+`, dist, img.Kernel, img.Initrd, console, poolName, netName, subnet+".0/24",
+		filepath.Join(mod, "test/vagrant/provision.sh"), "git://"+gitAddr+"/env.git",
+		"outpost-"+id+"-"))
+
+	// run runs vagrant in the project and returns its standard output, and
+	// with an error its standard error too.
+	run := func(ctx context.Context, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, vagrant, args...)
+		cmd.Dir = project
+		cmd.Env = append(os.Environ(), "VAGRANT_HOME="+home, "VAGRANT_CHECKPOINT_DISABLE=1",
+			"VAGRANT_DEFAULT_PROVIDER=libvirt", "VAGRANT_NO_COLOR=1")
+		cmd.WaitDelay = 10 * time.Second
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		b, err := cmd.Output()
+		out := progress.ReplaceAllString(string(b), "")
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, progress.ReplaceAllString(stderr.String(), ""))
+		}
+		return out, err
+	}
+	if out, err := run(ctx, "box", "add", "--name", "outpost-test/debian12", box); err != nil {
+		t.Fatalf("vagrant box add: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if out, err := run(ctx, "destroy", "-f"); err != nil {
+			t.Errorf("vagrant destroy: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(console)
+			t.Logf("console:\n%s", tailString(string(b), 12000))
+		}
+	})
+	start = time.Now()
+	out, err := run(ctx, "up", "--provider=libvirt")
+	if err != nil {
+		t.Fatalf("vagrant up: %v\n%s", err, out)
+	}
+	t.Logf("vagrant up (boot, ssh, rsync, provision.sh): %v", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 3*time.Minute, "the note of debian12 on the server", func() bool {
+		return noteRef(t, root.Path("env"), "debian12") != ""
+	})
+	t.Logf("vagrant up to note pushed: %v", time.Since(start).Round(time.Millisecond))
+	out, err = run(ctx, "ssh", "-c", "sudo cat "+managedPath)
+	if err != nil || out != managedContent {
+		t.Fatalf("vagrant ssh -c 'sudo cat %s': %v: got %q, want %q", managedPath, err, out, managedContent)
+	}
+}
+
+// progress matches the box upload's progress counter, thousands of them.
+var progress = regexp.MustCompile(`(\x1b\[K)?Progress: \d+%(\x1b\[K)?`)
+
+// ensureLibvirt starts libvirt's daemons when none answers: the CI machine
+// has no systemd to start them.
+func ensureLibvirt(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "version").Run() == nil {
+		return
+	}
+	for _, d := range []struct{ name, pkg string }{{"virtlogd", "libvirt-daemon-system"}, {"libvirtd", "libvirt-daemon-system"}} {
+		p, err := tool(d.name, d.pkg)
+		mustf(t, err, "libvirt")
+		if out, err := exec.CommandContext(ctx, p, "-d").CombinedOutput(); err != nil {
+			t.Fatalf("%s -d: %v: %s", d.name, err, out)
+		}
+	}
+	waitFor(t, time.Minute, "libvirtd to answer virsh", func() bool {
+		return exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "version").Run() == nil
+	})
+}
+
+func virsh(t *testing.T, ctx context.Context, args ...string) {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("virsh %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	mustf(t, os.WriteFile(p, []byte(content), 0o644), "write %s", name)
+	return p
+}
+
+func randHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// proxy listens on listen and relays each connection to target until the
+// test ends; it returns the address it listens on.
+func proxy(t *testing.T, listen, target string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", listen)
+	mustf(t, err, "listen on %s", listen)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() {
+					io.Copy(u, c)
+					u.(*net.TCPConn).CloseWrite()
+				}()
+				io.Copy(c, u)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
