@@ -13,6 +13,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/oci"
 	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/status"
@@ -53,6 +54,10 @@ func newNotesPusher(notes *status.Notes, o status.PushOptions) (notesPusher, err
 func newReporter(cfg *Config, log *slog.Logger, newPusher func(*status.Notes, status.PushOptions) (notesPusher, error)) (*reporter, error) {
 	url := cfg.Status.Remote
 	if url == "" {
+		// An OCI source is not Git: its notes go to status.remote only.
+		if isOCIURL(cfg.Source.URL) {
+			return nil, nil
+		}
 		if !gitURL.MatchString(cfg.Source.URL) && !isGitRepo(cfg.Source.URL) {
 			return nil, nil
 		}
@@ -150,7 +155,23 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 	if p.notes == nil {
 		return
 	}
-	n := status.New(p.cfg.Host.Name, rev, status.Result(result), time.Now())
+	commit, digest := rev, ""
+	if cs, ok := p.src.(commitSource); ok && cs.Commit(rev) != rev {
+		commit, digest = cs.Commit(rev), rev
+	}
+	if commit == "" {
+		if !p.noCommit[rev] {
+			p.log.Warn("status note not written: the artifact names no commit it was packed from (annotation "+oci.AnnotationRevision+"), so there is none to attach the note to",
+				"revision", rev, "result", result)
+			if p.noCommit == nil {
+				p.noCommit = map[string]bool{}
+			}
+			p.noCommit[rev] = true
+		}
+		return
+	}
+	n := status.New(p.cfg.Host.Name, commit, status.Result(result), time.Now())
+	n.Digest = digest
 	n.Labels = p.cfg.Host.Labels
 	n.AgentVersion = Version
 	n.Message = redact.URLs(reason)
@@ -183,6 +204,12 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 			p.notes.pusher.Notify()
 		}
 	}
+}
+
+// commitSource is a revision source whose revisions are made from Git
+// commits: Commit returns the commit of rev ("" when it is not known).
+type commitSource interface {
+	Commit(rev string) string
 }
 
 // imageRef is what a container runs, as tag@digest when the digest is known.

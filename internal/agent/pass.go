@@ -66,6 +66,9 @@ type runner struct {
 	saved state.State
 	// driftSinceNote counts the drift repairs since the last note.
 	driftSinceNote int
+	// noCommit holds the OCI revisions whose missing commit was warned
+	// about: their notes are skipped with one warning each.
+	noCommit map[string]bool
 	// track keeps the status of each resource in force, which the
 	// daemon serves on its socket; a single pass has no one to tell.
 	track bool

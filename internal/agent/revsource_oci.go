@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/oci"
 	"github.com/outpost-gitops/outpost/internal/pull"
+	"github.com/outpost-gitops/outpost/internal/status"
 )
 
 // ociRevSource reads revisions from an OCI artifact that outpost publish
@@ -25,10 +27,20 @@ type ociRevSource struct {
 	signers    []pull.AllowedSigner
 	opts       []remote.Option  // credentials: source.auth, else config.json
 	unverified map[string]error // digests refused by allowed_signers
+	origins    map[string]ociOrigin
+}
+
+// ociOrigin is what an artifact says it was packed from: the commit,
+// branch and repository of its annotations. It is kept beside the unpacked
+// tree (DIGEST.json) so that a restart without the registry still knows it.
+type ociOrigin struct {
+	Commit string `json:"commit"`
+	Branch string `json:"branch,omitempty"`
+	Source string `json:"source,omitempty"`
 }
 
 func newOCIRevSource(cfg *Config) (revSource, error) {
-	s := &ociRevSource{ref: cfg.Source.URL, cache: filepath.Join(cfg.StateDir, "oci"), unverified: map[string]error{}}
+	s := &ociRevSource{ref: cfg.Source.URL, cache: filepath.Join(cfg.StateDir, "oci"), unverified: map[string]error{}, origins: map[string]ociOrigin{}}
 	if f := cfg.Source.Verify.AllowedSigners; f != "" {
 		signers, err := pull.ReadAllowedSigners(f)
 		if err != nil {
@@ -66,7 +78,8 @@ func (s *ociRevSource) Poll(ctx context.Context) (string, error) {
 	if _, seen := s.unverified[d.String()]; seen {
 		return d.String(), nil
 	}
-	if _, err := oci.Fetch(ctx, ref, d, s.signers, s.dir(d), opts...); err != nil {
+	f, err := oci.Fetch(ctx, ref, d, s.signers, s.dir(d), opts...)
+	if err != nil {
 		if errors.Is(err, oci.ErrUnverified) {
 			// Verify reports it, as for an unsigned Git commit.
 			s.unverified[d.String()] = err
@@ -74,8 +87,44 @@ func (s *ociRevSource) Poll(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
+	o := ociOrigin{Commit: f.Revision, Branch: f.Branch, Source: f.Source}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrSource, err)
+	}
+	if err := os.WriteFile(s.originFile(d), b, 0o600); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrSource, err)
+	}
+	s.origins[d.String()] = o
 	return d.String(), nil
 }
+
+func (s *ociRevSource) originFile(d v1.Hash) string { return filepath.Join(s.cache, d.Hex+".json") }
+
+// origin returns what the artifact rev was packed from, as its verified
+// manifest said; the zero value when it is not known (an artifact that has
+// no commit annotation, or one that was never unpacked here).
+func (s *ociRevSource) origin(rev string) ociOrigin {
+	if o, ok := s.origins[rev]; ok {
+		return o
+	}
+	d, err := v1.NewHash(rev)
+	if err != nil {
+		return ociOrigin{}
+	}
+	var o ociOrigin
+	if b, err := os.ReadFile(s.originFile(d)); err == nil && json.Unmarshal(b, &o) == nil {
+		if !status.IsHash(o.Commit) {
+			o.Commit = ""
+		}
+		s.origins[rev] = o
+	}
+	return o
+}
+
+// Commit returns the Git commit that the artifact rev was packed from, or
+// "" when it is not known.
+func (s *ociRevSource) Commit(rev string) string { return s.origin(rev).Commit }
 
 func (s *ociRevSource) Snapshot(ctx context.Context, rev string) (*Snapshot, error) {
 	d, err := v1.NewHash(rev)
@@ -85,7 +134,7 @@ func (s *ociRevSource) Snapshot(ctx context.Context, rev string) (*Snapshot, err
 	if _, err := os.Stat(s.dir(d)); err != nil {
 		return nil, fmt.Errorf("%w: artifact %s is not in the cache: %w", ErrSource, rev, err)
 	}
-	return &Snapshot{FS: os.DirFS(s.dir(d)), Revision: rev}, nil
+	return &Snapshot{FS: os.DirFS(s.dir(d)), Revision: rev, Commit: s.Commit(rev)}, nil
 }
 
 func (s *ociRevSource) Verify(ctx context.Context, rev string) error {
