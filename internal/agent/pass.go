@@ -176,6 +176,10 @@ func (p *runner) pass(ctx context.Context, tip polled, o passOptions) (*Report, 
 	if err != nil {
 		return rep, err
 	}
+	if snap.Commit != "" && snap.Commit != rev {
+		rep.Commit = snap.Commit
+		log = log.With("commit", snap.Commit)
+	}
 	desired, err := p.render(ctx, snap, isTip && !o.local)
 	if err != nil {
 		// A damaged local copy reads as missing files, which validation
