@@ -91,6 +91,37 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 		t.Errorf("note after apply: commit %q, digest %q, result %q; want %s, %s, applied", n.Commit, n.Digest, n.Result, first, digest)
 	}
 
+	sock := filepath.Join(dir, "run", "outpost.sock")
+	checkStatus := func(from, commit, digest string) {
+		t.Helper()
+		var so, se bytes.Buffer
+		if code := run(ctx, []string{"status", "--json", "--config", cfg, "--socket", sock}, &so, &se); code != 0 {
+			t.Fatalf("status exited %d: %s", code, se.String())
+		}
+		var s struct {
+			Source, Commit, Digest string
+			LastGood               string `json:"last_good"`
+			LastGoodDigest         string `json:"last_good_digest"`
+		}
+		if err := json.Unmarshal(so.Bytes(), &s); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, so.String())
+		}
+		if s.Source != from || s.Commit != commit || s.Digest != digest || s.LastGood != commit || s.LastGoodDigest != digest {
+			t.Errorf("status --json from the %s = %s, want commit and last good %s, digest %s", s.Source, so.String(), commit, digest)
+		}
+		so.Reset()
+		if code := run(ctx, []string{"status", "--config", cfg, "--socket", sock}, &so, &se); code != 0 {
+			t.Fatalf("status exited %d: %s", code, se.String())
+		}
+		if want := fmt.Sprintf("revision:  %s (%s) applied", commit, digest); from == "daemon" && !strings.Contains(so.String(), want) {
+			t.Errorf("status printed\n%s\nwant %q", so.String(), want)
+		}
+		if want := fmt.Sprintf("last good: %s (%s)\n", commit, digest); !strings.Contains(so.String(), want) {
+			t.Errorf("status printed\n%s\nwant %q", so.String(), want)
+		}
+	}
+	checkStatus("state", first, digest)
+
 	// The text report shows the commit with the digest beside it.
 	stdout.Reset()
 	stderr.Reset()
@@ -108,7 +139,6 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 	dctx, cancel := context.WithCancel(ctx)
 	var dout, derr syncBuffer
 	done := make(chan int, 1)
-	sock := filepath.Join(dir, "run", "outpost.sock")
 	go func() {
 		done <- run(dctx, []string{"run", "--config", cfg, "--root", sandbox, "--socket", sock}, &dout, &derr)
 	}()
@@ -138,6 +168,7 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(sandbox, "etc", "motd")); err != nil || string(got) != "second\n" {
 		t.Errorf("/etc/motd = %q, %v; want the second commit's", got, err)
 	}
+	checkStatus("daemon", second, digest2)
 	stop()
 }
 

@@ -712,9 +712,15 @@ func (p *runner) setStatus(f func(*Status)) {
 }
 
 func (p *runner) setResult(rev, result, reason string) {
+	commit, digest := rev, ""
+	good, goodDigest := p.st.LastGood, ""
+	if isOCIURL(p.cfg.Source.URL) {
+		commit, digest = ociCommits(p.cfg.StateDir, rev)
+		good, goodDigest = ociCommits(p.cfg.StateDir, good)
+	}
 	p.setStatus(func(s *Status) {
-		s.Commit = rev
-		s.LastGood = p.st.LastGood
+		s.Commit, s.Digest = commit, digest
+		s.LastGood, s.LastGoodDigest = good, goodDigest
 		s.Result = result
 		s.LastError = reason
 		s.Failed = cloneFailed(p.st.Failed)

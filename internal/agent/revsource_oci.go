@@ -108,18 +108,42 @@ func (s *ociRevSource) origin(rev string) ociOrigin {
 	if o, ok := s.origins[rev]; ok {
 		return o
 	}
-	d, err := v1.NewHash(rev)
-	if err != nil {
-		return ociOrigin{}
-	}
-	var o ociOrigin
-	if b, err := os.ReadFile(s.originFile(d)); err == nil && json.Unmarshal(b, &o) == nil {
-		if !status.IsHash(o.Commit) {
-			o.Commit = ""
-		}
+	o, ok := readOCIOrigin(s.cache, rev)
+	if ok {
 		s.origins[rev] = o
 	}
 	return o
+}
+
+// readOCIOrigin reads the origin of the artifact rev from the cache
+// directory; ok is false when it is not there.
+func readOCIOrigin(cache, rev string) (o ociOrigin, ok bool) {
+	d, err := v1.NewHash(rev)
+	if err != nil {
+		return ociOrigin{}, false
+	}
+	b, err := os.ReadFile(filepath.Join(cache, d.Hex+".json"))
+	if err != nil || json.Unmarshal(b, &o) != nil {
+		return ociOrigin{}, false
+	}
+	if !status.IsHash(o.Commit) {
+		o.Commit = ""
+	}
+	return o, true
+}
+
+// ociCommits returns the commit of rev and its digest, from the OCI
+// cache of stateDir: ("", "") stays so, a Git revision is returned as it
+// is, and an artifact whose commit is not known keeps its digest alone.
+func ociCommits(stateDir, rev string) (commit, digest string) {
+	if !strings.HasPrefix(rev, "sha256:") {
+		return rev, ""
+	}
+	o, _ := readOCIOrigin(filepath.Join(stateDir, "oci"), rev)
+	if o.Commit == "" {
+		return rev, ""
+	}
+	return o.Commit, rev
 }
 
 // Commit returns the Git commit that the artifact rev was packed from, or
