@@ -22,17 +22,17 @@ type Status struct {
 	Host string `json:"host"`
 	// Source is "daemon" when the running agent answered, "state" when it
 	// was read from the state directory.
-	Source    string `json:"source"`
-	Commit    string `json:"commit,omitempty"`
-	LastGood  string `json:"last_good,omitempty"`
+	Source   string `json:"source"`
+	Commit   string `json:"commit,omitempty"`
+	LastGood string `json:"last_good,omitempty"`
 	// Digest and LastGoodDigest are, for an OCI source, the manifest
 	// digests of the artifacts that Commit and LastGood were packed from.
 	Digest         string `json:"digest,omitempty"`
 	LastGoodDigest string `json:"last_good_digest,omitempty"`
-	Result    string `json:"result,omitempty"`
-	LastError string `json:"last_error,omitempty"`
-	Suspended bool   `json:"suspended"`
-	Offline   bool   `json:"offline"`
+	Result         string `json:"result,omitempty"`
+	LastError      string `json:"last_error,omitempty"`
+	Suspended      bool   `json:"suspended"`
+	Offline        bool   `json:"offline"`
 
 	LastPoll      time.Time `json:"last_poll,omitzero"`
 	LastPollError string    `json:"last_poll_error,omitempty"`
