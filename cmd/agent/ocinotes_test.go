@@ -222,3 +222,50 @@ func TestOCIArtifactWithoutCommitAppliesWithoutNote(t *testing.T) {
 		t.Errorf("notes on the status remote: %q, %v; want none", refs, err)
 	}
 }
+
+// TestOCIUnverifiedNoteOnCommit publishes an unsigned artifact for a host
+// that wants signed ones: nothing is applied, and the unverified note goes
+// on the commit the artifact names, with its digest.
+func TestOCIUnverifiedNoteOnCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	root := gitserver.NewRoot(t)
+	env := root.Create("env")
+	srv := root.ServeGit()
+	reg := registry.Start(t)
+	target := "oci://" + reg.Ref("fleet/env", "prod")
+	dir := t.TempDir()
+	key := gitserver.NewSSHKey(t)
+	allowed := filepath.Join(dir, "allowed_signers")
+	writeFile(t, allowed, "ci@example "+key.Public+"\n", 0o644)
+	cfg := filepath.Join(dir, "agent.yaml")
+	writeFile(t, cfg, fmt.Sprintf("host: {name: web-1}\nsource:\n  url: %s\n  verify: {allowed_signers: %s}\nstatus:\n  push: true\n  remote: %s\nstate_dir: %s\n",
+		target, allowed, srv.URL("env"), filepath.Join(dir, "state")), 0o644)
+	var out bytes.Buffer
+	sandbox := filepath.Join(dir, "root")
+	env.Commit(ociNoteEnv("signed\n"), "signed")
+	if code := run(ctx, []string{"publish", "--repo", env.Work, "--sign-key", key.PrivateFile, target}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	if code := run(ctx, []string{"apply", "--config", cfg, "--root", sandbox}, &out, &out); code != 0 {
+		t.Fatalf("apply of a signed artifact exited %d:\n%s", code, out.String())
+	}
+	commit := env.Commit(ociNoteEnv("unsigned\n"), "unsigned")
+	if code := run(ctx, []string{"publish", "--repo", env.Work, target}, &out, &out); code != 0 {
+		t.Fatalf("publish exited %d: %s", code, out.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"apply", "--config", cfg, "--root", sandbox}, &out, &out); code == 0 {
+		t.Errorf("apply of an unsigned artifact exited 0, want a failure:\n%s", out.String())
+	}
+	if got, err := os.ReadFile(filepath.Join(sandbox, "etc", "motd")); err != nil || string(got) != "signed\n" {
+		t.Errorf("/etc/motd after an unsigned artifact = %q, %v; want the signed one's", got, err)
+	}
+	n, err := readNote(env.Path, "web-1", commit)
+	if err != nil {
+		t.Fatalf("no note on %s: %v\n%s", commit, err, out.String())
+	}
+	if n.Result != status.Unverified || !strings.HasPrefix(n.Digest, "sha256:") {
+		t.Errorf("note: result %q, digest %q; want unverified and the artifact's digest", n.Result, n.Digest)
+	}
+}

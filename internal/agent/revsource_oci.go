@@ -81,13 +81,20 @@ func (s *ociRevSource) Poll(ctx context.Context) (string, error) {
 	f, err := oci.Fetch(ctx, ref, d, s.signers, s.dir(d), opts...)
 	if err != nil {
 		if errors.Is(err, oci.ErrUnverified) {
-			// Verify reports it, as for an unsigned Git commit.
+			// Verify reports it, as for an unsigned Git commit,
+			// against the commit the artifact names.
 			s.unverified[d.String()] = err
+			if status.IsHash(f.Revision) {
+				s.origins[d.String()] = ociOrigin{Commit: f.Revision, Branch: f.Branch, Source: f.Source}
+			}
 			return d.String(), nil
 		}
 		return "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
 	o := ociOrigin{Commit: f.Revision, Branch: f.Branch, Source: f.Source}
+	if !status.IsHash(o.Commit) {
+		o.Commit = ""
+	}
 	b, err := json.Marshal(o)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrSource, err)
