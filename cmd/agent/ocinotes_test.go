@@ -133,6 +133,23 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 		t.Errorf("diff printed %q, want %q", stdout.String(), want)
 	}
 
+	// A tree cached without its origin (unpacked by an older version, or
+	// a crash between the two) learns it again at the next poll.
+	origin := filepath.Join(state, "oci", strings.TrimPrefix(digest, "sha256:")+".json")
+	if err := os.Remove(origin); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"apply", "--json", "--config", cfg, "--root", sandbox}, &stdout, &stderr); code != 0 {
+		t.Fatalf("apply exited %d:\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || rep.Commit != first {
+		t.Errorf("apply --json without the cached origin: commit %q, %v; want %s", rep.Commit, err, first)
+	}
+	if _, err := os.Stat(origin); err != nil {
+		t.Errorf("the origin was not kept again: %v", err)
+	}
+
 	// The daemon applies a second commit and pushes its note.
 	second := env.Commit(ociNoteEnv("second\n"), "second")
 	digest2 := publish()

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -73,6 +75,9 @@ func (s *ociRevSource) Poll(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
 	if _, err := os.Stat(s.dir(d)); err == nil {
+		if _, err := os.Stat(s.originFile(d)); errors.Is(err, fs.ErrNotExist) {
+			s.learnOrigin(ctx, ref, d)
+		}
 		return d.String(), nil
 	}
 	if _, seen := s.unverified[d.String()]; seen {
@@ -91,19 +96,46 @@ func (s *ociRevSource) Poll(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
+	if err := s.keepOrigin(d, f); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrSource, err)
+	}
+	return d.String(), nil
+}
+
+// keepOrigin writes what the verified artifact d was packed from beside
+// its tree.
+func (s *ociRevSource) keepOrigin(d v1.Hash, f oci.Fetched) error {
 	o := ociOrigin{Commit: f.Revision, Branch: f.Branch, Source: f.Source}
 	if !status.IsHash(o.Commit) {
 		o.Commit = ""
 	}
 	b, err := json.Marshal(o)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrSource, err)
+		return err
 	}
 	if err := os.WriteFile(s.originFile(d), b, 0o600); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrSource, err)
+		return err
 	}
 	s.origins[d.String()] = o
-	return d.String(), nil
+	return nil
+}
+
+// learnOrigin fetches and checks the cached artifact d once more, into a
+// directory that is then removed, to learn its origin: a tree unpacked
+// before origins were kept, or one whose origin a crash left unwritten.
+// The tree in force stays as it is; a failure leaves the origin unknown
+// until the next poll.
+func (s *ociRevSource) learnOrigin(ctx context.Context, ref name.Reference, d v1.Hash) {
+	tmp, err := os.MkdirTemp(s.cache, ".origin-")
+	if err != nil {
+		return
+	}
+	defer os.RemoveAll(tmp)
+	f, err := oci.Fetch(ctx, ref, d, s.signers, filepath.Join(tmp, "tree"), s.opts...)
+	if err != nil {
+		return
+	}
+	_ = s.keepOrigin(d, f)
 }
 
 func (s *ociRevSource) originFile(d v1.Hash) string { return filepath.Join(s.cache, d.Hex+".json") }
