@@ -14,6 +14,7 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/oci"
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/status"
@@ -80,9 +81,7 @@ func newReporter(cfg *Config, log *slog.Logger, newPusher func(*status.Notes, st
 	if !cfg.Status.Push {
 		return r, nil
 	}
-	pc := pullConfig(cfg)
-	pc.URL = url
-	tr, err := pc.Transport()
+	tr, err := notesPullConfig(cfg, url).Transport()
 	if err != nil {
 		return nil, fmt.Errorf("status notes: %w", err)
 	}
@@ -227,9 +226,7 @@ func FleetOptions(cfg *Config) (status.FleetOptions, string, error) {
 	if url == "" {
 		return status.FleetOptions{}, "", fmt.Errorf("%w: no source: set source.url in the configuration or pass --source", ErrSource)
 	}
-	pc := pullConfig(cfg)
-	pc.URL = url
-	tr, err := pc.Transport()
+	tr, err := notesPullConfig(cfg, url).Transport()
 	if err != nil {
 		return status.FleetOptions{}, "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
@@ -238,6 +235,19 @@ func FleetOptions(cfg *Config) (status.FleetOptions, string, error) {
 		src = tr.LocalPath
 	}
 	return status.FleetOptions{Branch: cfg.Source.Branch, Auth: tr.Auth, CABundle: tr.CABundle}, src, nil
+}
+
+// notesPullConfig is how the notes repository at url is reached: with the
+// source's settings, except that the user name, password and token of an
+// oci:// source are the registry's and are never sent to a Git server (an
+// SSH key, known hosts and CAs still apply).
+func notesPullConfig(cfg *Config, url string) pull.Config {
+	pc := pullConfig(cfg)
+	pc.URL = url
+	if isOCIURL(cfg.Source.URL) {
+		pc.Auth.Username, pc.Auth.PasswordFile, pc.Auth.TokenFile = "", "", ""
+	}
+	return pc
 }
 
 // authHint is logged with a refusal of the source's or the notes remote's
