@@ -157,7 +157,7 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 	var dout, derr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(dctx, []string{"run", "--config", cfg, "--root", sandbox, "--socket", sock}, &dout, &derr)
+		done <- run(dctx, []string{"run", "-v", "--config", cfg, "--root", sandbox, "--socket", sock}, &dout, &derr)
 	}()
 	stopped := false
 	stop := func() {
@@ -187,6 +187,9 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 	}
 	checkStatus("daemon", second, digest2)
 	stop()
+	if logs := dout.String() + derr.String(); !strings.Contains(logs, "revision="+digest2) || !strings.Contains(logs, "commit="+second) {
+		t.Errorf("the daemon's logs do not name both the digest %s and the commit %s:\n%s", digest2, second, logs)
+	}
 }
 
 // TestOCIArtifactWithoutCommitAppliesWithoutNote applies an artifact that

@@ -150,7 +150,7 @@ func (r *reporter) close() {
 // a status note on the revision when there is Git to write to. Notes are
 // written when the outcome changes, not on every poll.
 func (p *runner) report(ctx context.Context, rev, result string, res *converge.Result, reason string) {
-	p.log.Debug("outcome", "revision", rev, "result", result)
+	p.log.Debug("outcome", append(p.revArgs(rev), "result", result)...)
 	if p.notes == nil {
 		return
 	}
@@ -203,6 +203,17 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 			p.notes.pusher.Notify()
 		}
 	}
+}
+
+// revArgs are the log attributes that name rev: the revision, and for an
+// OCI artifact the commit it was packed from beside it.
+func (p *runner) revArgs(rev string) []any {
+	if cs, ok := p.src.(commitSource); ok {
+		if c := cs.Commit(rev); c != "" && c != rev {
+			return []any{"revision", rev, "commit", c}
+		}
+	}
+	return []any{"revision", rev}
 }
 
 // commitSource is a revision source whose revisions are made from Git
