@@ -142,6 +142,15 @@ var (
 	newRetryCmd     = newControlCmd("retry", "Try failed revisions again")
 )
 
+// withDigest is an OCI artifact's digest, shown beside the commit it was
+// packed from.
+func withDigest(d string) string {
+	if d == "" {
+		return ""
+	}
+	return " (" + spec.Quote(d) + ")"
+}
+
 func (g *globals) printStatus(s *agent.Status) error {
 	if g.json {
 		return agent.WriteJSON(g.stdout, s)
@@ -152,8 +161,8 @@ func (g *globals) printStatus(s *agent.Status) error {
 	// neither forge a line nor drive the terminal.
 	q := spec.Quote
 	fmt.Fprintf(w, "host:      %s (from the %s)\n", q(s.Host), q(s.Source))
-	fmt.Fprintf(w, "revision:  %s %s\n", q(orDash(s.Commit)), q(s.Result))
-	fmt.Fprintf(w, "last good: %s\n", q(orDash(s.LastGood)))
+	fmt.Fprintf(w, "revision:  %s%s %s\n", q(orDash(s.Commit)), withDigest(s.Digest), q(s.Result))
+	fmt.Fprintf(w, "last good: %s%s\n", q(orDash(s.LastGood)), withDigest(s.LastGoodDigest))
 	if s.Suspended {
 		fmt.Fprintln(w, "suspended: yes (changes paused; drift is reported, not repaired)")
 	}

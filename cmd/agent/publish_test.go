@@ -216,6 +216,14 @@ func TestApplyOCIRegistryDownEnforcesLastGood(t *testing.T) {
 	if code != 0 || !strings.Contains(msg, "offline: converging the last good revision") {
 		t.Errorf("apply with the registry down exited %d, want 0 and the last good revision:\n%s", code, msg)
 	}
+	// The commit the artifact was packed from is known offline too.
+	head, err := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if commit := strings.TrimSpace(string(head)); !strings.Contains(msg, "at "+commit[:12]+" (sha256:") {
+		t.Errorf("apply with the registry down does not show the commit %s with the digest:\n%s", commit, msg)
+	}
 	if got, err := os.ReadFile(motd); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("/etc/motd with the registry down = %q, %v; want the last good %q", got, err, want)
 	}

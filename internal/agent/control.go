@@ -22,13 +22,17 @@ type Status struct {
 	Host string `json:"host"`
 	// Source is "daemon" when the running agent answered, "state" when it
 	// was read from the state directory.
-	Source    string `json:"source"`
-	Commit    string `json:"commit,omitempty"`
-	LastGood  string `json:"last_good,omitempty"`
-	Result    string `json:"result,omitempty"`
-	LastError string `json:"last_error,omitempty"`
-	Suspended bool   `json:"suspended"`
-	Offline   bool   `json:"offline"`
+	Source   string `json:"source"`
+	Commit   string `json:"commit,omitempty"`
+	LastGood string `json:"last_good,omitempty"`
+	// Digest and LastGoodDigest are, for an OCI source, the manifest
+	// digests of the artifacts that Commit and LastGood were packed from.
+	Digest         string `json:"digest,omitempty"`
+	LastGoodDigest string `json:"last_good_digest,omitempty"`
+	Result         string `json:"result,omitempty"`
+	LastError      string `json:"last_error,omitempty"`
+	Suspended      bool   `json:"suspended"`
+	Offline        bool   `json:"offline"`
 
 	LastPoll      time.Time `json:"last_poll,omitzero"`
 	LastPollError string    `json:"last_poll_error,omitempty"`
@@ -256,6 +260,10 @@ func StatusFromState(cfg *Config) (*Status, error) {
 		Suspended: st.Suspended,
 		Failed:    st.Failed,
 		Resources: []ResourceStatus{},
+	}
+	if isOCIURL(cfg.Source.URL) {
+		s.Commit, s.Digest = ociCommits(cfg.StateDir, st.Commit)
+		s.LastGood, s.LastGoodDigest = ociCommits(cfg.StateDir, st.LastGood)
 	}
 	for _, id := range st.Inventory.IDs() {
 		s.Resources = append(s.Resources, ResourceStatus{Kind: string(id.Kind), Name: id.Name, State: "owned"})

@@ -13,6 +13,8 @@ import (
 	git "github.com/go-git/go-git/v5"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/oci"
+	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/status"
@@ -53,6 +55,10 @@ func newNotesPusher(notes *status.Notes, o status.PushOptions) (notesPusher, err
 func newReporter(cfg *Config, log *slog.Logger, newPusher func(*status.Notes, status.PushOptions) (notesPusher, error)) (*reporter, error) {
 	url := cfg.Status.Remote
 	if url == "" {
+		// An OCI source is not Git: its notes go to status.remote only.
+		if isOCIURL(cfg.Source.URL) {
+			return nil, nil
+		}
 		if !gitURL.MatchString(cfg.Source.URL) && !isGitRepo(cfg.Source.URL) {
 			return nil, nil
 		}
@@ -75,9 +81,7 @@ func newReporter(cfg *Config, log *slog.Logger, newPusher func(*status.Notes, st
 	if !cfg.Status.Push {
 		return r, nil
 	}
-	pc := pullConfig(cfg)
-	pc.URL = url
-	tr, err := pc.Transport()
+	tr, err := notesPullConfig(cfg, url).Transport()
 	if err != nil {
 		return nil, fmt.Errorf("status notes: %w", err)
 	}
@@ -146,11 +150,27 @@ func (r *reporter) close() {
 // a status note on the revision when there is Git to write to. Notes are
 // written when the outcome changes, not on every poll.
 func (p *runner) report(ctx context.Context, rev, result string, res *converge.Result, reason string) {
-	p.log.Debug("outcome", "revision", rev, "result", result)
+	p.log.Debug("outcome", append(p.revArgs(rev), "result", result)...)
 	if p.notes == nil {
 		return
 	}
-	n := status.New(p.cfg.Host.Name, rev, status.Result(result), time.Now())
+	commit, digest := rev, ""
+	if cs, ok := p.src.(commitSource); ok && cs.Commit(rev) != rev {
+		commit, digest = cs.Commit(rev), rev
+	}
+	if commit == "" {
+		if !p.noCommit[rev] {
+			p.log.Warn("status note not written: the artifact names no commit it was packed from (annotation "+oci.AnnotationRevision+"), so there is none to attach the note to",
+				"revision", rev, "result", result)
+			if p.noCommit == nil {
+				p.noCommit = map[string]bool{}
+			}
+			p.noCommit[rev] = true
+		}
+		return
+	}
+	n := status.New(p.cfg.Host.Name, commit, status.Result(result), time.Now())
+	n.Digest = digest
 	n.Labels = p.cfg.Host.Labels
 	n.AgentVersion = Version
 	n.Message = redact.URLs(reason)
@@ -185,6 +205,23 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 	}
 }
 
+// revArgs are the log attributes that name rev: the revision, and for an
+// OCI artifact the commit it was packed from beside it.
+func (p *runner) revArgs(rev string) []any {
+	if cs, ok := p.src.(commitSource); ok {
+		if c := cs.Commit(rev); c != "" && c != rev {
+			return []any{"revision", rev, "commit", c}
+		}
+	}
+	return []any{"revision", rev}
+}
+
+// commitSource is a revision source whose revisions are made from Git
+// commits: Commit returns the commit of rev ("" when it is not known).
+type commitSource interface {
+	Commit(rev string) string
+}
+
 // imageRef is what a container runs, as tag@digest when the digest is known.
 func imageRef(c *spec.Container) string {
 	return spec.Reference("", c.Tag, c.Digest)
@@ -200,9 +237,7 @@ func FleetOptions(cfg *Config) (status.FleetOptions, string, error) {
 	if url == "" {
 		return status.FleetOptions{}, "", fmt.Errorf("%w: no source: set source.url in the configuration or pass --source", ErrSource)
 	}
-	pc := pullConfig(cfg)
-	pc.URL = url
-	tr, err := pc.Transport()
+	tr, err := notesPullConfig(cfg, url).Transport()
 	if err != nil {
 		return status.FleetOptions{}, "", fmt.Errorf("%w: %w", ErrSource, err)
 	}
@@ -211,6 +246,19 @@ func FleetOptions(cfg *Config) (status.FleetOptions, string, error) {
 		src = tr.LocalPath
 	}
 	return status.FleetOptions{Branch: cfg.Source.Branch, Auth: tr.Auth, CABundle: tr.CABundle}, src, nil
+}
+
+// notesPullConfig is how the notes repository at url is reached: with the
+// source's settings, except that the user name, password and token of an
+// oci:// source are the registry's and are never sent to a Git server (an
+// SSH key, known hosts and CAs still apply).
+func notesPullConfig(cfg *Config, url string) pull.Config {
+	pc := pullConfig(cfg)
+	pc.URL = url
+	if isOCIURL(cfg.Source.URL) {
+		pc.Auth.Username, pc.Auth.PasswordFile, pc.Auth.TokenFile = "", "", ""
+	}
+	return pc
 }
 
 // authHint is logged with a refusal of the source's or the notes remote's

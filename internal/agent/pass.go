@@ -66,6 +66,9 @@ type runner struct {
 	saved state.State
 	// driftSinceNote counts the drift repairs since the last note.
 	driftSinceNote int
+	// noCommit holds the OCI revisions whose missing commit was warned
+	// about: their notes are skipped with one warning each.
+	noCommit map[string]bool
 	// track keeps the status of each resource in force, which the
 	// daemon serves on its socket; a single pass has no one to tell.
 	track bool
@@ -161,7 +164,7 @@ func (p *runner) pass(ctx context.Context, tip polled, o passOptions) (*Report, 
 		return rep, err
 	}
 	rep.Revision = rev
-	log := p.log.With("revision", rev)
+	log := p.log.With(p.revArgs(rev)...)
 	snap, err := p.src.Snapshot(ctx, rev)
 	if err != nil && errors.Is(err, pull.ErrTooLarge) {
 		if p.refuse(ctx, rev, ResultInvalid, err, o) {
@@ -172,6 +175,9 @@ func (p *runner) pass(ctx context.Context, tip polled, o passOptions) (*Report, 
 	}
 	if err != nil {
 		return rep, err
+	}
+	if snap.Commit != "" && snap.Commit != rev {
+		rep.Commit = snap.Commit
 	}
 	desired, err := p.render(ctx, snap, isTip && !o.local)
 	if err != nil {
@@ -241,7 +247,7 @@ func (p *runner) source(ctx context.Context, tip polled, o passOptions, rep *Rep
 	if tip.err == nil {
 		verifyErr = p.src.Verify(ctx, tip.rev)
 		if verifyErr != nil && ctx.Err() == nil && p.refuse(ctx, tip.rev, ResultUnverified, verifyErr, o) {
-			p.logRefusal(o, "revision not verified; nothing changed", "revision", tip.rev, "err", verifyErr)
+			p.logRefusal(o, "revision not verified; nothing changed", append(p.revArgs(tip.rev), "err", verifyErr)...)
 		}
 	}
 	if ctx.Err() != nil {
@@ -257,7 +263,7 @@ func (p *runner) source(ctx context.Context, tip polled, o passOptions, rep *Rep
 	if err != nil {
 		return "", false, err
 	}
-	p.log.Info("converging the last good revision", "revision", choice.Commit, "offline", choice.Offline, "reason", choice.Fallback)
+	p.log.Info("converging the last good revision", append(p.revArgs(choice.Commit), "offline", choice.Offline, "reason", choice.Fallback)...)
 	rep.Offline = choice.Offline
 	rep.Fallback = redact.URLs(choice.Fallback.Error())
 	rep.Tip = choice.Tip
@@ -497,7 +503,7 @@ func (p *runner) finish(ctx context.Context, rev string, desired *spec.State, re
 		// pass tries again.
 		o.result, o.keep = ResultFailed, true
 	default:
-		p.log.Error("revision failed", "revision", rev, "reason", reason)
+		p.log.Error("revision failed", append(p.revArgs(rev), "reason", reason)...)
 		o.result = ResultFailed
 		if good := p.st.LastGood; good != "" && good != rev && p.rollback(ctx, good) {
 			o.result, o.inForce = ResultRolledBack, good
@@ -569,7 +575,7 @@ func (p *runner) refuse(ctx context.Context, rev, result string, err error, o pa
 
 // rollback converges the last good revision again.
 func (p *runner) rollback(ctx context.Context, good string) bool {
-	log := p.log.With("revision", good)
+	log := p.log.With(p.revArgs(good)...)
 	snap, err := p.src.Snapshot(ctx, good)
 	if err != nil {
 		log.Error("cannot roll back: last good revision not readable", "err", err)
@@ -705,9 +711,15 @@ func (p *runner) setStatus(f func(*Status)) {
 }
 
 func (p *runner) setResult(rev, result, reason string) {
+	commit, digest := rev, ""
+	good, goodDigest := p.st.LastGood, ""
+	if isOCIURL(p.cfg.Source.URL) {
+		commit, digest = ociCommits(p.cfg.StateDir, rev)
+		good, goodDigest = ociCommits(p.cfg.StateDir, good)
+	}
 	p.setStatus(func(s *Status) {
-		s.Commit = rev
-		s.LastGood = p.st.LastGood
+		s.Commit, s.Digest = commit, digest
+		s.LastGood, s.LastGoodDigest = good, goodDigest
 		s.Result = result
 		s.LastError = reason
 		s.Failed = cloneFailed(p.st.Failed)

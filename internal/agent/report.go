@@ -45,6 +45,10 @@ type Report struct {
 	Command  string `json:"command"`
 	Host     string `json:"host"`
 	Revision string `json:"revision,omitempty"`
+	// Commit is the Git commit that Revision was made from when they
+	// differ: for an OCI source, Revision is the artifact's manifest
+	// digest and Commit the commit it was packed from.
+	Commit string `json:"commit,omitempty"`
 	// Fallback is set when Revision is the last good revision rather than
 	// the source's tip: why the tip was not used. Offline is true when
 	// the source could not be reached; Tip is the tip that was refused
@@ -162,9 +166,9 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 	var err error
 	switch r.Result {
 	case ResultRolledBack:
-		_, err = fmt.Fprintf(errw, "%s: %s failed and was rolled back to the last good revision: %s\n", r.Command, spec.Quote(shortRevision(r.Revision)), spec.Quote(r.Reason))
+		_, err = fmt.Fprintf(errw, "%s: %s failed and was rolled back to the last good revision: %s\n", r.Command, r.shownRevision(), spec.Quote(r.Reason))
 	case ResultFailed:
-		_, err = fmt.Fprintf(errw, "%s: %s failed: %s\n", r.Command, spec.Quote(shortRevision(r.Revision)), spec.Quote(r.Reason))
+		_, err = fmt.Fprintf(errw, "%s: %s failed: %s\n", r.Command, r.shownRevision(), spec.Quote(r.Reason))
 	}
 	return err
 }
@@ -208,7 +212,7 @@ func (c Change) line() string {
 
 func (r *Report) summaryLine() string {
 	s := r.Summary
-	at := fmt.Sprintf("host %s at %s", spec.Quote(r.Host), spec.Quote(shortRevision(r.Revision)))
+	at := fmt.Sprintf("host %s at %s", spec.Quote(r.Host), r.shownRevision())
 	var parts []string
 	add := func(n int, what string) {
 		if n > 0 {
@@ -235,6 +239,15 @@ func (r *Report) summaryLine() string {
 		return "diff: no changes: " + at + " is in sync"
 	}
 	return "diff: " + strings.Join(parts, ", ") + " on " + at
+}
+
+// shownRevision is the revision for humans: for an OCI source, the commit
+// with the artifact's digest beside it.
+func (r *Report) shownRevision() string {
+	if r.Commit == "" {
+		return spec.Quote(shortRevision(r.Revision))
+	}
+	return spec.Quote(shortRevision(r.Commit)) + " (" + spec.Quote(shortRevision(r.Revision)) + ")"
 }
 
 // shortRevision shortens a revision for humans: 12 hex digits are plenty.

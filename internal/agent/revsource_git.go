@@ -66,8 +66,11 @@ func (s *gitRevSource) Snapshot(ctx context.Context, rev string) (*Snapshot, err
 	if err != nil {
 		return nil, err
 	}
-	return &Snapshot{FS: fsys, Revision: rev}, nil
+	return &Snapshot{FS: fsys, Revision: rev, Commit: rev}, nil
 }
+
+// Commit returns rev: a Git revision is its commit.
+func (s *gitRevSource) Commit(rev string) string { return rev }
 
 func (s *gitRevSource) Verify(ctx context.Context, rev string) error {
 	if !s.verify {

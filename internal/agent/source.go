@@ -23,6 +23,10 @@ type Snapshot struct {
 	// Revision identifies the version: a commit for Git, a content hash
 	// ("sha256:...") for a plain directory.
 	Revision string
+	// Commit is the Git commit the version was made from: the revision
+	// itself for Git, the commit an OCI artifact was packed from (its
+	// annotation; "" when it has none), "" for a plain directory.
+	Commit string
 	// Display prefixes the positions of validation errors so that they
 	// point at a file that the operator can open: the directory as given
 	// for a local source, empty for a Git one.

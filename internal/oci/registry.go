@@ -140,7 +140,9 @@ type Fetched struct {
 
 // Fetch pulls the artifact with manifest digest d from ref's repository,
 // checks its signature when signers is not nil, and unpacks its layer into
-// dir. Nothing is written when any check fails.
+// dir. Nothing is written when any check fails. An artifact refused by
+// signers returns its annotations, unverified, beside an error wrapping
+// ErrUnverified.
 func Fetch(ctx context.Context, ref name.Reference, d v1.Hash, signers []pull.AllowedSigner, dir string, opts ...remote.Option) (Fetched, error) {
 	opts = append(opts, remote.WithContext(ctx))
 	img, err := remote.Image(ref.Context().Digest(d.String()), opts...)
@@ -167,6 +169,11 @@ func Fetch(ctx context.Context, ref name.Reference, d v1.Hash, signers []pull.Al
 			when = time.Now()
 		}
 		if err := verify(ref, d, signers, opts, when); err != nil {
+			if errors.Is(err, ErrUnverified) {
+				// What the manifest claims, unverified: enough to
+				// report the refusal against the commit it names.
+				return f, err
+			}
 			return Fetched{}, err
 		}
 	}

@@ -130,9 +130,13 @@ func TestPublishFetchThroughRegistry(t *testing.T) {
 func assertRefused(t *testing.T, ctx context.Context, ref name.Reference, d v1.Hash, signers []pull.AllowedSigner) {
 	t.Helper()
 	parent := t.TempDir()
-	_, err := Fetch(ctx, ref, d, signers, filepath.Join(parent, "tree"))
+	f, err := Fetch(ctx, ref, d, signers, filepath.Join(parent, "tree"))
 	if !errors.Is(err, ErrUnverified) {
 		t.Fatalf("Fetch = %v, want ErrUnverified", err)
+	}
+	// The refusal names what the manifest claims, to be reported on.
+	if f.Digest != d {
+		t.Errorf("refused Fetch returned digest %v, want %v", f.Digest, d)
 	}
 	if left, _ := os.ReadDir(parent); len(left) != 0 {
 		t.Errorf("a refused artifact left %v behind", left)

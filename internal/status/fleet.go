@@ -335,6 +335,10 @@ func WriteTable(w io.Writer, hosts []HostStatus, now time.Time) error {
 		}
 		n := h.Note
 		commit := q(short(n.Commit))
+		if n.Digest != "" {
+			// An OCI artifact: its digest, cut as images' are.
+			commit += " " + q(shortDigest(n.Digest))
+		}
 		if h.AtTip {
 			commit += " (tip)"
 		}
@@ -403,4 +407,12 @@ func age(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d/time.Hour))
 	}
 	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+// shortDigest cuts a manifest digest to 12 hex digits: sha256:0a0a0a0a0a0a.
+func shortDigest(d string) string {
+	if len(d) > len("sha256:")+12 {
+		return d[:len("sha256:")+12]
+	}
+	return d
 }

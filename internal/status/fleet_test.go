@@ -399,3 +399,19 @@ func TestWriteTableQuotes(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteTableShowsDigest(t *testing.T) {
+	git := New("web-1", commitA, Applied, t0)
+	art := New("web-2", commitA, Applied, t0)
+	art.Digest = "sha256:0a0a0a0a0a0a" + commitA + "0a0a0a0a0a0a"
+	hosts := []HostStatus{{Host: git.Host, Note: &git, AtTip: true}, {Host: art.Host, Note: &art, AtTip: true}}
+	var b bytes.Buffer
+	if err := WriteTable(&b, hosts, t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"web-1  -       1111111 (tip)  ", "web-2  -       1111111 sha256:0a0a0a0a0a0a (tip)  "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WriteTable() =\n%s\nwant a row with %q", b.String(), want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -58,6 +59,10 @@ type Note struct {
 	AgentVersion string            `json:"agent_version"`
 	// Commit is the full hash of the commit the note is about.
 	Commit string `json:"commit"`
+	// Digest is the manifest digest ("sha256:...") of the OCI artifact
+	// that the host applied, packed from Commit; absent for a host on a
+	// Git source.
+	Digest string `json:"digest,omitempty"`
 	Result Result `json:"result"`
 	// AppliedAt is when the apply finished.
 	AppliedAt time.Time `json:"applied_at"`
@@ -109,6 +114,8 @@ func (n Note) Validate() error {
 		return fmt.Errorf("%w: no host", ErrInvalidNote)
 	case !isHash(n.Commit):
 		return fmt.Errorf("%w: commit %q is not a full hash", ErrInvalidNote, n.Commit)
+	case n.Digest != "" && !isDigest(n.Digest):
+		return fmt.Errorf("%w: digest %q is not sha256:HEX", ErrInvalidNote, n.Digest)
 	case n.Schema <= Schema && !n.Result.Known():
 		return fmt.Errorf("%w: unknown result %q", ErrInvalidNote, n.Result)
 	case n.AppliedAt.IsZero():
@@ -118,6 +125,17 @@ func (n Note) Validate() error {
 	}
 	return nil
 }
+
+// isDigest reports whether s is a manifest digest: sha256: and 64 lower
+// case hex digits.
+func isDigest(s string) bool {
+	hex, ok := strings.CutPrefix(s, "sha256:")
+	return ok && len(hex) == 64 && isHash(hex)
+}
+
+// IsHash reports whether s is a full SHA-1 or SHA-256 object name in lower
+// case hex.
+func IsHash(s string) bool { return isHash(s) }
 
 // isHash reports whether s is a full SHA-1 or SHA-256 object name in lower
 // case hex.
@@ -248,6 +266,8 @@ func copyField(dst *Note, src Note, name string) {
 		dst.AgentVersion = src.AgentVersion
 	case "commit":
 		dst.Commit = src.Commit
+	case "digest":
+		dst.Digest = src.Digest
 	case "result":
 		dst.Result = src.Result
 	case "applied_at":
@@ -273,6 +293,7 @@ func (n Note) sameOutcome(prev Note) bool {
 	a, b := n.normalized(), prev.normalized()
 	return a.Host == b.Host &&
 		a.Commit == b.Commit &&
+		a.Digest == b.Digest &&
 		a.Result == b.Result &&
 		a.AgentVersion == b.AgentVersion &&
 		maps.Equal(a.Labels, b.Labels) &&

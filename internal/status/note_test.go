@@ -87,6 +87,10 @@ func TestParse(t *testing.T) {
 		{name: "newer schema", in: `{"schema":3,` + valid + `,"rollout_wave":2}`, want: func() Note { n := base; n.Schema = 3; return n }(), schema: 3},
 		{name: "newer schema with a changed field type", in: `{"schema":2,` + valid + `,"images":[{"name":"web"}]}`, want: func() Note { n := base; n.Schema = 2; return n }(), schema: 2},
 		{name: "newer schema with a new result", in: `{"schema":2,"host":"h","commit":"` + commitA + `","result":"paused","applied_at":"2026-11-26T12:00:00Z"}`, want: func() Note { n := base; n.Schema = 2; n.Result = "paused"; return n }(), schema: 2},
+		{name: "digest", in: `{"schema":1,` + valid + `,"digest":"sha256:` + commitA + commitA[:24] + `"}`, want: func() Note { n := base; n.Digest = "sha256:" + commitA + commitA[:24]; return n }()},
+		{name: "digest not sha256", in: `{"schema":1,` + valid + `,"digest":"` + commitA + `"}`, wantErr: ErrInvalidNote},
+		{name: "short digest", in: `{"schema":1,` + valid + `,"digest":"sha256:0a0a"}`, wantErr: ErrInvalidNote},
+		{name: "newer schema keeps the digest", in: `{"schema":2,` + valid + `,"digest":"sha256:` + commitA + commitA[:24] + `"}`, want: func() Note { n := base; n.Schema = 2; n.Digest = "sha256:" + commitA + commitA[:24]; return n }(), schema: 2},
 		{name: "no schema", in: `{` + valid + `}`, wantErr: ErrInvalidNote},
 		{name: "schema zero", in: `{"schema":0,` + valid + `}`, wantErr: ErrInvalidNote},
 		{name: "schema not a number", in: `{"schema":"1",` + valid + `}`, wantErr: ErrInvalidNote},
@@ -197,6 +201,7 @@ func TestSameOutcome(t *testing.T) {
 		{name: "other failed resource", change: func(n *Note) { n.Failed = n.Failed[:1] }},
 		{name: "other labels", change: func(n *Note) { n.Labels = map[string]string{"site": "paris"} }},
 		{name: "other agent", change: func(n *Note) { n.AgentVersion = "0.4.0" }},
+		{name: "other artifact of the commit", change: func(n *Note) { n.Digest = "sha256:" + commitA + commitA[:24] }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
