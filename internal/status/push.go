@@ -141,7 +141,9 @@ func (p *Pusher) Run(ctx context.Context) error {
 		}
 		retry = nil
 		err := p.Push(ctx)
-		if ctx.Err() != nil {
+		// A push that landed is reported even when ctx ended just after
+		// it: the recovery happened.
+		if err != nil && ctx.Err() != nil {
 			return nil
 		}
 		if err == nil {
