@@ -3,8 +3,6 @@ package daemon
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -27,24 +25,9 @@ const killApplyRounds = 12
 // object.
 func TestKillApply(t *testing.T) {
 	t.Parallel()
-	rounds := killApplyRounds
-	if s := os.Getenv("OUTPOST_KILL_APPLY_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("OUTPOST_KILL_APPLY_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
-	name := uniqueName("e2e-killapply-")
-	unitPrefix := name + "-u"
-	image := pushWeb(t, name, "1.0.0")
-	cleanContainers(t, name, image+":1.0.0")
-
-	root := gitserver.NewRoot(t)
-	repo := root.Create("env")
-	cur := killVersion(0, unitPrefix, name, image)
-	cur.commit = repo.CommitWith(gitserver.CommitOptions{Files: cur.files, Message: "version 0"})
-	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+	rounds := killRoundsFrom(t, "OUTPOST_KILL_APPLY_ROUNDS", killApplyRounds)
+	k := startKillRepo(t, "e2e-killapply-")
+	name, unitPrefix, image, repo, cur, srv := k.name, k.unitPrefix, k.image, k.repo, k.cur, k.srv
 
 	h := host.Start(t, host.Options{BinDir: binDir})
 	h.WriteFile(t, configPath, []byte(agentConfig(srv.URL("env"), "web-1", time.Hour, time.Minute)), 0o600)

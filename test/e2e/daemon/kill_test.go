@@ -138,24 +138,9 @@ func indent(s string) string {
 // container of its version), state.json records it and every object, and
 // no temporary file of an interrupted write is left.
 func TestKillDuringConverge(t *testing.T) {
-	rounds := killRounds
-	if s := os.Getenv("OUTPOST_KILL_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("OUTPOST_KILL_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
-	name := uniqueName("e2e-kill-")
-	unitPrefix := name + "-u"
-	image := pushWeb(t, name, "1.0.0")
-	cleanContainers(t, name, image+":1.0.0")
-
-	root := gitserver.NewRoot(t)
-	repo := root.Create("env")
-	cur := killVersion(0, unitPrefix, name, image)
-	cur.commit = repo.CommitWith(gitserver.CommitOptions{Files: cur.files, Message: "version 0"})
-	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+	rounds := killRoundsFrom(t, "OUTPOST_KILL_ROUNDS", killRounds)
+	k := startKillRepo(t, "e2e-kill-")
+	name, unitPrefix, image, repo, cur, srv := k.name, k.unitPrefix, k.image, k.repo, k.cur, k.srv
 
 	h := host.Start(t, host.Options{BinDir: binDir})
 	// A long poll: each round asks for its commit with reconcile. At -vv
@@ -348,4 +333,42 @@ func slicesMax(ds []time.Duration) time.Duration {
 		m = max(m, d)
 	}
 	return m
+}
+
+// killRoundsFrom is def, or the positive number that the environment
+// variable env gives.
+func killRoundsFrom(t *testing.T, env string, def int) int {
+	t.Helper()
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", env, s)
+	}
+	return n
+}
+
+// killRepo is a kill suite's start: version 0 committed to a repository
+// served over HTTP, with its image pushed.
+type killRepo struct {
+	name, unitPrefix, image string
+	repo                    *gitserver.Repo
+	cur                     *killState
+	srv                     *gitserver.HTTPServer
+}
+
+func startKillRepo(t *testing.T, prefix string) killRepo {
+	t.Helper()
+	k := killRepo{name: uniqueName(prefix)}
+	k.unitPrefix = k.name + "-u"
+	k.image = pushWeb(t, k.name, "1.0.0")
+	cleanContainers(t, k.name, k.image+":1.0.0")
+	root := gitserver.NewRoot(t)
+	k.repo = root.Create("env")
+	k.cur = killVersion(0, k.unitPrefix, k.name, k.image)
+	k.cur.commit = k.repo.CommitWith(gitserver.CommitOptions{Files: k.cur.files, Message: "version 0"})
+	k.srv = root.ServeHTTP(gitserver.HTTPOptions{})
+	return k
 }
