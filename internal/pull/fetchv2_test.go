@@ -38,11 +38,8 @@ func TestFetchV2(t *testing.T) {
 	d := root.ServeGit()
 	dp := gitserver.NewProxy(t, d.Addr)
 	s := root.ServeSSH()
-	sp := gitserver.NewProxy(t, s.Addr)
-	known := filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(known, []byte("["+strings.Replace(sp.Addr, ":", "]:", 1)+" "+s.HostKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	sp := s.Proxied(t)
+	known := sp.KnownHosts
 	s0 := root.ServeSSHWith(gitserver.SSHOptions{RefuseGitProtocol: true})
 	sshAuth := pull.Auth{SSHKeyFile: s.KeyFile, KnownHostsFile: known}
 
@@ -59,7 +56,7 @@ func TestFetchV2(t *testing.T) {
 	srcs := []*counted{
 		{name: "http bodies", cfg: pull.Config{URL: h.URL("env")}, bytes: h.Bytes, reset: h.Reset, proto: pull.ProtocolV2},
 		{name: "git wire", cfg: pull.Config{URL: "git://" + dp.Addr + "/env.git"}, bytes: dp.Bytes, reset: dp.ResetBytes, idle: dp.WaitIdle, proto: pull.ProtocolV2},
-		{name: "ssh wire", cfg: pull.Config{URL: strings.Replace(s.URL("env"), s.Addr, sp.Addr, 1), Auth: sshAuth}, bytes: sp.Bytes, reset: sp.ResetBytes, idle: sp.WaitIdle, proto: pull.ProtocolV2},
+		{name: "ssh wire", cfg: pull.Config{URL: sp.URL("env"), Auth: sshAuth}, bytes: sp.Bytes, reset: sp.ResetBytes, idle: sp.WaitIdle, proto: pull.ProtocolV2},
 		{name: "v0 http bodies", cfg: pull.Config{URL: h0.URL("env")}, bytes: h0.Bytes, reset: h0.Reset, proto: pull.ProtocolV0},
 		{name: "v0 ssh", cfg: pull.Config{URL: s0.URL("env"), Auth: pull.Auth{SSHKeyFile: s0.KeyFile, KnownHostsFile: s0.KnownHostsFile}}, proto: pull.ProtocolV0},
 	}

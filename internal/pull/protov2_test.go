@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -204,12 +203,9 @@ func TestPollBytes(t *testing.T) {
 	d := root.ServeGit()
 	dp := gitserver.NewProxy(t, d.Addr)
 	s := root.ServeSSH()
-	sp := gitserver.NewProxy(t, s.Addr)
-	known := filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(known, []byte("["+strings.Replace(sp.Addr, ":", "]:", 1)+" "+s.HostKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sshURL := strings.Replace(s.URL("env"), s.Addr, sp.Addr, 1)
+	sp := s.Proxied(t)
+	known := sp.KnownHosts
+	sshURL := sp.URL("env")
 
 	type counted struct {
 		name  string
@@ -404,12 +400,9 @@ func TestListRefsBytes(t *testing.T) {
 	d := root.ServeGit()
 	dp := gitserver.NewProxy(t, d.Addr)
 	s := root.ServeSSH()
-	sp := gitserver.NewProxy(t, s.Addr)
-	known := filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(known, []byte("["+strings.Replace(sp.Addr, ":", "]:", 1)+" "+s.HostKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sshCfg := pull.Config{URL: strings.Replace(s.URL("env"), s.Addr, sp.Addr, 1), Auth: pull.Auth{SSHKeyFile: s.KeyFile, KnownHostsFile: known}}
+	sp := s.Proxied(t)
+	known := sp.KnownHosts
+	sshCfg := pull.Config{URL: sp.URL("env"), Auth: pull.Auth{SSHKeyFile: s.KeyFile, KnownHostsFile: known}}
 	sshTr, err := sshCfg.Transport()
 	if err != nil {
 		t.Fatal(err)

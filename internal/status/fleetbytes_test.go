@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,12 +31,9 @@ func TestFleetBytes(t *testing.T) {
 	d := root.ServeGit()
 	dp := gitserver.NewProxy(t, d.Addr)
 	s := root.ServeSSH()
-	sp := gitserver.NewProxy(t, s.Addr)
-	known := filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(known, []byte("["+strings.Replace(sp.Addr, ":", "]:", 1)+" "+s.HostKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sshTr, err := pull.Config{URL: strings.Replace(s.URL("env"), s.Addr, sp.Addr, 1), Auth: pull.Auth{SSHKeyFile: s.KeyFile, KnownHostsFile: known}}.Transport()
+	sp := s.Proxied(t)
+	known := sp.KnownHosts
+	sshTr, err := pull.Config{URL: sp.URL("env"), Auth: pull.Auth{SSHKeyFile: s.KeyFile, KnownHostsFile: known}}.Transport()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"testing"
 )
 
 // SSHServer is Debian's sshd serving a Root to one client key, as the user
@@ -136,6 +138,32 @@ SetEnv SHLVL=1
 // URL returns the repository name's ssh:// URL.
 func (s *SSHServer) URL(name string) string {
 	return "ssh://" + s.User + "@" + s.Addr + s.root.Path(name)
+}
+
+// SSHProxy is an SSHServer behind a counting Proxy, with a known_hosts
+// file that names the server's key at the proxy's address.
+type SSHProxy struct {
+	*Proxy
+	// KnownHosts is the known_hosts file for clients of the proxy.
+	KnownHosts string
+	server     *SSHServer
+}
+
+// Proxied puts a counting proxy in front of s.
+func (s *SSHServer) Proxied(t testing.TB) *SSHProxy {
+	t.Helper()
+	p := NewProxy(t, s.Addr)
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	line := "[" + strings.Replace(p.Addr, ":", "]:", 1) + " " + s.HostKey + "\n"
+	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &SSHProxy{Proxy: p, KnownHosts: known, server: s}
+}
+
+// URL returns the repository name's ssh:// URL through the proxy.
+func (p *SSHProxy) URL(name string) string {
+	return strings.Replace(p.server.URL(name), p.server.Addr, p.Addr, 1)
 }
 
 // Close stops sshd; it is safe to call more than once.
