@@ -96,60 +96,73 @@ func (c Config) Transport() (Transport, error) {
 	}
 	switch u.Scheme {
 	case "https", "http":
-		user, pass := c.Auth.Username, ""
-		if u.User != nil {
-			if user == "" {
-				user = u.User.Username()
-			}
-			pass, _ = u.User.Password()
-			u.User = nil
-		}
-		switch {
-		case c.Auth.TokenFile != "":
-			a, err := newFileAuth(c.Auth.TokenFile, user, true)
-			if err != nil {
-				return Transport{}, err
-			}
-			t.Auth = a
-		case c.Auth.PasswordFile != "":
-			a, err := newFileAuth(c.Auth.PasswordFile, user, false)
-			if err != nil {
-				return Transport{}, err
-			}
-			t.Auth = a
-		case user != "" || pass != "":
-			t.Auth = &githttp.BasicAuth{Username: user, Password: pass}
-		}
-		t.URL = u.String()
-		return t, nil
+		return c.httpTransport(t, u)
 	case "ssh", "git+ssh", "ssh+git":
-		u.Scheme = "ssh"
-		user := u.User.Username()
-		if user == "" {
-			user = c.Auth.Username
-		}
-		if user == "" {
-			user = "git"
-		}
-		if _, ok := u.User.Password(); ok {
-			return Transport{}, fmt.Errorf("%w: %s: ssh URLs take a key file, not a password", ErrConfig, redact.URLs(raw))
-		}
-		u.User = url.User(user)
-		port := u.Port()
-		if port == "" {
-			port = "22"
-		}
-		auth, err := c.sshAuth(user, u.Hostname(), port)
-		if err != nil {
-			return Transport{}, err
-		}
-		t.URL, t.Auth, t.Proxy = u.String(), auth, deadlineProxy(c.timeout())
-		return t, nil
+		return c.sshTransport(t, u, raw)
 	case "git":
 		t.URL = raw
 		return t, nil
 	}
 	return Transport{}, fmt.Errorf("%w: %s: unsupported scheme %q", ErrConfig, redact.URLs(raw), u.Scheme)
+}
+
+// httpTransport is t for an http(s) URL: basic auth from the URL's user
+// information or source.auth, or a token or password file read per
+// request.
+func (c Config) httpTransport(t Transport, u *url.URL) (Transport, error) {
+	user, pass := c.Auth.Username, ""
+	if u.User != nil {
+		if user == "" {
+			user = u.User.Username()
+		}
+		pass, _ = u.User.Password()
+		u.User = nil
+	}
+	switch {
+	case c.Auth.TokenFile != "":
+		a, err := newFileAuth(c.Auth.TokenFile, user, true)
+		if err != nil {
+			return Transport{}, err
+		}
+		t.Auth = a
+	case c.Auth.PasswordFile != "":
+		a, err := newFileAuth(c.Auth.PasswordFile, user, false)
+		if err != nil {
+			return Transport{}, err
+		}
+		t.Auth = a
+	case user != "" || pass != "":
+		t.Auth = &githttp.BasicAuth{Username: user, Password: pass}
+	}
+	t.URL = u.String()
+	return t, nil
+}
+
+// sshTransport is t for an ssh:// URL: the user from the URL or
+// source.auth (git by default) and the key and known hosts files.
+func (c Config) sshTransport(t Transport, u *url.URL, raw string) (Transport, error) {
+	u.Scheme = "ssh"
+	user := u.User.Username()
+	if user == "" {
+		user = c.Auth.Username
+	}
+	if user == "" {
+		user = "git"
+	}
+	if _, ok := u.User.Password(); ok {
+		return Transport{}, fmt.Errorf("%w: %s: ssh URLs take a key file, not a password", ErrConfig, redact.URLs(raw))
+	}
+	u.User = url.User(user)
+	port := u.Port()
+	if port == "" {
+		port = "22"
+	}
+	auth, err := c.sshAuth(user, u.Hostname(), port)
+	if err != nil {
+		return Transport{}, err
+	}
+	t.URL, t.Auth, t.Proxy = u.String(), auth, deadlineProxy(c.timeout())
+	return t, nil
 }
 
 // timeout is the configured timeout or DefaultTimeout.
