@@ -22,6 +22,11 @@ const asideSuffix = "-outpost-old"
 // CheckApply compares the container of r with the host's and, with apply
 // true, converges it: create it, start it, rename it back, update its
 // restart policy or CPUs in place, or replace it without leaving it broken.
+//
+// It is long because it is the one place that decides, in order, between
+// those outcomes from what the engine reports; each branch is short and
+// calls out to a helper, and splitting the decision would scatter the
+// order that makes an update safe.
 func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
 	c := r.Container
 	if c == nil {

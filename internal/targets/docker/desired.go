@@ -242,6 +242,10 @@ func ownLabels(c *spec.Container, hash, digest string) map[string]string {
 // createConfig builds what ContainerCreate takes for c. It joins the first
 // of its networks at create; the others are connected before start (the
 // engine's API before 1.44 takes one endpoint at create).
+//
+// It is long because it is a flat mapping of every field of a container
+// resource onto the engine's three structs, with no branching worth a
+// function of its own.
 func createConfig(c *spec.Container, hash, digest string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{}
 	for k, v := range c.Labels {
