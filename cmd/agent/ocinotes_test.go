@@ -43,11 +43,7 @@ func readNote(dir, host, commit string) (status.Note, error) {
 func TestOCINotesGoToStatusRemote(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	root := gitserver.NewRoot(t)
-	env := root.Create("env")
-	srv := root.ServeGit()
-	reg := registry.Start(t)
-	target := "oci://" + reg.Ref("fleet/env", "prod")
+	env, srv, target := ociNotesServers(t)
 	dir := t.TempDir()
 	sandbox, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
 	cfg := filepath.Join(dir, "agent.yaml")
@@ -198,12 +194,8 @@ func TestOCINotesGoToStatusRemote(t *testing.T) {
 func TestOCIArtifactWithoutCommitAppliesWithoutNote(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	root := gitserver.NewRoot(t)
-	env := root.Create("env")
-	srv := root.ServeGit()
+	env, srv, target := ociNotesServers(t)
 	env.Commit(ociNoteEnv("unused\n"), "first")
-	reg := registry.Start(t)
-	target := "oci://" + reg.Ref("fleet/env", "prod")
 	tree := t.TempDir()
 	for name, content := range ociNoteEnv("anonymous\n") {
 		writeFile(t, filepath.Join(tree, name), content, 0o644)
@@ -249,11 +241,7 @@ func TestOCIArtifactWithoutCommitAppliesWithoutNote(t *testing.T) {
 func TestOCIUnverifiedNoteOnCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	root := gitserver.NewRoot(t)
-	env := root.Create("env")
-	srv := root.ServeGit()
-	reg := registry.Start(t)
-	target := "oci://" + reg.Ref("fleet/env", "prod")
+	env, srv, target := ociNotesServers(t)
 	dir := t.TempDir()
 	key := gitserver.NewSSHKey(t)
 	allowed := filepath.Join(dir, "allowed_signers")
@@ -288,4 +276,16 @@ func TestOCIUnverifiedNoteOnCommit(t *testing.T) {
 	if n.Result != status.Unverified || !strings.HasPrefix(n.Digest, "sha256:") {
 		t.Errorf("note: result %q, digest %q; want unverified and the artifact's digest", n.Result, n.Digest)
 	}
+}
+
+// ociNotesServers starts what a host on an OCI source with notes talks to:
+// the environment repository over git://, where notes go, and a registry,
+// with the artifact's oci:// reference in it.
+func ociNotesServers(t *testing.T) (*gitserver.Repo, *gitserver.GitDaemon, string) {
+	t.Helper()
+	root := gitserver.NewRoot(t)
+	env := root.Create("env")
+	srv := root.ServeGit()
+	reg := registry.Start(t)
+	return env, srv, "oci://" + reg.Ref("fleet/env", "prod")
 }
