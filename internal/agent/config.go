@@ -11,14 +11,14 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
-	"gopkg.in/yaml.v3"
 )
 
 // DefaultConfigPath is where the agent reads its configuration when no
@@ -550,8 +550,8 @@ func (d *decoder) checkPolicy(cfg *Config) {
 	seen := map[string]bool{}
 	for i, k := range cfg.AllowKinds {
 		f := fmt.Sprintf("allow_kinds[%d]", i)
-		if !slices.Contains(spec.Kinds, spec.Kind(k)) {
-			d.errorf(d.at(f), f, "unknown kind %q (want file, unit or container)", k)
+		if !spec.Known(spec.Kind(k)) {
+			d.errorf(d.at(f), f, "unknown kind %q (want %s)", k, spec.KindList())
 		} else if seen[k] {
 			d.errorf(d.at(f), f, "%s is listed twice", k)
 		}

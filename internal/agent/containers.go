@@ -76,8 +76,8 @@ func (p *containerPolicy) check(desired *spec.State) error {
 	var errs spec.Errors
 	host := p.hostFacts()
 	for _, r := range desired.Resources {
-		c := r.Container
-		if r.ID.Kind != spec.KindContainer || c == nil {
+		c := docker.Of(r)
+		if r.ID.Kind != docker.Kind || c == nil {
 			continue
 		}
 		var refused []refusal
@@ -115,7 +115,7 @@ func (p *containerPolicy) allows(option string) bool {
 }
 
 // privileges lists what c asks of the host's kernel and namespaces.
-func (p *containerPolicy) privileges(c *spec.Container) []refusal {
+func (p *containerPolicy) privileges(c *docker.Container) []refusal {
 	const opt = "allow_privileged"
 	var out []refusal
 	if c.Privileged {
@@ -144,7 +144,7 @@ func (p *containerPolicy) privileges(c *spec.Container) []refusal {
 // logSockets refuses log options that make the engine, as root on the
 // host, write to one of the host's unix sockets (syslog-address,
 // fluentd-address, ...).
-func (p *containerPolicy) logSockets(c *spec.Container) []refusal {
+func (p *containerPolicy) logSockets(c *docker.Container) []refusal {
 	if c.Log == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // policyHost lays out a host in a temporary directory: an engine socket,
@@ -179,10 +180,10 @@ var policyFields = map[string]string{
 
 func TestPolicyCoversContainer(t *testing.T) {
 	t.Parallel()
-	ty := reflect.TypeFor[spec.Container]()
+	ty := reflect.TypeFor[docker.Container]()
 	for i := range ty.NumField() {
 		if _, ok := policyFields[ty.Field(i).Name]; !ok {
-			t.Errorf("spec.Container.%s is not classified by the container policy: check it in containers.go if it reaches the host, and add it to policyFields", ty.Field(i).Name)
+			t.Errorf("docker.Container.%s is not classified by the container policy: check it in containers.go if it reaches the host, and add it to policyFields", ty.Field(i).Name)
 		}
 	}
 }

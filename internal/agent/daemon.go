@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
@@ -50,8 +51,8 @@ type DaemonOptions struct {
 	newSource func(*Config, *slog.Logger) (revSource, error)
 	newImages func(*Config, *slog.Logger, *registry.Store) (*images, error)
 	newPusher func(*status.Notes, status.PushOptions) (notesPusher, error)
-	// drivers builds the driver of each kind; nil means defaultDrivers.
-	drivers map[spec.Kind]driverFactory
+	// drivers builds the driver of each kind; nil means converge.Drivers().
+	drivers map[spec.Kind]converge.NewDriverFunc
 }
 
 // Notifier tells the service manager about the daemon's lifecycle.

@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 // historySource is a source with a history of revisions, each a tree in
@@ -75,11 +76,11 @@ func (s *historySource) Verify(ctx context.Context, rev string) error { return n
 type healthDriver struct{ applied map[string]string }
 
 func (d *healthDriver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
-	if d.applied[r.ID.Name] == string(r.Unit.Content) {
+	if d.applied[r.ID.Name] == string(systemd.Of(r).Content) {
 		return spec.Change{Action: spec.ActionNone}, nil
 	}
 	if apply {
-		d.applied[r.ID.Name] = string(r.Unit.Content)
+		d.applied[r.ID.Name] = string(systemd.Of(r).Content)
 	}
 	return spec.Change{Action: spec.ActionUpdate, Fields: []string{"content"}}, nil
 }
@@ -268,7 +269,7 @@ func TestDaemonSuspendResume(t *testing.T) {
 func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
 	t.Parallel()
 	units := &healthDriver{applied: map[string]string{}}
-	drivers := withDriver(spec.KindUnit, func(context.Context, driverEnv) (converge.Driver, error) { return units, nil })
+	drivers := withDriver(systemd.Kind, func(context.Context, converge.Env) (converge.Driver, error) { return units, nil })
 	unit := func(content string) fstest.MapFS {
 		return fstest.MapFS{"u.yaml": {Data: []byte(fmt.Sprintf("kind: unit\nname: web.service\ncontent: %q\n", content))}}
 	}

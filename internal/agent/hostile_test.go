@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"github.com/outpost-gitops/outpost/internal/state"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/outpost-gitops/outpost/internal/state"
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 	"github.com/outpost-gitops/outpost/test/e2e/peak"
 )

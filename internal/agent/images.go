@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // images resolves the tags of containers that follow their registry: the
@@ -56,10 +57,10 @@ func newImages(cfg *Config, log *slog.Logger, store *registry.Store) (*images, e
 }
 
 // following returns the containers of st that follow their registry.
-func following(st *spec.State) []*spec.Container {
-	var cs []*spec.Container
+func following(st *spec.State) []*docker.Container {
+	var cs []*docker.Container
 	for _, r := range st.Resources {
-		if c := r.Container; c != nil && c.Update != nil {
+		if c := docker.Of(r); c != nil && c.Update != nil {
 			cs = append(cs, c)
 		}
 	}
@@ -92,7 +93,7 @@ func (im *images) pin(ctx context.Context, st *spec.State, resolve resolveMode) 
 		return
 	}
 	now := time.Now()
-	var cs []*spec.Container
+	var cs []*docker.Container
 	for _, c := range following(st) {
 		if slices.Contains(unresolved, c.Name) || (resolve == resolveDue && im.due(c, now)) {
 			cs = append(cs, c)
@@ -107,7 +108,7 @@ func (im *images) pin(ctx context.Context, st *spec.State, resolve resolveMode) 
 
 // due reports whether c's registry check is due: never checked for its
 // image, or checked longer than the interval ago.
-func (im *images) due(c *spec.Container, now time.Time) bool {
+func (im *images) due(c *docker.Container, now time.Time) bool {
 	e, ok := im.store.Entry(c.Name)
 	if !ok || e.Image != c.Image || e.Check == nil {
 		return true
@@ -121,7 +122,7 @@ func (im *images) due(c *spec.Container, now time.Time) bool {
 func (im *images) markBad(st *spec.State, failed map[spec.ID]string) bool {
 	marked := false
 	for _, r := range st.Resources {
-		c := r.Container
+		c := docker.Of(r)
 		reason, bad := failed[r.ID]
 		if c == nil || c.Update == nil || !bad || c.Tag == "" {
 			continue
@@ -174,18 +175,18 @@ type runningImage interface {
 // running asks the engine what each container of cs runs, as tag@digest:
 // the tag is the one the store resolved to that digest. A container that
 // does not run has no entry; without an engine, none has.
-func running(ctx context.Context, cfg *Config, log *slog.Logger, s seams, cs []*spec.Container, store *registry.Store) map[string]string {
+func running(ctx context.Context, cfg *Config, log *slog.Logger, s seams, cs []*docker.Container, store *registry.Store) map[string]string {
 	out := map[string]string{}
-	mk, ok := s.drivers[spec.KindContainer]
+	mk, ok := s.drivers[docker.Kind]
 	if !ok || len(cs) == 0 {
 		return out
 	}
-	drv, err := mk(ctx, driverEnv{cfg: cfg, log: log, recorded: func(spec.ID) bool { return false }})
+	drv, err := mk(ctx, converge.Env{Root: cfg.Root, StateDir: cfg.StateDir, Logger: log, Recorded: func(spec.ID) bool { return false }})
 	if err != nil {
 		log.Warn("what the containers run is not known: no engine", "err", err)
 		return out
 	}
-	defer closeDrivers(map[spec.Kind]converge.Driver{spec.KindContainer: drv})
+	defer closeDrivers(map[spec.Kind]converge.Driver{docker.Kind: drv})
 	ri, ok := drv.(runningImage)
 	if !ok {
 		return out
@@ -198,14 +199,14 @@ func running(ctx context.Context, cfg *Config, log *slog.Logger, s seams, cs []*
 		if _, d, ok := strings.Cut(ref, "@"); ok && digest == "" {
 			digest = d
 		}
-		out[c.Name] = spec.Reference("", tagOf(c, ref, digest, store), digest)
+		out[c.Name] = docker.Reference("", tagOf(c, ref, digest, store), digest)
 	}
 	return out
 }
 
 // tagOf names the tag that a container runs: the one the store knows for
 // its digest, or the tag in the engine's reference.
-func tagOf(c *spec.Container, ref, digest string, store *registry.Store) string {
+func tagOf(c *docker.Container, ref, digest string, store *registry.Store) string {
 	if e, ok := store.Entry(c.Name); ok && digest != "" {
 		for _, r := range []*registry.Ref{e.Current, e.Previous} {
 			if r != nil && r.Digest == digest {
@@ -255,7 +256,7 @@ func (d *daemon) startImagesPoll(ctx context.Context) {
 	if d.imagesBusy || d.desired == nil || d.st.Suspended {
 		return
 	}
-	var cs []*spec.Container
+	var cs []*docker.Container
 	for _, c := range following(d.desired) {
 		cc := *c // the loop may pin its own copy meanwhile
 		cs = append(cs, &cc)
@@ -313,10 +314,10 @@ func (d *daemon) repin(ctx context.Context, st *spec.State) *spec.State {
 	out := *st
 	out.Resources = make([]*spec.Resource, len(st.Resources))
 	for i, r := range st.Resources {
-		if c := r.Container; c != nil && c.Update != nil {
+		if c := docker.Of(r); c != nil && c.Update != nil {
 			rc, cc := *r, *c
 			cc.Tag, cc.Digest = "", ""
-			rc.Container = &cc
+			rc.Object = &cc
 			r = &rc
 		}
 		out.Resources[i] = r

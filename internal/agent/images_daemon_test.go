@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // imageDriver is a container driver that records the image each container
@@ -28,7 +29,7 @@ type imageDriver struct {
 func (d *imageDriver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ref := r.Container.Image + "@" + r.Container.Digest
+	ref := docker.Of(r).Image + "@" + docker.Of(r).Digest
 	if d.applied[r.ID.Name] == ref {
 		return spec.Change{Action: spec.ActionNone}, nil
 	}
@@ -65,7 +66,7 @@ func TestDaemonWorksWhileARegistryStalls(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // runs before srv.Close
 
 	containers := &imageDriver{applied: map[string]string{}}
-	drivers := withDriver(spec.KindContainer, func(context.Context, driverEnv) (converge.Driver, error) { return containers, nil })
+	drivers := withDriver(docker.Kind, func(context.Context, converge.Env) (converge.Driver, error) { return containers, nil })
 
 	root := t.TempDir()
 	stateDir := filepath.Join(t.TempDir(), "state")

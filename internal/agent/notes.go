@@ -16,8 +16,8 @@ import (
 	"github.com/outpost-gitops/outpost/internal/oci"
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/redact"
-	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/status"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // reporter writes this host's status notes into a bare repository of its own
@@ -181,7 +181,7 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 	n.Images = map[string]string{}
 	if p.desired != nil {
 		for _, r := range p.desired.Resources {
-			if c := r.Container; c != nil {
+			if c := docker.Of(r); c != nil {
 				n.Images[c.Name] = imageRef(c)
 			}
 		}
@@ -223,8 +223,8 @@ type commitSource interface {
 }
 
 // imageRef is what a container runs, as tag@digest when the digest is known.
-func imageRef(c *spec.Container) string {
-	return spec.Reference("", c.Tag, c.Digest)
+func imageRef(c *docker.Container) string {
+	return docker.Reference("", c.Tag, c.Digest)
 }
 
 // FleetOptions returns where `outpost fleet` reads the fleet's notes (the

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"maps"
 	"testing"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 // stateProbe is a unit driver that reads the state directory when the
@@ -48,11 +49,11 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	})
 	cfg := sandbox(t, repo)
 	var seen state.Inventory
-	unit := func(context.Context, driverEnv) (converge.Driver, error) {
+	unit := func(context.Context, converge.Env) (converge.Driver, error) {
 		return stateProbe{store: state.New(cfg.StateDir), seen: &seen}, nil
 	}
 
-	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{seams: seams{drivers: withDriver(spec.KindUnit, unit)}})
+	rep, err := Apply(context.Background(), cfg, nil, ApplyOptions{seams: seams{drivers: withDriver(systemd.Kind, unit)}})
 	if err != nil {
 		t.Fatalf("Apply() = %v", err)
 	}
@@ -62,14 +63,14 @@ func TestApplyRecordsCreatedBeforeGoingOn(t *testing.T) {
 	if seen == nil {
 		t.Fatal("the unit was never converged")
 	}
-	if _, ok := seen.Get(spec.ID{Kind: spec.KindFile, Name: "/etc/a"}); !ok {
+	if _, ok := seen.Get(spec.ID{Kind: file.Kind, Name: "/etc/a"}); !ok {
 		t.Errorf("while the unit converged, the state owned %v; want the file the pass created", seen.IDs())
 	}
 }
 
 // withDriver returns the default drivers with the one of kind replaced.
-func withDriver(kind spec.Kind, f driverFactory) map[spec.Kind]driverFactory {
-	m := maps.Clone(defaultDrivers)
+func withDriver(kind spec.Kind, f converge.NewDriverFunc) map[spec.Kind]converge.NewDriverFunc {
+	m := converge.Drivers()
 	m[kind] = f
 	return m
 }
@@ -92,7 +93,7 @@ func TestRecordOwnedBoundsSaves(t *testing.T) {
 		return st.Inventory.IDs()
 	}
 	add := func(name string) {
-		inv.Set(state.Entry{Kind: spec.KindFile, Name: name})
+		inv.Set(state.Entry{Kind: file.Kind, Name: name})
 		record(inv)
 	}
 

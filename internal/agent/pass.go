@@ -87,8 +87,8 @@ type runner struct {
 // seams are the constructors of what a pass talks to; the zero value means
 // the real ones, and tests set them.
 type seams struct {
-	// drivers builds the driver of each kind (defaultDrivers).
-	drivers   map[spec.Kind]driverFactory
+	// drivers builds the driver of each kind (converge.Drivers).
+	drivers   map[spec.Kind]converge.NewDriverFunc
 	newSource func(*Config, *slog.Logger) (revSource, error)
 	newImages func(*Config, *slog.Logger, *registry.Store) (*images, error)
 	newPusher func(*status.Notes, status.PushOptions) (notesPusher, error)
@@ -96,7 +96,7 @@ type seams struct {
 
 func (s seams) withDefaults() seams {
 	if s.drivers == nil {
-		s.drivers = defaultDrivers
+		s.drivers = converge.Drivers()
 	}
 	if s.newSource == nil {
 		s.newSource = newRevSource

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/outpost-gitops/outpost/internal/state"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/outpost-gitops/outpost/internal/state"
 )
 
 // TestApplyRefusesByPolicy checks allow_kinds and units.allowed_names: a

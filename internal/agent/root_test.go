@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 // TestApplyUnderRootNeverReachesSystemd checks that apply --root with a
@@ -37,8 +39,8 @@ func TestApplyUnderRootNeverReachesSystemd(t *testing.T) {
 		t.Errorf("Apply() summary = %+v, want the file created and the unit failed", rep.Summary)
 	}
 	for _, c := range rep.Changes {
-		if c.Kind == "unit" && !strings.Contains(c.Error, errUnitsUnderRoot.Error()) {
-			t.Errorf("unit %s error = %q, want it to say %q", c.Name, c.Error, errUnitsUnderRoot)
+		if c.Kind == "unit" && !strings.Contains(c.Error, systemd.ErrUnderRoot.Error()) {
+			t.Errorf("unit %s error = %q, want it to say %q", c.Name, c.Error, systemd.ErrUnderRoot)
 		}
 	}
 	if got := readFile(t, filepath.Join(cfg.Root, "etc/a")); got != "a" {

@@ -22,44 +22,6 @@ import (
 	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
-// driverEnv is what a driver is built from.
-type driverEnv struct {
-	cfg *Config
-	log *slog.Logger
-	// recorded reports whether the state records an object as applied by
-	// Outpost, as it stands when asked: the daemon's inventory grows as it
-	// runs.
-	recorded func(spec.ID) bool
-}
-
-// driverFactory builds the driver of one kind.
-type driverFactory func(ctx context.Context, env driverEnv) (converge.Driver, error)
-
-// defaultDrivers builds the driver of each kind; a target is added here in
-// one line. A driver is only built when its kind is desired or owned, so a
-// host without Docker can still converge its files. It is never changed:
-// tests hand their own through seams.
-var defaultDrivers = map[spec.Kind]driverFactory{
-	spec.KindFile: func(_ context.Context, env driverEnv) (converge.Driver, error) {
-		recorded := func(name string) bool { return env.recorded(spec.ID{Kind: spec.KindFile, Name: name}) }
-		return file.New(file.Options{Root: env.cfg.Root, StateDir: env.cfg.StateDir, Logger: env.log, Recorded: recorded}), nil
-	},
-	spec.KindUnit: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
-		if env.cfg.Root != "" {
-			return nil, errUnitsUnderRoot
-		}
-		return systemd.New(ctx, systemd.Options{Logger: env.log, BackupDir: filepath.Join(env.cfg.StateDir, "adopted", "units")})
-	},
-	spec.KindContainer: func(ctx context.Context, env driverEnv) (converge.Driver, error) {
-		return docker.New(ctx, docker.Options{Logger: env.log})
-	},
-}
-
-// errUnitsUnderRoot fails every unit of a pass under --root: --root moves
-// files, but units are systemd's, which is the real host's; a demo must not
-// reach it.
-var errUnitsUnderRoot = errors.New("units are not applied under --root: they would reach the real host's systemd (run without --root to manage units)")
-
 // Validate loads the repository in the directory dir and reports every
 // validation error. The error is for a repository that cannot be read at
 // all; an invalid one is a report with Valid false.
@@ -196,8 +158,8 @@ func checkContainers(desired *spec.State, allow ContainersConfig) error {
 			"%s: %s is not allowed on this host (set containers.%s: true in the agent's configuration to allow it)", r.ID, what, option)})
 	}
 	for _, r := range desired.Resources {
-		c := r.Container
-		if r.ID.Kind != spec.KindContainer || c == nil {
+		c := docker.Of(r)
+		if r.ID.Kind != docker.Kind || c == nil {
 			continue
 		}
 		if !allow.AllowDockerSocket {
@@ -279,10 +241,10 @@ func checkAgentFiles(desired *spec.State, cfg *Config) error {
 		}
 	}
 	return refuseEach(desired, func(r *spec.Resource) string {
-		if r.ID.Kind != spec.KindFile || r.File == nil {
+		if r.ID.Kind != file.Kind || file.Of(r) == nil {
 			return ""
 		}
-		p := r.File.Path
+		p := file.Of(r).Path
 		if own[p] || (cfg.StateDir != "" && underAny(p, []string{filepath.Clean(cfg.StateDir)})) {
 			return "the agent's own configuration, keys and state are not managed by a commit"
 		}
@@ -298,7 +260,7 @@ func checkUnitNames(desired *spec.State, patterns []string) error {
 	}
 	return refuseEach(desired, func(r *spec.Resource) string {
 		match := func(p string) bool { ok, _ := path.Match(p, r.ID.Name); return ok }
-		if r.ID.Kind != spec.KindUnit || slices.ContainsFunc(patterns, match) {
+		if r.ID.Kind != systemd.Kind || slices.ContainsFunc(patterns, match) {
 			return ""
 		}
 		return fmt.Sprintf("the name matches none of this host's units.allowed_names (%s)", strings.Join(patterns, ", "))
@@ -314,10 +276,10 @@ func checkAllowedPaths(desired *spec.State, allowed []string) error {
 	}
 	var errs spec.Errors
 	for _, r := range desired.Resources {
-		if r.ID.Kind != spec.KindFile || r.File == nil {
+		if r.ID.Kind != file.Kind || file.Of(r) == nil {
 			continue
 		}
-		if !underAny(r.File.Path, allowed) {
+		if !underAny(file.Of(r).Path, allowed) {
 			errs = append(errs, &spec.Error{Pos: r.Pos, Msg: fmt.Sprintf(
 				"%s: path is outside the allowed paths of this host (%s)", r.ID, strings.Join(allowed, ", "))})
 		}
@@ -366,7 +328,7 @@ func problems(err error, display string) (ps []Problem, ok bool) {
 // The drivers read st's inventory when they ask whether an object is
 // recorded as Outpost's; only the pass that owns st changes it, after the
 // drivers' calls of that pass have returned.
-func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver, factories map[spec.Kind]driverFactory) map[spec.Kind]converge.Driver {
+func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *spec.State, st *state.State, have map[spec.Kind]converge.Driver, factories map[spec.Kind]converge.NewDriverFunc) map[spec.Kind]converge.Driver {
 	need := map[spec.Kind]bool{}
 	for _, r := range desired.Resources {
 		need[r.ID.Kind] = true
@@ -382,7 +344,7 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 		need[id.Kind] = true
 	}
 	out := map[spec.Kind]converge.Driver{}
-	for _, k := range spec.Kinds {
+	for _, k := range spec.Kinds() {
 		// A driver that was unavailable is tried again: the engine may
 		// have come back.
 		if d, ok := have[k]; ok {
@@ -401,7 +363,7 @@ func buildDrivers(ctx context.Context, cfg *Config, log *slog.Logger, desired *s
 		if !need[k] || !ok {
 			continue
 		}
-		d, err := mk(ctx, driverEnv{cfg: cfg, log: log.With("kind", string(k)), recorded: recorded})
+		d, err := mk(ctx, converge.Env{Root: cfg.Root, StateDir: cfg.StateDir, Logger: log.With("kind", string(k)), Recorded: recorded})
 		if err != nil {
 			log.Warn("driver unavailable", "kind", k, "err", err)
 			out[k] = unavailable{kind: k, err: err}

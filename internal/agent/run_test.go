@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 // writeTree writes files (slash paths relative to dir) into dir.
@@ -148,9 +151,9 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 func TestCheckAllowedPaths(t *testing.T) {
 	t.Parallel()
 	file := func(p string, line int) *spec.Resource {
-		return &spec.Resource{ID: spec.ID{Kind: spec.KindFile, Name: p}, Pos: spec.Pos{File: "f.yaml", Line: line, Col: 1}, File: &spec.File{Path: p}}
+		return &spec.Resource{ID: spec.ID{Kind: file.Kind, Name: p}, Pos: spec.Pos{File: "f.yaml", Line: line, Col: 1}, Object: &file.File{Path: p}}
 	}
-	unit := &spec.Resource{ID: spec.ID{Kind: spec.KindUnit, Name: "a.service"}, Unit: &spec.Unit{Name: "a.service"}}
+	unit := &spec.Resource{ID: spec.ID{Kind: systemd.Kind, Name: "a.service"}, Object: &systemd.Unit{Name: "a.service"}}
 	tests := []struct {
 		name    string
 		allowed []string
@@ -417,7 +420,7 @@ func TestApplyGatesOnHealth(t *testing.T) {
 	cfg := sandbox(t, "test://")
 	cfg.HealthTimeout = Duration(time.Second)
 	opts := ApplyOptions{seams: seams{
-		drivers:   withDriver(spec.KindUnit, func(context.Context, driverEnv) (converge.Driver, error) { return units, nil }),
+		drivers:   withDriver(systemd.Kind, func(context.Context, converge.Env) (converge.Driver, error) { return units, nil }),
 		newSource: func(*Config, *slog.Logger) (revSource, error) { return src, nil },
 	}}
 	apply := func(o ApplyOptions) *Report {

@@ -16,6 +16,9 @@ import (
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 // host is a fake host shared by the fake drivers of every kind: the object of
@@ -131,9 +134,9 @@ func (d restartDriver) Restart(ctx context.Context, r *spec.Resource) error {
 
 func drivers(h *host) map[spec.Kind]converge.Driver {
 	return map[spec.Kind]converge.Driver{
-		spec.KindFile:      fakeDriver{h},
-		spec.KindUnit:      restartDriver{fakeDriver{h}},
-		spec.KindContainer: restartDriver{fakeDriver{h}},
+		file.Kind:    fakeDriver{h},
+		systemd.Kind: restartDriver{fakeDriver{h}},
+		docker.Kind:  restartDriver{fakeDriver{h}},
 	}
 }
 
@@ -145,12 +148,12 @@ func res(id string, opts ...func(*spec.Resource)) *spec.Resource {
 	}
 	r := &spec.Resource{ID: pid, Prune: true}
 	switch pid.Kind {
-	case spec.KindFile:
-		r.File = &spec.File{Path: pid.Name, Content: []byte("v1"), Mode: 0o644}
-	case spec.KindUnit:
-		r.Unit = &spec.Unit{Name: pid.Name, Content: []byte("v1")}
-	case spec.KindContainer:
-		r.Container = &spec.Container{Name: pid.Name, Image: "busybox", Tag: "v1"}
+	case file.Kind:
+		r.Object = &file.File{Path: pid.Name, Content: []byte("v1"), Mode: 0o644}
+	case systemd.Kind:
+		r.Object = &systemd.Unit{Name: pid.Name, Content: []byte("v1")}
+	case docker.Kind:
+		r.Object = &docker.Container{Name: pid.Name, Image: "busybox", Tag: "v1"}
 	}
 	for _, o := range opts {
 		o(r)
@@ -180,12 +183,12 @@ func restartOn(ids ...string) func(*spec.Resource) {
 func version(v string) func(*spec.Resource) {
 	return func(r *spec.Resource) {
 		switch {
-		case r.File != nil:
-			r.File.Content = []byte(v)
-		case r.Unit != nil:
-			r.Unit.Content = []byte(v)
-		case r.Container != nil:
-			r.Container.Tag = v
+		case file.Of(r) != nil:
+			file.Of(r).Content = []byte(v)
+		case systemd.Of(r) != nil:
+			systemd.Of(r).Content = []byte(v)
+		case docker.Of(r) != nil:
+			docker.Of(r).Tag = v
 		}
 	}
 }
@@ -364,7 +367,7 @@ func TestConvergeFailures(t *testing.T) {
 			name: "no driver",
 			rs:   []*spec.Resource{res("file:/a"), res("unit:u"), res("container:c", after("unit:u"))},
 			drivers: func(h *host) map[spec.Kind]converge.Driver {
-				return map[spec.Kind]converge.Driver{spec.KindFile: fakeDriver{h}, spec.KindContainer: fakeDriver{h}}
+				return map[spec.Kind]converge.Driver{file.Kind: fakeDriver{h}, docker.Kind: fakeDriver{h}}
 			},
 			want: []summary{
 				{ID: "file:/a", Action: spec.ActionCreate},
@@ -419,7 +422,7 @@ func TestConvergeFailures(t *testing.T) {
 func TestConvergeErrorMessages(t *testing.T) {
 	h := newHost()
 	h.block[id("file:/slow")] = true
-	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: fakeDriver{h}}, converge.Options{Timeout: 10 * time.Millisecond})
+	e := converge.New(map[spec.Kind]converge.Driver{file.Kind: fakeDriver{h}}, converge.Options{Timeout: 10 * time.Millisecond})
 	res, err := e.Converge(context.Background(), desired(res("file:/slow"), res("unit:u"), res("container:c", after("unit:u"))), nil, true)
 	if err != nil {
 		t.Fatal(err)
@@ -779,10 +782,10 @@ func TestConvergeInventory(t *testing.T) {
 	h := newHost()
 	same := res("file:/same")
 	inv := synced(h, desired(same, res("file:/changed")))
-	inv.Set(state.Entry{Kind: spec.KindFile, Name: "/same", Hash: same.Hash(), AppliedAt: t0})
+	inv.Set(state.Entry{Kind: file.Kind, Name: "/same", Hash: same.Hash(), AppliedAt: t0})
 	h.fail[id("file:/broken")] = errInjected
 
-	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: fakeDriver{h}}, converge.Options{Now: func() time.Time { return t1 }})
+	e := converge.New(map[spec.Kind]converge.Driver{file.Kind: fakeDriver{h}}, converge.Options{Now: func() time.Time { return t1 }})
 	changed := res("file:/changed", version("v2"))
 	kept := res("file:/kept", noPrune)
 	d := desired(same, changed, kept, res("file:/broken"), res("unit:nodriver"), res("file:/skipped", after("file:/broken")))
@@ -791,11 +794,11 @@ func TestConvergeInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := state.Inventory{}
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/same", Hash: same.Hash(), AppliedAt: t0})
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/changed", Hash: changed.Hash(), AppliedAt: t1})
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/kept", Hash: kept.Hash(), AppliedAt: t1, NoPrune: true})
+	want.Set(state.Entry{Kind: file.Kind, Name: "/same", Hash: same.Hash(), AppliedAt: t0})
+	want.Set(state.Entry{Kind: file.Kind, Name: "/changed", Hash: changed.Hash(), AppliedAt: t1})
+	want.Set(state.Entry{Kind: file.Kind, Name: "/kept", Hash: kept.Hash(), AppliedAt: t1, NoPrune: true})
 	// A failed create may have left something: owned, with no hash.
-	want.Set(state.Entry{Kind: spec.KindFile, Name: "/broken", AppliedAt: t1})
+	want.Set(state.Entry{Kind: file.Kind, Name: "/broken", AppliedAt: t1})
 	if diff := cmp.Diff(want, res.Inventory); diff != "" {
 		t.Errorf("Result.Inventory mismatch (-want +got):\n%s", diff)
 	}
@@ -872,7 +875,7 @@ func (g *gateDriver) Remove(context.Context, spec.ID, bool) (spec.Change, error)
 
 func TestConvergeWorkers(t *testing.T) {
 	g := newGate(3)
-	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: g, spec.KindUnit: g},
+	e := converge.New(map[spec.Kind]converge.Driver{file.Kind: g, systemd.Kind: g},
 		converge.Options{Workers: 3, Timeout: 30 * time.Second})
 	d := desired(res("file:/a"), res("file:/b"), res("file:/c"), res("file:/d"),
 		res("file:/e", after("file:/a")), res("unit:u"))
@@ -936,7 +939,7 @@ func TestRepair(t *testing.T) {
 			}
 		})
 	}
-	if e.Driver(spec.KindFile) == nil || e.Driver("nope") != nil {
+	if e.Driver(file.Kind) == nil || e.Driver("nope") != nil {
 		t.Errorf("Driver() returns the wrong drivers")
 	}
 }
@@ -1015,7 +1018,7 @@ func TestConvergePrepare(t *testing.T) {
 				h := newHost()
 				drv := tt.drv
 				drv.restartDriver = restartDriver{fakeDriver{h}}
-				e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: fakeDriver{h}, spec.KindUnit: drv}, converge.Options{Workers: 1})
+				e := converge.New(map[spec.Kind]converge.Driver{file.Kind: fakeDriver{h}, systemd.Kind: drv}, converge.Options{Workers: 1})
 				d := desired(res("file:/a"), res("unit:b"), res("unit:a", after("file:/a")))
 				res, err := e.Converge(context.Background(), d, nil, apply)
 				if err != nil {

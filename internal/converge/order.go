@@ -85,11 +85,4 @@ func (q *ready) Pop() any {
 	return x
 }
 
-func kindRank(k spec.Kind) int {
-	for i, kk := range spec.Kinds {
-		if kk == k {
-			return i
-		}
-	}
-	return len(spec.Kinds)
-}
+func kindRank(k spec.Kind) int { return spec.Rank(k) }

@@ -1,4 +1,4 @@
-package spec
+package spec_test
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	. "github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // BenchmarkLoadRender1000Files loads and renders a repository of 1,000

@@ -1,4 +1,4 @@
-package spec
+package spec_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	. "github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
@@ -180,9 +185,9 @@ type goldenResource struct {
 	RestartOn []string          `json:"restart_on,omitempty"`
 	Content   *string           `json:"content,omitempty"`
 	Dropins   map[string]string `json:"dropins,omitempty"`
-	File      *File             `json:"file,omitempty"`
-	Unit      *Unit             `json:"unit,omitempty"`
-	Container *Container        `json:"container,omitempty"`
+	File      *file.File        `json:"file,omitempty"`
+	Unit      *systemd.Unit     `json:"unit,omitempty"`
+	Container *docker.Container `json:"container,omitempty"`
 	Hash      string            `json:"hash"`
 }
 
@@ -204,8 +209,8 @@ func toGolden(h Host, st *State) goldenState {
 	for _, r := range st.Resources {
 		gr := goldenResource{ID: r.ID.String(), Pos: r.Pos.String(), Prune: r.Prune, Drift: r.Drift,
 			After: ids(r.After), RestartOn: ids(r.RestartOn), Hash: r.Hash()}
-		if r.File != nil {
-			f := *r.File
+		if file.Of(r) != nil {
+			f := *file.Of(r)
 			if !f.Absent {
 				s := string(f.Content)
 				gr.Content = &s
@@ -213,8 +218,8 @@ func toGolden(h Host, st *State) goldenState {
 			f.Content = nil
 			gr.File = &f
 		}
-		if r.Unit != nil {
-			u := *r.Unit
+		if systemd.Of(r) != nil {
+			u := *systemd.Of(r)
 			s := string(u.Content)
 			gr.Content = &s
 			for name, d := range u.Dropins {
@@ -226,7 +231,7 @@ func toGolden(h Host, st *State) goldenState {
 			u.Content, u.Dropins = nil, nil
 			gr.Unit = &u
 		}
-		gr.Container = r.Container
+		gr.Container = docker.Of(r)
 		g.Resources = append(g.Resources, gr)
 	}
 	return g

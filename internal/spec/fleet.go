@@ -69,35 +69,35 @@ func compatible(a, b *target) bool {
 
 // fleet reads fleet.yaml's data. fsys is used to check that each target
 // path exists.
-func (d *decoder) fleet(fsys fs.FS, data []byte) *fleet {
+func (d *Decoder) fleet(fsys fs.FS, data []byte) *fleet {
 	fl := &fleet{present: true}
 	docs := d.documents(data)
 	if len(docs) == 0 {
 		return fl
 	}
 	if len(docs) > 1 {
-		d.errorf(docs[1], "fleet.yaml must hold one document")
+		d.Errorf(docs[1], "fleet.yaml must hold one document")
 	}
-	f, ok := d.fields(docs[0], "fleet", fieldSet([]string{"targets", "allow_mass_prune"}))
+	f, ok := d.Fields(docs[0], "fleet", FieldSet([]string{"targets", "allow_mass_prune"}))
 	if !ok {
 		return fl
 	}
 	if g, ok := f["allow_mass_prune"]; ok {
-		fl.allowMassPrune, _ = d.boolean(g, "allow_mass_prune")
+		fl.allowMassPrune, _ = d.Bool(g, "allow_mass_prune")
 	}
 	g, ok := f["targets"]
 	if !ok {
-		d.errorf(docs[0], "fleet: missing field \"targets\"")
+		d.Errorf(docs[0], "fleet: missing field \"targets\"")
 		return fl
 	}
-	if g.val == nil || g.val.Kind != yaml.SequenceNode {
-		d.errorf(g.at, "targets: must be a list, got %s", describe(g.val))
+	if g.Val == nil || g.Val.Kind != yaml.SequenceNode {
+		d.Errorf(g.At, "targets: must be a list, got %s", describe(g.Val))
 		return fl
 	}
-	if len(g.val.Content) == 0 {
-		d.errorf(g.at, "targets: an empty list applies nothing to any host")
+	if len(g.Val.Content) == 0 {
+		d.Errorf(g.At, "targets: an empty list applies nothing to any host")
 	}
-	for _, e := range g.val.Content {
+	for _, e := range g.Val.Content {
 		if t, ok := d.target(fsys, e); ok {
 			fl.targets = append(fl.targets, t)
 		}
@@ -105,79 +105,79 @@ func (d *decoder) fleet(fsys fs.FS, data []byte) *fleet {
 	return fl
 }
 
-func (d *decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
+func (d *Decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 	t := target{pos: posOf(d.file, n)}
-	f, ok := d.fields(n, "target", fieldSet([]string{"path", "selector"}))
+	f, ok := d.Fields(n, "target", FieldSet([]string{"path", "selector"}))
 	if !ok {
 		return t, false
 	}
 	g, ok := f["path"]
 	if !ok {
-		d.errorf(n, "target: missing field \"path\"")
+		d.Errorf(n, "target: missing field \"path\"")
 		return t, false
 	}
-	p, ok := d.str(g, "path")
+	p, ok := d.Str(g, "path")
 	if !ok {
 		return t, false
 	}
 	switch {
 	case p == "" || path.IsAbs(p) || strings.ContainsRune(p, 0):
-		d.errorf(g.at, "path: %q must be a path relative to the repository's root", p)
+		d.Errorf(g.At, "path: %q must be a path relative to the repository's root", p)
 		return t, false
-	case checkPrintable(p) != nil:
-		d.errorf(g.at, "path: %v", checkPrintable(p))
+	case CheckPrintable(p) != nil:
+		d.Errorf(g.At, "path: %v", CheckPrintable(p))
 		return t, false
 	case path.Clean(p) != p:
-		d.errorf(g.at, "path: %q must be a clean path (%q)", p, path.Clean(p))
+		d.Errorf(g.At, "path: %q must be a clean path (%q)", p, path.Clean(p))
 		return t, false
 	case escapes(p):
-		d.errorf(g.at, "path: %q leaves the repository", p)
+		d.Errorf(g.At, "path: %q leaves the repository", p)
 		return t, false
 	}
 	real, err := resolve(fsys, p)
 	if err != nil {
-		d.errorf(g.at, "path: %v", err)
+		d.Errorf(g.At, "path: %v", err)
 		return t, false
 	}
 	if real != p {
-		d.errorf(g.at, "path: %q must not go through a symlink", p)
+		d.Errorf(g.At, "path: %q must not go through a symlink", p)
 		return t, false
 	}
 	if _, err := fs.Stat(fsys, p); err != nil {
-		d.errorf(g.at, "path: %q does not exist", p)
+		d.Errorf(g.At, "path: %q does not exist", p)
 		return t, false
 	}
 	t.path = p
-	t.pathPos = posOf(d.file, g.at)
+	t.pathPos = posOf(d.file, g.At)
 	if fi, err := fs.Stat(fsys, p); err == nil && !fi.IsDir() {
 		t.file = true
 	}
 	if g, ok := f["selector"]; ok {
-		sf, ok := d.fields(g.at, "selector", fieldSet([]string{"labels", "names"}))
+		sf, ok := d.Fields(g.At, "selector", FieldSet([]string{"labels", "names"}))
 		if !ok {
 			return t, false
 		}
 		if h, ok := sf["labels"]; ok {
-			items, _ := d.strMap(h, "selector.labels")
+			items, _ := d.StrMap(h, "selector.labels")
 			t.labels = make(map[string]string, len(items))
 			for _, it := range items {
-				if it.key == "" {
-					d.errorf(it.at, "selector.labels: a label name must not be empty")
+				if it.Key == "" {
+					d.Errorf(it.At, "selector.labels: a label name must not be empty")
 				}
-				t.labels[it.key] = it.val
+				t.labels[it.Key] = it.Val
 			}
 		}
 		if h, ok := sf["names"]; ok {
-			items, _ := d.strList(h, "selector.names")
+			items, _ := d.StrList(h, "selector.names")
 			t.names = []string{}
 			for _, it := range items {
-				if it.val == "" {
-					d.errorf(it.at, "selector.names: a host name must not be empty")
+				if it.Val == "" {
+					d.Errorf(it.At, "selector.names: a host name must not be empty")
 				}
-				t.names = append(t.names, it.val)
+				t.names = append(t.names, it.Val)
 			}
 			if len(t.names) == 0 {
-				d.errorf(h.at, "selector.names: an empty list selects no host; leave it out to select every host")
+				d.Errorf(h.At, "selector.names: an empty list selects no host; leave it out to select every host")
 			}
 		}
 	}

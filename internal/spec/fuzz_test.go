@@ -1,12 +1,14 @@
-package spec
+package spec_test
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	. "github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
 )
 
 // fuzzHosts are the hosts a fuzzed repository that loads is rendered for.
@@ -32,7 +34,7 @@ func checkLoad(t *testing.T, fsys fs.FS) {
 			if _, statErr := fs.Stat(fsys, e.Pos.File); statErr != nil {
 				t.Errorf("error %q: position names %q, not a file of the repository", e, e.Pos.File)
 			}
-			if i > 0 && posLess(e.Pos, es[i-1].Pos) {
+			if i > 0 && PosLess(e.Pos, es[i-1].Pos) {
 				t.Errorf("errors not sorted: %q before %q", es[i-1], e)
 			}
 			if e.Msg == "" {
@@ -57,8 +59,8 @@ func checkLoad(t *testing.T, fsys fs.FS) {
 			if i > 0 && st.Resources[i-1].ID == r.ID {
 				t.Errorf("Render(%s) holds %s twice", h.Name, r.ID)
 			}
-			if r.File != nil && int64(len(r.File.Content)) > 1<<16 {
-				t.Errorf("Render(%s): %s content of %d bytes passes the limit", h.Name, r.ID, len(r.File.Content))
+			if file.Of(r) != nil && int64(len(file.Of(r).Content)) > 1<<16 {
+				t.Errorf("Render(%s): %s content of %d bytes passes the limit", h.Name, r.ID, len(file.Of(r).Content))
 			}
 		}
 	}
@@ -100,40 +102,5 @@ func FuzzFleet(f *testing.F) {
 			"hosts/h1/a.yaml":    manifest("h1"),
 			"hosts/edge-042/a.y": {Data: []byte("not a manifest")},
 		})
-	})
-}
-
-// FuzzTemplate renders an arbitrary template, and checks that the bounded
-// functions never let a value pass the budget: printfSize is an upper bound
-// of what fmt.Sprintf makes, and a render that passes the budget fails
-// with ErrTemplateBudget.
-func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{
-		`{{ printf "%05d|%-4s|%.2f|%q|%x|%[1]d|%*d" 42 "ab" 3.14159 "c\n" "hi" 3 4 }}`,
-		`{{ printf "% x %+q %#v %U" "\x00\xff" "é" .Host.Labels 65 }}`,
-		`{{ js (html (urlquery .Host.Name "<&>\"")) }}`,
-		`{{ print 1 "a" 2 }}{{ println .Host.Labels }}`,
-	} {
-		f.Add(s, 1.5, "x")
-	}
-	f.Fuzz(func(t *testing.T, text string, num float64, arg string) {
-		tmpl, err := parseTemplate("t", text)
-		if err != nil {
-			return
-		}
-		out, err := execTemplate(tmpl, Host{Name: arg, Labels: map[string]string{"a": arg}}, 1<<16, newBudget(1<<18, 1<<16))
-		if err == nil && len(out) > 1<<16 {
-			t.Errorf("execTemplate(%q) made %d bytes, more than its limit", text, len(out))
-		}
-		// The bound of printf with the fuzzer's format and arguments.
-		for _, args := range [][]any{{num, arg}, {arg, int64(num), arg}, {[]byte(arg), num, true, nil}} {
-			bound := printfSize(text, args)
-			if bound > 64<<20 {
-				continue // the fuzzer's memory, not the bound, is the limit here
-			}
-			if got := len(fmt.Sprintf(text, args...)); int64(got) > bound {
-				t.Errorf("printfSize(%q, %v) = %d, but fmt.Sprintf made %d bytes", text, args, bound, got)
-			}
-		}
 	})
 }

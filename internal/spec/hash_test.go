@@ -1,8 +1,13 @@
-package spec
+package spec_test
 
 import (
 	"testing"
 	"time"
+
+	. "github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 func TestHashStable(t *testing.T) {
@@ -13,8 +18,8 @@ func TestHashStable(t *testing.T) {
 			env[k] = k + "-value"
 		}
 		return &Resource{
-			ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
-			Container: &Container{Name: "web", Image: "web", Tag: "1", Env: env,
+			ID: ID{docker.Kind, "web"}, Prune: true, Drift: DriftRevert,
+			Object: &docker.Container{Name: "web", Image: "web", Tag: "1", Env: env,
 				Labels: map[string]string{"x": "1", "y": "2"}, StopTimeout: &timeout},
 		}
 	}
@@ -27,14 +32,14 @@ func TestHashStable(t *testing.T) {
 		"position":            func(r *Resource) { r.Pos = Pos{File: "other.yaml", Line: 9, Col: 1} },
 		"prune":               func(r *Resource) { r.Prune = false },
 		"drift":               func(r *Resource) { r.Drift = DriftIgnore },
-		"after":               func(r *Resource) { r.After = []ID{{KindUnit, "a.service"}} },
-		"restart_on":          func(r *Resource) { r.RestartOn = []ID{{KindFile, "/etc/a"}} },
-		"update policy":       func(r *Resource) { r.Container.Update = &UpdatePolicy{Policy: "semver"} },
-		"empty command":       func(r *Resource) { r.Container.Command = []string{} },
-		"empty ports":         func(r *Resource) { r.Container.Ports = []Port{} },
-		"empty tmpfs":         func(r *Resource) { r.Container.Tmpfs = []string{} },
-		"empty map is nil":    func(r *Resource) { r.Container.Labels = map[string]string{"x": "1", "y": "2"} },
-		"same timeout object": func(r *Resource) { d := 10 * time.Second; r.Container.StopTimeout = &d },
+		"after":               func(r *Resource) { r.After = []ID{{systemd.Kind, "a.service"}} },
+		"restart_on":          func(r *Resource) { r.RestartOn = []ID{{file.Kind, "/etc/a"}} },
+		"update policy":       func(r *Resource) { docker.Of(r).Update = &docker.UpdatePolicy{Policy: "semver"} },
+		"empty command":       func(r *Resource) { docker.Of(r).Command = []string{} },
+		"empty ports":         func(r *Resource) { docker.Of(r).Ports = []docker.Port{} },
+		"empty tmpfs":         func(r *Resource) { docker.Of(r).Tmpfs = []string{} },
+		"empty map is nil":    func(r *Resource) { docker.Of(r).Labels = map[string]string{"x": "1", "y": "2"} },
+		"same timeout object": func(r *Resource) { d := 10 * time.Second; docker.Of(r).StopTimeout = &d },
 	}
 	for name, change := range same {
 		t.Run(name, func(t *testing.T) {
@@ -46,13 +51,13 @@ func TestHashStable(t *testing.T) {
 		})
 	}
 	differ := map[string]func(r *Resource){
-		"tag":          func(r *Resource) { r.Container.Tag = "2" },
-		"digest":       func(r *Resource) { r.Container.Digest = "sha256:00" },
-		"env value":    func(r *Resource) { r.Container.Env["A"] = "other" },
-		"env key":      func(r *Resource) { r.Container.Env["Z"] = "" },
-		"stop timeout": func(r *Resource) { d := time.Second; r.Container.StopTimeout = &d },
+		"tag":          func(r *Resource) { docker.Of(r).Tag = "2" },
+		"digest":       func(r *Resource) { docker.Of(r).Digest = "sha256:00" },
+		"env value":    func(r *Resource) { docker.Of(r).Env["A"] = "other" },
+		"env key":      func(r *Resource) { docker.Of(r).Env["Z"] = "" },
+		"stop timeout": func(r *Resource) { d := time.Second; docker.Of(r).StopTimeout = &d },
 		"name":         func(r *Resource) { r.ID.Name = "web2" },
-		"command":      func(r *Resource) { r.Container.Command = []string{"a"} },
+		"command":      func(r *Resource) { docker.Of(r).Command = []string{"a"} },
 	}
 	for name, change := range differ {
 		t.Run(name, func(t *testing.T) {
@@ -67,7 +72,7 @@ func TestHashStable(t *testing.T) {
 
 func TestHashFileAndUnit(t *testing.T) {
 	f := func(content []byte, mode uint32) *Resource {
-		return &Resource{ID: ID{KindFile, "/etc/a"}, File: &File{Path: "/etc/a", Content: content, Mode: 0o644}}
+		return &Resource{ID: ID{file.Kind, "/etc/a"}, Object: &file.File{Path: "/etc/a", Content: content, Mode: 0o644}}
 	}
 	if a, b := f(nil, 0).Hash(), f([]byte{}, 0).Hash(); a != b {
 		t.Errorf("Hash() of nil and empty content = %s, %s, want equal", a, b)
@@ -76,7 +81,7 @@ func TestHashFileAndUnit(t *testing.T) {
 		t.Errorf("Hash() of different contents = %s for both, want different", a)
 	}
 	u := func(dropins map[string][]byte) *Resource {
-		return &Resource{ID: ID{KindUnit, "a.service"}, Unit: &Unit{Name: "a.service", Content: []byte("x"), Dropins: dropins}}
+		return &Resource{ID: ID{systemd.Kind, "a.service"}, Object: &systemd.Unit{Name: "a.service", Content: []byte("x"), Dropins: dropins}}
 	}
 	if a, b := u(nil).Hash(), u(map[string][]byte{}).Hash(); a != b {
 		t.Errorf("Hash() of nil and empty drop-ins = %s, %s, want equal", a, b)
@@ -85,7 +90,7 @@ func TestHashFileAndUnit(t *testing.T) {
 		t.Errorf("Hash() with and without a drop-in = %s for both, want different", a)
 	}
 	// A file and a unit of the same content and name never share a hash.
-	file := &Resource{ID: ID{KindFile, "a.service"}, File: &File{Content: []byte("x")}}
+	file := &Resource{ID: ID{file.Kind, "a.service"}, Object: &file.File{Content: []byte("x")}}
 	if file.Hash() == u(nil).Hash() {
 		t.Errorf("Hash() of a file and a unit are equal, want different")
 	}

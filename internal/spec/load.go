@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
-	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -118,8 +116,7 @@ func Load(fsys fs.FS, opts Options) (*Repo, error) {
 	l.readBodies()
 	l.readFleet()
 	l.checkDuplicates()
-	l.checkNestedFiles()
-	l.checkPorts()
+	l.checkKinds()
 	l.checkRefs()
 	l.checkCycles()
 	if len(l.errs) > 0 {
@@ -167,7 +164,7 @@ func (l *loader) walk() error {
 		if !Printable(name) {
 			// Refused whatever it is: its name could forge output lines
 			// wherever it is printed.
-			l.errorAt(Pos{File: p}, "file name: %v", checkPrintable(name))
+			l.errorAt(Pos{File: p}, "file name: %v", CheckPrintable(name))
 			if d.IsDir() {
 				return fs.SkipDir
 			}
@@ -216,14 +213,11 @@ func (l *loader) parse() {
 			c.errs = Errors{{Pos: Pos{File: c.path}, Msg: manifestReadError(err)}}
 			continue
 		}
-		d := &decoder{file: c.path}
+		d := &Decoder{file: c.path}
 		c.decls = d.manifest(data)
 		c.errs = d.errs
 		for _, r := range c.decls {
-			if r.body != nil && !r.body.inline {
-				sources[r.body.text] = true
-			}
-			for _, b := range r.dropins {
+			for _, b := range r.bodies {
 				if !b.inline {
 					sources[b.text] = true
 				}
@@ -249,7 +243,7 @@ func (l *loader) parse() {
 		}
 	}
 	order := map[Kind]int{}
-	for i, k := range Kinds {
+	for i, k := range Kinds() {
 		order[k] = i
 	}
 	sort.SliceStable(l.decls, func(i, j int) bool {
@@ -278,16 +272,13 @@ func manifestReadError(err error) string {
 // readBodies reads every source, checks sizes and parses templates.
 func (l *loader) readBodies() {
 	for _, r := range l.decls {
-		if r.body != nil {
-			l.readBody(r.body, "")
-		}
-		for _, name := range sortedKeys(r.dropins) {
-			l.readBody(r.dropins[name], "dropins."+name+".")
+		for _, b := range r.bodies {
+			l.readBody(b.Body, b.prefix)
 		}
 	}
 }
 
-func (l *loader) readBody(b *body, what string) {
+func (l *loader) readBody(b *Body, what string) {
 	name := "content"
 	if b.inline {
 		if int64(len(b.text)) > l.opts.MaxFileSize {
@@ -336,7 +327,7 @@ func (l *loader) readFleet() {
 		l.fleet.present = true
 		return
 	}
-	d := &decoder{file: FleetFile}
+	d := &Decoder{file: FleetFile}
 	l.fleet = d.fleet(l.fsys, data)
 	l.errs = append(l.errs, d.errs...)
 	for _, r := range l.decls {
@@ -395,67 +386,6 @@ func (l *loader) checkDuplicates() {
 	}
 }
 
-// checkNestedFiles reports a file whose path lies under another file's path
-// when both can apply to one host: one of them would have to be a
-// directory.
-func (l *loader) checkNestedFiles() {
-	byPath := map[string][]*decl{}
-	for _, r := range l.decls {
-		if f := r.res.File; f != nil && !f.Absent {
-			byPath[f.Path] = append(byPath[f.Path], r)
-		}
-	}
-	for _, r := range l.decls {
-		f := r.res.File
-		if f == nil || f.Absent {
-			continue
-		}
-		for dir := path.Dir(f.Path); dir != "/"; dir = path.Dir(dir) {
-			for _, parent := range byPath[dir] {
-				if l.collide(parent, r) {
-					l.errorAt(r.res.Pos, "path: %s lies under file:%s, declared at %s", f.Path, dir, parent.res.Pos)
-				}
-			}
-		}
-	}
-}
-
-// checkPorts reports two containers that publish the same host port and
-// protocol on overlapping addresses when both can apply to one host.
-func (l *loader) checkPorts() {
-	type use struct {
-		r    *decl
-		port Port
-	}
-	byPort := map[string][]use{}
-	for _, r := range l.decls {
-		c := r.res.Container
-		if c == nil {
-			continue
-		}
-		for i, p := range c.Ports {
-			if p.HostPort == 0 {
-				continue
-			}
-			key := fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)
-			for _, u := range byPort[key] {
-				if u.r != r && overlaps(u.port.HostIP, p.HostIP) && l.collide(u.r, r) {
-					l.errorAt(r.portPos[i], "ports: host port %s is also published by %s, declared at %s", key, u.r.res.ID, u.r.res.Pos)
-					break
-				}
-			}
-			byPort[key] = append(byPort[key], use{r, p})
-		}
-	}
-}
-
-// overlaps reports whether two host addresses of a published port can
-// clash: an empty or unspecified address binds them all.
-func overlaps(a, b string) bool {
-	any := func(s string) bool { return s == "" || s == "0.0.0.0" || s == "::" }
-	return a == b || any(a) || any(b)
-}
-
 func posLess(a, b Pos) bool {
 	if a.File != b.File {
 		return a.File < b.File
@@ -480,7 +410,7 @@ func (l *loader) checkRefs() {
 			}
 		}
 		for _, x := range r.restart {
-			if x.id.Kind == KindFile && !ids[x.id] {
+			if k := lookup(x.id.Kind); k != nil && k.Trigger && !ids[x.id] {
 				l.errorAt(x.pos, "restart_on: %s is not declared in the repository", x.id)
 			}
 		}
@@ -581,7 +511,11 @@ func (rp *Repo) Render(host Host) (*State, error) {
 		selected = append(selected, r)
 	}
 	for _, r := range selected {
-		res := cloneResource(&r.res)
+		res := r.res // a copy, with its own object
+		res.After, res.RestartOn = nil, nil
+		if r.res.Object != nil {
+			res.Object = r.res.Object.Clone()
+		}
 		for _, x := range r.after {
 			if present[x.id] == nil {
 				errs = append(errs, &Error{Pos: x.pos, Msg: fmt.Sprintf("after: %s does not apply to host %s", x.id, host.Name)})
@@ -594,29 +528,14 @@ func (rp *Repo) Render(host Host) (*State, error) {
 			}
 			res.RestartOn = append(res.RestartOn, x.id)
 		}
-		if r.body != nil {
-			data, err := rp.renderBody(r.body, host, work)
+		for _, b := range r.bodies {
+			data, err := rp.renderBody(b.Body, host, work)
 			if err != nil {
-				errs = append(errs, &Error{Pos: r.body.pos, Msg: err.Error(), Err: err})
+				errs = append(errs, &Error{Pos: b.pos, Msg: err.Error(), Err: err})
 			}
-			switch {
-			case res.File != nil:
-				res.File.Content = data
-			case res.Unit != nil:
-				res.Unit.Content = data
-			}
+			b.set(res.Object, data)
 		}
-		if res.Unit != nil && len(r.dropins) > 0 {
-			res.Unit.Dropins = make(map[string][]byte, len(r.dropins))
-			for name, b := range r.dropins {
-				data, err := rp.renderBody(b, host, work)
-				if err != nil {
-					errs = append(errs, &Error{Pos: b.pos, Msg: err.Error(), Err: err})
-				}
-				res.Unit.Dropins[name] = data
-			}
-		}
-		st.Resources = append(st.Resources, res)
+		st.Resources = append(st.Resources, &res)
 	}
 	if len(errs) > 0 {
 		errs.Sort()
@@ -625,63 +544,9 @@ func (rp *Repo) Render(host Host) (*State, error) {
 	return st, nil
 }
 
-func (rp *Repo) renderBody(b *body, host Host, work *budget) ([]byte, error) {
+func (rp *Repo) renderBody(b *Body, host Host, work *budget) ([]byte, error) {
 	if b.tmpl == nil {
 		return bytes.Clone(b.data), nil
 	}
 	return execTemplate(b.tmpl, host, rp.opts.MaxFileSize, work)
-}
-
-// cloneResource deep-copies r so that a rendered state shares nothing with
-// the Repo.
-func cloneResource(r *Resource) *Resource {
-	c := *r
-	c.After, c.RestartOn = nil, nil
-	if r.File != nil {
-		f := *r.File
-		c.File = &f
-	}
-	if r.Unit != nil {
-		u := *r.Unit
-		if u.Enabled != nil {
-			e := *u.Enabled
-			u.Enabled = &e
-		}
-		c.Unit = &u
-	}
-	if r.Container != nil {
-		k := *r.Container
-		k.Command = slices.Clone(k.Command)
-		k.Entrypoint = slices.Clone(k.Entrypoint)
-		k.Env = maps.Clone(k.Env)
-		k.Ports = slices.Clone(k.Ports)
-		k.Volumes = slices.Clone(k.Volumes)
-		k.Tmpfs = slices.Clone(k.Tmpfs)
-		k.Labels = maps.Clone(k.Labels)
-		k.Networks = slices.Clone(k.Networks)
-		k.Devices = slices.Clone(k.Devices)
-		k.CapAdd = slices.Clone(k.CapAdd)
-		k.CapDrop = slices.Clone(k.CapDrop)
-		if k.Update != nil {
-			u := *k.Update
-			u.Exclude = slices.Clone(u.Exclude)
-			k.Update = &u
-		}
-		if k.Health != nil {
-			h := *k.Health
-			h.Cmd = slices.Clone(h.Cmd)
-			k.Health = &h
-		}
-		if k.Log != nil {
-			lg := *k.Log
-			lg.Options = maps.Clone(lg.Options)
-			k.Log = &lg
-		}
-		if k.StopTimeout != nil {
-			t := *k.StopTimeout
-			k.StopTimeout = &t
-		}
-		c.Container = &k
-	}
-	return &c
 }

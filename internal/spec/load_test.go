@@ -1,4 +1,4 @@
-package spec
+package spec_test
 
 import (
 	"errors"
@@ -15,6 +15,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	. "github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 func TestLoadRenderSmall(t *testing.T) {
@@ -56,7 +61,7 @@ restart_on: ["file:/etc/motd"]
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Render(%v) IDs (-want +got):\n%s", tt.host, diff)
 			}
-			if c := string(st.Resources[0].File.Content); c != "hello "+tt.host.Name {
+			if c := string(file.Of(st.Resources[0]).Content); c != "hello "+tt.host.Name {
 				t.Errorf("Render(%v) content = %q, want %q", tt.host, c, "hello "+tt.host.Name)
 			}
 		})
@@ -106,20 +111,20 @@ update: null
 	if err != nil {
 		t.Fatalf("Render() = %v", err)
 	}
-	first.Resources[0].File.Content[0] = 'X'
-	first.Resources[1].Container.Env["A"] = "changed"
-	first.Resources[1].Container.Command[0] = "changed"
+	file.Of(first.Resources[0]).Content[0] = 'X'
+	docker.Of(first.Resources[1]).Env["A"] = "changed"
+	docker.Of(first.Resources[1]).Command[0] = "changed"
 	second, err := repo.Render(Host{Name: "h"})
 	if err != nil {
 		t.Fatalf("Render() = %v", err)
 	}
-	if got := string(second.Resources[0].File.Content); got != "a" {
+	if got := string(file.Of(second.Resources[0]).Content); got != "a" {
 		t.Errorf("second Render() content = %q, want %q", got, "a")
 	}
-	if got := second.Resources[1].Container.Env["A"]; got != "1" {
+	if got := docker.Of(second.Resources[1]).Env["A"]; got != "1" {
 		t.Errorf("second Render() env A = %q, want %q", got, "1")
 	}
-	if got := second.Resources[1].Container.Command[0]; got != "x" {
+	if got := docker.Of(second.Resources[1]).Command[0]; got != "x" {
 		t.Errorf("second Render() command = %q, want %q", got, "x")
 	}
 }
@@ -175,10 +180,10 @@ memory: 1073741824
 	if err != nil {
 		t.Fatalf("Render() = %v", err)
 	}
-	if got := st.Resources[0].File.Mode; got != 0o640 {
+	if got := file.Of(st.Resources[0]).Mode; got != 0o640 {
 		t.Errorf("mode: 0640 = %v, want %v", got, fs.FileMode(0o640))
 	}
-	c := st.Resources[1].Container
+	c := docker.Of(st.Resources[1])
 	if c.Tag != "1.10" {
 		t.Errorf("tag: 1.10 = %q, want %q", c.Tag, "1.10")
 	}
@@ -249,38 +254,38 @@ func TestParseDefaults(t *testing.T) {
 		{
 			name: "file",
 			yaml: "kind: file\npath: /etc/a\ncontent: a\n",
-			want: &Resource{ID: ID{KindFile, "/etc/a"}, Prune: true, Drift: DriftRevert,
-				File: &File{Path: "/etc/a", Content: []byte("a"), Mode: 0o644}},
+			want: &Resource{ID: ID{file.Kind, "/etc/a"}, Prune: true, Drift: DriftRevert,
+				Object: &file.File{Path: "/etc/a", Content: []byte("a"), Mode: 0o644}},
 		},
 		{
 			name: "absent file",
 			yaml: "kind: file\npath: /etc/a\nstate: absent\nprune: false\ndrift: ignore\n",
-			want: &Resource{ID: ID{KindFile, "/etc/a"}, Drift: DriftIgnore,
-				File: &File{Path: "/etc/a", Mode: 0o644, Absent: true}},
+			want: &Resource{ID: ID{file.Kind, "/etc/a"}, Drift: DriftIgnore,
+				Object: &file.File{Path: "/etc/a", Mode: 0o644, Absent: true}},
 		},
 		{
 			name: "unit",
 			yaml: "kind: unit\nname: a.service\ncontent: x\nenabled: true\ndropins: {a.conf: {content: y}}\n",
-			want: &Resource{ID: ID{KindUnit, "a.service"}, Prune: true, Drift: DriftRevert,
-				Unit: &Unit{Name: "a.service", Content: []byte("x"), Enabled: &yes, Dropins: map[string][]byte{"a.conf": []byte("y")}}},
+			want: &Resource{ID: ID{systemd.Kind, "a.service"}, Prune: true, Drift: DriftRevert,
+				Object: &systemd.Unit{Name: "a.service", Content: []byte("x"), Enabled: &yes, Dropins: map[string][]byte{"a.conf": []byte("y")}}},
 		},
 		{
 			name: "container following semver",
 			yaml: "kind: container\nname: web\nimage: web\nupdate: {policy: semver}\n",
-			want: &Resource{ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
-				Container: &Container{Name: "web", Image: "web", Update: &UpdatePolicy{Policy: "semver", Exclude: DefaultExclude}}},
+			want: &Resource{ID: ID{docker.Kind, "web"}, Prune: true, Drift: DriftRevert,
+				Object: &docker.Container{Name: "web", Image: "web", Update: &docker.UpdatePolicy{Policy: "semver", Exclude: docker.DefaultExclude}}},
 		},
 		{
 			name: "container following alphabetical",
 			yaml: "kind: container\nname: web\nimage: web\nupdate: {policy: alphabetical, exclude: []}\n",
-			want: &Resource{ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
-				Container: &Container{Name: "web", Image: "web", Update: &UpdatePolicy{Policy: "alphabetical", Order: "asc", Exclude: []string{}}}},
+			want: &Resource{ID: ID{docker.Kind, "web"}, Prune: true, Drift: DriftRevert,
+				Object: &docker.Container{Name: "web", Image: "web", Update: &docker.UpdatePolicy{Policy: "alphabetical", Order: "asc", Exclude: []string{}}}},
 		},
 		{
 			name: "container pinned by digest",
 			yaml: "kind: container\nname: web\nimage: web@sha256:" + strings.Repeat("ab", 32) + "\n",
-			want: &Resource{ID: ID{KindContainer, "web"}, Prune: true, Drift: DriftRevert,
-				Container: &Container{Name: "web", Image: "web", Digest: "sha256:" + strings.Repeat("ab", 32)}},
+			want: &Resource{ID: ID{docker.Kind, "web"}, Prune: true, Drift: DriftRevert,
+				Object: &docker.Container{Name: "web", Image: "web", Digest: "sha256:" + strings.Repeat("ab", 32)}},
 		},
 	}
 	for _, tt := range tests {
@@ -410,13 +415,13 @@ func TestBinaryContent(t *testing.T) {
 				t.Fatalf("Render() = %v", err)
 			}
 			r := st.Resources[0]
-			if r.Unit != nil {
-				if got := string(r.Unit.Dropins["x.conf"]); got != "[Service]" {
+			if systemd.Of(r) != nil {
+				if got := string(systemd.Of(r).Dropins["x.conf"]); got != "[Service]" {
 					t.Errorf("dropin = %q, want %q", got, "[Service]")
 				}
 				return
 			}
-			if diff := cmp.Diff(tt.want, r.File.Content); diff != "" {
+			if diff := cmp.Diff(tt.want, file.Of(r).Content); diff != "" {
 				t.Errorf("content (-want +got):\n%s", diff)
 			}
 		})

@@ -250,3 +250,38 @@ func TestTemplatePeakMemory(t *testing.T) {
 		})
 	}
 }
+
+// FuzzTemplate renders an arbitrary template, and checks that the bounded
+// functions never let a value pass the budget: printfSize is an upper bound
+// of what fmt.Sprintf makes, and a render that passes the budget fails
+// with ErrTemplateBudget.
+func FuzzTemplate(f *testing.F) {
+	for _, s := range []string{
+		`{{ printf "%05d|%-4s|%.2f|%q|%x|%[1]d|%*d" 42 "ab" 3.14159 "c\n" "hi" 3 4 }}`,
+		`{{ printf "% x %+q %#v %U" "\x00\xff" "é" .Host.Labels 65 }}`,
+		`{{ js (html (urlquery .Host.Name "<&>\"")) }}`,
+		`{{ print 1 "a" 2 }}{{ println .Host.Labels }}`,
+	} {
+		f.Add(s, 1.5, "x")
+	}
+	f.Fuzz(func(t *testing.T, text string, num float64, arg string) {
+		tmpl, err := parseTemplate("t", text)
+		if err != nil {
+			return
+		}
+		out, err := execTemplate(tmpl, Host{Name: arg, Labels: map[string]string{"a": arg}}, 1<<16, newBudget(1<<18, 1<<16))
+		if err == nil && len(out) > 1<<16 {
+			t.Errorf("execTemplate(%q) made %d bytes, more than its limit", text, len(out))
+		}
+		// The bound of printf with the fuzzer's format and arguments.
+		for _, args := range [][]any{{num, arg}, {arg, int64(num), arg}, {[]byte(arg), num, true, nil}} {
+			bound := printfSize(text, args)
+			if bound > 64<<20 {
+				continue // the fuzzer's memory, not the bound, is the limit here
+			}
+			if got := len(fmt.Sprintf(text, args...)); int64(got) > bound {
+				t.Errorf("printfSize(%q, %v) = %d, but fmt.Sprintf made %d bytes", text, args, bound, got)
+			}
+		}
+	})
+}

@@ -30,12 +30,6 @@ const (
 	maxErrorsPerFile = 100
 )
 
-// decoder reads the yaml.Nodes of one manifest file and collects its errors.
-type decoder struct {
-	file string
-	errs Errors
-}
-
 func posOf(file string, n *yaml.Node) Pos {
 	if n == nil {
 		return Pos{File: file}
@@ -43,7 +37,8 @@ func posOf(file string, n *yaml.Node) Pos {
 	return Pos{File: file, Line: n.Line, Col: n.Column}
 }
 
-func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+// Errorf reports a problem at n.
+func (d *Decoder) Errorf(n *yaml.Node, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Pos: posOf(d.file, n), Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -65,7 +60,7 @@ func syntaxError(file string, err error) *Error {
 
 // documents splits data into its YAML documents' root nodes, skipping empty
 // documents. It stops at the first syntax error, which it reports.
-func (d *decoder) documents(data []byte) []*yaml.Node {
+func (d *Decoder) documents(data []byte) []*yaml.Node {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	var roots []*yaml.Node
 	for {
@@ -94,7 +89,7 @@ func (d *decoder) documents(data []byte) []*yaml.Node {
 
 // bounded reports whether root, with its aliases expanded, stays within
 // maxDocNodes and maxDepth, and reports it when not.
-func (d *decoder) bounded(root *yaml.Node) bool {
+func (d *Decoder) bounded(root *yaml.Node) bool {
 	memo := map[*yaml.Node]int{}
 	busy := map[*yaml.Node]bool{}
 	var problem string
@@ -138,7 +133,7 @@ func (d *decoder) bounded(root *yaml.Node) bool {
 	}
 	size(root, 1)
 	if problem != "" {
-		d.errorf(root, "%s", problem)
+		d.Errorf(root, "%s", problem)
 		return false
 	}
 	return true
@@ -152,50 +147,50 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// field is one key of a mapping and its value.
-type field struct {
-	name string
-	key  *yaml.Node
-	val  *yaml.Node // dereferenced
-	at   *yaml.Node // the value as written, for positions
+// Field is one key of a mapping and its value.
+type Field struct {
+	Name string
+	Key  *yaml.Node
+	Val  *yaml.Node // dereferenced
+	At   *yaml.Node // the value as written, for positions
 }
 
-// fields reads mapping n, reporting unknown and repeated keys. what names
+// Fields reads mapping n, reporting unknown and repeated keys. what names
 // the mapping in messages ("file", "update"). The result maps each known key
 // that is present to its field.
-func (d *decoder) fields(n *yaml.Node, what string, known map[string]bool) (map[string]field, bool) {
+func (d *Decoder) Fields(n *yaml.Node, what string, known map[string]bool) (map[string]Field, bool) {
 	m := deref(n)
 	if m == nil || m.Kind != yaml.MappingNode {
-		d.errorf(n, "%s: must be a mapping, got %s", what, describe(m))
+		d.Errorf(n, "%s: must be a mapping, got %s", what, describe(m))
 		return nil, false
 	}
-	out := make(map[string]field, len(m.Content)/2)
+	out := make(map[string]Field, len(m.Content)/2)
 	first := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := deref(m.Content[i]), m.Content[i+1]
 		if k == nil || k.Kind != yaml.ScalarNode {
-			d.errorf(m.Content[i], "%s: a key must be a string, got %s", what, describe(k))
+			d.Errorf(m.Content[i], "%s: a key must be a string, got %s", what, describe(k))
 			continue
 		}
 		name := k.Value
 		if name == "<<" && k.ShortTag() == "!!merge" {
-			d.errorf(m.Content[i], "%s: merge keys (<<) are not supported", what)
+			d.Errorf(m.Content[i], "%s: merge keys (<<) are not supported", what)
 			continue
 		}
 		if prev, ok := first[name]; ok {
-			d.errorf(m.Content[i], "%s: field %q repeated (first at %d:%d)", what, name, prev.Line, prev.Column)
+			d.Errorf(m.Content[i], "%s: field %q repeated (first at %d:%d)", what, name, prev.Line, prev.Column)
 			continue
 		}
 		first[name] = m.Content[i]
 		if known != nil && !known[name] {
 			if hint := suggest(name, known); hint != "" {
-				d.errorf(m.Content[i], "%s: unknown field %q (did you mean %q?)", what, name, hint)
+				d.Errorf(m.Content[i], "%s: unknown field %q (did you mean %q?)", what, name, hint)
 			} else {
-				d.errorf(m.Content[i], "%s: unknown field %q", what, name)
+				d.Errorf(m.Content[i], "%s: unknown field %q", what, name)
 			}
 			continue
 		}
-		out[name] = field{name: name, key: m.Content[i], val: deref(v), at: v}
+		out[name] = Field{Name: name, Key: m.Content[i], Val: deref(v), At: v}
 	}
 	return out, true
 }
@@ -226,19 +221,19 @@ func describe(n *yaml.Node) string {
 	return "an unknown node"
 }
 
-// str reads a string. Any non-null scalar counts: a tag of 1.10 is the
+// Str reads a string. Any non-null scalar counts: a tag of 1.10 is the
 // string "1.10" as written, not a number.
-func (d *decoder) str(f field, what string) (string, bool) {
-	if f.val == nil || f.val.Kind != yaml.ScalarNode || f.val.ShortTag() == "!!null" {
-		d.errorf(f.at, "%s: must be a string, got %s", what, describe(f.val))
+func (d *Decoder) Str(f Field, what string) (string, bool) {
+	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || f.Val.ShortTag() == "!!null" {
+		d.Errorf(f.At, "%s: must be a string, got %s", what, describe(f.Val))
 		return "", false
 	}
-	if f.val.ShortTag() == binaryTag {
+	if f.Val.ShortTag() == binaryTag {
 		// Its value is base64 text that means bytes; only content decodes it.
-		d.errorf(f.at, "%s: !!binary is only allowed in content", what)
+		d.Errorf(f.At, "%s: !!binary is only allowed in content", what)
 		return "", false
 	}
-	return f.val.Value, true
+	return f.Val.Value, true
 }
 
 // binaryTag marks a scalar whose value is base64-encoded bytes.
@@ -260,85 +255,88 @@ func decodeBinary(s string) ([]byte, error) {
 	return data, nil
 }
 
-func (d *decoder) boolean(f field, what string) (bool, bool) {
-	if f.val == nil || f.val.Kind != yaml.ScalarNode || f.val.ShortTag() != "!!bool" {
-		d.errorf(f.at, "%s: must be true or false, got %s", what, describe(f.val))
+// Bool reads true or false.
+func (d *Decoder) Bool(f Field, what string) (bool, bool) {
+	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || f.Val.ShortTag() != "!!bool" {
+		d.Errorf(f.At, "%s: must be true or false, got %s", what, describe(f.Val))
 		return false, false
 	}
-	b, err := strconv.ParseBool(f.val.Value)
+	b, err := strconv.ParseBool(f.Val.Value)
 	if err != nil {
-		d.errorf(f.at, "%s: must be true or false, got %q", what, f.val.Value)
+		d.Errorf(f.At, "%s: must be true or false, got %q", what, f.Val.Value)
 		return false, false
 	}
 	return b, true
 }
 
-func (d *decoder) integer(f field, what string) (int64, bool) {
-	if f.val == nil || f.val.Kind != yaml.ScalarNode || f.val.ShortTag() != "!!int" {
-		d.errorf(f.at, "%s: must be an integer, got %s", what, describe(f.val))
+// Int reads an integer.
+func (d *Decoder) Int(f Field, what string) (int64, bool) {
+	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || f.Val.ShortTag() != "!!int" {
+		d.Errorf(f.At, "%s: must be an integer, got %s", what, describe(f.Val))
 		return 0, false
 	}
-	v, err := strconv.ParseInt(f.val.Value, 0, 64)
+	v, err := strconv.ParseInt(f.Val.Value, 0, 64)
 	if err != nil {
-		d.errorf(f.at, "%s: must be an integer, got %q", what, f.val.Value)
+		d.Errorf(f.At, "%s: must be an integer, got %q", what, f.Val.Value)
 		return 0, false
 	}
 	return v, true
 }
 
-func (d *decoder) number(f field, what string) (float64, bool) {
-	if f.val == nil || f.val.Kind != yaml.ScalarNode || (f.val.ShortTag() != "!!int" && f.val.ShortTag() != "!!float") {
-		d.errorf(f.at, "%s: must be a number, got %s", what, describe(f.val))
+// Number reads a finite number.
+func (d *Decoder) Number(f Field, what string) (float64, bool) {
+	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || (f.Val.ShortTag() != "!!int" && f.Val.ShortTag() != "!!float") {
+		d.Errorf(f.At, "%s: must be a number, got %s", what, describe(f.Val))
 		return 0, false
 	}
-	v, err := strconv.ParseFloat(f.val.Value, 64)
+	v, err := strconv.ParseFloat(f.Val.Value, 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		d.errorf(f.at, "%s: must be a finite number, got %q", what, f.val.Value)
+		d.Errorf(f.At, "%s: must be a finite number, got %q", what, f.Val.Value)
 		return 0, false
 	}
 	return v, true
 }
 
-// item is one element of a list, or one value of a map.
-type item struct {
-	key string
-	val string
-	at  *yaml.Node
+// Item is one element of a list, or one value of a map.
+type Item struct {
+	Key string
+	Val string
+	At  *yaml.Node
 }
 
-// strList reads a list of strings.
-func (d *decoder) strList(f field, what string) ([]item, bool) {
-	if f.val == nil || f.val.Kind != yaml.SequenceNode {
-		d.errorf(f.at, "%s: must be a list, got %s", what, describe(f.val))
+// StrList reads a list of strings.
+func (d *Decoder) StrList(f Field, what string) ([]Item, bool) {
+	if f.Val == nil || f.Val.Kind != yaml.SequenceNode {
+		d.Errorf(f.At, "%s: must be a list, got %s", what, describe(f.Val))
 		return nil, false
 	}
-	out := make([]item, 0, len(f.val.Content))
+	out := make([]Item, 0, len(f.Val.Content))
 	ok := true
-	for i, c := range f.val.Content {
-		s, good := d.str(field{val: deref(c), at: c}, fmt.Sprintf("%s[%d]", what, i))
+	for i, c := range f.Val.Content {
+		s, good := d.Str(Field{Val: deref(c), At: c}, fmt.Sprintf("%s[%d]", what, i))
 		if !good {
 			ok = false
 			continue
 		}
-		out = append(out, item{val: s, at: c})
+		out = append(out, Item{Val: s, At: c})
 	}
 	return out, ok
 }
 
-// strMap reads a mapping of strings to strings.
-func (d *decoder) strMap(f field, what string) ([]item, bool) {
-	m, ok := d.fields(f.at, what, nil)
+// StrMap reads a mapping of strings to strings.
+func (d *Decoder) StrMap(f Field, what string) ([]Item, bool) {
+	m, ok := d.Fields(f.At, what, nil)
 	if !ok {
 		return nil, false
 	}
-	out := make([]item, 0, len(m))
+	out := make([]Item, 0, len(m))
 	for name, g := range m {
-		s, good := d.str(g, what+"."+name)
+		s, good := d.Str(g, what+"."+name)
 		if !good {
 			ok = false
 			continue
 		}
-		out = append(out, item{key: name, val: s, at: g.key})
+		out = append(out, Item{Key: name, Val: s, At: g.Key})
 	}
 	return out, ok
 }

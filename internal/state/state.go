@@ -121,14 +121,7 @@ func (inv Inventory) Clone() Inventory {
 	return out
 }
 
-func kindIndex(k spec.Kind) int {
-	for i, kk := range spec.Kinds {
-		if kk == k {
-			return i
-		}
-	}
-	return len(spec.Kinds)
-}
+func kindIndex(k spec.Kind) int { return spec.Rank(k) }
 
 type plainState State
 

@@ -13,6 +13,9 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/targets/systemd"
 )
 
 func TestLoadMissing(t *testing.T) {
@@ -31,8 +34,8 @@ func TestSaveLoad(t *testing.T) {
 	s := state.New(dir)
 	at := time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
 	st := &state.State{Commit: "abc", LastGood: "def", Inventory: state.Inventory{}}
-	st.Inventory.Set(state.Entry{Kind: spec.KindFile, Name: "/etc/a", Hash: "h1", AppliedAt: at})
-	st.Inventory.Set(state.Entry{Kind: spec.KindContainer, Name: "web", Hash: "h2", AppliedAt: at, NoPrune: true})
+	st.Inventory.Set(state.Entry{Kind: file.Kind, Name: "/etc/a", Hash: "h1", AppliedAt: at})
+	st.Inventory.Set(state.Entry{Kind: docker.Kind, Name: "web", Hash: "h2", AppliedAt: at, NoPrune: true})
 	if err := s.Save(st); err != nil {
 		t.Fatalf("Save() error = %v", err)
 	}
@@ -147,25 +150,25 @@ func TestLoadUnreadable(t *testing.T) {
 func TestInventoryIDs(t *testing.T) {
 	inv := state.Inventory{}
 	for _, id := range []spec.ID{
-		{Kind: spec.KindContainer, Name: "a"},
-		{Kind: spec.KindFile, Name: "/z"},
-		{Kind: spec.KindUnit, Name: "b.service"},
-		{Kind: spec.KindFile, Name: "/a"},
+		{Kind: docker.Kind, Name: "a"},
+		{Kind: file.Kind, Name: "/z"},
+		{Kind: systemd.Kind, Name: "b.service"},
+		{Kind: file.Kind, Name: "/a"},
 	} {
 		inv.Set(state.Entry{Kind: id.Kind, Name: id.Name})
 	}
 	want := []spec.ID{
-		{Kind: spec.KindFile, Name: "/a"},
-		{Kind: spec.KindFile, Name: "/z"},
-		{Kind: spec.KindUnit, Name: "b.service"},
-		{Kind: spec.KindContainer, Name: "a"},
+		{Kind: file.Kind, Name: "/a"},
+		{Kind: file.Kind, Name: "/z"},
+		{Kind: systemd.Kind, Name: "b.service"},
+		{Kind: docker.Kind, Name: "a"},
 	}
 	if diff := cmp.Diff(want, inv.IDs()); diff != "" {
 		t.Errorf("IDs() mismatch (-want +got):\n%s", diff)
 	}
 	c := inv.Clone()
 	delete(c, "file:/a")
-	if _, ok := inv.Get(spec.ID{Kind: spec.KindFile, Name: "/a"}); !ok {
+	if _, ok := inv.Get(spec.ID{Kind: file.Kind, Name: "/a"}); !ok {
 		t.Errorf("deleting from a Clone changed the original")
 	}
 }

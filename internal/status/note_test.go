@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
 )
 
 const (
@@ -168,9 +171,9 @@ func TestNoteRedact(t *testing.T) {
 
 func TestSecrets(t *testing.T) {
 	st := &spec.State{Resources: []*spec.Resource{
-		{ID: spec.ID{Kind: spec.KindFile, Name: "/etc/a"}, File: &spec.File{Path: "/etc/a"}},
-		{ID: spec.ID{Kind: spec.KindContainer, Name: "web"}, Container: &spec.Container{Name: "web", Env: map[string]string{"TOKEN": "t0k3n", "LEVEL": "info"}}},
-		{ID: spec.ID{Kind: spec.KindContainer, Name: "db"}, Container: &spec.Container{Name: "db", Env: map[string]string{"PASS": "t0k3n"}}},
+		{ID: spec.ID{Kind: file.Kind, Name: "/etc/a"}, Object: &file.File{Path: "/etc/a"}},
+		{ID: spec.ID{Kind: docker.Kind, Name: "web"}, Object: &docker.Container{Name: "web", Env: map[string]string{"TOKEN": "t0k3n", "LEVEL": "info"}}},
+		{ID: spec.ID{Kind: docker.Kind, Name: "db"}, Object: &docker.Container{Name: "db", Env: map[string]string{"PASS": "t0k3n"}}},
 	}}
 	want := []string{"info", "t0k3n"}
 	if diff := cmp.Diff(want, Secrets(st)); diff != "" {

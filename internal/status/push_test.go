@@ -17,8 +17,10 @@ import (
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/outpost-gitops/outpost/internal/pull"
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 )
 
@@ -294,8 +296,8 @@ func TestPushRedacts(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	state := &spec.State{Resources: []*spec.Resource{{
-		ID:        spec.ID{Kind: spec.KindContainer, Name: "web"},
-		Container: &spec.Container{Name: "web", Env: map[string]string{"API_KEY": secretEnv}},
+		ID:     spec.ID{Kind: docker.Kind, Name: "web"},
+		Object: &docker.Container{Name: "web", Env: map[string]string{"API_KEY": secretEnv}},
 	}}}
 	notes := mustOpen(t, hostRepo(t), "edge-s")
 	n := New("edge-s", commit, Failed, time.Now())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // Redacted replaces a secret in a note or a log line.
@@ -60,10 +61,10 @@ func Secrets(st *spec.State) []string {
 	}
 	var out []string
 	for _, r := range st.Resources {
-		if r.Container == nil {
+		if docker.Of(r) == nil {
 			continue
 		}
-		for _, v := range r.Container.Env {
+		for _, v := range docker.Of(r).Env {
 			out = append(out, v)
 		}
 	}

@@ -68,13 +68,13 @@ func TestFollowOnDocker(t *testing.T) {
 	stop := time.Second
 	desired := func() *spec.Resource {
 		return &spec.Resource{
-			ID: spec.ID{Kind: spec.KindContainer, Name: name},
-			Container: &spec.Container{
+			ID: spec.ID{Kind: docker.Kind, Name: name},
+			Object: &docker.Container{
 				Name:        name,
 				Image:       f.Host() + "/" + repo,
-				Update:      &spec.UpdatePolicy{Policy: "semver", Range: "^1"},
+				Update:      &docker.UpdatePolicy{Policy: "semver", Range: "^1"},
 				Labels:      map[string]string{e2eLabel: suffix},
-				Health:      &spec.Health{Cmd: []string{"sh", "-c", `test "$SICK" != 1`}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
+				Health:      &docker.Health{Cmd: []string{"sh", "-c", `test "$SICK" != 1`}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
 				StopTimeout: &stop,
 			},
 		}
@@ -85,13 +85,13 @@ func TestFollowOnDocker(t *testing.T) {
 	turn := func(t *testing.T) (ups []Update, pollErr, applyErr error) {
 		t.Helper()
 		res := desired()
-		ups, pollErr = p.Poll(ctx, []*spec.Container{res.Container})
-		if !store.Pin(res.Container) {
+		ups, pollErr = p.Poll(ctx, []*docker.Container{docker.Of(res)})
+		if !store.Pin(docker.Of(res)) {
 			t.Fatal("Pin = false after a successful poll")
 		}
 		_, applyErr = drv.CheckApply(ctx, res, true)
 		if errors.Is(applyErr, docker.ErrUnhealthy) {
-			if err := store.MarkBad(name, res.Container.Tag, res.Container.Digest, applyErr.Error()); err != nil {
+			if err := store.MarkBad(name, docker.Of(res).Tag, docker.Of(res).Digest, applyErr.Error()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -247,12 +247,12 @@ func BenchmarkPushToRunning(b *testing.B) {
 	p := NewPoller(r, store, PollerOptions{HostName: "edge-042", Platform: hostPlatform, Interval: 5 * time.Second, MinInterval: -1})
 	stop := time.Second
 	res := &spec.Resource{
-		ID: spec.ID{Kind: spec.KindContainer, Name: name},
-		Container: &spec.Container{
+		ID: spec.ID{Kind: docker.Kind, Name: name},
+		Object: &docker.Container{
 			Name: name, Image: reg.Repo(repo),
-			Update:      &spec.UpdatePolicy{Policy: "semver"},
+			Update:      &docker.UpdatePolicy{Policy: "semver"},
 			Labels:      map[string]string{e2eLabel: suffix},
-			Health:      &spec.Health{Cmd: []string{"true"}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
+			Health:      &docker.Health{Cmd: []string{"true"}, Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 1},
 			StopTimeout: &stop,
 		},
 	}
@@ -263,16 +263,16 @@ func BenchmarkPushToRunning(b *testing.B) {
 	running := make(chan deployed, 16)
 	done := make(chan error, 1)
 	go func() {
-		done <- p.Run(ctx, func() []*spec.Container { return []*spec.Container{res.Container} }, func([]Update) {
+		done <- p.Run(ctx, func() []*docker.Container { return []*docker.Container{docker.Of(res)} }, func([]Update) {
 			resolved := time.Now()
-			if !store.Pin(res.Container) {
+			if !store.Pin(docker.Of(res)) {
 				return
 			}
 			if _, err := drv.CheckApply(ctx, res, true); err != nil {
 				b.Errorf("CheckApply: %v", err)
 				return
 			}
-			running <- deployed{res.Container.Digest, resolved, time.Now()}
+			running <- deployed{docker.Of(res).Digest, resolved, time.Now()}
 		})
 	}()
 	<-running // 1.0.0

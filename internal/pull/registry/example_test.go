@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // The daemon's wiring: one store and one resolver for the agent's life, a
@@ -35,11 +36,11 @@ func Example() {
 	})
 
 	var desired *spec.State // rendered from the current commit
-	following := func() []*spec.Container {
-		var cs []*spec.Container
+	following := func() []*docker.Container {
+		var cs []*docker.Container
 		for _, r := range desired.Resources {
-			if r.Container != nil && r.Container.Update != nil {
-				cs = append(cs, r.Container)
+			if docker.Of(r) != nil && docker.Of(r).Update != nil {
+				cs = append(cs, docker.Of(r))
 			}
 		}
 		return cs
@@ -58,7 +59,7 @@ func Example() {
 
 	// When the Docker target reports that a new container did not become
 	// healthy and put the old one back (docker.ErrUnhealthy):
-	onUnhealthy := func(c *spec.Container, err error) {
+	onUnhealthy := func(c *docker.Container, err error) {
 		if err := store.MarkBad(c.Name, c.Tag, c.Digest, err.Error()); err != nil {
 			log.Error("images state", "error", err)
 		}

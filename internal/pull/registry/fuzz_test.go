@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // FuzzPolicy builds a tag policy from fuzzed fields and ranks fuzzed tags
@@ -23,7 +23,7 @@ func FuzzPolicy(f *testing.F) {
 		if len(tags) > 1<<12 || len(filter) > 256 || len(rng) > 256 {
 			return // bounded like a registry's answer and a manifest's fields
 		}
-		p := &spec.UpdatePolicy{Policy: policy, Range: rng, Order: order, Filter: filter, Tag: "latest"}
+		p := &docker.UpdatePolicy{Policy: policy, Range: rng, Order: order, Filter: filter, Tag: "latest"}
 		if exclude != "" {
 			p.Exclude = strings.Split(exclude, "\n")
 		}

@@ -19,10 +19,10 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
-// The policy names of spec.UpdatePolicy.Policy.
+// The policy names of docker.UpdatePolicy.Policy.
 const (
 	PolicySemver       = "semver"
 	PolicyNumerical    = "numerical"
@@ -63,7 +63,7 @@ type Ranker interface {
 // NewPolicy builds the policy that p describes. It returns an error wrapping
 // ErrInvalidPolicy when p names an unknown policy or order, or carries a
 // range, filter or exclude pattern that does not compile.
-func NewPolicy(p *spec.UpdatePolicy) (Ranker, error) {
+func NewPolicy(p *docker.UpdatePolicy) (Ranker, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: no update policy", ErrInvalidPolicy)
 	}
@@ -113,7 +113,7 @@ type filter struct {
 	exclude []func(string) bool
 }
 
-func newFilter(p *spec.UpdatePolicy) (*filter, error) {
+func newFilter(p *docker.UpdatePolicy) (*filter, error) {
 	f := &filter{extract: -1}
 	globs := DefaultExclude
 	if p.Exclude != nil {

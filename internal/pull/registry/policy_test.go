@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // issueTags is the tag table that every policy is checked against.
@@ -20,36 +20,36 @@ var issueTags = []string{
 func TestPolicyLatest(t *testing.T) {
 	tests := []struct {
 		name    string
-		policy  spec.UpdatePolicy
+		policy  docker.UpdatePolicy
 		want    string
 		wantErr error
 	}{
-		{"semver any", spec.UpdatePolicy{Policy: "semver"}, "2.0.0", nil},
-		{"semver star", spec.UpdatePolicy{Policy: "semver", Range: "*"}, "2.0.0", nil},
-		{"semver caret 1 accepts v prefix", spec.UpdatePolicy{Policy: "semver", Range: "^1.0"}, "v1.3.0", nil},
-		{"semver tilde 1.1", spec.UpdatePolicy{Policy: "semver", Range: "~1.1"}, "1.1.0", nil},
-		{"semver below 1.1", spec.UpdatePolicy{Policy: "semver", Range: "<1.1.0"}, "1.0.0", nil},
-		{"semver no pre-release unless asked", spec.UpdatePolicy{Policy: "semver", Range: "~1.2"}, "", ErrNoCandidate},
-		{"semver pre-release asked", spec.UpdatePolicy{Policy: "semver", Range: "~1.2.0-0"}, "1.2.0-rc.1", nil},
-		{"semver pre-release range still prefers release", spec.UpdatePolicy{Policy: "semver", Range: ">=1.2.0-0 <2"}, "v1.3.0", nil},
-		{"semver nothing in range", spec.UpdatePolicy{Policy: "semver", Range: ">=3"}, "", ErrNoCandidate},
-		{"semver filter v tags only", spec.UpdatePolicy{Policy: "semver", Filter: `^v(?P<extract>.+)$`}, "v1.3.0", nil},
-		{"semver filter extract build date", spec.UpdatePolicy{Policy: "semver", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
-		{"semver filter without extract group", spec.UpdatePolicy{Policy: "semver", Filter: `^1\.`}, "1.1.0", nil},
-		{"numerical plain tags", spec.UpdatePolicy{Policy: "numerical"}, "", ErrNoCandidate},
-		{"numerical build number", spec.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
-		{"numerical major asc", spec.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+)\.\d+\.\d+$`}, "2.0.0", nil},
-		{"numerical major desc", spec.UpdatePolicy{Policy: "numerical", Order: "desc", Filter: `^(?P<extract>\d+)\.\d+\.\d+$`}, "1.1.0", nil},
-		{"alphabetical asc", spec.UpdatePolicy{Policy: "alphabetical"}, "v1.3.0", nil},
-		{"alphabetical asc explicit", spec.UpdatePolicy{Policy: "alphabetical", Order: "asc"}, "v1.3.0", nil},
-		{"alphabetical desc", spec.UpdatePolicy{Policy: "alphabetical", Order: "desc"}, "1.0.0", nil},
-		{"alphabetical filter", spec.UpdatePolicy{Policy: "alphabetical", Filter: `^build-`}, "build-20261101", nil},
-		{"alphabetical extract", spec.UpdatePolicy{Policy: "alphabetical", Filter: `^(?P<extract>[0-9.]+)$`}, "2.0.0", nil},
-		{"exclude replaces the defaults", spec.UpdatePolicy{Policy: "alphabetical", Exclude: []string{"v*"}},
+		{"semver any", docker.UpdatePolicy{Policy: "semver"}, "2.0.0", nil},
+		{"semver star", docker.UpdatePolicy{Policy: "semver", Range: "*"}, "2.0.0", nil},
+		{"semver caret 1 accepts v prefix", docker.UpdatePolicy{Policy: "semver", Range: "^1.0"}, "v1.3.0", nil},
+		{"semver tilde 1.1", docker.UpdatePolicy{Policy: "semver", Range: "~1.1"}, "1.1.0", nil},
+		{"semver below 1.1", docker.UpdatePolicy{Policy: "semver", Range: "<1.1.0"}, "1.0.0", nil},
+		{"semver no pre-release unless asked", docker.UpdatePolicy{Policy: "semver", Range: "~1.2"}, "", ErrNoCandidate},
+		{"semver pre-release asked", docker.UpdatePolicy{Policy: "semver", Range: "~1.2.0-0"}, "1.2.0-rc.1", nil},
+		{"semver pre-release range still prefers release", docker.UpdatePolicy{Policy: "semver", Range: ">=1.2.0-0 <2"}, "v1.3.0", nil},
+		{"semver nothing in range", docker.UpdatePolicy{Policy: "semver", Range: ">=3"}, "", ErrNoCandidate},
+		{"semver filter v tags only", docker.UpdatePolicy{Policy: "semver", Filter: `^v(?P<extract>.+)$`}, "v1.3.0", nil},
+		{"semver filter extract build date", docker.UpdatePolicy{Policy: "semver", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
+		{"semver filter without extract group", docker.UpdatePolicy{Policy: "semver", Filter: `^1\.`}, "1.1.0", nil},
+		{"numerical plain tags", docker.UpdatePolicy{Policy: "numerical"}, "", ErrNoCandidate},
+		{"numerical build number", docker.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
+		{"numerical major asc", docker.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+)\.\d+\.\d+$`}, "2.0.0", nil},
+		{"numerical major desc", docker.UpdatePolicy{Policy: "numerical", Order: "desc", Filter: `^(?P<extract>\d+)\.\d+\.\d+$`}, "1.1.0", nil},
+		{"alphabetical asc", docker.UpdatePolicy{Policy: "alphabetical"}, "v1.3.0", nil},
+		{"alphabetical asc explicit", docker.UpdatePolicy{Policy: "alphabetical", Order: "asc"}, "v1.3.0", nil},
+		{"alphabetical desc", docker.UpdatePolicy{Policy: "alphabetical", Order: "desc"}, "1.0.0", nil},
+		{"alphabetical filter", docker.UpdatePolicy{Policy: "alphabetical", Filter: `^build-`}, "build-20261101", nil},
+		{"alphabetical extract", docker.UpdatePolicy{Policy: "alphabetical", Filter: `^(?P<extract>[0-9.]+)$`}, "2.0.0", nil},
+		{"exclude replaces the defaults", docker.UpdatePolicy{Policy: "alphabetical", Exclude: []string{"v*"}},
 			"sha256-3f1d5a7c0b9e2d4f6a8c0e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f.sig", nil},
-		{"exclude removes the best", spec.UpdatePolicy{Policy: "semver", Exclude: []string{"2.*", "*.sig"}}, "v1.3.0", nil},
-		{"digest follows latest by default", spec.UpdatePolicy{Policy: "digest"}, "latest", nil},
-		{"digest missing tag", spec.UpdatePolicy{Policy: "digest", Tag: "stable"}, "", ErrNoCandidate},
+		{"exclude removes the best", docker.UpdatePolicy{Policy: "semver", Exclude: []string{"2.*", "*.sig"}}, "v1.3.0", nil},
+		{"digest follows latest by default", docker.UpdatePolicy{Policy: "digest"}, "latest", nil},
+		{"digest missing tag", docker.UpdatePolicy{Policy: "digest", Tag: "stable"}, "", ErrNoCandidate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,14 +70,14 @@ func TestPolicyLatest(t *testing.T) {
 
 func TestPolicyCandidates(t *testing.T) {
 	tests := []struct {
-		policy spec.UpdatePolicy
+		policy docker.UpdatePolicy
 		want   []string
 	}{
-		{spec.UpdatePolicy{Policy: "semver"}, []string{"2.0.0", "v1.3.0", "1.1.0", "1.0.0"}},
-		{spec.UpdatePolicy{Policy: "semver", Range: "^1.0.0-0"}, []string{"v1.3.0", "1.2.0-rc.1", "1.1.0", "1.0.0"}},
-		{spec.UpdatePolicy{Policy: "alphabetical", Order: "desc", Filter: `^\d`},
+		{docker.UpdatePolicy{Policy: "semver"}, []string{"2.0.0", "v1.3.0", "1.1.0", "1.0.0"}},
+		{docker.UpdatePolicy{Policy: "semver", Range: "^1.0.0-0"}, []string{"v1.3.0", "1.2.0-rc.1", "1.1.0", "1.0.0"}},
+		{docker.UpdatePolicy{Policy: "alphabetical", Order: "desc", Filter: `^\d`},
 			[]string{"1.0.0", "1.1.0", "1.2.0-rc.1", "2.0.0"}},
-		{spec.UpdatePolicy{Policy: "digest", Tag: "latest"}, []string{"latest"}},
+		{docker.UpdatePolicy{Policy: "digest", Tag: "latest"}, []string{"latest"}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s %s", tt.policy.Policy, tt.policy.Range, tt.policy.Filter), func(t *testing.T) {
@@ -95,7 +95,7 @@ func TestPolicyCandidates(t *testing.T) {
 // TestPolicyOrderIndependent checks that the registry's listing order does
 // not change the choice, even between equal versions.
 func TestPolicyOrderIndependent(t *testing.T) {
-	p, err := NewPolicy(&spec.UpdatePolicy{Policy: "semver"})
+	p, err := NewPolicy(&docker.UpdatePolicy{Policy: "semver"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +110,14 @@ func TestPolicyOrderIndependent(t *testing.T) {
 func TestNewPolicyInvalid(t *testing.T) {
 	tests := []struct {
 		name   string
-		policy *spec.UpdatePolicy
+		policy *docker.UpdatePolicy
 	}{
 		{"nil", nil},
-		{"unknown policy", &spec.UpdatePolicy{Policy: "newest"}},
-		{"bad range", &spec.UpdatePolicy{Policy: "semver", Range: "^^1"}},
-		{"bad filter", &spec.UpdatePolicy{Policy: "semver", Filter: "("}},
-		{"bad order", &spec.UpdatePolicy{Policy: "alphabetical", Order: "sideways"}},
-		{"bad exclude", &spec.UpdatePolicy{Policy: "numerical", Exclude: []string{"["}}},
+		{"unknown policy", &docker.UpdatePolicy{Policy: "newest"}},
+		{"bad range", &docker.UpdatePolicy{Policy: "semver", Range: "^^1"}},
+		{"bad filter", &docker.UpdatePolicy{Policy: "semver", Filter: "("}},
+		{"bad order", &docker.UpdatePolicy{Policy: "alphabetical", Order: "sideways"}},
+		{"bad exclude", &docker.UpdatePolicy{Policy: "numerical", Exclude: []string{"["}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,7 +143,7 @@ func BenchmarkPolicy1000Tags(b *testing.B) {
 			tags = append(tags, fmt.Sprintf("sha256-%064x.sig", i))
 		}
 	}
-	policies := []spec.UpdatePolicy{
+	policies := []docker.UpdatePolicy{
 		{Policy: "semver", Range: "^5.0"},
 		{Policy: "semver", Range: ">=1.0.0-0"},
 		{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`},

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // DefaultInterval is the poll interval when none is configured
@@ -116,7 +116,7 @@ func (p *Poller) first() time.Duration {
 // was. It returns the containers whose tag@digest changed, and the errors
 // joined (the store's own errors among them). It logs a container's checks
 // when they start failing and when they recover, not at every poll.
-func (p *Poller) Poll(ctx context.Context, cs []*spec.Container) ([]Update, error) {
+func (p *Poller) Poll(ctx context.Context, cs []*docker.Container) ([]Update, error) {
 	now := p.now()
 	due := map[string]bool{} // by registry host
 	var ups []Update
@@ -187,7 +187,7 @@ func (p *Poller) due(reg string, now time.Time) bool {
 // host-seeded wait and then every Next(), and calls changed with the
 // containers whose tag@digest changed. It returns ctx's error when ctx is
 // done; a failing poll does not stop it.
-func (p *Poller) Run(ctx context.Context, list func() []*spec.Container, changed func([]Update)) error {
+func (p *Poller) Run(ctx context.Context, list func() []*docker.Container, changed func([]Update)) error {
 	t := time.NewTimer(p.first())
 	defer t.Stop()
 	for {

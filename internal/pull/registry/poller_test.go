@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 	testreg "github.com/outpost-gitops/outpost/test/e2e/registry"
 )
 
@@ -61,15 +61,15 @@ func TestPollerRun(t *testing.T) {
 	}
 	p := NewPoller(newTestResolver(t, Options{Bad: store}), store,
 		PollerOptions{HostName: "edge-042", Interval: 10 * time.Millisecond, MinInterval: -1, Platform: hostPlatform, Logger: discard()})
-	cs := []*spec.Container{
-		following("web", reg.Repo("run"), spec.UpdatePolicy{Policy: "semver"}),
+	cs := []*docker.Container{
+		following("web", reg.Repo("run"), docker.UpdatePolicy{Policy: "semver"}),
 		{Name: "pinned", Image: reg.Repo("run"), Tag: "1.0.0"},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan []Update, 1)
 	done := make(chan error)
 	go func() {
-		done <- p.Run(ctx, func() []*spec.Container { return cs }, func(u []Update) {
+		done <- p.Run(ctx, func() []*docker.Container { return cs }, func(u []Update) {
 			select {
 			case got <- u:
 			default:
@@ -104,7 +104,7 @@ func TestPollerLogsTransitions(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	p := NewPoller(newTestResolver(t, Options{Bad: store, Retry: Retry{Max: -1}}), store,
 		PollerOptions{MinInterval: -1, Platform: hostPlatform, Logger: log})
-	cs := []*spec.Container{following("logs", f.Host()+"/logs", spec.UpdatePolicy{Policy: "semver"})}
+	cs := []*docker.Container{following("logs", f.Host()+"/logs", docker.UpdatePolicy{Policy: "semver"})}
 	ctx := context.Background()
 
 	var errs int

@@ -26,7 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 	testreg "github.com/outpost-gitops/outpost/test/e2e/registry"
 )
 
@@ -139,8 +139,8 @@ func paginate(reg *testreg.Registry) func(http.ResponseWriter, *http.Request) bo
 // noKeychain is anonymous: the host's Docker configuration is not read.
 func noKeychain() authn.Keychain { return authn.NewMultiKeychain() }
 
-func following(name, image string, p spec.UpdatePolicy) *spec.Container {
-	return &spec.Container{Name: name, Image: image, Update: &p}
+func following(name, image string, p docker.UpdatePolicy) *docker.Container {
+	return &docker.Container{Name: name, Image: image, Update: &p}
 }
 
 // TestAgainstRegistry runs against the package's real docker-registry
@@ -154,15 +154,15 @@ func TestAgainstRegistry(t *testing.T) {
 	t.Run("policies choose from the listed tags", func(t *testing.T) {
 		r := newTestResolver(t, Options{})
 		tests := []struct {
-			policy spec.UpdatePolicy
+			policy docker.UpdatePolicy
 			want   string
 		}{
-			{spec.UpdatePolicy{Policy: "semver", Range: "^1.0"}, "v1.3.0"},
-			{spec.UpdatePolicy{Policy: "semver"}, "2.0.0"},
-			{spec.UpdatePolicy{Policy: "semver", Range: "~1.2.0-0"}, "1.2.0-rc.1"},
-			{spec.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101"},
-			{spec.UpdatePolicy{Policy: "alphabetical"}, "v1.3.0"},
-			{spec.UpdatePolicy{Policy: "digest", Tag: "latest"}, "latest"},
+			{docker.UpdatePolicy{Policy: "semver", Range: "^1.0"}, "v1.3.0"},
+			{docker.UpdatePolicy{Policy: "semver"}, "2.0.0"},
+			{docker.UpdatePolicy{Policy: "semver", Range: "~1.2.0-0"}, "1.2.0-rc.1"},
+			{docker.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101"},
+			{docker.UpdatePolicy{Policy: "alphabetical"}, "v1.3.0"},
+			{docker.UpdatePolicy{Policy: "digest", Tag: "latest"}, "latest"},
 		}
 		for _, tt := range tests {
 			c := following("app", reg.Repo("app"), tt.policy)
@@ -220,7 +220,7 @@ func TestAgainstRegistry(t *testing.T) {
 		if n := f.RequestsTo(listPath); n != 3 {
 			t.Errorf("tag list requests with MaxTags 70 = %d, want 3 pages", n)
 		}
-		res, err := r.Resolve(ctx, following("many", repo.String(), spec.UpdatePolicy{Policy: "semver"}), hostPlatform)
+		res, err := r.Resolve(ctx, following("many", repo.String(), docker.UpdatePolicy{Policy: "semver"}), hostPlatform)
 		if err != nil || !res.Truncated {
 			t.Errorf("Resolve with MaxTags 70 = %+v, %v; want a truncated resolution", res, err)
 		}
@@ -235,7 +235,7 @@ func TestAgainstRegistry(t *testing.T) {
 			mutate.IndexAddendum{Add: variant(t, img, "OTHER=1"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: others[0].Architecture}}},
 		), "0.9.0")
 		r := newTestResolver(t, Options{})
-		c := following("multi", reg.Repo("multi"), spec.UpdatePolicy{Policy: "semver"})
+		c := following("multi", reg.Repo("multi"), docker.UpdatePolicy{Policy: "semver"})
 
 		got, err := r.Resolve(ctx, c, hostPlatform)
 		if err != nil {
@@ -258,7 +258,7 @@ func TestAgainstRegistry(t *testing.T) {
 		}
 
 		// A range that leaves only the index with the host's platform.
-		c = following("multi", reg.Repo("multi"), spec.UpdatePolicy{Policy: "semver", Range: "<1"})
+		c = following("multi", reg.Repo("multi"), docker.UpdatePolicy{Policy: "semver", Range: "<1"})
 		got, err = r.Resolve(ctx, c, hostPlatform)
 		if err != nil || got.Tag != "0.9.0" || got.Digest != hostIdx {
 			t.Errorf("Resolve(<1) = %s, %v; want 0.9.0@%s", got.Ref(), err, hostIdx)
@@ -266,14 +266,14 @@ func TestAgainstRegistry(t *testing.T) {
 
 		// A cap on the tags checked for their platform.
 		capped := newTestResolver(t, Options{MaxCandidates: 1})
-		c = following("multi", reg.Repo("multi"), spec.UpdatePolicy{Policy: "semver"})
+		c = following("multi", reg.Repo("multi"), docker.UpdatePolicy{Policy: "semver"})
 		got, err = capped.Resolve(ctx, c, hostPlatform)
 		if !errors.Is(err, ErrNoCandidate) || len(got.Skipped) != 1 || got.Tag != "" {
 			t.Errorf("Resolve with MaxCandidates 1 = %+v, %v; want %v after 1.1.0 was skipped", got, err, ErrNoCandidate)
 		}
 
 		// Nothing runs here at all.
-		c = following("multi", reg.Repo("multi"), spec.UpdatePolicy{Policy: "semver", Range: "~1.1"})
+		c = following("multi", reg.Repo("multi"), docker.UpdatePolicy{Policy: "semver", Range: "~1.1"})
 		got, err = r.Resolve(ctx, c, hostPlatform)
 		if !errors.Is(err, ErrNoCandidate) || len(got.Skipped) != 1 {
 			t.Errorf("Resolve(~1.1) = %+v, %v; want %v with 1.1.0 skipped", got, err, ErrNoCandidate)
@@ -289,7 +289,7 @@ func TestAgainstRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := newTestResolver(t, Options{Bad: store})
-		c := following("web", reg.Repo("bad"), spec.UpdatePolicy{Policy: "semver"})
+		c := following("web", reg.Repo("bad"), docker.UpdatePolicy{Policy: "semver"})
 
 		if err := store.MarkBad("web", "1.1.0", d2, "healthcheck failed"); err != nil {
 			t.Fatal(err)
@@ -338,7 +338,7 @@ func TestAgainstRegistry(t *testing.T) {
 		d1 := reg.Push(t, "mutable", img, "stable")
 		f := reg.Front(t, testreg.FrontOptions{})
 		r := newTestResolver(t, Options{})
-		c := following("m", f.Host()+"/mutable", spec.UpdatePolicy{Policy: "digest", Tag: "stable"})
+		c := following("m", f.Host()+"/mutable", docker.UpdatePolicy{Policy: "digest", Tag: "stable"})
 		got, err := r.Resolve(ctx, c, hostPlatform)
 		if err != nil || got.Ref() != "stable@"+d1 {
 			t.Fatalf("Resolve = %s, %v; want stable@%s", got.Ref(), err, d1)
@@ -364,7 +364,7 @@ func TestAgainstRegistry(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c := following("app", f.Host()+"/app", spec.UpdatePolicy{Policy: "semver", Range: "^1"})
+		c := following("app", f.Host()+"/app", docker.UpdatePolicy{Policy: "semver", Range: "^1"})
 
 		anon := newTestResolver(t, Options{})
 		if _, err := anon.Resolve(ctx, c, hostPlatform); !isStatus(err, http.StatusUnauthorized) {
@@ -408,7 +408,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 	ctx := context.Background()
 	d := reg.Push(t, "faulty", img, "1.0.0")
 	f := reg.Front(t, testreg.FrontOptions{})
-	c := following("svc", f.Host()+"/faulty", spec.UpdatePolicy{Policy: "semver"})
+	c := following("svc", f.Host()+"/faulty", docker.UpdatePolicy{Policy: "semver"})
 	listPath := "/v2/faulty/tags/list"
 
 	newPoller := func(t *testing.T) (*Poller, *Store) {
@@ -418,7 +418,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 		}
 		r := newTestResolver(t, Options{Bad: store})
 		p := NewPoller(r, store, PollerOptions{HostName: "edge-042", Platform: hostPlatform, MinInterval: -1})
-		if ups, err := p.Poll(ctx, []*spec.Container{c}); err != nil || len(ups) != 1 {
+		if ups, err := p.Poll(ctx, []*docker.Container{c}); err != nil || len(ups) != 1 {
 			t.Fatalf("first Poll = %v, %v; want one update", ups, err)
 		}
 		return p, store
@@ -498,7 +498,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 				}
 				// The next poll leaves the registry alone.
 				n := f.Requests()
-				if ups, err := p.Poll(ctx, []*spec.Container{c}); err != nil || len(ups) != 0 {
+				if ups, err := p.Poll(ctx, []*docker.Container{c}); err != nil || len(ups) != 0 {
 					t.Errorf("Poll while paused = %v, %v; want nothing", ups, err)
 				}
 				if got := f.Requests() - n; got != 0 {
@@ -521,7 +521,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 			newer := pushNewer(t)
 			f.Reset()
 			least, most := tt.fault(t)
-			ups, err := p.Poll(ctx, []*spec.Container{c})
+			ups, err := p.Poll(ctx, []*docker.Container{c})
 			if least < 0 {
 				// The fault passes within the poll.
 				if err != nil || len(ups) != 1 || ups[0].To != "1.0.1@"+newer {
@@ -549,7 +549,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 			if tt.recover != nil {
 				tt.recover(t, p)
 			}
-			ups, err = p.Poll(ctx, []*spec.Container{c})
+			ups, err = p.Poll(ctx, []*docker.Container{c})
 			if err != nil || len(ups) != 1 || ups[0].To != "1.0.1@"+newer {
 				t.Errorf("Poll after recovery = %v, %v; want 1.0.1@%s", ups, err, newer)
 			}
@@ -568,12 +568,12 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		down := following("svc", addr+"/faulty", spec.UpdatePolicy{Policy: "semver"})
+		down := following("svc", addr+"/faulty", docker.UpdatePolicy{Policy: "semver"})
 		if _, err := store.Record(down, Resolution{Tag: "1.0.0", Digest: d}, nil); err != nil {
 			t.Fatal(err)
 		}
 		p := NewPoller(newTestResolver(t, Options{Bad: store}), store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
-		ups, err := p.Poll(ctx, []*spec.Container{down})
+		ups, err := p.Poll(ctx, []*docker.Container{down})
 		if err == nil || len(ups) != 0 {
 			t.Fatalf("Poll of a stopped registry = %v, %v; want an error and no update", ups, err)
 		}
@@ -585,14 +585,14 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 
 	t.Run("registry stalls", func(t *testing.T) {
 		f := reg.Front(t, testreg.FrontOptions{})
-		c := following("svc", f.Host()+"/faulty", spec.UpdatePolicy{Policy: "semver"})
+		c := following("svc", f.Host()+"/faulty", docker.UpdatePolicy{Policy: "semver"})
 		store, err := OpenStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := newTestResolver(t, Options{Bad: store, Retry: Retry{Max: 1, WaitMin: 5 * time.Millisecond, Timeout: time.Second}})
 		p := NewPoller(r, store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
-		if ups, err := p.Poll(ctx, []*spec.Container{c}); err != nil || len(ups) != 1 {
+		if ups, err := p.Poll(ctx, []*docker.Container{c}); err != nil || len(ups) != 1 {
 			t.Fatalf("first Poll = %v, %v; want one update", ups, err)
 		}
 		// The front accepts each request and never answers it.
@@ -601,7 +601,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 			<-r.Context().Done()
 			return true
 		})
-		ups, err := p.Poll(ctx, []*spec.Container{c})
+		ups, err := p.Poll(ctx, []*docker.Container{c})
 		if err == nil || len(ups) != 0 {
 			t.Errorf("Poll of a stalled registry = %v, %v; want an error and no update", ups, err)
 		}
@@ -624,13 +624,13 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 		})
 		d := own.Push(t, "svc", img, "1.0.0")
 		f := own.Front(t, testreg.FrontOptions{})
-		c := following("svc", f.Host()+"/svc", spec.UpdatePolicy{Policy: "semver"})
+		c := following("svc", f.Host()+"/svc", docker.UpdatePolicy{Policy: "semver"})
 		store, err := OpenStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := NewPoller(newTestResolver(t, Options{Bad: store}), store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
-		if ups, err := p.Poll(ctx, []*spec.Container{c}); err != nil || len(ups) != 1 {
+		if ups, err := p.Poll(ctx, []*docker.Container{c}); err != nil || len(ups) != 1 {
 			t.Fatalf("first Poll = %v, %v; want one update", ups, err)
 		}
 		own.Push(t, "svc", variant(t, img, "N=stopped"), "1.0.1")
@@ -638,7 +638,7 @@ func testFaults(t *testing.T, reg *testreg.Registry, img v1.Image) {
 		stopped = true
 		f.Reset()
 
-		ups, err := p.Poll(ctx, []*spec.Container{c})
+		ups, err := p.Poll(ctx, []*docker.Container{c})
 		var te *transport.Error
 		if !errors.As(err, &te) || te.StatusCode != http.StatusBadGateway || len(ups) != 0 {
 			t.Errorf("Poll with the registry stopped = %v, %v; want a 502 from the proxy and no update", ups, err)
@@ -660,7 +660,7 @@ func TestPollUnchangedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := NewPoller(newTestResolver(t, Options{Bad: store}), store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
-	cs := []*spec.Container{following("web", f.Host()+"/unchanged", spec.UpdatePolicy{Policy: "semver", Range: "^1"})}
+	cs := []*docker.Container{following("web", f.Host()+"/unchanged", docker.UpdatePolicy{Policy: "semver", Range: "^1"})}
 	ctx := context.Background()
 	if _, err := p.Poll(ctx, cs); err != nil {
 		t.Fatal(err)
@@ -705,10 +705,10 @@ func BenchmarkPollUnchanged(b *testing.B) {
 		b.Fatal(err)
 	}
 	p := NewPoller(r, store, PollerOptions{MinInterval: -1, Platform: hostPlatform})
-	cs := []*spec.Container{
-		following("web", f.Host()+"/bench-web", spec.UpdatePolicy{Policy: "semver", Range: "^1"}),
-		following("db", f.Host()+"/bench-db", spec.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+\.\d+)$`}),
-		following("edge", f.Host()+"/bench-web", spec.UpdatePolicy{Policy: "digest", Tag: "latest"}),
+	cs := []*docker.Container{
+		following("web", f.Host()+"/bench-web", docker.UpdatePolicy{Policy: "semver", Range: "^1"}),
+		following("db", f.Host()+"/bench-db", docker.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+\.\d+)$`}),
+		following("edge", f.Host()+"/bench-web", docker.UpdatePolicy{Policy: "digest", Tag: "latest"}),
 	}
 	ctx := context.Background()
 	if _, err := p.Poll(ctx, cs); err != nil {

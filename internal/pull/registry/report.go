@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // Row is one following container in `outpost images`.
@@ -32,7 +32,7 @@ type Row struct {
 // Report builds the rows of `outpost images` for the following containers
 // of cs from the store. running, which may be nil, maps a container's name
 // to the tag@digest observed on the host.
-func Report(cs []*spec.Container, s *Store, running map[string]string) []Row {
+func Report(cs []*docker.Container, s *Store, running map[string]string) []Row {
 	var rows []Row
 	for _, c := range cs {
 		if c.Update == nil {
@@ -87,7 +87,7 @@ func WriteText(w io.Writer, rows []Row) error {
 			fmt.Fprintf(w, "  passed over %s: %s\n", s.Tag, s.Reason)
 		}
 		for _, b := range r.Bad {
-			ref := short(spec.Reference("", b.Tag, b.Digest))
+			ref := short(docker.Reference("", b.Tag, b.Digest))
 			fmt.Fprintf(w, "  bad %s since %s", ref, b.At.UTC().Format(time.RFC3339))
 			if b.Reason != "" {
 				fmt.Fprintf(w, ": %s", b.Reason)

@@ -9,17 +9,17 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 func TestReport(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
 	d1 := "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	d2 := "sha256:2222222222222222222222222222222222222222222222222222222222222222"
-	web := following("web", "registry.example.com/acme/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"})
-	api := following("api", "registry.example.com/acme/api", spec.UpdatePolicy{Policy: "digest", Tag: "stable", Exclude: DefaultExclude})
-	fresh := following("new", "registry.example.com/acme/new", spec.UpdatePolicy{Policy: "alphabetical", Order: "desc", Filter: "^main-"})
-	pinned := &spec.Container{Name: "db", Image: "postgres", Tag: "16"}
+	web := following("web", "registry.example.com/acme/web", docker.UpdatePolicy{Policy: "semver", Range: "^1"})
+	api := following("api", "registry.example.com/acme/api", docker.UpdatePolicy{Policy: "digest", Tag: "stable", Exclude: DefaultExclude})
+	fresh := following("new", "registry.example.com/acme/new", docker.UpdatePolicy{Policy: "alphabetical", Order: "desc", Filter: "^main-"})
+	pinned := &docker.Container{Name: "db", Image: "postgres", Tag: "16"}
 
 	if _, err := s.Record(web, Resolution{Tag: "1.1.0", Digest: d1}, nil); err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rows := Report([]*spec.Container{web, api, fresh, pinned}, s, map[string]string{"api": "stable@" + d1})
+	rows := Report([]*docker.Container{web, api, fresh, pinned}, s, map[string]string{"api": "stable@" + d1})
 	at := time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
 	want := []Row{
 		{Container: "web", Image: web.Image, Policy: "semver ^1", Running: "1.1.0@" + d1, Best: "1.1.0@" + d1, Skipped: skipped,

@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // ErrNotFollowing is matched by errors.Is when Resolve is given a container
@@ -94,7 +94,7 @@ type Resolution struct {
 
 // Ref returns tag@digest.
 func (r Resolution) Ref() string {
-	return spec.Reference("", r.Tag, r.Digest)
+	return docker.Reference("", r.Tag, r.Digest)
 }
 
 // Skip is a tag passed over, and why.
@@ -164,7 +164,7 @@ func (r *Resolver) RetryAt(image string) time.Time {
 // An unreachable or failing registry returns an error; the caller keeps
 // running what it runs. When no tag qualifies the error wraps
 // ErrNoCandidate and the Resolution still lists what was passed over.
-func (r *Resolver) Resolve(ctx context.Context, c *spec.Container, host Platform) (Resolution, error) {
+func (r *Resolver) Resolve(ctx context.Context, c *docker.Container, host Platform) (Resolution, error) {
 	if c.Update == nil {
 		return Resolution{}, fmt.Errorf("container %s: %w", c.Name, ErrNotFollowing)
 	}
@@ -224,7 +224,7 @@ func (r *Resolver) Resolve(ctx context.Context, c *spec.Container, host Platform
 	return res, fmt.Errorf("%s: %w", repo, ErrNoCandidate)
 }
 
-func followedTag(p *spec.UpdatePolicy) string {
+func followedTag(p *docker.UpdatePolicy) string {
 	if p.Tag == "" {
 		return "latest"
 	}

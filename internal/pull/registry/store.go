@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-gitops/outpost/internal/atomicfile"
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
 )
 
 // StoreFile is the name of the images document in the state directory.
@@ -70,7 +71,7 @@ func (r *Ref) String() string {
 	if r == nil {
 		return ""
 	}
-	return spec.Reference("", r.Tag, r.Digest)
+	return docker.Reference("", r.Tag, r.Digest)
 }
 
 // Check is the outcome of the last registry check.
@@ -163,7 +164,7 @@ func (e *Entry) clone() Entry {
 
 // entry returns c's entry, reset when c's image changed; the caller holds
 // s.mu.
-func (s *Store) entry(c *spec.Container) *Entry {
+func (s *Store) entry(c *docker.Container) *Entry {
 	e := s.doc.Containers[c.Name]
 	if e == nil || e.Image != c.Image {
 		e = &Entry{Image: c.Image}
@@ -175,7 +176,7 @@ func (s *Store) entry(c *spec.Container) *Entry {
 // Record stores the outcome of resolving c: on success the resolved
 // tag@digest becomes Current (and the old one Previous); on failure Current
 // stays. It reports whether Current changed.
-func (s *Store) Record(c *spec.Container, res Resolution, resErr error) (bool, error) {
+func (s *Store) Record(c *docker.Container, res Resolution, resErr error) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now().UTC()
@@ -203,7 +204,7 @@ func (s *Store) Record(c *spec.Container, res Resolution, resErr error) (bool, e
 // Pin sets c's tag and digest to the stored Current, when c follows its
 // registry and the entry was resolved for the same image and policy. It
 // reports whether it did; without a pin the caller has nothing to run yet.
-func (s *Store) Pin(c *spec.Container) bool {
+func (s *Store) Pin(c *docker.Container) bool {
 	if c.Update == nil {
 		return false
 	}
@@ -222,7 +223,7 @@ func (s *Store) Pin(c *spec.Container) bool {
 // until a poll resolves them, and a running one is best left as it is.
 func (s *Store) PinState(st *spec.State) (unresolved []string) {
 	for _, r := range st.Resources {
-		if c := r.Container; c != nil && c.Update != nil && !s.Pin(c) {
+		if c := docker.Of(r); c != nil && c.Update != nil && !s.Pin(c) {
 			unresolved = append(unresolved, c.Name)
 		}
 	}
@@ -298,7 +299,7 @@ func (s *Store) Forget(keep []string) error {
 
 // Describe formats an update policy on one line: "semver ^1.4",
 // "alphabetical desc filter=^main-", "digest stable".
-func Describe(p *spec.UpdatePolicy) string {
+func Describe(p *docker.UpdatePolicy) string {
 	if p == nil {
 		return ""
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outpost-gitops/outpost/internal/spec"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
 )
 
 func openTestStore(t *testing.T, dir string) *Store {
@@ -26,7 +28,7 @@ func openTestStore(t *testing.T, dir string) *Store {
 func TestStoreSurvivesRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	s := openTestStore(t, dir)
-	c := following("web", "registry.example.com/acme/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"})
+	c := following("web", "registry.example.com/acme/web", docker.UpdatePolicy{Policy: "semver", Range: "^1"})
 	skipped := []Skip{{Tag: "2.0.0", Reason: "no image for linux/arm/v7"}}
 	changed, err := s.Record(c, Resolution{Tag: "1.1.0", Digest: "sha256:aa", Skipped: skipped}, nil)
 	if err != nil || !changed {
@@ -61,7 +63,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 		t.Errorf("Entry(web) after reopening (-want +got):\n%s", diff)
 	}
 
-	pinned := following("web", "registry.example.com/acme/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"})
+	pinned := following("web", "registry.example.com/acme/web", docker.UpdatePolicy{Policy: "semver", Range: "^1"})
 	if !s2.Pin(pinned) || pinned.Ref() != "registry.example.com/acme/web:1.1.0@sha256:aa" {
 		t.Errorf("Pin after reopening = %s, want registry.example.com/acme/web:1.1.0@sha256:aa", pinned.Ref())
 	}
@@ -69,7 +71,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 
 func TestStoreRecordFailureKeepsCurrent(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	c := following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})
+	c := following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver"})
 	if _, err := s.Record(c, Resolution{Tag: "1.0.0", Digest: "sha256:aa"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -86,20 +88,20 @@ func TestStoreRecordFailureKeepsCurrent(t *testing.T) {
 
 func TestStorePin(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	c := following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"})
+	c := following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver", Range: "^1"})
 	if _, err := s.Record(c, Resolution{Tag: "1.4.0", Digest: "sha256:aa"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		name string
-		c    *spec.Container
+		c    *docker.Container
 		want bool
 	}{
-		{"same image and policy", following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"}), true},
-		{"image changed in Git", following("web", "r.example/web2", spec.UpdatePolicy{Policy: "semver", Range: "^1"}), false},
-		{"policy changed in Git", following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver", Range: "^2"}), false},
-		{"another container", following("api", "r.example/web", spec.UpdatePolicy{Policy: "semver", Range: "^1"}), false},
-		{"pinned tag", &spec.Container{Name: "web", Image: "r.example/web", Tag: "0.1"}, false},
+		{"same image and policy", following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver", Range: "^1"}), true},
+		{"image changed in Git", following("web", "r.example/web2", docker.UpdatePolicy{Policy: "semver", Range: "^1"}), false},
+		{"policy changed in Git", following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver", Range: "^2"}), false},
+		{"another container", following("api", "r.example/web", docker.UpdatePolicy{Policy: "semver", Range: "^1"}), false},
+		{"pinned tag", &docker.Container{Name: "web", Image: "r.example/web", Tag: "0.1"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,7 +114,7 @@ func TestStorePin(t *testing.T) {
 
 func TestStoreMarkBadFallsBack(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	c := following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})
+	c := following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver"})
 	for _, r := range []Resolution{{Tag: "1.0.0", Digest: "sha256:a0"}, {Tag: "1.1.0", Digest: "sha256:a1"}, {Tag: "1.2.0", Digest: "sha256:a2"}} {
 		if _, err := s.Record(c, r, nil); err != nil {
 			t.Fatal(err)
@@ -125,7 +127,7 @@ func TestStoreMarkBadFallsBack(t *testing.T) {
 	if e.Current.String() != "1.1.0@sha256:a1" {
 		t.Errorf("current after MarkBad(1.2.0) = %s, want 1.1.0@sha256:a1", e.Current)
 	}
-	pinned := following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})
+	pinned := following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver"})
 	if !s.Pin(pinned) || pinned.Tag != "1.1.0" {
 		t.Errorf("Pin after MarkBad = %s, want tag 1.1.0", pinned.Ref())
 	}
@@ -168,7 +170,7 @@ func TestStoreMarkBadFallsBack(t *testing.T) {
 func TestStoreForget(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
 	for _, n := range []string{"a", "b"} {
-		if _, err := s.Record(following(n, "r.example/"+n, spec.UpdatePolicy{Policy: "semver"}), Resolution{Tag: "1"}, nil); err != nil {
+		if _, err := s.Record(following(n, "r.example/"+n, docker.UpdatePolicy{Policy: "semver"}), Resolution{Tag: "1"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,39 +205,39 @@ func TestOpenStoreCorrupt(t *testing.T) {
 
 func TestStorePinState(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	web := following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})
+	web := following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver"})
 	if _, err := s.Record(web, Resolution{Tag: "1.0.0", Digest: "sha256:aa"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := &spec.State{Resources: []*spec.Resource{
-		{ID: spec.ID{Kind: spec.KindFile, Name: "/etc/x"}, File: &spec.File{Path: "/etc/x"}},
-		{ID: spec.ID{Kind: spec.KindContainer, Name: "web"}, Container: following("web", "r.example/web", spec.UpdatePolicy{Policy: "semver"})},
-		{ID: spec.ID{Kind: spec.KindContainer, Name: "api"}, Container: following("api", "r.example/api", spec.UpdatePolicy{Policy: "semver"})},
-		{ID: spec.ID{Kind: spec.KindContainer, Name: "db"}, Container: &spec.Container{Name: "db", Image: "postgres", Tag: "16"}},
+		{ID: spec.ID{Kind: file.Kind, Name: "/etc/x"}, Object: &file.File{Path: "/etc/x"}},
+		{ID: spec.ID{Kind: docker.Kind, Name: "web"}, Object: following("web", "r.example/web", docker.UpdatePolicy{Policy: "semver"})},
+		{ID: spec.ID{Kind: docker.Kind, Name: "api"}, Object: following("api", "r.example/api", docker.UpdatePolicy{Policy: "semver"})},
+		{ID: spec.ID{Kind: docker.Kind, Name: "db"}, Object: &docker.Container{Name: "db", Image: "postgres", Tag: "16"}},
 	}}
 	got := s.PinState(st)
 	if diff := cmp.Diff([]string{"api"}, got); diff != "" {
 		t.Errorf("PinState unresolved (-want +got):\n%s", diff)
 	}
-	if ref := st.Resources[1].Container.Ref(); ref != "r.example/web:1.0.0@sha256:aa" {
+	if ref := docker.Of(st.Resources[1]).Ref(); ref != "r.example/web:1.0.0@sha256:aa" {
 		t.Errorf("web after PinState = %s, want r.example/web:1.0.0@sha256:aa", ref)
 	}
-	if ref := st.Resources[3].Container.Ref(); ref != "postgres:16" {
+	if ref := docker.Of(st.Resources[3]).Ref(); ref != "postgres:16" {
 		t.Errorf("pinned db after PinState = %s, want postgres:16", ref)
 	}
 }
 
 func TestDescribe(t *testing.T) {
 	tests := []struct {
-		p    *spec.UpdatePolicy
+		p    *docker.UpdatePolicy
 		want string
 	}{
 		{nil, ""},
-		{&spec.UpdatePolicy{Policy: "semver", Range: "^1.4", Exclude: []string{"*.sig", "*.att", "*.sbom"}}, "semver ^1.4"},
-		{&spec.UpdatePolicy{Policy: "semver"}, "semver"},
-		{&spec.UpdatePolicy{Policy: "numerical", Order: "asc", Filter: `^b-(?P<extract>\d+)$`}, `numerical asc filter=^b-(?P<extract>\d+)$`},
-		{&spec.UpdatePolicy{Policy: "alphabetical", Exclude: []string{"*-debug"}}, "alphabetical exclude=*-debug"},
-		{&spec.UpdatePolicy{Policy: "digest"}, "digest latest"},
+		{&docker.UpdatePolicy{Policy: "semver", Range: "^1.4", Exclude: []string{"*.sig", "*.att", "*.sbom"}}, "semver ^1.4"},
+		{&docker.UpdatePolicy{Policy: "semver"}, "semver"},
+		{&docker.UpdatePolicy{Policy: "numerical", Order: "asc", Filter: `^b-(?P<extract>\d+)$`}, `numerical asc filter=^b-(?P<extract>\d+)$`},
+		{&docker.UpdatePolicy{Policy: "alphabetical", Exclude: []string{"*-debug"}}, "alphabetical exclude=*-debug"},
+		{&docker.UpdatePolicy{Policy: "digest"}, "digest latest"},
 	}
 	for _, tt := range tests {
 		if got := Describe(tt.p); got != tt.want {

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -28,7 +29,7 @@ const asideSuffix = "-outpost-old"
 // calls out to a helper, and splitting the decision would scatter the
 // order that makes an update safe.
 func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
-	c := r.Container
+	c := Of(r)
 	if c == nil {
 		return spec.Change{}, fmt.Errorf("%s: not a container resource", r.ID)
 	}
@@ -160,7 +161,7 @@ func conflict(name string, other *container.InspectResponse) error {
 }
 
 // repair fixes drift that needs no new container.
-func (d *Driver) repair(ctx context.Context, c *spec.Container, cur *container.InspectResponse, fields []field) error {
+func (d *Driver) repair(ctx context.Context, c *Container, cur *container.InspectResponse, fields []field) error {
 	for _, f := range fields {
 		switch f.Fix {
 		case fixUpdate:
@@ -319,7 +320,7 @@ func (d *Driver) imageByID(ctx context.Context, id string) (*image.InspectRespon
 
 // ensureImage pulls ref unless it is present, and returns its digest for
 // the image-digest label.
-func (d *Driver) ensureImage(ctx context.Context, log *slog.Logger, c *spec.Container) (string, error) {
+func (d *Driver) ensureImage(ctx context.Context, log *slog.Logger, c *Container) (string, error) {
 	ref := imageRef(c)
 	img, err := d.localImage(ctx, ref)
 	if err != nil {
@@ -350,7 +351,7 @@ func (d *Driver) ensureImage(ctx context.Context, log *slog.Logger, c *spec.Cont
 
 // ensureNetworks creates the named networks that c joins and that are
 // missing, labelled as Outpost's.
-func (d *Driver) ensureNetworks(ctx context.Context, log *slog.Logger, c *spec.Container) error {
+func (d *Driver) ensureNetworks(ctx context.Context, log *slog.Logger, c *Container) error {
 	for _, n := range Networks(c) {
 		if n == "bridge" {
 			continue
@@ -382,7 +383,7 @@ func (d *Driver) ensureNetworks(ctx context.Context, log *slog.Logger, c *spec.C
 }
 
 // create makes and starts the container of c.
-func (d *Driver) create(ctx context.Context, log *slog.Logger, c *spec.Container, hash string) error {
+func (d *Driver) create(ctx context.Context, log *slog.Logger, c *Container, hash string) error {
 	digest, err := d.ensureImage(ctx, log, c)
 	if err != nil {
 		return err
@@ -400,7 +401,7 @@ func (d *Driver) create(ctx context.Context, log *slog.Logger, c *spec.Container
 // createStart creates the container of c under its name, joins its other
 // networks and starts it. It returns the new ID when the container exists,
 // even on error.
-func (d *Driver) createStart(ctx context.Context, c *spec.Container, hash, digest string) (string, error) {
+func (d *Driver) createStart(ctx context.Context, c *Container, hash, digest string) (string, error) {
 	cfg, host, nc := createConfig(c, hash, digest)
 	cctx, cancel := d.call(ctx)
 	defer cancel()
@@ -429,7 +430,7 @@ func (d *Driver) createStart(ctx context.Context, c *spec.Container, hash, diges
 // replace recreates the container: pull first, stop the old one and keep
 // it aside, create and start the new one, wait until it is healthy, then
 // remove the old one; if the new one fails, put the old one back.
-func (d *Driver) replace(ctx context.Context, log *slog.Logger, c *spec.Container, old *container.InspectResponse, hash string) error {
+func (d *Driver) replace(ctx context.Context, log *slog.Logger, c *Container, old *container.InspectResponse, hash string) error {
 	digest, err := d.ensureImage(ctx, log, c)
 	if err != nil {
 		return err // the old container is untouched
@@ -532,7 +533,7 @@ func (d *Driver) removeContainer(ctx context.Context, id string) error {
 
 // waitHealthy waits until the new container passes its healthcheck, or
 // without one stays running for the settle time.
-func (d *Driver) waitHealthy(ctx context.Context, c *spec.Container, id string) error {
+func (d *Driver) waitHealthy(ctx context.Context, c *Container, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.HealthTimeout)
 	defer cancel()
 	settled := time.NewTimer(d.opts.Settle)
@@ -754,16 +755,16 @@ func (d *Driver) removeOwned(ctx context.Context, log *slog.Logger, name, id str
 // Restart restarts the owned container of r (a file it names in restart_on
 // changed).
 func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
-	if r.Container == nil {
+	if Of(r) == nil {
 		return fmt.Errorf("%s: not a container resource", r.ID)
 	}
-	defer d.lock(r.Container.Name)()
-	cur, _, _, err := d.find(ctx, r.Container.Name)
+	defer d.lock(Of(r).Name)()
+	cur, _, _, err := d.find(ctx, Of(r).Name)
 	if err != nil {
 		return err
 	}
 	if cur == nil {
-		return fmt.Errorf("container %s: not found", r.Container.Name)
+		return fmt.Errorf("container %s: not found", Of(r).Name)
 	}
 	timeout := d.opts.CallTimeout
 	if cur.Config.StopTimeout != nil {
@@ -774,7 +775,7 @@ func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := d.api.ContainerRestart(cctx, cur.ID, container.StopOptions{}); err != nil {
-		return fmt.Errorf("container %s: restart: %w", r.Container.Name, err)
+		return fmt.Errorf("container %s: restart: %w", Of(r).Name, err)
 	}
 	d.log.Info("container restarted", "resource", r.ID.String())
 	return nil
@@ -783,10 +784,10 @@ func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
 // Healthy reports whether the owned container of r passes its healthcheck,
 // or runs when it has none.
 func (d *Driver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, error) {
-	if r.Container == nil {
+	if Of(r) == nil {
 		return false, "", fmt.Errorf("%s: not a container resource", r.ID)
 	}
-	cur, _, _, err := d.find(ctx, r.Container.Name)
+	cur, _, _, err := d.find(ctx, Of(r).Name)
 	if err != nil {
 		return false, "", err
 	}
@@ -795,7 +796,7 @@ func (d *Driver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, e
 	}
 	ok, why, err := d.health(ctx, cur.ID, false)
 	if err != nil {
-		return false, "", fmt.Errorf("container %s: %w", r.Container.Name, err)
+		return false, "", fmt.Errorf("container %s: %w", Of(r).Name, err)
 	}
 	return ok, why.text, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -27,18 +28,18 @@ func TestUpdateCutAfterCreate(t *testing.T) {
 			old := inspect(t, cli, name).ID
 
 			// The update to tag 2, cut short before the old one is removed.
-			r.Container.Tag = "2"
+			Of(r).Tag = "2"
 			if err := cli.ContainerStop(ctx, old, container.StopOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			if err := cli.ContainerRename(ctx, old, name+asideSuffix); err != nil {
 				t.Fatal(err)
 			}
-			digest, err := d.ensureImage(ctx, d.log, r.Container)
+			digest, err := d.ensureImage(ctx, d.log, Of(r))
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, err := d.createStart(ctx, r.Container, specHash(r.Container), digest)
+			id, err := d.createStart(ctx, Of(r), specHash(Of(r)), digest)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -145,15 +146,15 @@ func BenchmarkUpdateGap(b *testing.B) {
 	name := uniqueName(b, "bench")
 	port := freePort(b)
 	r := web(name)
-	r.Container.Ports = []spec.Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
+	Of(r).Ports = []Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
 	apply(b, d, r)
 	// Pull both images first: the gap is the recreate's, not the pull's.
-	r.Container.Tag = "2"
+	Of(r).Tag = "2"
 	apply(b, d, r)
 
 	var worst time.Duration
 	for i := 0; b.Loop(); i++ {
-		r.Container.Tag = strconv.Itoa(1 + i%2)
+		Of(r).Tag = strconv.Itoa(1 + i%2)
 		gap := measureGap(b, port, func() { apply(b, d, r) })
 		worst = max(worst, gap)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // view is a container's configuration reduced to what a spec sets, in one
@@ -65,7 +64,7 @@ func (h healthView) String() string {
 // expected is the view of the container that c asks for, on an image whose
 // configuration is img (nil when the image is not pulled yet), as the engine
 // merges the two at create. logDriver is the engine's default.
-func expected(c *spec.Container, img *image.InspectResponse, logDriver string) view {
+func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 	var ic container.Config
 	imageID := ""
 	if img != nil {

@@ -13,16 +13,15 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
-	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // imageRef is the reference a container runs: image@digest when a digest is
 // pinned (exactly that digest, without the tag, which is what Docker then
 // records in Config.Image and what running containers are compared with),
 // else image:tag.
-func imageRef(c *spec.Container) string {
+func imageRef(c *Container) string {
 	if c.Digest != "" {
-		return spec.Reference(c.Image, "", c.Digest)
+		return Reference(c.Image, "", c.Digest)
 	}
 	return c.Ref()
 }
@@ -36,12 +35,12 @@ func imageRef(c *spec.Container) string {
 // volumes in declared order) for the state's inventory and may change with
 // hashVersion; reordering ports, volumes, devices or capabilities must not
 // recreate a container, so this hash sorts them first.
-func specHash(c *spec.Container) string {
+func specHash(c *Container) string {
 	n := *c
 	n.Update = nil
-	n.Ports = append([]spec.Port(nil), c.Ports...)
+	n.Ports = append([]Port(nil), c.Ports...)
 	sort.Slice(n.Ports, func(i, j int) bool { return portKey(n.Ports[i]) < portKey(n.Ports[j]) })
-	n.Volumes = append([]spec.Volume(nil), c.Volumes...)
+	n.Volumes = append([]Volume(nil), c.Volumes...)
 	sort.Slice(n.Volumes, func(i, j int) bool { return n.Volumes[i].Target < n.Volumes[j].Target })
 	n.Tmpfs = sortedCopy(c.Tmpfs)
 	n.Devices = sortedCopy(c.Devices)
@@ -64,7 +63,7 @@ func sortedCopy(s []string) []string {
 	return c
 }
 
-func portKey(p spec.Port) string {
+func portKey(p Port) string {
 	proto := p.Protocol
 	if proto == "" {
 		proto = "tcp"
@@ -178,7 +177,7 @@ func healthTest(cmd []string) []string {
 
 func nanoCPUs(cpus float64) int64 { return int64(math.Round(cpus * 1e9)) }
 
-func stopTimeoutSeconds(c *spec.Container) *int {
+func stopTimeoutSeconds(c *Container) *int {
 	if c.StopTimeout == nil {
 		return nil
 	}
@@ -190,7 +189,7 @@ func stopTimeoutSeconds(c *spec.Container) *int {
 // engine for c: its network_mode, else its first network, else bridge. The
 // agent's container policy decides on this value and on Networks, so that
 // what is checked is what the engine is asked for.
-func NetworkMode(c *spec.Container) string {
+func NetworkMode(c *Container) string {
 	switch {
 	case c.NetworkMode != "":
 		return c.NetworkMode
@@ -208,7 +207,7 @@ func attachable(mode string) bool {
 
 // Networks lists the networks that the driver joins c to, sorted; nil for
 // host, none and container: modes.
-func Networks(c *spec.Container) []string {
+func Networks(c *Container) []string {
 	mode := NetworkMode(c)
 	if !attachable(mode) {
 		return nil
@@ -226,7 +225,7 @@ func Networks(c *spec.Container) []string {
 }
 
 // ownLabels are the labels Outpost adds to a container.
-func ownLabels(c *spec.Container, hash, digest string) map[string]string {
+func ownLabels(c *Container, hash, digest string) map[string]string {
 	l := map[string]string{
 		LabelManaged:       "true",
 		LabelResource:      c.Name,
@@ -246,7 +245,7 @@ func ownLabels(c *spec.Container, hash, digest string) map[string]string {
 // It is long because it is a flat mapping of every field of a container
 // resource onto the engine's three structs, with no branching worth a
 // function of its own.
-func createConfig(c *spec.Container, hash, digest string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+func createConfig(c *Container, hash, digest string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{}
 	for k, v := range c.Labels {
 		labels[k] = v

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/test/e2e/registry"
 )
@@ -54,7 +55,7 @@ func TestCreateNoopUpdate(t *testing.T) {
 	name := uniqueName(t, "life")
 	port := freePort(t)
 	r := web(name)
-	r.Container.Ports = []spec.Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
+	Of(r).Ports = []Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
 
 	ch, err := d.CheckApply(testCtx(t), r, false)
 	if err != nil || ch.Action != spec.ActionCreate {
@@ -73,7 +74,7 @@ func TestCreateNoopUpdate(t *testing.T) {
 	wantLabels := map[string]string{
 		LabelManaged:       "true",
 		LabelResource:      name,
-		LabelSpecHash:      specHash(r.Container),
+		LabelSpecHash:      specHash(Of(r)),
 		LabelImageDigest:   digests["web:1"],
 		LabelRemoveVolumes: "false",
 	}
@@ -91,7 +92,7 @@ func TestCreateNoopUpdate(t *testing.T) {
 		t.Errorf("container ID after a no-op = %s, want %s (not recreated)", got, first.ID)
 	}
 
-	r.Container.Tag = "2"
+	Of(r).Tag = "2"
 	ch, err = d.CheckApply(testCtx(t), r, false)
 	want := spec.Change{Action: spec.ActionUpdate, Fields: []string{"image " + reg.Ref("web", "1") + " -> " + reg.Ref("web", "2")}}
 	if err != nil || !cmp.Equal(ch, want) {
@@ -128,7 +129,7 @@ func TestUpdateFieldGroups(t *testing.T) {
 	}
 	r := web(name)
 	apply(t, d, r)
-	c := r.Container
+	c := Of(r)
 	stop := 3 * time.Second
 
 	steps := []struct {
@@ -141,11 +142,11 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"entrypoint", func() { c.Entrypoint = []string{"/bin/httpd", "-f", "-h", "/www"} }, "entrypoint"},
 		{"env", func() { c.Env = map[string]string{"SECRET": "hunter2"} }, "env"},
 		{"ports", func() {
-			c.Ports = []spec.Port{{HostIP: "127.0.0.1", HostPort: freePort(t), ContainerPort: 8080}, {ContainerPort: 9000, Protocol: "udp"}}
+			c.Ports = []Port{{HostIP: "127.0.0.1", HostPort: freePort(t), ContainerPort: 8080}, {ContainerPort: 9000, Protocol: "udp"}}
 		}, "ports"},
-		{"volumes", func() { c.Volumes = []spec.Volume{{Source: dir, Target: "/data", ReadOnly: true}} }, "volumes"},
+		{"volumes", func() { c.Volumes = []Volume{{Source: dir, Target: "/data", ReadOnly: true}} }, "volumes"},
 		{"named volume", func() {
-			c.Volumes = append(c.Volumes, spec.Volume{Source: uniqueName(t, "vol"), Target: "/state", Named: true})
+			c.Volumes = append(c.Volumes, Volume{Source: uniqueName(t, "vol"), Target: "/state", Named: true})
 		}, "volumes"},
 		{"tmpfs", func() { c.Tmpfs = []string{"/scratch:size=1m"} }, "tmpfs"},
 		{"restart", func() { c.Restart = "unless-stopped" }, "restart no -> unless-stopped"},
@@ -159,9 +160,9 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"cap_add", func() { c.CapAdd = []string{"NET_ADMIN"} }, "cap_add"},
 		{"cap_drop", func() { c.CapDrop = []string{"mknod"} }, "cap_drop"},
 		{"privileged", func() { c.Privileged = true }, "privileged false -> true"},
-		{"health", func() { c.Health = &spec.Health{Cmd: []string{"true"}, Interval: 300 * time.Millisecond, Retries: 2} }, "health"},
-		{"log", func() { c.Log = &spec.Log{Driver: "json-file", Options: map[string]string{"max-size": "1m"}} }, "log options"},
-		{"log driver", func() { c.Log = &spec.Log{Driver: "none"} }, "log json-file -> none"},
+		{"health", func() { c.Health = &Health{Cmd: []string{"true"}, Interval: 300 * time.Millisecond, Retries: 2} }, "health"},
+		{"log", func() { c.Log = &Log{Driver: "json-file", Options: map[string]string{"max-size": "1m"}} }, "log options"},
+		{"log driver", func() { c.Log = &Log{Driver: "none"} }, "log json-file -> none"},
 		{"memory", func() { c.Memory = 64 << 20 }, "memory 0 -> 67108864"},
 		{"cpus", func() { c.CPUs = 0.5 }, "cpus unlimited -> 0.5"},
 		{"stop_timeout", func() { c.StopTimeout = &stop }, "stop_timeout default -> 3"},
@@ -214,10 +215,10 @@ func TestHostNetworkBindMountDevice(t *testing.T) {
 	}
 	port := freePort(t)
 	r := web(name)
-	c := r.Container
+	c := Of(r)
 	c.NetworkMode = "host"
 	c.Command = []string{"-p", "127.0.0.1:" + strconv.Itoa(int(port))}
-	c.Volumes = []spec.Volume{{Source: dir, Target: "/www", ReadOnly: true}}
+	c.Volumes = []Volume{{Source: dir, Target: "/www", ReadOnly: true}}
 	c.Devices = []string{"/dev/null:/dev/outpost-null:rw"}
 	apply(t, d, r)
 	noop(t, d, r)
@@ -241,7 +242,7 @@ func TestDigestPin(t *testing.T) {
 	cli := rawClient(t)
 	name := uniqueName(t, "pin")
 	r := web(name)
-	r.Container.Digest = digests["web:2"] // tag 1 names another image
+	Of(r).Digest = digests["web:2"] // tag 1 names another image
 	apply(t, d, r)
 	noop(t, d, r)
 	in := inspect(t, cli, name)
@@ -268,9 +269,9 @@ func TestPrune(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := web(name)
-			r.Container.Volumes = []spec.Volume{{Source: vol, Target: "/state", Named: true}}
-			r.Container.Networks = []string{owned, foreign}
-			r.Container.RemoveVolumes = removeVolumes
+			Of(r).Volumes = []Volume{{Source: vol, Target: "/state", Named: true}}
+			Of(r).Networks = []string{owned, foreign}
+			Of(r).RemoveVolumes = removeVolumes
 			apply(t, d, r)
 			nw, err := cli.NetworkInspect(ctx, owned, network.InspectOptions{})
 			if err != nil || nw.Labels[LabelManaged] != "true" {
@@ -331,7 +332,7 @@ func TestUnownedConflict(t *testing.T) {
 	name := uniqueName(t, "conflict")
 	id := unowned(t, name)
 	r := web(name)
-	r.Container.Tag = "2"
+	Of(r).Tag = "2"
 
 	for _, applyIt := range []bool{false, true} {
 		_, err := d.CheckApply(ctx, r, applyIt)
@@ -355,14 +356,14 @@ func TestUnownedConflict(t *testing.T) {
 func TestFailedUpdateRestoresOld(t *testing.T) {
 	tests := []struct {
 		name string
-		mod  func(c *spec.Container)
+		mod  func(c *Container)
 	}{
-		{"exits at once", func(c *spec.Container) { c.Image = reg.Repo("exit") }},
-		{"image healthcheck fails", func(c *spec.Container) { c.Image = reg.Repo("sick") }},
-		{"spec healthcheck fails", func(c *spec.Container) {
-			c.Health = &spec.Health{Cmd: []string{"CMD-SHELL", "exit 1"}, Interval: 200 * time.Millisecond, Retries: 1}
+		{"exits at once", func(c *Container) { c.Image = reg.Repo("exit") }},
+		{"image healthcheck fails", func(c *Container) { c.Image = reg.Repo("sick") }},
+		{"spec healthcheck fails", func(c *Container) {
+			c.Health = &Health{Cmd: []string{"CMD-SHELL", "exit 1"}, Interval: 200 * time.Millisecond, Retries: 1}
 		}},
-		{"exits with restart always", func(c *spec.Container) { c.Image = reg.Repo("exit"); c.Restart = "always" }},
+		{"exits with restart always", func(c *Container) { c.Image = reg.Repo("exit"); c.Restart = "always" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,11 +372,11 @@ func TestFailedUpdateRestoresOld(t *testing.T) {
 			name := uniqueName(t, "fail")
 			port := freePort(t)
 			r := web(name)
-			r.Container.Ports = []spec.Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
+			Of(r).Ports = []Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
 			apply(t, d, r)
 			old := inspect(t, cli, name)
 
-			tt.mod(r.Container)
+			tt.mod(Of(r))
 			ch, err := d.CheckApply(testCtx(t), r, true)
 			if !errors.Is(err, ErrUnhealthy) || ch.Action != spec.ActionUpdate {
 				t.Fatalf("CheckApply(bad update) = %v, %v; want update and ErrUnhealthy", ch, err)
@@ -403,7 +404,7 @@ func TestPullFailureLeavesContainer(t *testing.T) {
 	apply(t, d, r)
 	old := inspect(t, cli, name)
 
-	r.Container.Tag = "no-such-tag"
+	Of(r).Tag = "no-such-tag"
 	_, err := d.CheckApply(testCtx(t), r, true)
 	if !errors.Is(err, ErrPull) {
 		t.Fatalf("CheckApply(missing tag) = %v, want ErrPull", err)
@@ -444,12 +445,12 @@ func TestPullCredentials(t *testing.T) {
 			d := newDriverT(t, Options{DockerConfigDir: dir})
 			name := uniqueName(t, "auth")
 			r := web(name)
-			r.Container.Image = repo
+			Of(r).Image = repo
 			// A tag of its own, so that the engine has not pulled it yet.
-			r.Container.Tag = "auth-" + strings.ReplaceAll(tt.name, " ", "-") + "-" + name[len(name)-8:]
-			reg.Push(t, "web", registry.Image(t, registry.Config{Entrypoint: httpd, Cmd: []string{"-p", "8080"}}), r.Container.Tag)
+			Of(r).Tag = "auth-" + strings.ReplaceAll(tt.name, " ", "-") + "-" + name[len(name)-8:]
+			reg.Push(t, "web", registry.Image(t, registry.Config{Entrypoint: httpd, Cmd: []string{"-p", "8080"}}), Of(r).Tag)
 			cli := rawClient(t)
-			t.Cleanup(func() { removeImage(cli, repo+":"+r.Container.Tag) })
+			t.Cleanup(func() { removeImage(cli, repo+":"+Of(r).Tag) })
 			_, err := d.CheckApply(testCtx(t), r, true)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("CheckApply = %v, want %v", err, tt.wantErr)
@@ -464,7 +465,7 @@ func TestRestartAndHealthy(t *testing.T) {
 	ctx := testCtx(t)
 	name := uniqueName(t, "restart")
 	r := web(name)
-	r.Container.Health = &spec.Health{Cmd: []string{"true"}, Interval: 200 * time.Millisecond}
+	Of(r).Health = &Health{Cmd: []string{"true"}, Interval: 200 * time.Millisecond}
 	apply(t, d, r)
 	var (
 		ok  bool
@@ -502,13 +503,13 @@ func TestNetworkModeContainer(t *testing.T) {
 	cli := rawClient(t)
 	a := web(uniqueName(t, "ns"))
 	b := web(uniqueName(t, "ns"))
-	b.Container.NetworkMode = "container:" + a.Container.Name
-	b.Container.Command = []string{"-p", "8081"}
+	Of(b).NetworkMode = "container:" + Of(a).Name
+	Of(b).Command = []string{"-p", "8081"}
 	apply(t, d, a)
 	apply(t, d, b)
 	noop(t, d, b)
 	// a is replaced: b's network namespace went with the old a.
-	a.Container.Tag = "2"
+	Of(a).Tag = "2"
 	apply(t, d, a)
 	ch, err := d.CheckApply(testCtx(t), b, false)
 	if err != nil || ch.Action != spec.ActionUpdate || !strings.HasPrefix(ch.Fields[0], "network_mode") {
@@ -516,7 +517,7 @@ func TestNetworkModeContainer(t *testing.T) {
 	}
 	apply(t, d, b)
 	noop(t, d, b)
-	if got, want := string(inspect(t, cli, b.Container.Name).HostConfig.NetworkMode), "container:"+inspect(t, cli, a.Container.Name).ID; got != want {
+	if got, want := string(inspect(t, cli, Of(b).Name).HostConfig.NetworkMode), "container:"+inspect(t, cli, Of(a).Name).ID; got != want {
 		t.Errorf("network mode of b = %s, want %s", got, want)
 	}
 }
@@ -542,7 +543,7 @@ func TestNetworkByIDRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := uniqueName(t, "netid")
 			r := web(name)
-			r.Container.Networks = tc.networks
+			Of(r).Networks = tc.networks
 			_, err := d.CheckApply(testCtx(t), r, true)
 			if !errors.Is(err, ErrNetworkByID) {
 				t.Fatalf("CheckApply(networks: %v) = %v, want ErrNetworkByID", tc.networks, err)

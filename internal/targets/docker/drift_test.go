@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -141,8 +142,8 @@ func TestDrift(t *testing.T) {
 				port := freePort(t)
 				r := web(name)
 				r.Drift = mode
-				r.Container.Restart = "unless-stopped"
-				r.Container.Ports = []spec.Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
+				Of(r).Restart = "unless-stopped"
+				Of(r).Ports = []Port{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 8080}}
 				apply(t, d, r)
 				events := watch(t, d, r)
 				drain(events)
@@ -193,7 +194,7 @@ func TestDriftIgnore(t *testing.T) {
 	}
 	noop(t, d, r)
 	// A desired change still applies.
-	r.Container.Tag = "2"
+	Of(r).Tag = "2"
 	if ch := apply(t, d, r); ch.Action != spec.ActionUpdate {
 		t.Errorf("CheckApply(tag 2) with drift: ignore = %v, want update", ch)
 	}

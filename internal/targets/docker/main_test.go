@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/test/e2e/registry"
@@ -190,9 +191,9 @@ func removeAll(cli *client.Client, name string) {
 // web returns a container resource named name running web:1.
 func web(name string) *spec.Resource {
 	return &spec.Resource{
-		ID:    spec.ID{Kind: spec.KindContainer, Name: name},
+		ID:    spec.ID{Kind: Kind, Name: name},
 		Prune: true,
-		Container: &spec.Container{
+		Object: &Container{
 			Name:  name,
 			Image: reg.Repo("web"),
 			Tag:   "1",

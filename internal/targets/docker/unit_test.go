@@ -16,13 +16,14 @@ import (
 	"github.com/docker/go-connections/nat"
 	"github.com/google/go-cmp/cmp"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // The comparison of a spec with an observed container, without an engine.
 
-func baseSpec() *spec.Container {
-	return &spec.Container{Name: "web", Image: "registry.example/web", Tag: "1"}
+func baseSpec() *Container {
+	return &Container{Name: "web", Image: "registry.example/web", Tag: "1"}
 }
 
 func baseImage() *image.InspectResponse {
@@ -30,7 +31,7 @@ func baseImage() *image.InspectResponse {
 }
 
 // observedFor is the container the engine makes from c on img.
-func observedFor(c *spec.Container, img *image.InspectResponse) container.InspectResponse {
+func observedFor(c *Container, img *image.InspectResponse) container.InspectResponse {
 	cfg, host, _ := createConfig(c, specHash(c), "")
 	ic := img.Config
 	if len(cfg.Entrypoint) == 0 {
@@ -73,16 +74,16 @@ func TestDiff(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		spec  func(c *spec.Container)
+		spec  func(c *Container)
 		mutal func(in *container.InspectResponse)
 		want  []string
 	}{
 		{"same", nil, nil, nil},
-		{"image adds env and labels", func(c *spec.Container) {
+		{"image adds env and labels", func(c *Container) {
 			c.Env = map[string]string{"A": "1"}
 			c.Labels = map[string]string{"b": "2"}
 		}, nil, nil},
-		{"env changed by hand prints no value", func(c *spec.Container) { c.Env = map[string]string{"TOKEN": "secret"} },
+		{"env changed by hand prints no value", func(c *Container) { c.Env = map[string]string{"TOKEN": "secret"} },
 			func(in *container.InspectResponse) {
 				in.Config.Env = []string{"PATH=/bin", "FROM_IMAGE=1", "TOKEN=other"}
 			},
@@ -90,24 +91,24 @@ func TestDiff(t *testing.T) {
 		{"an env added by hand", nil,
 			func(in *container.InspectResponse) { in.Config.Env = append(in.Config.Env, "EXTRA=1") },
 			[]string{"env"}},
-		{"restart changed by hand", func(c *spec.Container) { c.Restart = "unless-stopped" },
+		{"restart changed by hand", func(c *Container) { c.Restart = "unless-stopped" },
 			func(in *container.InspectResponse) { in.HostConfig.RestartPolicy = container.RestartPolicy{Name: "no"} },
 			[]string{"restart no -> unless-stopped"}},
-		{"ports", func(c *spec.Container) { c.Ports = []spec.Port{{HostPort: 80, ContainerPort: 8080}} },
+		{"ports", func(c *Container) { c.Ports = []Port{{HostPort: 80, ContainerPort: 8080}} },
 			func(in *container.InspectResponse) {
 				in.HostConfig.PortBindings = nat.PortMap{"8080/tcp": {{HostIP: "0.0.0.0", HostPort: "81"}}}
 			},
 			[]string{"ports [:81:8080/tcp] -> [:80:8080/tcp]"}},
-		{"0.0.0.0 is any address", func(c *spec.Container) { c.Ports = []spec.Port{{HostPort: 80, ContainerPort: 8080}} },
+		{"0.0.0.0 is any address", func(c *Container) { c.Ports = []Port{{HostPort: 80, ContainerPort: 8080}} },
 			func(in *container.InspectResponse) {
 				in.HostConfig.PortBindings = nat.PortMap{"8080/tcp": {{HostIP: "0.0.0.0", HostPort: "80"}}}
 			}, nil},
-		{"caps in other spellings", func(c *spec.Container) { c.CapAdd = []string{"net_admin", "SYS_TIME"} },
+		{"caps in other spellings", func(c *Container) { c.CapAdd = []string{"net_admin", "SYS_TIME"} },
 			func(in *container.InspectResponse) { in.HostConfig.CapAdd = []string{"CAP_SYS_TIME", "CAP_NET_ADMIN"} }, nil},
-		{"entrypoint given drops the image's command", func(c *spec.Container) { c.Entrypoint = []string{"/bin/other"} },
+		{"entrypoint given drops the image's command", func(c *Container) { c.Entrypoint = []string{"/bin/other"} },
 			func(in *container.InspectResponse) { in.Config.Cmd = []string{"serve"} },
 			[]string{"command"}},
-		{"health fills the image's values", func(c *spec.Container) { c.Health = &spec.Health{Cmd: []string{"true"}} }, nil, nil},
+		{"health fills the image's values", func(c *Container) { c.Health = &Health{Cmd: []string{"true"}} }, nil, nil},
 		{"renamed and stopped", nil, func(in *container.InspectResponse) {
 			in.Name = "/web-x"
 			in.State.Running = false
@@ -116,19 +117,19 @@ func TestDiff(t *testing.T) {
 			[]string{"state paused -> running"}},
 		{"another image ID", nil, func(in *container.InspectResponse) { in.Image = "sha256:other" },
 			[]string{"image registry.example/web:1 (another image ID)"}},
-		{"log options the engine adds", func(c *spec.Container) {
-			c.Log = &spec.Log{Driver: "json-file", Options: map[string]string{"max-size": "1m"}}
+		{"log options the engine adds", func(c *Container) {
+			c.Log = &Log{Driver: "json-file", Options: map[string]string{"max-size": "1m"}}
 		},
 			func(in *container.InspectResponse) { in.HostConfig.LogConfig.Config["max-file"] = "3" }, nil},
 		{"a label added by hand", nil, func(in *container.InspectResponse) { in.Config.Labels["x"] = "y" }, []string{"labels"}},
-		{"devices default their container path", func(c *spec.Container) { c.Devices = []string{"/dev/null"} },
+		{"devices default their container path", func(c *Container) { c.Devices = []string{"/dev/null"} },
 			func(in *container.InspectResponse) {
 				in.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/null", PathInContainer: "/dev/null", CgroupPermissions: "rwm"}}
 			}, nil},
-		{"stop timeout", func(c *spec.Container) { d := 1500 * time.Millisecond; c.StopTimeout = &d },
+		{"stop timeout", func(c *Container) { d := 1500 * time.Millisecond; c.StopTimeout = &d },
 			func(in *container.InspectResponse) { in.Config.StopTimeout = nil },
 			[]string{"stop_timeout default -> 2"}},
-		{"cpus changed by hand", func(c *spec.Container) { c.CPUs = 1.5 },
+		{"cpus changed by hand", func(c *Container) { c.CPUs = 1.5 },
 			func(in *container.InspectResponse) { in.HostConfig.NanoCPUs = 1e9 },
 			[]string{"cpus 1 -> 1.5"}},
 	}
@@ -155,9 +156,9 @@ func TestDiff(t *testing.T) {
 
 func TestSpecHash(t *testing.T) {
 	a, b := baseSpec(), baseSpec()
-	a.Ports = []spec.Port{{ContainerPort: 1}, {ContainerPort: 2}}
-	b.Ports = []spec.Port{{ContainerPort: 2}, {ContainerPort: 1}}
-	b.Update = &spec.UpdatePolicy{Policy: "semver"}
+	a.Ports = []Port{{ContainerPort: 1}, {ContainerPort: 2}}
+	b.Ports = []Port{{ContainerPort: 2}, {ContainerPort: 1}}
+	b.Update = &UpdatePolicy{Policy: "semver"}
 	if specHash(a) != specHash(b) {
 		t.Errorf("specHash differs by port order or update policy: %s, %s", specHash(a), specHash(b))
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+
 	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
@@ -18,13 +19,13 @@ import (
 func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spec.ID)) error {
 	ids := map[string]spec.ID{}
 	for _, r := range rs {
-		if r.Container != nil {
-			ids[r.Container.Name] = r.ID
+		if Of(r) != nil {
+			ids[Of(r).Name] = r.ID
 		}
 	}
 	all := func() {
 		for _, r := range rs {
-			if r.Container != nil {
+			if Of(r) != nil {
 				notify(r.ID)
 			}
 		}

@@ -39,7 +39,7 @@ func changes(t *testing.T, res *converge.Result) []string {
 func TestEngineFiles(t *testing.T) {
 	root := t.TempDir()
 	write(t, root+"/etc/unowned", "not ours", 0o644)
-	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: file.New(file.Options{Root: root})}, converge.Options{})
+	e := converge.New(map[spec.Kind]converge.Driver{file.Kind: file.New(file.Options{Root: root})}, converge.Options{})
 	ctx := context.Background()
 	pass := func(d *spec.State, inv state.Inventory) *converge.Result {
 		t.Helper()
@@ -51,7 +51,7 @@ func TestEngineFiles(t *testing.T) {
 	}
 	v1 := &spec.State{Resources: []*spec.Resource{
 		fileRes("/etc/a", "a"), fileRes("/etc/b", "b", mode(0o600)), fileRes("/etc/c", "c"),
-		fileRes("/etc/kept", "k", func(*spec.File) {}),
+		fileRes("/etc/kept", "k", func(*file.File) {}),
 	}}
 	v1.Resources[3].Prune = false
 
@@ -156,7 +156,7 @@ func benchNoop(b *testing.B, root, prefix string, workers int, clock func() time
 	}
 	drv := file.New(file.Options{Root: root})
 	file.SetClock(drv, clock)
-	e := converge.New(map[spec.Kind]converge.Driver{spec.KindFile: drv}, converge.Options{Workers: workers})
+	e := converge.New(map[spec.Kind]converge.Driver{file.Kind: drv}, converge.Options{Workers: workers})
 	ctx := context.Background()
 	res, err := e.Converge(ctx, d, nil, true)
 	if err != nil || len(res.Failed()) != 0 {

@@ -178,13 +178,13 @@ var ErrConflict = errors.New("conflict")
 // is a conflict, left alone, unless the resource adopts it.
 func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
 	none := spec.Change{Action: spec.ActionNone}
-	if r.File == nil {
+	if Of(r) == nil {
 		return none, fmt.Errorf("%s: not a file resource", r.ID)
 	}
 	if err := ctx.Err(); err != nil {
 		return none, err
 	}
-	f := r.File
+	f := Of(r)
 	w, err := wanted(f)
 	if err != nil {
 		return none, err
@@ -265,7 +265,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 }
 
 // wanted is the file resource f with its owner and group resolved.
-func wanted(f *spec.File) (want, error) {
+func wanted(f *File) (want, error) {
 	w := want{content: f.Content, mode: f.Mode, uid: -1, gid: -1}
 	if w.mode == 0 {
 		w.mode = DefaultMode
@@ -288,7 +288,7 @@ func wanted(f *spec.File) (want, error) {
 // observe looks at what is at f's path, through the pass's parent
 // directories: whether a regular file there holds w's content (same) and
 // carries Outpost's mark (owned).
-func (d *Driver) observe(f *spec.File, w want) (obs observed, same, owned bool, err error) {
+func (d *Driver) observe(f *File, w want) (obs observed, same, owned bool, err error) {
 	err = d.readParent(f.Path, func(pfd int) error {
 		var err error
 		if obs, err = statAt(pfd, d.Path(f.Path)); err != nil || !obs.exists || obs.symlink {
@@ -356,7 +356,7 @@ func (d *Driver) Close() error {
 // converge.Driver.
 func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Change, error) {
 	none := spec.Change{Action: spec.ActionNone}
-	if id.Kind != spec.KindFile {
+	if id.Kind != Kind {
 		return none, fmt.Errorf("%s: not a file", id)
 	}
 	if err := ctx.Err(); err != nil {
@@ -732,8 +732,8 @@ func octal(m fs.FileMode) string {
 // lookupUser resolves a user name or numeric ID.
 func lookupUser(s string) (int, error) {
 	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
-		if n > spec.MaxID {
-			return 0, fmt.Errorf("numeric id %s is out of range (0 to %d)", s, uint64(spec.MaxID))
+		if n > MaxID {
+			return 0, fmt.Errorf("numeric id %s is out of range (0 to %d)", s, uint64(MaxID))
 		}
 		return int(n), nil
 	}
@@ -747,8 +747,8 @@ func lookupUser(s string) (int, error) {
 // lookupGroup resolves a group name or numeric ID.
 func lookupGroup(s string) (int, error) {
 	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
-		if n > spec.MaxID {
-			return 0, fmt.Errorf("numeric id %s is out of range (0 to %d)", s, uint64(spec.MaxID))
+		if n > MaxID {
+			return 0, fmt.Errorf("numeric id %s is out of range (0 to %d)", s, uint64(MaxID))
 		}
 		return int(n), nil
 	}

@@ -71,19 +71,19 @@ func snapshot(t *testing.T, root string) map[string]node {
 	return out
 }
 
-func fileRes(path, content string, opts ...func(*spec.File)) *spec.Resource {
-	f := &spec.File{Path: path, Content: []byte(content), Mode: 0o644}
+func fileRes(path, content string, opts ...func(*file.File)) *spec.Resource {
+	f := &file.File{Path: path, Content: []byte(content), Mode: 0o644}
 	for _, o := range opts {
 		o(f)
 	}
-	return &spec.Resource{ID: spec.ID{Kind: spec.KindFile, Name: path}, Prune: true, File: f}
+	return &spec.Resource{ID: spec.ID{Kind: file.Kind, Name: path}, Prune: true, Object: f}
 }
 
-func mode(m fs.FileMode) func(*spec.File) { return func(f *spec.File) { f.Mode = m } }
-func owner(o, g string) func(*spec.File) {
-	return func(f *spec.File) { f.Owner, f.Group = o, g }
+func mode(m fs.FileMode) func(*file.File) { return func(f *file.File) { f.Mode = m } }
+func owner(o, g string) func(*file.File) {
+	return func(f *file.File) { f.Owner, f.Group = o, g }
 }
-func absent(f *spec.File) { f.Absent = true }
+func absent(f *file.File) { f.Absent = true }
 
 func forced(r *spec.Resource) *spec.Resource  { r.Force = true; return r }
 func adopted(r *spec.Resource) *spec.Resource { r.Adopt = true; return r }
@@ -351,9 +351,9 @@ func TestCheckApply(t *testing.T) {
 					t.Errorf("after apply, %s mismatch (-want +got):\n%s", p, diff)
 				}
 			}
-			if tt.r.File.Absent {
-				if _, ok := after[tt.r.File.Path[1:]]; ok {
-					t.Errorf("after apply, %s exists", tt.r.File.Path)
+			if file.Of(tt.r).Absent {
+				if _, ok := after[file.Of(tt.r).Path[1:]]; ok {
+					t.Errorf("after apply, %s exists", file.Of(tt.r).Path)
 				}
 			}
 			for p := range after {
@@ -579,7 +579,7 @@ func TestRemove(t *testing.T) {
 				tt.prepare(t, root)
 			}
 			d := file.New(file.Options{Root: root})
-			id := spec.ID{Kind: spec.KindFile, Name: "/etc/a"}
+			id := spec.ID{Kind: file.Kind, Name: "/etc/a"}
 			before := snapshot(t, root)
 			got, err := d.Remove(context.Background(), id, false)
 			if err != nil {

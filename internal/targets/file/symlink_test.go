@@ -105,7 +105,7 @@ func TestSymlinkedParents(t *testing.T) {
 			},
 			swap: "/conf",
 			do: func(ctx context.Context, d *file.Driver, h hostile) (spec.Change, error) {
-				return d.Remove(ctx, spec.ID{Kind: spec.KindFile, Name: h.app + "/conf/passwd"}, true)
+				return d.Remove(ctx, spec.ID{Kind: file.Kind, Name: h.app + "/conf/passwd"}, true)
 			},
 		},
 		{
@@ -218,7 +218,7 @@ done`
 			defer stop()
 			d := h.driver(t)
 			ctx := context.Background()
-			id := spec.ID{Kind: spec.KindFile, Name: h.app + "/conf/evil"}
+			id := spec.ID{Kind: file.Kind, Name: h.app + "/conf/evil"}
 			var refused, done int
 			// Until the user's swaps were met often enough: the loop
 			// is bounded by a count, not a time.
@@ -281,7 +281,7 @@ func TestAdopt(t *testing.T) {
 		t.Errorf("CheckApply() after adoption = %v, %v, want no change", got, err)
 	}
 
-	id := spec.ID{Kind: spec.KindFile, Name: "/etc/fstab"}
+	id := spec.ID{Kind: file.Kind, Name: "/etc/fstab"}
 	if got, err := d.Remove(ctx, id, true); err != nil || got.Action != spec.ActionUpdate {
 		t.Fatalf("Remove() = %v, %v, want the original restored", got, err)
 	}

@@ -36,10 +36,10 @@ func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spe
 	var targets []target
 	byPath := map[string][]spec.ID{}
 	for _, r := range rs {
-		if r.File == nil {
+		if Of(r) == nil {
 			continue
 		}
-		p := d.Path(r.File.Path)
+		p := d.Path(Of(r).Path)
 		targets = append(targets, target{p, r.ID})
 		byPath[p] = append(byPath[p], r.ID)
 	}

@@ -9,13 +9,12 @@ import (
 	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/atomicfile"
-	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // checkVendor refuses a unit that would replace one that a package
 // installed, unless it says override. A template's instance
 // (getty@tty1.service) replaces the template's file (getty@.service) too.
-func (d *Driver) checkVendor(u *spec.Unit) error {
+func (d *Driver) checkVendor(u *Unit) error {
 	if u.Override {
 		return nil
 	}

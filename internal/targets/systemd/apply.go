@@ -79,8 +79,8 @@ func enabledAs(state string, want bool) bool {
 	return !want // disabled, masked, bad, or not loaded yet
 }
 
-func (d *Driver) unit(r *spec.Resource) (*spec.Unit, error) {
-	u := r.Unit
+func (d *Driver) unit(r *spec.Resource) (*Unit, error) {
+	u := Of(r)
 	if u == nil {
 		return nil, fmt.Errorf("resource %s: not a unit", r.ID)
 	}
@@ -199,15 +199,15 @@ func enabledField(st unitState, fc fileChange, want bool) string {
 }
 
 // stateFields lists the file differences and where st differs from u.
-func stateFields(u *spec.Unit, st unitState, fc fileChange) []string {
+func stateFields(u *Unit, st unitState, fc fileChange) []string {
 	fields := append([]string(nil), fc.fields...)
 	if u.Enabled != nil && !enabledAs(st.UnitFileState, *u.Enabled) {
 		fields = append(fields, enabledField(st, fc, *u.Enabled))
 	}
 	switch {
-	case u.State == spec.UnitRunning && !running(st.ActiveState):
+	case u.State == UnitRunning && !running(st.ActiveState):
 		fields = append(fields, fmt.Sprintf("state %s -> running", st.ActiveState))
-	case u.State == spec.UnitStopped && running(st.ActiveState):
+	case u.State == UnitStopped && running(st.ActiveState):
 		fields = append(fields, fmt.Sprintf("state %s -> stopped", st.ActiveState))
 	}
 	return fields
@@ -215,18 +215,18 @@ func stateFields(u *spec.Unit, st unitState, fc fileChange) []string {
 
 // converge brings the unit's run state to u's, restarting it when its files
 // changed and it runs.
-func (d *Driver) converge(ctx context.Context, u *spec.Unit, changed bool) error {
+func (d *Driver) converge(ctx context.Context, u *Unit, changed bool) error {
 	st, err := d.state(ctx, u.Name)
 	if err != nil {
 		return err
 	}
 	switch {
-	case u.State == spec.UnitStopped:
+	case u.State == UnitStopped:
 		if running(st.ActiveState) {
 			return d.job(ctx, "stop", u.Name)
 		}
 	case !running(st.ActiveState):
-		if u.State == spec.UnitRunning {
+		if u.State == UnitRunning {
 			return d.job(ctx, "start", u.Name)
 		}
 	case changed:
@@ -343,17 +343,17 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 	changed := false
 	var errs []error
 	var names []string
-	wrote := map[string]*spec.Unit{}
+	wrote := map[string]*Unit{}
 	for _, r := range rs {
-		if r.Unit != nil && checkName(r.Unit.Name) == nil {
-			names = append(names, r.Unit.Name)
+		if Of(r) != nil && checkName(Of(r).Name) == nil {
+			names = append(names, Of(r).Name)
 		}
 	}
 	for _, r := range rs {
 		if !apply {
 			break
 		}
-		if r.ID.Kind != spec.KindUnit {
+		if r.ID.Kind != Kind {
 			continue
 		}
 		u, err := d.unit(r)
@@ -413,7 +413,7 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 // CheckApply. A call that fails is left to each unit's CheckApply, which
 // enables or disables its unit on its own and reports its error. It
 // reports whether it changed anything.
-func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*spec.Unit, states map[string]unitState) bool {
+func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*Unit, states map[string]unitState) bool {
 	names := slices.Sorted(maps.Keys(wrote))
 	var enable, disable []string
 	for _, n := range names {
@@ -588,9 +588,9 @@ func (d *Driver) Restart(ctx context.Context, r *spec.Resource) error {
 	}
 	op := ""
 	switch u.State {
-	case spec.UnitStopped:
+	case UnitStopped:
 		return nil
-	case spec.UnitRunning:
+	case UnitRunning:
 		op = "restart"
 		if u.Reload {
 			op = "reload-or-restart"

@@ -23,8 +23,8 @@ func BenchmarkNoopConverge50(b *testing.B) {
 	d := newDriver(b)
 	var rs []*spec.Resource
 	for range 50 {
-		rs = append(rs, unitResource(&spec.Unit{Name: unitName(b, ".service"), Content: []byte(sleeper),
-			Enabled: boolp(true), State: spec.UnitRunning,
+		rs = append(rs, unitResource(&Unit{Name: unitName(b, ".service"), Content: []byte(sleeper),
+			Enabled: boolp(true), State: UnitRunning,
 			Dropins: map[string][]byte{"10-env.conf": []byte("[Service]\nEnvironment=A=1\n")}}))
 	}
 	pass := func() int {
@@ -77,8 +77,8 @@ func BenchmarkDriftRepair(b *testing.B) {
 	// Without StartLimitIntervalSec=0, systemd refuses the sixth start
 	// within 10 s (start-limit-hit), and the benchmark would measure that.
 	content := strings.Replace(sleeper, "[Unit]\n", "[Unit]\nStartLimitIntervalSec=0\n", 1)
-	r := unitResource(&spec.Unit{Name: unitName(b, ".service"), Content: []byte(content),
-		Enabled: boolp(true), State: spec.UnitRunning})
+	r := unitResource(&Unit{Name: unitName(b, ".service"), Content: []byte(content),
+		Enabled: boolp(true), State: UnitRunning})
 	if _, err := d.CheckApply(ctxT(b), r, true); err != nil {
 		b.Fatal(err)
 	}
@@ -121,13 +121,13 @@ func BenchmarkDriftRepair(b *testing.B) {
 	var lat []time.Duration
 	for b.Loop() {
 		// Let the last repair's own events settle, then drop what is left.
-		waitActive(b, r.Unit.Name)
+		waitActive(b, Of(r).Name)
 		for len(repaired) > 0 {
 			<-repaired
 		}
 		start := time.Now()
 		// systemctl may report the stop job replaced by the repair's start.
-		exec.Command("systemctl", "stop", r.Unit.Name).Run()
+		exec.Command("systemctl", "stop", Of(r).Name).Run()
 		select {
 		case at := <-repaired:
 			lat = append(lat, at.Sub(start))

@@ -56,7 +56,7 @@ func TestDrift(t *testing.T) {
 			}
 			t.Run(string(mode)+"/"+dr.name, func(t *testing.T) {
 				name := unitName(t, ".service")
-				r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: spec.UnitRunning})
+				r := unitResource(&Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: UnitRunning})
 				r.Drift = mode
 				mustApply(t, d, r)
 				dr.make(t, name)
@@ -100,7 +100,7 @@ func TestDrift(t *testing.T) {
 func TestWarnAppliesNewSpec(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	u := &spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning}
+	u := &Unit{Name: name, Content: []byte(sleeper), State: UnitRunning}
 	r := unitResource(u)
 	r.Drift = spec.DriftWarn
 	mustApply(t, d, r)
@@ -171,10 +171,10 @@ func drain(ch chan spec.ID) {
 func TestWatchReportsDrift(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: spec.UnitRunning,
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: UnitRunning,
 		Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\nEnvironment=A=1\n")}})
 	mustApply(t, d, r)
-	other := unitResource(&spec.Unit{Name: unitName(t, ".service"), Content: []byte(sleeper)})
+	other := unitResource(&Unit{Name: unitName(t, ".service"), Content: []byte(sleeper)})
 	ch := watch(t, d, []*spec.Resource{r, other})
 	// Once for each resource at start.
 	await(t, ch, r.ID, "start")
@@ -216,7 +216,7 @@ func TestWatchReportsDrift(t *testing.T) {
 func TestPrepareLeavesWarnedDriftAlone(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning})
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitRunning})
 	r.Drift = spec.DriftWarn
 	mustApply(t, d, r)
 	path := "/etc/systemd/system/" + name
@@ -249,7 +249,7 @@ func TestPrepareLeavesWarnedDriftAlone(t *testing.T) {
 func TestRepairAfterPrepareReadsFreshState(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning})
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitRunning})
 	mustApply(t, d, r)
 	ch := watch(t, d, []*spec.Resource{r})
 	await(t, ch, r.ID, "start")

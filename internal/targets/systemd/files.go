@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/atomicfile"
-	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // fileChange is what differs in a unit's files.
@@ -49,7 +48,7 @@ func (p *filePlan) empty() bool { return len(p.writes) == 0 && len(p.removes) ==
 // Outpost did not write is ErrNotOwned, unless adopt: then the plan keeps
 // its original and takes it over. A unit that would replace a packaged one
 // is ErrShadowsVendor unless u says override.
-func (d *Driver) planFiles(u *spec.Unit, hash string, adopt bool) (filePlan, error) {
+func (d *Driver) planFiles(u *Unit, hash string, adopt bool) (filePlan, error) {
 	var p filePlan
 	if err := d.checkVendor(u); err != nil {
 		return p, err

@@ -26,7 +26,7 @@ func (d *Driver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, e
 	if snap.active == "failed" {
 		return false, snap.failure(), nil
 	}
-	if u.State != spec.UnitRunning {
+	if u.State != UnitRunning {
 		return true, "", nil
 	}
 	if snap.active != "active" && snap.active != "reloading" {

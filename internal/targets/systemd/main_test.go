@@ -79,8 +79,8 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func unitResource(u *spec.Unit) *spec.Resource {
-	return &spec.Resource{ID: spec.ID{Kind: spec.KindUnit, Name: u.Name}, Prune: true, Unit: u}
+func unitResource(u *Unit) *spec.Resource {
+	return &spec.Resource{ID: spec.ID{Kind: Kind, Name: u.Name}, Prune: true, Object: u}
 }
 
 func boolp(b bool) *bool { return &b }

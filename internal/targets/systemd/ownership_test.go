@@ -46,7 +46,7 @@ func TestVendorUnitShadowRefused(t *testing.T) {
 
 	for _, n := range []string{name, instance} {
 		t.Run(n, func(t *testing.T) {
-			r := unitResource(&spec.Unit{Name: n, Content: []byte(sleeper), Enabled: boolp(true), State: spec.UnitRunning})
+			r := unitResource(&Unit{Name: n, Content: []byte(sleeper), Enabled: boolp(true), State: UnitRunning})
 			if err := d.Prepare(ctxT(t), []*spec.Resource{r}, true); err != nil {
 				t.Fatalf("Prepare() = %v", err)
 			}
@@ -74,7 +74,7 @@ func TestVendorUnitOverride(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
 	vendorUnit(t, name)
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning, Override: true})
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitRunning, Override: true})
 	mustApply(t, d, r)
 	if got := show(t, name, "Description"); got != "Outpost test service" {
 		t.Errorf("overridden unit's Description = %q, want Outpost test service", got)
@@ -99,13 +99,13 @@ func TestForeignFilesConflict(t *testing.T) {
 	foreign := []byte("[Service]\nExecStart=/bin/sleep infinity\n")
 	for _, tt := range []struct {
 		what string
-		unit func(name string) (*spec.Unit, string)
+		unit func(name string) (*Unit, string)
 	}{
-		{"unit file", func(name string) (*spec.Unit, string) {
-			return &spec.Unit{Name: name, Content: []byte(sleeper)}, filepath.Join(DefaultUnitDir, name)
+		{"unit file", func(name string) (*Unit, string) {
+			return &Unit{Name: name, Content: []byte(sleeper)}, filepath.Join(DefaultUnitDir, name)
 		}},
-		{"drop-in", func(name string) (*spec.Unit, string) {
-			return &spec.Unit{Name: name, Content: []byte(sleeper), Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\n")}},
+		{"drop-in", func(name string) (*Unit, string) {
+			return &Unit{Name: name, Content: []byte(sleeper), Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\n")}},
 				filepath.Join(DefaultUnitDir, name+".d", "10-a.conf")
 		}},
 	} {
@@ -160,7 +160,7 @@ func TestAdoptAndRestore(t *testing.T) {
 	mustSystemctl(t, "daemon-reload")
 	mustSystemctl(t, "start", name)
 
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning,
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitRunning,
 		Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\nEnvironment=ADOPTED=1\n")}})
 	r.Adopt = true
 	ch := mustApply(t, d, r)
@@ -218,7 +218,7 @@ func TestMaskedUnitNotAdopted(t *testing.T) {
 	name := unitName(t, ".service")
 	path := filepath.Join(DefaultUnitDir, name)
 	mustSystemctl(t, "mask", name)
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning})
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitRunning})
 	r.Adopt = true
 	if err := d.Prepare(ctxT(t), []*spec.Resource{r}, true); err != nil {
 		t.Fatalf("Prepare() = %v", err)
@@ -256,7 +256,7 @@ func TestAdoptDropinOfPackagedUnit(t *testing.T) {
 	mustSystemctl(t, "daemon-reload")
 	mustSystemctl(t, "restart", name)
 
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitRunning, Override: true,
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitRunning, Override: true,
 		Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\nEnvironment=OUTPOST=1\n")}})
 	r.Adopt = true
 	mustApply(t, d, r)

@@ -29,8 +29,6 @@ import (
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
-
-	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // MarkerPrefix starts the first line of every file the driver writes; a file
@@ -246,7 +244,7 @@ func checkDropin(name string) error {
 
 // specHash hashes everything the spec says about a unit, so that the hash
 // in the marker changes exactly when the desired unit does.
-func specHash(u *spec.Unit) string {
+func specHash(u *Unit) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "name %q\ncontent %q\n", u.Name, u.Content)
 	names := make([]string, 0, len(u.Dropins))

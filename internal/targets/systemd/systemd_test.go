@@ -17,7 +17,7 @@ import (
 func TestCreateNoopUpdate(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	u := &spec.Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: spec.UnitRunning}
+	u := &Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: UnitRunning}
 	r := unitResource(u)
 
 	// A dry run reports and changes nothing.
@@ -64,32 +64,32 @@ func TestCreateNoopUpdate(t *testing.T) {
 
 	steps := []struct {
 		name   string
-		change func(u *spec.Unit)
+		change func(u *Unit)
 		fields []string
 		check  func(t *testing.T)
 	}{
-		{"content", func(u *spec.Unit) {
+		{"content", func(u *Unit) {
 			u.Content = []byte(strings.Replace(sleeper, "Outpost test service", "changed", 1))
 		}, []string{"content"}, func(t *testing.T) {
 			if got := show(t, name, "Description"); got != "changed" {
 				t.Errorf("Description = %q, want changed", got)
 			}
 		}},
-		{"add drop-in", func(u *spec.Unit) {
+		{"add drop-in", func(u *Unit) {
 			u.Dropins = map[string][]byte{"10-env.conf": []byte("[Service]\nEnvironment=OUTPOST_TEST=1\n")}
 		}, []string{"drop-in 10-env.conf"}, func(t *testing.T) {
 			if got := show(t, name, "Environment"); got != "OUTPOST_TEST=1" {
 				t.Errorf("Environment = %q, want OUTPOST_TEST=1", got)
 			}
 		}},
-		{"change drop-in", func(u *spec.Unit) {
+		{"change drop-in", func(u *Unit) {
 			u.Dropins = map[string][]byte{"10-env.conf": []byte("[Service]\nEnvironment=OUTPOST_TEST=2\n")}
 		}, []string{"drop-in 10-env.conf"}, func(t *testing.T) {
 			if got := show(t, name, "Environment"); got != "OUTPOST_TEST=2" {
 				t.Errorf("Environment = %q, want OUTPOST_TEST=2", got)
 			}
 		}},
-		{"remove drop-in", func(u *spec.Unit) { u.Dropins = nil },
+		{"remove drop-in", func(u *Unit) { u.Dropins = nil },
 			[]string{"drop-in 10-env.conf removed"}, func(t *testing.T) {
 				if got := show(t, name, "Environment"); got != "" {
 					t.Errorf("Environment = %q, want none", got)
@@ -123,20 +123,20 @@ func TestCreateNoopUpdate(t *testing.T) {
 func TestEnableDisableStartStop(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	u := &spec.Unit{Name: name, Content: []byte(sleeper)}
+	u := &Unit{Name: name, Content: []byte(sleeper)}
 	r := unitResource(u)
 	mustApply(t, d, r)
 
 	steps := []struct {
 		enabled       *bool
-		state         spec.UnitState
+		state         UnitState
 		fields        []string
 		active, onoff string
 	}{
 		{boolp(true), "", []string{"enabled disabled -> true"}, "inactive", "enabled"},
-		{boolp(true), spec.UnitRunning, []string{"state inactive -> running"}, "active", "enabled"},
-		{boolp(false), spec.UnitRunning, []string{"enabled enabled -> false"}, "active", "disabled"},
-		{boolp(false), spec.UnitStopped, []string{"state active -> stopped"}, "inactive", "disabled"},
+		{boolp(true), UnitRunning, []string{"state inactive -> running"}, "active", "enabled"},
+		{boolp(false), UnitRunning, []string{"enabled enabled -> false"}, "active", "disabled"},
+		{boolp(false), UnitStopped, []string{"state active -> stopped"}, "inactive", "disabled"},
 		{nil, "", nil, "inactive", "disabled"},
 	}
 	for _, s := range steps {
@@ -158,8 +158,8 @@ func TestEnableDisableStartStop(t *testing.T) {
 func TestTimer(t *testing.T) {
 	d := newDriver(t)
 	base := unitName(t, "")
-	service := &spec.Unit{Name: base + ".service", Content: []byte("[Service]\nType=oneshot\nExecStart=/bin/true\n")}
-	timer := &spec.Unit{Name: base + ".timer", Enabled: boolp(true), State: spec.UnitRunning,
+	service := &Unit{Name: base + ".service", Content: []byte("[Service]\nType=oneshot\nExecStart=/bin/true\n")}
+	timer := &Unit{Name: base + ".timer", Enabled: boolp(true), State: UnitRunning,
 		Content: []byte("[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n")}
 	t.Cleanup(func() {
 		for _, n := range []string{base + ".service", base + ".timer"} {
@@ -169,7 +169,7 @@ func TestTimer(t *testing.T) {
 		}
 		systemctl(t, "daemon-reload")
 	})
-	for _, u := range []*spec.Unit{service, timer} {
+	for _, u := range []*Unit{service, timer} {
 		if ch := mustApply(t, d, unitResource(u)); ch.Action != spec.ActionCreate {
 			t.Errorf("CheckApply(%s) = %v, want create", u.Name, ch)
 		}
@@ -192,7 +192,7 @@ func TestTimer(t *testing.T) {
 func TestStartFailure(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	r := unitResource(&spec.Unit{Name: name, State: spec.UnitRunning,
+	r := unitResource(&Unit{Name: name, State: UnitRunning,
 		Content: []byte("[Service]\nType=oneshot\nExecStart=/bin/sh -c 'exit 3'\n")})
 	_, err := d.CheckApply(ctxT(t), r, true)
 	var je *JobError
@@ -224,7 +224,7 @@ func TestHealthySettles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := unitResource(&spec.Unit{Name: unitName(t, ".service"), State: spec.UnitRunning, Content: []byte(tt.content)})
+			r := unitResource(&Unit{Name: unitName(t, ".service"), State: UnitRunning, Content: []byte(tt.content)})
 			mustApply(t, d, r)
 			ok, reason, err := d.Healthy(ctxT(t), r)
 			if err != nil {
@@ -240,7 +240,7 @@ func TestHealthySettles(t *testing.T) {
 func TestPrune(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: spec.UnitRunning,
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), Enabled: boolp(true), State: UnitRunning,
 		Dropins: map[string][]byte{"10-a.conf": []byte("[Service]\nEnvironment=A=1\n")}})
 	mustApply(t, d, r)
 	// A drop-in that Outpost did not write stays.
@@ -290,7 +290,7 @@ func TestNeverTouchesForeignUnits(t *testing.T) {
 	mustSystemctl(t, "daemon-reload")
 	mustSystemctl(t, "start", name)
 
-	r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: spec.UnitStopped})
+	r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: UnitStopped})
 	if _, err := d.CheckApply(ctxT(t), r, true); !errors.Is(err, ErrNotOwned) {
 		t.Errorf("CheckApply(foreign unit) = %v, want ErrNotOwned", err)
 	}
@@ -309,13 +309,13 @@ func TestInvalidNames(t *testing.T) {
 	d := newDriver(t)
 	for _, name := range []string{"", "noext", "../etc/passwd.service", "a/b.service", "x."} {
 		t.Run(name, func(t *testing.T) {
-			_, err := d.CheckApply(ctxT(t), unitResource(&spec.Unit{Name: name}), false)
+			_, err := d.CheckApply(ctxT(t), unitResource(&Unit{Name: name}), false)
 			if !errors.Is(err, ErrInvalidName) {
 				t.Errorf("CheckApply(%q) = %v, want ErrInvalidName", name, err)
 			}
 		})
 	}
-	_, err := d.CheckApply(ctxT(t), unitResource(&spec.Unit{Name: "ok.service",
+	_, err := d.CheckApply(ctxT(t), unitResource(&Unit{Name: "ok.service",
 		Dropins: map[string][]byte{"../x.conf": nil}}), false)
 	if !errors.Is(err, ErrInvalidName) {
 		t.Errorf("CheckApply(drop-in ../x.conf) = %v, want ErrInvalidName", err)
@@ -328,8 +328,8 @@ func TestPrepareReloadsOncePerPass(t *testing.T) {
 	d := newDriver(t)
 	var rs []*spec.Resource
 	for range 3 {
-		rs = append(rs, unitResource(&spec.Unit{Name: unitName(t, ".service"), Content: []byte(sleeper),
-			Enabled: boolp(true), State: spec.UnitRunning}))
+		rs = append(rs, unitResource(&Unit{Name: unitName(t, ".service"), Content: []byte(sleeper),
+			Enabled: boolp(true), State: UnitRunning}))
 	}
 	pass := func() (changes []spec.Change, reloads int) {
 		before := d.Reloads()
@@ -356,11 +356,11 @@ func TestPrepareReloadsOncePerPass(t *testing.T) {
 		{"no-op", func() {}, []spec.Action{"none", "none", "none"}, 0,
 			[]string{"enabled", "enabled", "enabled"}, ""},
 		{"update two", func() {
-			rs[0].Unit.Content = []byte(sleeper + "# a\n")
-			rs[2].Unit.Content = []byte(sleeper + "# c\n")
+			Of(rs[0]).Content = []byte(sleeper + "# a\n")
+			Of(rs[2]).Content = []byte(sleeper + "# c\n")
 		}, []spec.Action{"update", "none", "update"}, 1, []string{"enabled", "enabled", "enabled"}, ""},
 		{"disable one", func() {
-			rs[1].Unit.Enabled = boolp(false)
+			Of(rs[1]).Enabled = boolp(false)
 		}, []spec.Action{"none", "update", "none"}, 2,
 			[]string{"enabled", "disabled", "enabled"}, "enabled enabled -> false"},
 	}
@@ -374,7 +374,7 @@ func TestPrepareReloadsOncePerPass(t *testing.T) {
 				if tt.field != "" && ch.Changed() && !slices.Contains(ch.Fields, tt.field) {
 					t.Errorf("unit %d: change fields = %q, want %q among them", i, ch.Fields, tt.field)
 				}
-				if got := show(t, rs[i].Unit.Name, "UnitFileState"); got != tt.enabled[i] {
+				if got := show(t, Of(rs[i]).Name, "UnitFileState"); got != tt.enabled[i] {
 					t.Errorf("unit %d: UnitFileState = %q, want %q", i, got, tt.enabled[i])
 				}
 			}
@@ -392,19 +392,19 @@ func TestRestartOn(t *testing.T) {
 	d := newDriver(t)
 	tests := []struct {
 		name    string
-		state   spec.UnitState
+		state   UnitState
 		start   bool // started by hand before Restart
 		restart bool // the main PID changes
 	}{
-		{"running", spec.UnitRunning, true, true},
+		{"running", UnitRunning, true, true},
 		{"unset and running", "", true, true},
 		{"unset and stopped", "", false, false},
-		{"stopped", spec.UnitStopped, false, false},
+		{"stopped", UnitStopped, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := unitName(t, ".service")
-			r := unitResource(&spec.Unit{Name: name, Content: []byte(sleeper), State: tt.state})
+			r := unitResource(&Unit{Name: name, Content: []byte(sleeper), State: tt.state})
 			mustApply(t, d, r)
 			if tt.start {
 				mustSystemctl(t, "start", name)
@@ -424,7 +424,7 @@ func TestRestartOn(t *testing.T) {
 func TestJobWaitHonoursContext(t *testing.T) {
 	d := newDriver(t)
 	name := unitName(t, ".service")
-	r := unitResource(&spec.Unit{Name: name, State: spec.UnitRunning,
+	r := unitResource(&Unit{Name: name, State: UnitRunning,
 		Content: []byte("[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sleep 60\n")})
 	ctx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
 	defer cancel()
@@ -437,8 +437,8 @@ func TestConcurrentCheckApply(t *testing.T) {
 	d := newDriver(t)
 	var rs []*spec.Resource
 	for range 4 {
-		rs = append(rs, unitResource(&spec.Unit{Name: unitName(t, ".service"), Content: []byte(sleeper),
-			Enabled: boolp(true), State: spec.UnitRunning}))
+		rs = append(rs, unitResource(&Unit{Name: unitName(t, ".service"), Content: []byte(sleeper),
+			Enabled: boolp(true), State: UnitRunning}))
 	}
 	errs := make(chan error, len(rs))
 	for _, r := range rs {
@@ -453,8 +453,8 @@ func TestConcurrentCheckApply(t *testing.T) {
 		}
 	}
 	for _, r := range rs {
-		if got := show(t, r.Unit.Name, "ActiveState"); got != "active" {
-			t.Errorf("%s ActiveState = %q, want active", r.Unit.Name, got)
+		if got := show(t, Of(r).Name, "ActiveState"); got != "active" {
+			t.Errorf("%s ActiveState = %q, want active", Of(r).Name, got)
 		}
 	}
 

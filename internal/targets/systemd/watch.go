@@ -38,11 +38,11 @@ func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spe
 	byPath := map[dbus.ObjectPath]spec.ID{}
 	var all []spec.ID
 	for _, r := range rs {
-		if r.Unit == nil || checkName(r.Unit.Name) != nil {
+		if Of(r) == nil || checkName(Of(r).Name) != nil {
 			continue
 		}
-		byName[r.Unit.Name] = r.ID
-		byPath[dbus.ObjectPath(unitPathPrefix+sdbus.PathBusEscape(r.Unit.Name))] = r.ID
+		byName[Of(r).Name] = r.ID
+		byPath[dbus.ObjectPath(unitPathPrefix+sdbus.PathBusEscape(Of(r).Name))] = r.ID
 		all = append(all, r.ID)
 	}
 

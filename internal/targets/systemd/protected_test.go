@@ -1,4 +1,4 @@
-package spec
+package systemd
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // TestProtectedUnitNames checks that a unit that would replace the agent's
@@ -70,22 +72,22 @@ func TestProtectedUnitNames(t *testing.T) {
 					manifest += "override: true\n"
 				}
 				fsys := fstest.MapFS{"units/u.yaml": {Data: []byte(manifest)}}
-				_, err := Load(fsys, Options{})
+				_, err := spec.Load(fsys, spec.Options{})
 				if tt.why == "" {
 					if err != nil {
 						t.Fatalf("Load(unit %s) = %v, want no error", tt.name, err)
 					}
 					return
 				}
-				var es Errors
-				if !errors.As(err, &es) || !errors.Is(err, ErrInvalid) {
+				var es spec.Errors
+				if !errors.As(err, &es) || !errors.Is(err, spec.ErrInvalid) {
 					t.Fatalf("Load(unit %s) = %v, want validation errors", tt.name, err)
 				}
 				type got struct {
-					Pos    Pos
+					Pos    spec.Pos
 					Reason bool
 				}
-				want := []got{{Pos{File: "units/u.yaml", Line: 3, Col: 9}, true}}
+				want := []got{{spec.Pos{File: "units/u.yaml", Line: 3, Col: 9}, true}}
 				var all []got
 				for _, e := range es {
 					all = append(all, got{e.Pos, strings.Contains(e.Msg, tt.why) && strings.Contains(e.Msg, "override: true")})
@@ -106,16 +108,16 @@ func TestUnitOverride(t *testing.T) {
 		want  bool
 	}{{"", false}, {"override: true\n", true}, {"override: false\n", false}} {
 		manifest := "kind: unit\nname: nginx.service\ncontent: x\n" + tt.field
-		repo, err := Load(fstest.MapFS{"a.yaml": {Data: []byte(manifest)}}, Options{})
+		repo, err := spec.Load(fstest.MapFS{"a.yaml": {Data: []byte(manifest)}}, spec.Options{})
 		if err != nil {
-			t.Fatalf("Load(%q) = %v", manifest, err)
+			t.Fatalf("spec.Load(%q) = %v", manifest, err)
 		}
-		st, err := repo.Render(Host{Name: "h"})
+		st, err := repo.Render(spec.Host{Name: "h"})
 		if err != nil {
 			t.Fatalf("Render() = %v", err)
 		}
-		if got := st.Resources[0].Unit.Override; got != tt.want {
-			t.Errorf("Load(%q): Override = %v, want %v", manifest, got, tt.want)
+		if got := Of(st.Resources[0]).Override; got != tt.want {
+			t.Errorf("spec.Load(%q): Override = %v, want %v", manifest, got, tt.want)
 		}
 	}
 }

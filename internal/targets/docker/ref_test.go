@@ -1,9 +1,7 @@
-package spec_test
+package docker
 
 import (
 	"testing"
-
-	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 func TestReference(t *testing.T) {
@@ -22,10 +20,10 @@ func TestReference(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := spec.Reference(tt.image, tt.tag, tt.digest); got != tt.want {
+			if got := Reference(tt.image, tt.tag, tt.digest); got != tt.want {
 				t.Errorf("Reference(%q, %q, %q) = %q, want %q", tt.image, tt.tag, tt.digest, got, tt.want)
 			}
-			c := &spec.Container{Image: tt.image, Tag: tt.tag, Digest: tt.digest}
+			c := &Container{Image: tt.image, Tag: tt.tag, Digest: tt.digest}
 			if got := c.Ref(); got != tt.wantRef {
 				t.Errorf("Container{%q, %q, %q}.Ref() = %q, want %q", tt.image, tt.tag, tt.digest, got, tt.wantRef)
 			}

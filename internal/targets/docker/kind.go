@@ -1,0 +1,562 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-gitops/outpost/internal/converge"
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// Kind is the container kind: a Docker container, its image and settings.
+const Kind spec.Kind = "container"
+
+func init() {
+	converge.Register(converge.Kind{KindDef: spec.KindDef{
+		Name:  Kind,
+		Order: 30,
+		Fields: []string{"name", "image", "tag", "update", "command", "entrypoint", "env", "ports",
+			"volumes", "tmpfs", "restart", "labels", "user", "workdir", "network_mode", "networks",
+			"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
+			"stop_timeout", "stop_signal", "remove_volumes"},
+		Hints:       []string{"containers", "docker"},
+		Decode:      decode,
+		Restartable: true,
+		Check:       checkPorts,
+	}, NewDriver: func(ctx context.Context, env converge.Env) (converge.Driver, error) {
+		return New(ctx, Options{Logger: env.Logger})
+	}})
+}
+
+// Of returns r's container, or nil when r is not a container.
+func Of(r *spec.Resource) *Container {
+	c, _ := r.Object.(*Container)
+	return c
+}
+
+// Resource wraps c in a resource, as a manifest would declare it.
+func Resource(c *Container) *spec.Resource {
+	return &spec.Resource{ID: spec.ID{Kind: Kind, Name: c.Name}, Prune: true, Drift: spec.DriftRevert, Object: c}
+}
+
+// Clone implements spec.Object.
+func (c *Container) Clone() spec.Object {
+	k := *c
+	k.Command = slices.Clone(k.Command)
+	k.Entrypoint = slices.Clone(k.Entrypoint)
+	k.Env = maps.Clone(k.Env)
+	k.Ports = slices.Clone(k.Ports)
+	k.Volumes = slices.Clone(k.Volumes)
+	k.Tmpfs = slices.Clone(k.Tmpfs)
+	k.Labels = maps.Clone(k.Labels)
+	k.Networks = slices.Clone(k.Networks)
+	k.Devices = slices.Clone(k.Devices)
+	k.CapAdd = slices.Clone(k.CapAdd)
+	k.CapDrop = slices.Clone(k.CapDrop)
+	if k.Update != nil {
+		u := *k.Update
+		u.Exclude = slices.Clone(u.Exclude)
+		k.Update = &u
+	}
+	if k.Health != nil {
+		h := *k.Health
+		h.Cmd = slices.Clone(h.Cmd)
+		k.Health = &h
+	}
+	if k.Log != nil {
+		lg := *k.Log
+		lg.Options = maps.Clone(lg.Options)
+		k.Log = &lg
+	}
+	if k.StopTimeout != nil {
+		t := *k.StopTimeout
+		k.StopTimeout = &t
+	}
+	return &k
+}
+
+// Canonical implements spec.Object: the settings with the resolved tag
+// and digest, without the update policy (following a registry puts
+// nothing on the host), empty lists and maps made nil.
+func (c *Container) Canonical() any {
+	k := *c
+	k.Update = nil
+	k.Command = nilIfEmpty(k.Command)
+	k.Entrypoint = nilIfEmpty(k.Entrypoint)
+	k.Ports = nilIfEmpty(k.Ports)
+	k.Volumes = nilIfEmpty(k.Volumes)
+	k.Tmpfs = nilIfEmpty(k.Tmpfs)
+	k.Networks = nilIfEmpty(k.Networks)
+	k.Devices = nilIfEmpty(k.Devices)
+	k.CapAdd = nilIfEmpty(k.CapAdd)
+	k.CapDrop = nilIfEmpty(k.CapDrop)
+	if len(k.Env) == 0 {
+		k.Env = nil
+	}
+	if len(k.Labels) == 0 {
+		k.Labels = nil
+	}
+	return &k
+}
+
+func nilIfEmpty[S ~[]E, E any](s S) S {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// Container is a managed Docker container.
+type Container struct {
+	Name  string
+	Image string // repository, without tag
+	Tag   string // pinned tag; empty when Update is set and nothing is resolved yet
+	// Digest pins the image digest when known (resolved by a registry policy).
+	Digest string
+	Update *UpdatePolicy
+
+	Command    []string
+	Entrypoint []string
+	Env        map[string]string
+	Ports      []Port
+	Volumes    []Volume
+	Tmpfs      []string // "path" or "path:options"
+	Restart    string   // no | always | on-failure[:N] | unless-stopped
+	Labels     map[string]string
+	User       string
+	Workdir    string
+	// NetworkMode is bridge (default), host, none, or container:NAME.
+	NetworkMode string
+	Networks    []string
+	Devices     []string // host[:container[:perms]]
+	CapAdd      []string
+	CapDrop     []string
+	Privileged  bool
+	Health      *Health
+	Log         *Log
+	Memory      int64   // bytes; 0 is no limit
+	CPUs        float64 // 0 is no limit
+	StopTimeout *time.Duration
+	StopSignal  string
+	// RemoveVolumes removes the container's named volumes when it is pruned.
+	RemoveVolumes bool
+}
+
+// Ref returns image:tag, image:tag@digest or image@digest, whichever parts
+// are set, and image:latest when neither is.
+func (c *Container) Ref() string {
+	tag := c.Tag
+	if tag == "" && c.Digest == "" {
+		tag = "latest"
+	}
+	return Reference(c.Image, tag, c.Digest)
+}
+
+// Reference is the one way Outpost writes an image reference: the
+// repository, ":tag" when there is a tag and "@digest" when there is a
+// digest. Without a repository it is "tag" or "tag@digest", as notes and
+// reports print what a container runs.
+func Reference(image, tag, digest string) string {
+	ref := image
+	if tag != "" {
+		if ref != "" {
+			ref += ":"
+		}
+		ref += tag
+	}
+	if digest != "" {
+		ref += "@" + digest
+	}
+	return ref
+}
+
+// UpdatePolicy says how a container follows its registry.
+type UpdatePolicy struct {
+	Policy string // semver | numerical | alphabetical | digest
+	Range  string // semver range (Masterminds syntax)
+	Order  string // asc | desc, for numerical and alphabetical
+	Filter string // regular expression; its named group "extract" is compared
+	// Exclude lists glob patterns of tags never considered; default
+	// *.sig, *.att, *.sbom.
+	Exclude []string
+	Tag     string // for policy digest: the mutable tag followed
+}
+
+// Port is one published port.
+type Port struct {
+	HostIP        string
+	HostPort      uint16 // 0: any
+	ContainerPort uint16
+	Protocol      string // tcp (default) | udp | sctp
+}
+
+// Volume is a bind mount or a named volume.
+type Volume struct {
+	Source   string // absolute host path for a bind, or a volume name
+	Target   string
+	ReadOnly bool
+	Named    bool
+}
+
+// Health is a container healthcheck.
+type Health struct {
+	Cmd         []string
+	Interval    time.Duration
+	Timeout     time.Duration
+	StartPeriod time.Duration
+	Retries     int
+}
+
+// Log is a container's log driver.
+type Log struct {
+	Driver  string
+	Options map[string]string
+}
+
+// ReservedLabelPrefix starts the container labels with which Outpost marks
+// what it owns; a manifest may not set them.
+const ReservedLabelPrefix = "io.outpost."
+
+var policies = map[string]bool{"semver": true, "numerical": true, "alphabetical": true, "digest": true}
+
+// DefaultExclude lists the tags that an update policy never considers unless
+// the manifest says otherwise: signatures, attestations and SBOMs.
+var DefaultExclude = []string{"*.sig", "*.att", "*.sbom"}
+
+// decode reads a container declaration.
+func decode(d *spec.Decoder, f map[string]spec.Field) bool {
+	r, root := d.Resource(), d.Root()
+	c := &Container{}
+	r.Object = c
+	g, ok := f["name"]
+	if !ok {
+		d.Errorf(root, "container: missing field \"name\"")
+		return false
+	}
+	n, ok := d.Str(g, "name")
+	if !ok {
+		return false
+	}
+	if err := checkContainerName(n); err != nil {
+		d.Errorf(g.At, "name: %v", err)
+		return false
+	}
+	c.Name, r.ID.Name = n, n
+
+	// The image, and exactly one of tag and update unless a digest pins it.
+	imageOK := false
+	if g, ok := f["image"]; !ok {
+		d.Errorf(root, "container: missing field \"image\"")
+	} else if s, ok := d.Str(g, "image"); ok {
+		repo, digest, err := splitImage(s)
+		if err != nil {
+			d.Errorf(g.At, "image: %v", err)
+		} else {
+			c.Image, c.Digest, imageOK = repo, digest, true
+		}
+	}
+	d.String("tag", &c.Tag, checkTag)
+	if g, ok := f["update"]; ok {
+		c.Update = decodeUpdate(d, g)
+	}
+	_, hasTag := f["tag"]
+	_, hasUpdate := f["update"]
+	switch {
+	case hasTag && hasUpdate:
+		d.Errorf(f["update"].Key, "update: tag and update are exclusive: pin a tag or follow the registry")
+	case hasUpdate && c.Digest != "":
+		d.Errorf(f["update"].Key, "update: an image pinned by digest cannot follow the registry")
+	case !hasTag && !hasUpdate && c.Digest == "" && imageOK:
+		d.Errorf(root, "container: missing field \"tag\" or \"update\" (Outpost never assumes \"latest\")")
+	}
+
+	c.Command = d.List("command", nil)
+	c.Entrypoint = d.List("entrypoint", nil)
+	c.Env = d.Map("env", func(k string) error {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("%q is not a variable name", k)
+		}
+		return nil
+	})
+	if g, ok := f["ports"]; ok {
+		items, _ := d.StrList(g, "ports")
+		for _, it := range items {
+			p, err := parsePort(it.Val)
+			if err != nil {
+				d.Errorf(it.At, "ports: %v", err)
+				continue
+			}
+			c.Ports = append(c.Ports, p)
+			d.Mark(it.At) // for checkPorts
+		}
+	}
+	if g, ok := f["volumes"]; ok {
+		items, _ := d.StrList(g, "volumes")
+		for _, it := range items {
+			v, err := parseVolume(it.Val)
+			if err != nil {
+				d.Errorf(it.At, "volumes: %v", err)
+				continue
+			}
+			c.Volumes = append(c.Volumes, v)
+		}
+	}
+	c.Tmpfs = d.List("tmpfs", checkTmpfs)
+	d.String("restart", &c.Restart, func(s string) error {
+		if !restartRE.MatchString(s) {
+			return fmt.Errorf("%q: want no, always, on-failure[:N] or unless-stopped", s)
+		}
+		return nil
+	})
+	c.Labels = d.Map("labels", func(k string) error {
+		if k == "" {
+			return fmt.Errorf("a label key must not be empty")
+		}
+		if strings.HasPrefix(k, ReservedLabelPrefix) {
+			return fmt.Errorf("%q: labels starting with %s are Outpost's own", k, ReservedLabelPrefix)
+		}
+		return nil
+	})
+	d.String("user", &c.User, func(s string) error {
+		if s == "" || strings.ContainsAny(s, " \t\n\x00") {
+			return fmt.Errorf("%q is not a user", s)
+		}
+		return nil
+	})
+	d.String("workdir", &c.Workdir, spec.CheckAbsPath)
+	d.String("network_mode", &c.NetworkMode, func(s string) error {
+		switch s {
+		case "bridge", "host", "none":
+			return nil
+		}
+		if other, ok := strings.CutPrefix(s, "container:"); ok {
+			return checkContainerName(other)
+		}
+		return fmt.Errorf("%q: want bridge, host, none or container:NAME", s)
+	})
+	c.Networks = d.List("networks", func(s string) error {
+		if !networkNameRE.MatchString(s) {
+			return fmt.Errorf("%q is not a network name", s)
+		}
+		return nil
+	})
+	if len(c.Networks) > 0 && c.NetworkMode != "" && c.NetworkMode != "bridge" {
+		d.Errorf(f["networks"].Key, "networks: not allowed with network_mode: %s", c.NetworkMode)
+	}
+	if len(c.Ports) > 0 && (c.NetworkMode == "host" || c.NetworkMode == "none" || strings.HasPrefix(c.NetworkMode, "container:")) {
+		d.Errorf(f["ports"].Key, "ports: not allowed with network_mode: %s", c.NetworkMode)
+	}
+	c.Devices = d.List("devices", checkDevice)
+	capCheck := func(s string) error {
+		if !capRE.MatchString(s) {
+			return fmt.Errorf("%q is not a capability such as NET_ADMIN", s)
+		}
+		return nil
+	}
+	c.CapAdd = d.List("cap_add", capCheck)
+	c.CapDrop = d.List("cap_drop", capCheck)
+	d.Boolean("privileged", &c.Privileged)
+	d.Boolean("remove_volumes", &c.RemoveVolumes)
+	if g, ok := f["health"]; ok {
+		c.Health = decodeHealth(d, g)
+	}
+	if g, ok := f["log"]; ok {
+		c.Log = decodeLog(d, g)
+	}
+	if g, ok := f["memory"]; ok {
+		if g.Val != nil && g.Val.Kind == yaml.ScalarNode && g.Val.ShortTag() == "!!int" {
+			if n, ok := d.Int(g, "memory"); ok {
+				if n <= 0 {
+					d.Errorf(g.At, "memory: must be more than zero")
+				}
+				c.Memory = n
+			}
+		} else if s, ok := d.Str(g, "memory"); ok {
+			if n, err := parseMemory(s); err != nil {
+				d.Errorf(g.At, "memory: %v", err)
+			} else {
+				c.Memory = n
+			}
+		}
+	}
+	if g, ok := f["cpus"]; ok {
+		if v, ok := d.Number(g, "cpus"); ok {
+			if v <= 0 || v > 1024 {
+				d.Errorf(g.At, "cpus: %v must be more than 0 and at most 1024", v)
+			}
+			c.CPUs = v
+		}
+	}
+	if g, ok := f["stop_timeout"]; ok {
+		if s, ok := d.Str(g, "stop_timeout"); ok {
+			if v, err := spec.ParseDuration(s); err != nil {
+				d.Errorf(g.At, "stop_timeout: %v", err)
+			} else {
+				c.StopTimeout = &v
+			}
+		}
+	}
+	d.String("stop_signal", &c.StopSignal, func(s string) error {
+		if !signalRE.MatchString(s) {
+			return fmt.Errorf("%q is not a signal such as SIGTERM", s)
+		}
+		return nil
+	})
+	return true
+}
+
+func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {
+	f, ok := d.Fields(g.At, "update", spec.FieldSet([]string{"policy", "range", "order", "filter", "exclude", "tag"}))
+	if !ok {
+		return nil
+	}
+	u := &UpdatePolicy{}
+	pf, ok := f["policy"]
+	if !ok {
+		d.Errorf(g.At, "update: missing field \"policy\" (semver, numerical, alphabetical or digest)")
+		return u
+	}
+	if s, ok := d.Str(pf, "update.policy"); ok {
+		if !policies[s] {
+			d.Errorf(pf.At, "update.policy: %q: want semver, numerical, alphabetical or digest", s)
+			return u
+		}
+		u.Policy = s
+	}
+	if h, ok := f["range"]; ok {
+		if s, ok := d.Str(h, "update.range"); ok {
+			if u.Policy != "semver" {
+				d.Errorf(h.Key, "update.range: only for policy semver")
+			} else if _, err := semver.NewConstraint(s); err != nil {
+				d.Errorf(h.At, "update.range: %q: %v", s, err)
+			}
+			u.Range = s
+		}
+	}
+	if h, ok := f["order"]; ok {
+		if s, ok := d.Str(h, "update.order"); ok {
+			switch {
+			case u.Policy != "numerical" && u.Policy != "alphabetical":
+				d.Errorf(h.Key, "update.order: only for policy numerical or alphabetical")
+			case s != "asc" && s != "desc":
+				d.Errorf(h.At, "update.order: %q: want asc or desc", s)
+			}
+			u.Order = s
+		}
+	} else if u.Policy == "numerical" || u.Policy == "alphabetical" {
+		u.Order = "asc"
+	}
+	if h, ok := f["filter"]; ok {
+		if s, ok := d.Str(h, "update.filter"); ok {
+			if _, err := regexp.Compile(s); err != nil {
+				d.Errorf(h.At, "update.filter: %v", err)
+			}
+			u.Filter = s
+		}
+	}
+	u.Exclude = append([]string(nil), DefaultExclude...)
+	if h, ok := f["exclude"]; ok {
+		items, _ := d.StrList(h, "update.exclude")
+		u.Exclude = []string{}
+		for _, it := range items {
+			if _, err := path.Match(it.Val, ""); err != nil {
+				d.Errorf(it.At, "update.exclude: %q is not a glob pattern", it.Val)
+				continue
+			}
+			u.Exclude = append(u.Exclude, it.Val)
+		}
+	}
+	if h, ok := f["tag"]; ok {
+		if s, ok := d.Str(h, "update.tag"); ok {
+			if u.Policy != "digest" {
+				d.Errorf(h.Key, "update.tag: only for policy digest")
+			} else if err := checkTag(s); err != nil {
+				d.Errorf(h.At, "update.tag: %v", err)
+			}
+			u.Tag = s
+		}
+	} else if u.Policy == "digest" {
+		d.Errorf(g.At, "update: policy digest needs the tag it follows (update.tag)")
+	}
+	return u
+}
+
+func decodeHealth(d *spec.Decoder, g spec.Field) *Health {
+	f, ok := d.Fields(g.At, "health", spec.FieldSet([]string{"cmd", "interval", "timeout", "start_period", "retries"}))
+	if !ok {
+		return nil
+	}
+	h := &Health{}
+	if c, ok := f["cmd"]; ok {
+		items, _ := d.StrList(c, "health.cmd")
+		for _, it := range items {
+			h.Cmd = append(h.Cmd, it.Val)
+		}
+		if len(items) == 0 && c.Val != nil && c.Val.Kind == yaml.SequenceNode {
+			d.Errorf(c.At, "health.cmd: must not be empty")
+		}
+	} else {
+		d.Errorf(g.At, "health: missing field \"cmd\"")
+	}
+	for _, x := range []struct {
+		name string
+		set  *time.Duration
+	}{{"interval", &h.Interval}, {"timeout", &h.Timeout}, {"start_period", &h.StartPeriod}} {
+		c, ok := f[x.name]
+		if !ok {
+			continue
+		}
+		if s, ok := d.Str(c, "health."+x.name); ok {
+			if v, err := spec.ParseDuration(s); err != nil {
+				d.Errorf(c.At, "health.%s: %v", x.name, err)
+			} else {
+				*x.set = v
+			}
+		}
+	}
+	if c, ok := f["retries"]; ok {
+		if n, ok := d.Int(c, "health.retries"); ok {
+			if n < 0 || n > 1000 {
+				d.Errorf(c.At, "health.retries: %d: want 0 to 1000", n)
+			} else {
+				h.Retries = int(n)
+			}
+		}
+	}
+	return h
+}
+
+func decodeLog(d *spec.Decoder, g spec.Field) *Log {
+	f, ok := d.Fields(g.At, "log", spec.FieldSet([]string{"driver", "options"}))
+	if !ok {
+		return nil
+	}
+	l := &Log{}
+	if c, ok := f["driver"]; ok {
+		if s, ok := d.Str(c, "log.driver"); ok {
+			if !networkNameRE.MatchString(s) {
+				d.Errorf(c.At, "log.driver: %q is not a log driver name", s)
+			}
+			l.Driver = s
+		}
+	} else {
+		d.Errorf(g.At, "log: missing field \"driver\"")
+	}
+	if c, ok := f["options"]; ok {
+		items, _ := d.StrMap(c, "log.options")
+		l.Options = make(map[string]string, len(items))
+		for _, it := range items {
+			l.Options[it.Key] = it.Val
+		}
+	}
+	return l
+}
