@@ -10,17 +10,13 @@ import (
 // never matches one computed from a different encoding.
 const hashVersion = "outpost.resource.v1"
 
-// Hash is the state's inventory hash; the docker target's label on each
-// container is a different function (docker's specHash) on purpose: that
-// label's value is already on running containers and must stay the same
-// for an unchanged spec, while this encoding is versioned (hashVersion) and
-// may change with only a new inventory to show for it.
-//
-// Hash returns the hex SHA-256 of a canonical encoding of what the resource
+// Hash is the state's inventory hash. It returns the hex SHA-256 of a canonical encoding of what the resource
 // puts on the host: its ID and its kind's object (content, mode, unit
-// drop-ins, container settings with the resolved tag and digest). Where it
-// is declared (Pos), prune, drift, after, restart_on and a container's update
-// policy are not part of it: changing them changes nothing on the host.
+// drop-ins, container settings with the resolved tag and digest), in the
+// form that the kind's Canonical gives. Where it is declared (Pos), prune,
+// drift, after, restart_on and a container's update policy are not part of
+// it: changing them changes nothing on the host. A new encoding only makes
+// each resource look changed once, which its driver then finds is not.
 func (r *Resource) Hash() string {
 	// The bytes are {"v":...,"id":...,"KIND":OBJECT} and a newline, as
 	// encoding/json's Encoder writes a struct; the object's Canonical

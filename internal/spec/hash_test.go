@@ -35,7 +35,6 @@ func TestHashStable(t *testing.T) {
 		"after":               func(r *Resource) { r.After = []ID{{systemd.Kind, "a.service"}} },
 		"restart_on":          func(r *Resource) { r.RestartOn = []ID{{file.Kind, "/etc/a"}} },
 		"update policy":       func(r *Resource) { docker.Of(r).Update = &docker.UpdatePolicy{Policy: "semver"} },
-		"empty command":       func(r *Resource) { docker.Of(r).Command = []string{} },
 		"empty ports":         func(r *Resource) { docker.Of(r).Ports = []docker.Port{} },
 		"empty tmpfs":         func(r *Resource) { docker.Of(r).Tmpfs = []string{} },
 		"empty map is nil":    func(r *Resource) { docker.Of(r).Labels = map[string]string{"x": "1", "y": "2"} },

@@ -26,16 +26,25 @@ func imageRef(c *Container) string {
 	return c.Ref()
 }
 
-// specHash hashes the normalized container spec: what the container runs,
-// not how its image is followed. Its value is the label that every existing
-// container carries and that tells a changed spec from an unchanged one, so
-// it must not change for an unchanged spec: a new value would recreate every
-// container on upgrade. That is why it is not spec.Resource.Hash, which
-// digests another encoding (a version tag, the resource's ID, ports and
-// volumes in declared order) for the state's inventory and may change with
-// hashVersion; reordering ports, volumes, devices or capabilities must not
-// recreate a container, so this hash sorts them first.
+// specHash hashes the normalized container spec, the one canonical form
+// of a container (Canonical returns it too, for spec.Resource.Hash). Its
+// value is the label that every existing container carries and that tells
+// a changed spec from an unchanged one, so it must not change for an
+// unchanged spec: a new value would recreate every container on upgrade.
 func specHash(c *Container) string {
+	b, err := json.Marshal(c.normalized()) // maps marshal with sorted keys
+	if err != nil {
+		panic(fmt.Sprintf("docker: hash of a container spec: %v", err)) // plain data always marshals
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// normalized is what the container runs, not how its image is followed
+// (no update policy), with what Docker does not order put in order:
+// reordering ports, volumes, tmpfs, devices or capabilities changes
+// nothing on the host.
+func (c *Container) normalized() *Container {
 	n := *c
 	n.Update = nil
 	n.Ports = append([]Port(nil), c.Ports...)
@@ -46,12 +55,7 @@ func specHash(c *Container) string {
 	n.Devices = sortedCopy(c.Devices)
 	n.CapAdd = normCaps(c.CapAdd)
 	n.CapDrop = normCaps(c.CapDrop)
-	b, err := json.Marshal(n) // maps marshal with sorted keys
-	if err != nil {
-		panic(fmt.Sprintf("docker: hash of a container spec: %v", err)) // plain data always marshals
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return &n
 }
 
 func sortedCopy(s []string) []string {

@@ -84,36 +84,9 @@ func (c *Container) Clone() spec.Object {
 	return &k
 }
 
-// Canonical implements spec.Object: the settings with the resolved tag
-// and digest, without the update policy (following a registry puts
-// nothing on the host), empty lists and maps made nil.
-func (c *Container) Canonical() any {
-	k := *c
-	k.Update = nil
-	k.Command = nilIfEmpty(k.Command)
-	k.Entrypoint = nilIfEmpty(k.Entrypoint)
-	k.Ports = nilIfEmpty(k.Ports)
-	k.Volumes = nilIfEmpty(k.Volumes)
-	k.Tmpfs = nilIfEmpty(k.Tmpfs)
-	k.Networks = nilIfEmpty(k.Networks)
-	k.Devices = nilIfEmpty(k.Devices)
-	k.CapAdd = nilIfEmpty(k.CapAdd)
-	k.CapDrop = nilIfEmpty(k.CapDrop)
-	if len(k.Env) == 0 {
-		k.Env = nil
-	}
-	if len(k.Labels) == 0 {
-		k.Labels = nil
-	}
-	return &k
-}
-
-func nilIfEmpty[S ~[]E, E any](s S) S {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
+// Canonical implements spec.Object: the normalized container, as specHash
+// digests it for the label on the container.
+func (c *Container) Canonical() any { return c.normalized() }
 
 // Container is a managed Docker container.
 type Container struct {
