@@ -19,6 +19,9 @@ import (
 // the local ref starts from remote.
 //
 // The caller holds s.mu.
+//
+// It stays one function: the replay reads and writes one set of trees in
+// order, and a reader follows it better as one sequence.
 func (s *Notes) rebaseOnto(remote plumbing.Hash) error {
 	if remote.IsZero() {
 		return nil

@@ -64,6 +64,10 @@ func (h healthView) String() string {
 // expected is the view of the container that c asks for, on an image whose
 // configuration is img (nil when the image is not pulled yet), as the engine
 // merges the two at create. logDriver is the engine's default.
+//
+// It is one field-by-field mapping, in the order of view's fields; split,
+// each part would need the same five arguments and be read against view
+// anyway.
 func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 	var ic container.Config
 	imageID := ""
@@ -168,6 +172,9 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 }
 
 // observed is the view of a container as the engine reports it.
+//
+// Like expected, it is one mapping in the order of view's fields, kept
+// whole so that the two read side by side.
 func observed(in container.InspectResponse) view {
 	v := view{ImageID: in.Image}
 	if in.ContainerJSONBase != nil {
@@ -280,6 +287,9 @@ const (
 
 // diff compares the desired view w with the observed view o and names every
 // group that differs. Environment values are secrets: only "env" is named.
+//
+// It stays one table of comparisons, one per group of fields, so that a
+// new field is added in one place beside its peers.
 func diff(w, o view) []field {
 	var fs []field
 	add := func(text string, f fix) { fs = append(fs, field{Text: text, Fix: f}) }

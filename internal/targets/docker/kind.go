@@ -224,8 +224,18 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 		return false
 	}
 	c.Name, r.ID.Name = n, n
+	decodeImage(d, f, c)
+	decodeProcess(d, c)
+	decodeNetwork(d, f, c)
+	decodeMounts(d, f, c)
+	decodeLimits(d, f, c)
+	return true
+}
 
-	// The image, and exactly one of tag and update unless a digest pins it.
+// decodeImage reads the image, and exactly one of tag and update unless a
+// digest pins it.
+func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
+	root := d.Root()
 	imageOK := false
 	if g, ok := f["image"]; !ok {
 		d.Errorf(root, "container: missing field \"image\"")
@@ -251,7 +261,10 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 	case !hasTag && !hasUpdate && c.Digest == "" && imageOK:
 		d.Errorf(root, "container: missing field \"tag\" or \"update\" (Outpost never assumes \"latest\")")
 	}
+}
 
+// decodeProcess reads what the container runs, and as whom.
+func decodeProcess(d *spec.Decoder, c *Container) {
 	c.Command = d.List("command", nil)
 	c.Entrypoint = d.List("entrypoint", nil)
 	c.Env = d.Map("env", func(k string) error {
@@ -260,30 +273,6 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 		}
 		return nil
 	})
-	if g, ok := f["ports"]; ok {
-		items, _ := d.StrList(g, "ports")
-		for _, it := range items {
-			p, err := parsePort(it.Val)
-			if err != nil {
-				d.Errorf(it.At, "ports: %v", err)
-				continue
-			}
-			c.Ports = append(c.Ports, p)
-			d.Mark(it.At) // for checkPorts
-		}
-	}
-	if g, ok := f["volumes"]; ok {
-		items, _ := d.StrList(g, "volumes")
-		for _, it := range items {
-			v, err := parseVolume(it.Val)
-			if err != nil {
-				d.Errorf(it.At, "volumes: %v", err)
-				continue
-			}
-			c.Volumes = append(c.Volumes, v)
-		}
-	}
-	c.Tmpfs = d.List("tmpfs", checkTmpfs)
 	d.String("restart", &c.Restart, func(s string) error {
 		if !restartRE.MatchString(s) {
 			return fmt.Errorf("%q: want no, always, on-failure[:N] or unless-stopped", s)
@@ -306,6 +295,38 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 		return nil
 	})
 	d.String("workdir", &c.Workdir, spec.CheckAbsPath)
+	capCheck := func(s string) error {
+		if !capRE.MatchString(s) {
+			return fmt.Errorf("%q is not a capability such as NET_ADMIN", s)
+		}
+		return nil
+	}
+	c.CapAdd = d.List("cap_add", capCheck)
+	c.CapDrop = d.List("cap_drop", capCheck)
+	d.Boolean("privileged", &c.Privileged)
+	d.String("stop_signal", &c.StopSignal, func(s string) error {
+		if !signalRE.MatchString(s) {
+			return fmt.Errorf("%q is not a signal such as SIGTERM", s)
+		}
+		return nil
+	})
+}
+
+// decodeNetwork reads the published ports and the networks, which exclude
+// each other with some network modes.
+func decodeNetwork(d *spec.Decoder, f map[string]spec.Field, c *Container) {
+	if g, ok := f["ports"]; ok {
+		items, _ := d.StrList(g, "ports")
+		for _, it := range items {
+			p, err := parsePort(it.Val)
+			if err != nil {
+				d.Errorf(it.At, "ports: %v", err)
+				continue
+			}
+			c.Ports = append(c.Ports, p)
+			d.Mark(it.At) // for checkPorts
+		}
+	}
 	d.String("network_mode", &c.NetworkMode, func(s string) error {
 		switch s {
 		case "bridge", "host", "none":
@@ -328,17 +349,29 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 	if len(c.Ports) > 0 && (c.NetworkMode == "host" || c.NetworkMode == "none" || strings.HasPrefix(c.NetworkMode, "container:")) {
 		d.Errorf(f["ports"].Key, "ports: not allowed with network_mode: %s", c.NetworkMode)
 	}
-	c.Devices = d.List("devices", checkDevice)
-	capCheck := func(s string) error {
-		if !capRE.MatchString(s) {
-			return fmt.Errorf("%q is not a capability such as NET_ADMIN", s)
+}
+
+// decodeMounts reads what the container sees of the host: volumes, tmpfs
+// and devices.
+func decodeMounts(d *spec.Decoder, f map[string]spec.Field, c *Container) {
+	if g, ok := f["volumes"]; ok {
+		items, _ := d.StrList(g, "volumes")
+		for _, it := range items {
+			v, err := parseVolume(it.Val)
+			if err != nil {
+				d.Errorf(it.At, "volumes: %v", err)
+				continue
+			}
+			c.Volumes = append(c.Volumes, v)
 		}
-		return nil
 	}
-	c.CapAdd = d.List("cap_add", capCheck)
-	c.CapDrop = d.List("cap_drop", capCheck)
-	d.Boolean("privileged", &c.Privileged)
+	c.Tmpfs = d.List("tmpfs", checkTmpfs)
+	c.Devices = d.List("devices", checkDevice)
 	d.Boolean("remove_volumes", &c.RemoveVolumes)
+}
+
+// decodeLimits reads the health check, logging, resources and stopping.
+func decodeLimits(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	if g, ok := f["health"]; ok {
 		c.Health = decodeHealth(d, g)
 	}
@@ -378,13 +411,6 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 			}
 		}
 	}
-	d.String("stop_signal", &c.StopSignal, func(s string) error {
-		if !signalRE.MatchString(s) {
-			return fmt.Errorf("%q is not a signal such as SIGTERM", s)
-		}
-		return nil
-	})
-	return true
 }
 
 func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {

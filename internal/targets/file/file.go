@@ -176,6 +176,10 @@ var ErrConflict = errors.New("conflict")
 // openParent), and the file itself is only opened O_NOFOLLOW. A file at the
 // path is Outpost's when it carries Outpost's mark (see mark.go); any other
 // is a conflict, left alone, unless the resource adopts it.
+//
+// It reads as one sequence (open, observe, compare, write, mark), each
+// step needing the open directory and file of the one before, so it
+// stays whole.
 func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
 	none := spec.Change{Action: spec.ActionNone}
 	if Of(r) == nil {

@@ -22,6 +22,9 @@ import (
 // check, a missed one leaves drift. Watch calls notify from its own
 // goroutine, and returns nil when ctx is done. It implements
 // converge.Watcher.
+//
+// It is one select loop and the setup of the watches it serves; the two
+// share the map of watched directories, so it stays whole.
 func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spec.ID)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {

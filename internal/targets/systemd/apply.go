@@ -105,6 +105,9 @@ func (d *Driver) unit(r *spec.Resource) (*Unit, error) {
 // except with drift: warn (reported, "left alone") and drift: ignore (not
 // reported). A new spec is always applied. CheckApply implements
 // converge.Driver.
+//
+// It is the unit's converge in order (files, reload, enablement, run
+// state), each step depending on the one before, so it stays whole.
 func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (spec.Change, error) {
 	u, err := d.unit(r)
 	if err != nil {
@@ -464,6 +467,9 @@ func (d *Driver) enableWritten(ctx context.Context, wrote map[string]*Unit, stat
 // over are put back instead of removed: an adopted unit file is restored
 // and the unit, left enabled or not as it is, is restarted if it runs.
 // Remove implements converge.Driver.
+//
+// Its steps (stop, disable, restore or remove each file, reload) must run
+// in this order and share what was adopted, so it stays one function.
 func (d *Driver) Remove(ctx context.Context, id spec.ID, apply bool) (spec.Change, error) {
 	name := id.Name
 	if err := checkName(name); err != nil {

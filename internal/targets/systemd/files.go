@@ -48,6 +48,9 @@ func (p *filePlan) empty() bool { return len(p.writes) == 0 && len(p.removes) ==
 // Outpost did not write is ErrNotOwned, unless adopt: then the plan keeps
 // its original and takes it over. A unit that would replace a packaged one
 // is ErrShadowsVendor unless u says override.
+//
+// Its steps (unit file, then each drop-in, each owned, adopted or
+// foreign) share the plan being built, so it stays one function.
 func (d *Driver) planFiles(u *Unit, hash string, adopt bool) (filePlan, error) {
 	var p filePlan
 	if err := d.checkVendor(u); err != nil {

@@ -33,6 +33,10 @@ const (
 // Watch uses its own bus connection and calls notify from its own goroutine;
 // it returns nil when ctx is done, and an error when the bus connection is
 // lost. It implements converge.Watcher.
+//
+// It is one select loop over the bus signals, the file watcher and the
+// reload events; its setup and loop share the subscriptions, so it stays
+// whole.
 func (d *Driver) Watch(ctx context.Context, rs []*spec.Resource, notify func(spec.ID)) error {
 	byName := map[string]spec.ID{}
 	byPath := map[dbus.ObjectPath]spec.ID{}
