@@ -167,6 +167,27 @@ func (d *Decoder) Resource() *Resource { return &d.decl.res }
 // resource are reported.
 func (d *Decoder) Root() *yaml.Node { return d.root }
 
+// Name reads the field that names the resource (a unit's name, a file's
+// path), which must be there and pass check, and makes it the resource's
+// ID.Name. It returns false, with the error reported, when it cannot.
+func (d *Decoder) Name(field string, check func(string) error) (string, bool) {
+	g, ok := d.fields[field]
+	if !ok {
+		d.Errorf(d.root, "%s: missing field %q", d.decl.res.ID.Kind, field)
+		return "", false
+	}
+	n, ok := d.Str(g, field)
+	if !ok {
+		return "", false
+	}
+	if err := check(n); err != nil {
+		d.Errorf(g.At, "%s: %v", field, err)
+		return "", false
+	}
+	d.decl.res.ID.Name = n
+	return n, true
+}
+
 // Field returns the declaration's field name, if present.
 func (d *Decoder) Field(name string) (Field, bool) {
 	f, ok := d.fields[name]

@@ -7,6 +7,7 @@ package testkind_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,22 +39,17 @@ func init() {
 
 // decode reads name (required, a plain word) and text.
 func decode(d *spec.Decoder, f map[string]spec.Field) bool {
-	r := d.Resource()
 	m := &Marker{}
-	r.Object = m
-	g, ok := f["name"]
-	if !ok {
-		d.Errorf(d.Root(), "marker: missing field \"name\"")
+	d.Resource().Object = m
+	var ok bool
+	if m.Name, ok = d.Name("name", func(s string) error {
+		if s == "" || strings.ContainsAny(s, "/.") {
+			return fmt.Errorf("%q is not a plain word", s)
+		}
+		return nil
+	}); !ok {
 		return false
 	}
-	if m.Name, ok = d.Str(g, "name"); !ok {
-		return false
-	}
-	if m.Name == "" || strings.ContainsAny(m.Name, "/.") {
-		d.Errorf(g.At, "name: %q is not a plain word", m.Name)
-		return false
-	}
-	r.ID.Name = m.Name
 	d.String("text", &m.Text, nil)
 	return true
 }

@@ -207,23 +207,13 @@ var DefaultExclude = []string{"*.sig", "*.att", "*.sbom"}
 
 // decode reads a container declaration.
 func decode(d *spec.Decoder, f map[string]spec.Field) bool {
-	r, root := d.Resource(), d.Root()
 	c := &Container{}
-	r.Object = c
-	g, ok := f["name"]
-	if !ok {
-		d.Errorf(root, "container: missing field \"name\"")
-		return false
-	}
-	n, ok := d.Str(g, "name")
+	d.Resource().Object = c
+	n, ok := d.Name("name", checkContainerName)
 	if !ok {
 		return false
 	}
-	if err := checkContainerName(n); err != nil {
-		d.Errorf(g.At, "name: %v", err)
-		return false
-	}
-	c.Name, r.ID.Name = n, n
+	c.Name = n
 	decodeImage(d, f, c)
 	decodeProcess(d, c)
 	decodeNetwork(d, f, c)

@@ -79,23 +79,14 @@ type File struct {
 
 // decode reads a file declaration.
 func decode(d *spec.Decoder, f map[string]spec.Field) bool {
-	r, root := d.Resource(), d.Root()
+	root := d.Root()
 	fl := &File{Mode: 0o644}
-	r.Object = fl
-	g, ok := f["path"]
-	if !ok {
-		d.Errorf(root, "file: missing field \"path\"")
-		return false
-	}
-	p, ok := d.Str(g, "path")
+	d.Resource().Object = fl
+	p, ok := d.Name("path", spec.CheckAbsPath)
 	if !ok {
 		return false
 	}
-	if err := spec.CheckAbsPath(p); err != nil {
-		d.Errorf(g.At, "path: %v", err)
-		return false
-	}
-	fl.Path, r.ID.Name = p, p
+	fl.Path = p
 	if g, ok := f["state"]; ok {
 		if s, ok := d.Str(g, "state"); ok {
 			switch s {

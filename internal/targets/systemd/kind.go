@@ -106,28 +106,19 @@ type Unit struct {
 
 // decode reads a unit declaration.
 func decode(d *spec.Decoder, f map[string]spec.Field) bool {
-	r, root := d.Resource(), d.Root()
+	root := d.Root()
 	u := &Unit{}
-	r.Object = u
-	g, ok := f["name"]
+	d.Resource().Object = u
+	n, ok := d.Name("name", checkUnitName)
 	if !ok {
-		d.Errorf(root, "unit: missing field \"name\"")
-		return false
-	}
-	n, ok := d.Str(g, "name")
-	if !ok {
-		return false
-	}
-	if err := checkUnitName(n); err != nil {
-		d.Errorf(g.At, "name: %v", err)
 		return false
 	}
 	if why := protectedUnit(n); why != "" {
 		// Still a resource, so that the other errors of the file are
 		// found too; the error alone keeps it from any host.
-		d.Errorf(g.At, "name: %s is %s, which no commit may replace, not even with override: true", n, why)
+		d.Errorf(f["name"].At, "name: %s is %s, which no commit may replace, not even with override: true", n, why)
 	}
-	u.Name, r.ID.Name = n, n
+	u.Name = n
 	if g, ok := f["override"]; ok {
 		if b, ok := d.Bool(g, "override"); ok {
 			u.Override = b
