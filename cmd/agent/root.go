@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"slices"
 
 	"github.com/outpost-gitops/outpost/internal/agent"
 	"github.com/spf13/cobra"
@@ -94,29 +96,70 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // run runs the command line args and returns the process's exit status.
+// Under --json an error that stops a command (exit status 2) is printed on
+// stdout as {"error": "..."} as well as on stderr, so that a script reading
+// stdout always gets one JSON document.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var st exitStatus
-	var ue usageError
-	switch {
-	case err == nil:
+	if err == nil {
 		return exitOK
-	case errors.As(err, &st):
-		return int(st)
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "outpost: %v\nRun 'outpost --help' for usage.\n", err)
-		return exitFailure
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "outpost: interrupted")
-		return exitFailure
-	default:
-		fmt.Fprintf(stderr, "outpost: %v\n", err)
-		return exitFailure
 	}
+	if errors.As(err, &st) {
+		return int(st)
+	}
+	msg := errorText(ctx, err)
+	fmt.Fprintf(stderr, "outpost: %s\n", msg)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "Run 'outpost --help' for usage.")
+	}
+	// A usage error may stop the parse before --json is read.
+	if g.json || slices.Contains(args, "--json") {
+		doc := jsonError{Error: msg}
+		var ce agent.ConfigErrors
+		if errors.As(err, &ce) {
+			for _, e := range ce {
+				doc.Errors = append(doc.Errors, e.Error())
+			}
+		}
+		agent.WriteJSON(stdout, doc)
+	}
+	return exitFailure
 }
+
+// jsonError is what --json prints on stdout when a command could not run.
+type jsonError struct {
+	Error string `json:"error"`
+	// Errors lists each problem when there are several (an invalid
+	// configuration file).
+	Errors []string `json:"errors,omitempty"`
+}
+
+// errorText is the message for an error that stops a command: an invalid
+// configuration lists each problem on its own line, and a permission error
+// says how to run without one.
+func errorText(ctx context.Context, err error) string {
+	var ce agent.ConfigErrors
+	switch {
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return "interrupted"
+	case errors.As(err, &ce):
+		return fmt.Sprintf("%v:\n%v", agent.ErrConfig, err)
+	case errors.Is(err, fs.ErrPermission):
+		return err.Error() + "\n" + permissionHint
+	}
+	return err.Error()
+}
+
+// permissionHint follows a "permission denied": the state directory, the
+// control socket and /etc belong to root.
+const permissionHint = `hint: run it as root (sudo outpost ...), or point --state-dir (and --socket
+for the daemon's commands) at a directory you can write; --root DIR writes
+files under DIR instead of /`
 
 // logger builds the logger that --log-format and -v ask for, on stderr.
 func (g *globals) logger() (*slog.Logger, error) {
@@ -156,13 +199,6 @@ func (g *globals) config(cmd *cobra.Command) (*agent.Config, error) {
 	explicit := cmd.Flags().Changed("config")
 	cfg, err := agent.LoadConfig(g.configPath, explicit)
 	if err != nil {
-		var ce agent.ConfigErrors
-		if errors.As(err, &ce) {
-			for _, e := range ce {
-				fmt.Fprintln(g.stderr, e)
-			}
-			return nil, exitStatus(exitFailure)
-		}
 		return nil, err
 	}
 	o := agent.Overrides{Source: g.source, Host: g.host, StateDir: g.stateDir, Root: g.root}

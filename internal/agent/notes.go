@@ -176,6 +176,11 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 	n.Message = redact.URLs(reason)
 	p.mu.Lock()
 	n.HealthyAt = p.status.HealthyAt
+	if res != nil && !p.status.LastConverge.IsZero() {
+		// applied_at is when the converge ended, before the health
+		// wait: healthy_at is never older than it.
+		n.AppliedAt = p.status.LastConverge.UTC().Truncate(time.Second)
+	}
 	p.mu.Unlock()
 	n.DriftRepairs = p.driftSinceNote
 	n.Images = map[string]string{}

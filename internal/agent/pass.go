@@ -612,7 +612,12 @@ func (p *runner) waitHealthy(ctx context.Context, desired *spec.State, res *conv
 			}
 		}
 	}
+	// The revision is healthy from the end of its converge when nothing
+	// it changed has a health check (it changed only files), else when
+	// the last check passes; never at an earlier revision's time.
+	p.setStatus(func(s *Status) { s.HealthyAt = time.Time{} })
 	if len(check) == 0 {
+		p.setStatus(func(s *Status) { s.HealthyAt = s.LastConverge })
 		return ""
 	}
 	timeout := time.Duration(p.cfg.HealthTimeout)

@@ -64,7 +64,8 @@ type Note struct {
 	// Git source.
 	Digest string `json:"digest,omitempty"`
 	Result Result `json:"result"`
-	// AppliedAt is when the apply finished.
+	// AppliedAt is when the converge of the commit finished (before the
+	// health wait).
 	AppliedAt time.Time `json:"applied_at"`
 	// HealthyAt is when the changed resources became healthy; zero (and
 	// absent from the JSON) when they did not.

@@ -283,6 +283,10 @@ func TestReloadKeepsOldConfigWhenBroken(t *testing.T) {
 		}
 		return nil
 	})
+	// The refusal says what is wrong and where, not only an exit status.
+	if logs := a.logs.String(); !strings.Contains(logs, `err="`+configPath+":") || strings.Contains(logs, "exit status 2") {
+		t.Errorf("the refusal does not name the configuration's error:\n%s", logs)
+	}
 	if a.exited() {
 		t.Fatal("the agent exited after SIGHUP with a broken configuration")
 	}
