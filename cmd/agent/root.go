@@ -58,6 +58,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newFleetCmd,
 	newImagesCmd,
 	newPublishCmd,
+	newInitCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {
