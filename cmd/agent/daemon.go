@@ -126,13 +126,39 @@ func newControlCmd(op, short string) func(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return g.printStatus(s)
+				if err := g.printStatus(s); err != nil {
+					return err
+				}
+				if op == "reconcile" || op == "retry" {
+					return controlExit(s)
+				}
+				return nil
 			},
 		}
 		socketFlag(cmd, &socket)
 		cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the agent")
 		return cmd
 	}
+}
+
+// exitSuspended is reconcile's and retry's exit status while changes are
+// suspended: the host was checked, but not changed.
+const exitSuspended = 3
+
+// controlExit turns the status after reconcile or retry into the exit
+// status: 0 the host runs the revision it was asked to, 1 that revision
+// failed, was rolled back or refused (invalid, unverified), 3 changes are
+// suspended.
+func controlExit(s *agent.Status) error {
+	switch {
+	case s.Suspended:
+		return exitStatus(exitSuspended)
+	case s.Commit == "", s.Result != agent.ResultApplied:
+		// No revision in force yet (an invalid first tip, offline
+		// from the start) is not converged either.
+		return exitStatus(exitNo)
+	}
+	return nil
 }
 
 var (
@@ -161,7 +187,14 @@ func (g *globals) printStatus(s *agent.Status) error {
 	// neither forge a line nor drive the terminal.
 	q := spec.Quote
 	fmt.Fprintf(w, "host:      %s (from the %s)\n", q(s.Host), q(s.Source))
-	fmt.Fprintf(w, "revision:  %s%s %s\n", q(orDash(s.Commit)), withDigest(s.Digest), q(s.Result))
+	if s.RolledBack != "" {
+		// The result is the pass's, not the commit's: the commit in
+		// force is the good one that the host went back to.
+		fmt.Fprintf(w, "revision:  %s%s in force again after a rollback\n", q(orDash(s.Commit)), withDigest(s.Digest))
+		fmt.Fprintf(w, "rolled back: %s%s (not retried until a newer commit or outpost retry)\n", q(s.RolledBack), withDigest(s.RolledBackDigest))
+	} else {
+		fmt.Fprintf(w, "revision:  %s%s %s\n", q(orDash(s.Commit)), withDigest(s.Digest), q(s.Result))
+	}
 	fmt.Fprintf(w, "last good: %s%s\n", q(orDash(s.LastGood)), withDigest(s.LastGoodDigest))
 	if s.Suspended {
 		fmt.Fprintln(w, "suspended: yes (changes paused; drift is reported, not repaired)")

@@ -29,10 +29,15 @@ type Status struct {
 	// digests of the artifacts that Commit and LastGood were packed from.
 	Digest         string `json:"digest,omitempty"`
 	LastGoodDigest string `json:"last_good_digest,omitempty"`
-	Result         string `json:"result,omitempty"`
-	LastError      string `json:"last_error,omitempty"`
-	Suspended      bool   `json:"suspended"`
-	Offline        bool   `json:"offline"`
+	// Result is the outcome of the last pass. After a rollback it is
+	// rolled-back: Commit is then the last good revision, which the host
+	// runs again, and RolledBack the revision that failed.
+	Result           string `json:"result,omitempty"`
+	RolledBack       string `json:"rolled_back,omitempty"`
+	RolledBackDigest string `json:"rolled_back_digest,omitempty"`
+	LastError        string `json:"last_error,omitempty"`
+	Suspended        bool   `json:"suspended"`
+	Offline          bool   `json:"offline"`
 
 	LastPoll      time.Time `json:"last_poll,omitzero"`
 	LastPollError string    `json:"last_poll_error,omitempty"`

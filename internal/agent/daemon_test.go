@@ -287,8 +287,8 @@ func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Result != ResultRolledBack || s.LastGood != "good" || s.Commit != "good" {
-		t.Errorf("after the bad revision: %s %s (last good %s), want good rolled-back (last good good)", s.Commit, s.Result, s.LastGood)
+	if s.Result != ResultRolledBack || s.LastGood != "good" || s.Commit != "good" || s.RolledBack != "bad" {
+		t.Errorf("after the bad revision: %s %s (last good %s, rolled back %q), want good rolled-back (last good good, rolled back bad)", s.Commit, s.Result, s.LastGood, s.RolledBack)
 	}
 	if got := units.applied["web.service"]; got != "healthy\n" {
 		t.Errorf("unit content after rollback = %q, want the good one", got)

@@ -549,7 +549,11 @@ func (p *runner) record(ctx context.Context, o outcome) {
 	}
 	p.save()
 	if o.inForce != "" {
-		p.setResult(o.inForce, o.result, o.reason)
+		from := ""
+		if o.result == ResultRolledBack {
+			from = o.rev
+		}
+		p.setResult(o.inForce, from, o.result, o.reason)
 	} else {
 		p.setStatus(func(s *Status) {
 			s.LastError = o.reason
@@ -715,16 +719,23 @@ func (p *runner) setStatus(f func(*Status)) {
 	f(&p.status)
 }
 
-func (p *runner) setResult(rev, result, reason string) {
+// setResult records that rev is in force after a pass with result; from is
+// the revision rolled back from, when result is rolled-back.
+func (p *runner) setResult(rev, from, result, reason string) {
 	commit, digest := rev, ""
 	good, goodDigest := p.st.LastGood, ""
+	back, backDigest := from, ""
 	if isOCIURL(p.cfg.Source.URL) {
 		commit, digest = ociCommits(p.cfg.StateDir, rev)
 		good, goodDigest = ociCommits(p.cfg.StateDir, good)
+		if from != "" {
+			back, backDigest = ociCommits(p.cfg.StateDir, from)
+		}
 	}
 	p.setStatus(func(s *Status) {
 		s.Commit, s.Digest = commit, digest
 		s.LastGood, s.LastGoodDigest = good, goodDigest
+		s.RolledBack, s.RolledBackDigest = back, backDigest
 		s.Result = result
 		s.LastError = reason
 		s.Failed = cloneFailed(p.st.Failed)
@@ -748,6 +759,9 @@ func (p *runner) statusLine() string {
 		return "waiting for a good revision"
 	}
 	line := fmt.Sprintf("%s %s", shortRev(s.Commit), s.Result)
+	if s.RolledBack != "" {
+		line = fmt.Sprintf("%s (rolled back from %s)", shortRev(s.Commit), shortRev(s.RolledBack))
+	}
 	if s.Suspended {
 		line += " (suspended)"
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,6 +36,7 @@ type status struct {
 	Commit        string                     `json:"commit"`
 	LastGood      string                     `json:"last_good"`
 	Result        string                     `json:"result"`
+	RolledBack    string                     `json:"rolled_back"`
 	LastError     string                     `json:"last_error"`
 	Suspended     bool                       `json:"suspended"`
 	Offline       bool                       `json:"offline"`
@@ -48,6 +50,10 @@ type status struct {
 		Error   string `json:"error"`
 		Repairs int    `json:"repairs"`
 	} `json:"resources"`
+
+	// exit is the command's exit status: reconcile and retry exit 1 when
+	// the revision was rolled back, 3 while suspended.
+	exit int
 }
 
 // agent is one `outpost run` inside a test host, started through nsenter
@@ -225,10 +231,16 @@ func (a *agent) control(op string) (*status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := a.outpost(ctx, op, "--json")
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && (ee.ExitCode() == 1 || ee.ExitCode() == 3) {
+		// The status is printed; the exit status says what it means.
+		code, err = ee.ExitCode(), nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	var s status
+	s := status{exit: code}
 	if err := json.Unmarshal(out, &s); err != nil {
 		return nil, fmt.Errorf("outpost %s --json: %w: %q", op, err, out)
 	}

@@ -226,8 +226,18 @@ func TestRollbackOnFailedHealthcheck(t *testing.T) {
 	// Neither the next polls nor an explicit reconcile try it again.
 	time.Sleep(5 * time.Second)
 	s = a.mustControl("reconcile")
-	if s.Commit != good {
-		t.Errorf("after reconcile, status commit = %s, want the good %s", s.Commit, good)
+	if s.Commit != good || s.RolledBack != bad || s.exit != 1 {
+		t.Errorf("after reconcile, status commit = %s rolled back %q, exit %d; want the good %s, %s rolled back, exit 1", s.Commit, s.RolledBack, s.exit, good, bad)
+	}
+	// The text names the commit the host runs and the one rolled back.
+	text, err := a.outpost(context.Background(), "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"revision:  " + good + " in force again after a rollback\n", "rolled back: " + bad + " "} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("outpost status printed\n%s\nwant a line with %q", text, want)
+		}
 	}
 	if got := strings.Count(a.logs.String(), "revision failed"); got != tries {
 		t.Errorf("the failed commit was tried again without retry: %d failures in the log, want %d", got, tries)
@@ -238,8 +248,8 @@ func TestRollbackOnFailedHealthcheck(t *testing.T) {
 
 	// retry tries it again, and it fails again.
 	s = a.mustControl("retry")
-	if s.Result != "rolled-back" || s.Commit != good {
-		t.Errorf("after retry, status = %s %s, want %s rolled-back", s.Commit, s.Result, good)
+	if s.Result != "rolled-back" || s.Commit != good || s.exit != 1 {
+		t.Errorf("after retry, status = %s %s exit %d, want %s rolled-back exit 1", s.Commit, s.Result, s.exit, good)
 	}
 	if _, ok := s.Failed[bad]; !ok {
 		t.Errorf("after retry, status failed = %v, want it to hold %s", keys(s.Failed), bad)
@@ -248,6 +258,13 @@ func TestRollbackOnFailedHealthcheck(t *testing.T) {
 		t.Errorf("after retry, the log says %d times that a revision failed, want %d", got, tries+1)
 	}
 	checkGood("after retry")
+
+	// While suspended, reconcile changes nothing and says so with exit 3.
+	a.mustControl("suspend")
+	if s = a.mustControl("reconcile"); !s.Suspended || s.exit != 3 {
+		t.Errorf("reconcile while suspended: suspended %v, exit %d; want true, 3", s.Suspended, s.exit)
+	}
+	a.mustControl("resume")
 }
 
 func keys[V any](m map[string]V) []string {
