@@ -37,6 +37,7 @@ type globals struct {
 	labels     []string
 	stateDir   string
 	root       string
+	allowEmpty bool
 	json       bool
 	logFormat  string
 	verbose    int
@@ -78,6 +79,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&g.labels, "label", nil, "a host label `key=value`, merged over host.labels (repeatable)")
 	f.StringVar(&g.stateDir, "state-dir", "", "the state `directory` (default: state_dir, then "+agent.DefaultStateDir+")")
 	f.StringVar(&g.root, "root", "", "a `directory` that prefixes every file path, for demos and tests")
+	f.BoolVar(&g.allowEmpty, "allow-empty", false, "accept a repository with no manifests, or none for this host")
 	f.BoolVar(&g.json, "json", false, "print the outcome as JSON")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	f.CountVarP(&g.verbose, "verbose", "v", "log more: -v for changes, -vv for everything")
@@ -202,7 +204,7 @@ func (g *globals) config(cmd *cobra.Command) (*agent.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := agent.Overrides{Source: g.source, Host: g.host, StateDir: g.stateDir, Root: g.root}
+	o := agent.Overrides{Source: g.source, Host: g.host, StateDir: g.stateDir, Root: g.root, AllowEmpty: g.allowEmpty}
 	for _, l := range g.labels {
 		k, v, err := agent.ParseLabel(l)
 		if err != nil {

@@ -24,7 +24,7 @@ Exit status: 0 valid, 1 invalid, 2 could not run.`,
 			if _, err := g.logger(); err != nil {
 				return err
 			}
-			rep, err := agent.Validate(cmd.Context(), dir)
+			rep, err := agent.Validate(cmd.Context(), dir, g.allowEmpty)
 			if err != nil {
 				return err
 			}

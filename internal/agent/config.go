@@ -54,6 +54,9 @@ type Config struct {
 
 	// Root prefixes every file path (--root); not part of the file.
 	Root string `yaml:"-"`
+	// AllowEmpty lets a revision render no resource for this host
+	// (--allow-empty); without it that is an error: not part of the file.
+	AllowEmpty bool `yaml:"-"`
 	// File is the path the configuration was read from, empty for the
 	// defaults; not part of the file.
 	File string `yaml:"-"`
@@ -577,11 +580,12 @@ func (d *decoder) at(field string) *yaml.Node {
 // Overrides are the command line's flags that take precedence over the
 // configuration file. Empty values leave the file's value alone.
 type Overrides struct {
-	Source   string
-	Host     string
-	Labels   map[string]string // merged over host.labels
-	StateDir string
-	Root     string
+	Source     string
+	Host       string
+	Labels     map[string]string // merged over host.labels
+	StateDir   string
+	Root       string
+	AllowEmpty bool
 }
 
 // Apply sets the overrides on cfg.
@@ -608,6 +612,9 @@ func (o Overrides) Apply(cfg *Config) {
 	if o.Root != "" {
 		cfg.Root = o.Root
 	}
+	if o.AllowEmpty {
+		cfg.AllowEmpty = true
+	}
 }
 
 // Resolve fills in what the configuration leaves to the machine: the host
@@ -620,7 +627,31 @@ func (cfg *Config) Resolve() error {
 		}
 		cfg.Host.Name = h
 	}
+	// A bare repository is Git, not a plain directory: read as one it
+	// holds no manifests. Fetching it as a file:// URL gives its branch.
+	if u := cfg.Source.URL; u != "" && !gitURL.MatchString(u) && isBareRepo(u) {
+		abs, err := filepath.Abs(u)
+		if err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		cfg.Source.URL = "file://" + filepath.ToSlash(abs)
+	}
 	return nil
+}
+
+// isBareRepo reports whether dir looks like a bare Git repository: HEAD,
+// objects/ and refs/ at its top.
+func isBareRepo(dir string) bool {
+	head, err := os.Stat(filepath.Join(dir, "HEAD"))
+	if err != nil || !head.Mode().IsRegular() {
+		return false
+	}
+	for _, d := range []string{"objects", "refs"} {
+		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseLabel parses a --label flag's "key=value".

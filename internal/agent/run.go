@@ -25,7 +25,10 @@ import (
 // Validate loads the repository in the directory dir and reports every
 // validation error. The error is for a repository that cannot be read at
 // all; an invalid one is a report with Valid false.
-func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
+//
+// A repository with no manifest is invalid unless allowEmpty: it is almost
+// always the wrong directory.
+func Validate(ctx context.Context, dir string, allowEmpty bool) (*ValidateReport, error) {
 	snap, err := dirSnapshot(dir)
 	if err != nil {
 		return nil, err
@@ -39,6 +42,10 @@ func Validate(ctx context.Context, dir string) (*ValidateReport, error) {
 		return &ValidateReport{Errors: ps}, nil
 	}
 	resources, files := repo.Stats()
+	if files == 0 && !allowEmpty {
+		ps, _ := problems(spec.Errors{emptyError(repo, spec.Host{})}, snap.Display)
+		return &ValidateReport{Errors: ps}, nil
+	}
 	return &ValidateReport{Valid: true, Resources: resources, Files: files, Errors: []Problem{}}, nil
 }
 
@@ -119,9 +126,13 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	desired, err := repo.Render(spec.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels})
+	host := spec.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels}
+	desired, err := repo.Render(host)
 	if err != nil {
 		return nil, err
+	}
+	if len(desired.Resources) == 0 && !cfg.AllowEmpty {
+		return nil, spec.Errors{emptyError(repo, host)}
 	}
 	// Every confinement is reported at once, so that one round fixes the
 	// repository.
@@ -141,6 +152,31 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 		return nil, es
 	}
 	return desired, nil
+}
+
+// allowEmptyHint ends the errors about an empty desired state.
+const allowEmptyHint = "pass --allow-empty if an empty desired state is meant"
+
+// emptyError says why the desired state of host is empty: almost always a
+// mistake (the wrong --source, a selector with a typo, a host's label
+// missing), which would otherwise print "in sync" and exit 0.
+func emptyError(repo *spec.Repo, host spec.Host) *spec.Error {
+	if _, files := repo.Stats(); files == 0 {
+		return &spec.Error{Msg: "no manifests (*.yaml) in the repository; " + allowEmptyHint}
+	}
+	labels := make([]string, 0, len(host.Labels))
+	for k, v := range host.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	slices.Sort(labels)
+	who := fmt.Sprintf("host %q (labels: %s)", host.Name, strings.Join(labels, ","))
+	if len(labels) == 0 {
+		who = fmt.Sprintf("host %q (no labels)", host.Name)
+	}
+	if !repo.Selects(host) {
+		return &spec.Error{Pos: spec.Pos{File: spec.FleetFile}, Msg: "no target selects " + who + "; " + allowEmptyHint}
+	}
+	return &spec.Error{Pos: spec.Pos{File: spec.FleetFile}, Msg: "the targets that select " + who + " hold no resources; " + allowEmptyHint}
 }
 
 // dockerSocketDirs are the paths whose bind mount hands a container the

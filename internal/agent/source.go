@@ -92,6 +92,9 @@ func dirSnapshot(dir string) (*Snapshot, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrSource, dir)
 	}
+	if isBareRepo(dir) {
+		return nil, fmt.Errorf("%w: %s is a bare Git repository, not a directory of manifests: validate a checkout of it (git clone %s), or pass it as --source to diff and apply, which fetch it with Git", ErrSource, dir, dir)
+	}
 	fsys := os.DirFS(dir)
 	rev, err := treeHash(fsys)
 	if err != nil {
