@@ -118,6 +118,7 @@ func newControlCmd(op, short string) func(g *globals) *cobra.Command {
 		cmd := &cobra.Command{
 			Use:   op,
 			Short: short,
+			Long:  controlLong[op],
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -159,6 +160,19 @@ func controlExit(s *agent.Status) error {
 		return exitStatus(exitNo)
 	}
 	return nil
+}
+
+// controlLong is the help of the control commands whose exit status says
+// more than "it ran".
+var controlLong = map[string]string{
+	"reconcile": `Reconcile asks the running agent to poll the source and run a full converge
+now, waits for the result and prints the status.
+Exit status: 0 the host runs the revision, applied; 1 that revision failed,
+was rolled back or refused (invalid, unverified), or none is in force yet;
+3 changes are suspended; 2 error (no agent on the socket, the timeout).`,
+	"retry": `Retry forgets the failed revisions and the image tags marked bad on this host,
+tries the newest revision again and prints the status.
+Exit status: as reconcile's.`,
 }
 
 var (

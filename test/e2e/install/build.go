@@ -32,8 +32,30 @@ const NFPMModule = "github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2"
 
 // Release is the part of goreleaser.yaml that the packages are made from.
 type Release struct {
+	// Before holds the commands GoReleaser runs first: the generated
+	// completions and man pages that the packages ship.
+	Before struct {
+		Hooks []string `yaml:"hooks"`
+	} `yaml:"before"`
 	Builds []Build          `yaml:"builds"`
 	NFPMs  []map[string]any `yaml:"nfpms"`
+}
+
+// RunHooks runs the before hooks in the module root, as GoReleaser does.
+// They hold no templates and no shell syntax.
+func (r *Release) RunHooks(ctx context.Context, moduleRoot string) error {
+	for _, h := range r.Before.Hooks {
+		f := strings.Fields(h)
+		if len(f) == 0 || strings.ContainsAny(h, "{}|&;<>$`'\"") {
+			return fmt.Errorf("goreleaser.yaml before hook %q: a form that the package tests do not run", h)
+		}
+		cmd := exec.CommandContext(ctx, f[0], f[1:]...)
+		cmd.Dir = moduleRoot
+		if o, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("before hook %q: %w\n%s", h, err, o)
+		}
+	}
+	return nil
 }
 
 // Build is one of goreleaser.yaml's builds.

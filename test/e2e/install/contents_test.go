@@ -19,14 +19,31 @@ type entry struct {
 	mode string // as ls -l writes it
 }
 
-// wantFiles are the files and directories each package holds.
-var wantFiles = []entry{
-	{"/etc/outpost", "drwx------"},
-	{"/etc/outpost/agent.yaml", "-rw-------"},
-	{"/usr/bin/outpost", "-rwxr-xr-x"},
-	{"/usr/lib/systemd/system/outpost.service", "-rw-r--r--"},
-	{"/var/lib/outpost", "drwx------"},
-}
+// wantFiles are the files and directories each package holds, sorted by
+// path.
+var wantFiles = func() []entry {
+	files := []entry{
+		{"/etc/outpost", "drwx------"},
+		{"/etc/outpost/agent.yaml", "-rw-------"},
+		{"/usr/bin/outpost", "-rwxr-xr-x"},
+		{"/usr/lib/systemd/system/outpost.service", "-rw-r--r--"},
+		{"/var/lib/outpost", "drwx------"},
+		{"/usr/share/bash-completion/completions/outpost", "-rw-r--r--"},
+		{"/usr/share/zsh/vendor-completions/_outpost", "-rw-r--r--"},
+		{"/usr/share/fish/vendor_completions.d/outpost.fish", "-rw-r--r--"},
+		{"/usr/share/man/man1/outpost.1.gz", "-rw-r--r--"},
+	}
+	for _, c := range manCommands {
+		files = append(files, entry{"/usr/share/man/man1/outpost-" + c + ".1.gz", "-rw-r--r--"})
+	}
+	slices.SortFunc(files, func(a, b entry) int { return strings.Compare(a.path, b.path) })
+	return files
+}()
+
+// manCommands are the commands that have a man page of their own: every
+// command that outpost --help lists.
+var manCommands = []string{"apply", "diff", "fleet", "images", "init", "publish", "reconcile",
+	"resume", "retry", "run", "status", "suspend", "validate", "version"}
 
 // packageScripts maps each maintainer script of the packages to its source.
 var packageScripts = map[string]string{

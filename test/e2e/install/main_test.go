@@ -96,6 +96,9 @@ func buildPackages(ctx context.Context) (*Built, error) {
 		return nil, err
 	}
 	nfpmTime := time.Since(start)
+	if err := rel.RunHooks(ctx, root); err != nil {
+		return nil, err
+	}
 	name, _ := rel.NFPMs[0]["package_name"].(string)
 	b := &Built{Root: root}
 	for _, v := range []struct {
