@@ -1,5 +1,6 @@
 // Package units tests, through the agent's binary in a host with a real
-// systemd, which units a commit may and may not take over.
+// systemd, which units a commit may and may not take over, and that the
+// repository outpost init writes diffs there as it is.
 package units
 
 import (
