@@ -154,9 +154,11 @@ func controlExit(s *agent.Status) error {
 	switch {
 	case s.Suspended:
 		return exitStatus(exitSuspended)
-	case s.Commit == "", s.Result != agent.ResultApplied:
+	case s.Commit == "", s.Result != agent.ResultApplied, s.LastError != "":
 		// No revision in force yet (an invalid first tip, offline
-		// from the start) is not converged either.
+		// from the start) is not converged either, nor is a host that
+		// keeps its last good revision because the tip was refused
+		// (the result is then the last good one's).
 		return exitStatus(exitNo)
 	}
 	return nil

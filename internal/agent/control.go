@@ -230,7 +230,12 @@ func Control(ctx context.Context, socket, op string) (*Status, error) {
 	resp, err := client.Do(req)
 	if err != nil {
 		var ne *net.OpError
-		if errors.As(err, &ne) && ne.Op == "dial" {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			// An agent may well run: the socket is root's. Saying
+			// there is none would send the user the wrong way.
+			return nil, fmt.Errorf("control socket %s: %w", socket, fs.ErrPermission)
+		case errors.As(err, &ne) && ne.Op == "dial":
 			return nil, fmt.Errorf("%w on %s: %w", ErrNoDaemon, socket, err)
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)

@@ -162,7 +162,7 @@ const allowEmptyHint = "pass --allow-empty if an empty desired state is meant"
 // missing), which would otherwise print "in sync" and exit 0.
 func emptyError(repo *spec.Repo, host spec.Host) *spec.Error {
 	if _, files := repo.Stats(); files == 0 {
-		return &spec.Error{Msg: "no manifests (*.yaml) in the repository; " + allowEmptyHint}
+		return &spec.Error{Pos: spec.Pos{File: "."}, Msg: "no manifests (*.yaml) in the repository; " + allowEmptyHint}
 	}
 	labels := make([]string, 0, len(host.Labels))
 	for k, v := range host.Labels {
