@@ -271,9 +271,15 @@ func StatusFromState(cfg *Config) (*Status, error) {
 		Failed:    st.Failed,
 		Resources: []ResourceStatus{},
 	}
+	if st.RolledBack != "" && st.Commit == st.LastGood {
+		s.RolledBack, s.Result = st.RolledBack, ResultRolledBack
+	}
 	if isOCIURL(cfg.Source.URL) {
 		s.Commit, s.Digest = ociCommits(cfg.StateDir, st.Commit)
 		s.LastGood, s.LastGoodDigest = ociCommits(cfg.StateDir, st.LastGood)
+		if s.RolledBack != "" {
+			s.RolledBack, s.RolledBackDigest = ociCommits(cfg.StateDir, s.RolledBack)
+		}
 	}
 	for _, id := range st.Inventory.IDs() {
 		s.Resources = append(s.Resources, ResourceStatus{Kind: string(id.Kind), Name: id.Name, State: "owned"})

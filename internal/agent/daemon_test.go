@@ -317,8 +317,8 @@ func TestDaemonRollsBackUnhealthyRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.LastGood != "good" || st.Failed["bad"].Result != ResultRolledBack {
-		t.Errorf("saved state: last good %q, failed %v", st.LastGood, st.Failed)
+	if st.LastGood != "good" || st.Failed["bad"].Result != ResultRolledBack || st.RolledBack != "bad" {
+		t.Errorf("saved state: last good %q, failed %v, rolled back %q", st.LastGood, st.Failed, st.RolledBack)
 	}
 }
 

@@ -534,6 +534,7 @@ func (p *runner) record(ctx context.Context, o outcome) {
 	switch {
 	case o.result == ResultApplied:
 		p.st.LastGood = o.rev
+		p.st.RolledBack = ""
 		if _, ok := p.st.Failed[o.rev]; ok {
 			p.st.Failed = maps.Clone(p.st.Failed)
 			delete(p.st.Failed, o.rev)
@@ -546,6 +547,9 @@ func (p *runner) record(ctx context.Context, o outcome) {
 		}
 		p.st.Failed[o.rev] = state.Failure{Result: o.result, Reason: o.reason, At: time.Now().UTC()}
 		p.m.failures.Inc()
+		if o.result == ResultRolledBack {
+			p.st.RolledBack = o.rev
+		}
 	}
 	p.save()
 	if o.inForce != "" {

@@ -577,7 +577,7 @@ func fillChanges(rep *Report, res *converge.Result) {
 
 // sameRecord reports whether a and b record the same applied state.
 func sameRecord(a, b *state.State) bool {
-	return a.Commit == b.Commit && a.LastGood == b.LastGood &&
+	return a.Commit == b.Commit && a.LastGood == b.LastGood && a.RolledBack == b.RolledBack &&
 		maps.EqualFunc(a.Inventory, b.Inventory, func(x, y state.Entry) bool {
 			return x.Kind == y.Kind && x.Name == y.Name && x.Hash == y.Hash &&
 				x.NoPrune == y.NoPrune && x.AppliedAt.Equal(y.AppliedAt)

@@ -53,6 +53,9 @@ type State struct {
 	Failed map[string]Failure `json:"failed,omitempty"`
 	// Suspended is true while an operator has paused changes on this host.
 	Suspended bool `json:"suspended,omitempty"`
+	// RolledBack is the commit that the last pass rolled back from, to
+	// LastGood; empty once a commit applies. outpost status names it.
+	RolledBack string `json:"rolled_back,omitempty"`
 
 	// unknown holds the top-level fields of the document that this build
 	// does not know, so that a save does not lose them.

@@ -226,6 +226,17 @@ func TestApplyRollsBackUnitThatExits(t *testing.T) {
 	if n, ok := serverNote(t, repo, "exits", bad); !ok || n.Result != "rolled-back" {
 		t.Errorf("note on the bad commit = %+v (found %v), want rolled-back", n, ok)
 	}
+	// With no agent running, status reads the state: the good commit is
+	// the one in force, and the bad one is named as rolled back.
+	status := h.Run(t, agentBin, "status", "--config", configPath, "--socket", "/run/none.sock")
+	for _, want := range []string{
+		"revision:  " + good + " in force again after a rollback\n",
+		"rolled back: " + bad + " ",
+	} {
+		if !strings.Contains(status, want) {
+			t.Errorf("outpost status printed\n%s\nwant a line with %q", status, want)
+		}
+	}
 
 	// --wait=false does not wait: the failed unit is not rolled back for
 	// its health, and the revision is not marked failed.
