@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -113,7 +114,11 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 		}
 	}
 	if g, ok := f["mode"]; ok {
-		if s, ok := d.Str(g, "mode"); ok {
+		if s, ok := d.Str(g, "mode"); ok && g.Val.ShortTag() == "!!int" && !strings.HasPrefix(s, "0") {
+			// 420 may be 0644 written in decimal, 644 may mean 0644:
+			// only a leading zero says the number is octal.
+			d.Errorf(g.At, "mode: %s is a number, not an octal mode: write it as a quoted string such as \"0644\"", s)
+		} else if ok {
 			if m, err := parseMode(s); err != nil {
 				d.Errorf(g.At, "mode: %v", err)
 			} else {
