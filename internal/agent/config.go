@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -268,7 +269,7 @@ func ParseConfig(file string, b []byte) (*Config, error) {
 		}
 		return nil, ConfigErrors{{File: file, Line: line, Col: 1, Msg: "more than one YAML document"}}
 	}
-	d := &decoder{file: file, pos: map[string]*yaml.Node{}}
+	d := &decoder{file: file, yd: spec.NewDecoder(file), pos: map[string]*yaml.Node{}}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -300,25 +301,59 @@ func syntaxError(file string, err error) *ConfigError {
 	return &ConfigError{File: file, Msg: msg}
 }
 
+// decoder reads agent.yaml into a Config with spec's Decoder, the one
+// reader of positioned YAML: the same type checks, messages and "did you
+// mean" as a manifest's. It walks Config's fields by reflection and turns
+// each problem into a ConfigError that names the field's dotted path.
 type decoder struct {
 	file string
+	yd   *spec.Decoder
 	errs ConfigErrors
 	// pos maps a field path to the node of its value, for checks after
 	// decoding.
 	pos map[string]*yaml.Node
+	// moved counts yd's problems already in errs.
+	moved int
 }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
 	d.errs = append(d.errs, &ConfigError{File: d.file, Line: n.Line, Col: n.Column, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-var durationType = reflect.TypeFor[Duration]()
+// collect moves what spec's decoder reported into d.errs: each message
+// starts with the field's path as it was passed, which becomes the
+// ConfigError's Field ("settings", the whole file's, becomes none).
+func (d *decoder) collect() {
+	errs := d.yd.Errors()
+	for _, e := range errs[d.moved:] {
+		field, msg, ok := strings.Cut(e.Msg, ": ")
+		switch {
+		case !ok || strings.ContainsAny(field, " \""):
+			field, msg = "", e.Msg
+		case field == "settings": // the file as a whole
+			field = ""
+		}
+		// A problem with a key is the key's: "source.auth.ssh_key:
+		// unknown field (known: ...)".
+		if m := keyProblemRE.FindStringSubmatch(msg); m != nil {
+			field = strings.TrimPrefix(field+"."+m[2], ".")
+			msg = strings.TrimSpace(strings.TrimPrefix(m[1], "field") + m[3])
+		}
+		d.errs = append(d.errs, &ConfigError{File: d.file, Line: e.Pos.Line, Col: e.Pos.Col, Field: field, Msg: msg})
+	}
+	d.moved = len(errs)
+}
+
+var (
+	durationType = reflect.TypeFor[Duration]()
+	keyProblemRE = regexp.MustCompile(`^(unknown field|field) "([^"]+)"(.*)$`)
+)
 
 // decode stores n into v, reporting every problem instead of stopping at
 // the first, so that an operator fixes a file in one round. It is one
-// switch over the kinds of value a configuration holds, each case short:
-// split up, the cases would only pass the same four arguments around.
+// switch over the kinds of value a configuration holds, each case short.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, field string) {
+	defer d.collect()
 	if n.Kind == yaml.AliasNode {
 		d.errorf(n, field, "aliases are not supported")
 		return
@@ -329,83 +364,55 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // key with no value: keep the default
 	}
+	f := spec.Field{Name: field, Val: n, At: n}
 	switch {
 	case v.Type() == durationType:
-		if n.Kind != yaml.ScalarNode {
-			d.errorf(n, field, "want a duration such as 1m30s, got %s", nodeKind(n))
+		s, ok := d.yd.Str(f, field)
+		if !ok {
 			return
 		}
-		dur, err := time.ParseDuration(n.Value)
+		dur, err := time.ParseDuration(s)
 		if err != nil {
-			d.errorf(n, field, "invalid duration %q: want a number with a unit such as 30s or 5m", n.Value)
+			d.errorf(n, field, "invalid duration %q: want a number with a unit such as 30s or 5m", s)
 			return
 		}
 		if dur <= 0 {
-			d.errorf(n, field, "must be positive, got %s", n.Value)
+			d.errorf(n, field, "must be positive, got %s", s)
 			return
 		}
 		v.SetInt(int64(dur))
 	case v.Kind() == reflect.Int64:
-		var i int64
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil || i < 0 {
-			d.errorf(n, field, "want a whole number of bytes, got %s", describe(n))
-			return
+		if i, ok := d.yd.Int(f, field); ok {
+			if i < 0 {
+				d.errorf(n, field, "must not be negative, got %d", i)
+				return
+			}
+			v.SetInt(i)
 		}
-		v.SetInt(i)
 	case v.Kind() == reflect.Struct:
 		d.decodeStruct(n, v, field)
 	case v.Kind() == reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			d.errorf(n, field, "want a string, got %s", nodeKind(n))
-			return
+		if s, ok := d.yd.Str(f, field); ok {
+			v.SetString(s)
 		}
-		v.SetString(n.Value)
 	case v.Kind() == reflect.Bool:
-		var b bool
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
-			d.errorf(n, field, "want true or false, got %s", describe(n))
-			return
+		if b, ok := d.yd.Bool(f, field); ok {
+			v.SetBool(b)
 		}
-		v.SetBool(b)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
-		if n.Kind != yaml.SequenceNode {
-			d.errorf(n, field, "want a list of strings, got %s", nodeKind(n))
-			return
-		}
-		out := reflect.MakeSlice(v.Type(), 0, len(n.Content))
-		for i, item := range n.Content {
-			f := fmt.Sprintf("%s[%d]", field, i)
-			if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
-				d.errorf(item, f, "want a string, got %s", nodeKind(item))
-				continue
-			}
-			d.pos[f] = item
-			out = reflect.Append(out, reflect.ValueOf(item.Value))
+		items, _ := d.yd.StrList(f, field)
+		out := reflect.MakeSlice(v.Type(), 0, len(items))
+		for i, it := range items {
+			d.pos[fmt.Sprintf("%s[%d]", field, i)] = it.At
+			out = reflect.Append(out, reflect.ValueOf(it.Val))
 		}
 		v.Set(out)
 	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String && v.Type().Elem().Kind() == reflect.String:
-		if n.Kind != yaml.MappingNode {
-			d.errorf(n, field, "want a mapping of strings, got %s", nodeKind(n))
-			return
-		}
-		out := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			if k.Kind != yaml.ScalarNode {
-				d.errorf(k, field, "want a string key, got %s", nodeKind(k))
-				continue
-			}
-			f := field + "." + k.Value
-			if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
-				d.errorf(k, f, "duplicate key")
-				continue
-			}
-			if val.Kind != yaml.ScalarNode || val.Tag == "!!null" {
-				d.errorf(val, f, "want a string, got %s", nodeKind(val))
-				continue
-			}
-			d.pos[f] = k
-			out.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(val.Value))
+		items, _ := d.yd.StrMap(f, field)
+		out := reflect.MakeMapWithSize(v.Type(), len(items))
+		for _, it := range items {
+			d.pos[field+"."+it.Key] = it.At
+			out.SetMapIndex(reflect.ValueOf(it.Key), reflect.ValueOf(it.Val))
 		}
 		v.Set(out)
 	default:
@@ -413,76 +420,38 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 	}
 }
 
+// decodeStruct reads a mapping into the struct v, whose yaml tags name the
+// known fields.
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, field string) {
-	if n.Kind != yaml.MappingNode {
-		name := field
-		if name == "" {
-			d.errorf(n, "", "want a mapping of settings, got %s", nodeKind(n))
-			return
-		}
-		d.errorf(n, name, "want a mapping, got %s", nodeKind(n))
-		return
-	}
-	fields := map[string]int{}
+	known := map[string]bool{}
+	index := map[string]int{}
 	t := v.Type()
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		if name != "" && name != "-" {
-			fields[name] = i
+			known[name], index[name] = true, i
 		}
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		f := k.Value
-		if field != "" {
-			f = field + "." + k.Value
-		}
-		idx, ok := fields[k.Value]
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			d.errorf(k, field, "want a field name, got %s", nodeKind(k))
-		case !ok:
-			d.errorf(k, f, "unknown field%s", suggest(k.Value, fields))
-		case seen[k.Value]:
-			d.errorf(k, f, "duplicate field")
-		default:
-			seen[k.Value] = true
-			d.decode(val, v.Field(idx), f)
-		}
+	what := field
+	if what == "" {
+		what = "settings"
 	}
-}
-
-// suggest names the known fields, so that a typo is fixed without a manual.
-func suggest(name string, fields map[string]int) string {
+	fields, ok := d.yd.Fields(n, what, known)
+	if !ok {
+		return
+	}
 	names := make([]string, 0, len(fields))
-	for f := range fields {
-		names = append(names, f)
+	for name := range fields {
+		names = append(names, name)
 	}
 	sort.Strings(names)
-	return " (known: " + strings.Join(names, ", ") + ")"
-}
-
-func nodeKind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
+	for _, name := range names {
+		f := name
+		if field != "" {
+			f = field + "." + name
+		}
+		d.decode(fields[name].At, v.Field(index[name]), f)
 	}
-	if n.Tag == "!!null" {
-		return "nothing"
-	}
-	return describe(n)
-}
-
-func describe(n *yaml.Node) string {
-	if n.Kind != yaml.ScalarNode {
-		return nodeKind(n)
-	}
-	return fmt.Sprintf("%q", n.Value)
 }
 
 // check validates the values that decoded, at their positions.

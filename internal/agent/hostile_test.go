@@ -311,7 +311,7 @@ func TestParseConfigContainers(t *testing.T) {
 		t.Errorf("Default().Containers mismatch (-want +got):\n%s", d)
 	}
 	_, err = ParseConfig("agent.yaml", []byte("containers:\n  allow_privileged: yes\n  allow_socket: true\n"))
-	for _, w := range []string{`agent.yaml:2:21: containers.allow_privileged: want true or false, got "yes"`, `agent.yaml:3:3: containers.allow_socket: unknown field`} {
+	for _, w := range []string{`agent.yaml:2:21: containers.allow_privileged: must be true or false, got "yes"`, `agent.yaml:3:3: containers.allow_socket: unknown field (did you mean "allow_sockets"?)`} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("ParseConfig() = %v, want an error holding %q", err, w)
 		}

@@ -159,6 +159,14 @@ type Decoder struct {
 	fields map[string]Field
 }
 
+// NewDecoder returns a decoder for the YAML of file, for a document that is
+// not a manifest (the agent's configuration): the same readers, the same
+// messages, the same "did you mean".
+func NewDecoder(file string) *Decoder { return &Decoder{file: file} }
+
+// Errors returns the problems reported so far, in the order reported.
+func (d *Decoder) Errors() Errors { return d.errs }
+
 // Resource is the resource being decoded. Its ID.Kind, Pos and common
 // fields are set; Decode sets ID.Name and Object.
 func (d *Decoder) Resource() *Resource { return &d.decl.res }

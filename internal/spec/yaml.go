@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -183,9 +185,13 @@ func (d *Decoder) Fields(n *yaml.Node, what string, known map[string]bool) (map[
 		}
 		first[name] = m.Content[i]
 		if known != nil && !known[name] {
-			if hint := suggest(name, known); hint != "" {
+			switch hint := suggest(name, known); {
+			case hint != "":
 				d.Errorf(m.Content[i], "%s: unknown field %q (did you mean %q?)", what, name, hint)
-			} else {
+			case len(known) <= 12:
+				// A short list is the quickest fix.
+				d.Errorf(m.Content[i], "%s: unknown field %q (known: %s)", what, name, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+			default:
 				d.Errorf(m.Content[i], "%s: unknown field %q", what, name)
 			}
 			continue
@@ -215,6 +221,9 @@ func describe(n *yaml.Node) string {
 			return "a number"
 		case "!!float":
 			return "a number"
+		}
+		if len(n.Value) <= 40 {
+			return strconv.Quote(n.Value) // a short string, shown as written
 		}
 		return "a string"
 	}
