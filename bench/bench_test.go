@@ -43,6 +43,7 @@ func build(t testing.TB) string {
 }
 
 func TestScriptsQuick(t *testing.T) {
+	t.Parallel()
 	bin := build(t)
 	tests := []struct {
 		script string

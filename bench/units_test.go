@@ -133,6 +133,7 @@ func (r unitsResults) add(step, tool string, s sample) {
 // working. It checks the state that both tools leave after each step, not
 // the figures.
 func TestUnitsQuick(t *testing.T) {
+	t.Parallel()
 	report := benchUnits(t, build(t), 3, 1)
 	for _, step := range unitSteps {
 		if want := "| 3 | " + step + " |"; !strings.Contains(report, want) {

@@ -367,6 +367,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, field string) {
 	f := spec.Field{Name: field, Val: n, At: n}
 	switch {
 	case v.Type() == durationType:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, field, "must be a duration such as 1m30s, got %s", spec.Describe(n))
+			return
+		}
 		s, ok := d.yd.Str(f, field)
 		if !ok {
 			return

@@ -303,7 +303,7 @@ func TestSourceTimeout(t *testing.T) {
 		{"source:\n  timeout: 5m1s\n", "agent.yaml:2:12: source.timeout: must be between 1s and 5m0s, got 5m1s"},
 		{"source:\n  url: /srv/env\n  timeout: 1h\n", "agent.yaml:3:12: source.timeout: must be between 1s and 5m0s, got 1h0m0s"},
 		{"source:\n  timeout: 120\n", `agent.yaml:2:12: source.timeout: invalid duration "120": want a number with a unit such as 30s or 5m`},
-		{"source:\n  timeout: [1m]\n", "agent.yaml:2:12: source.timeout: want a duration such as 1m30s, got a list"},
+		{"source:\n  timeout: [1m]\n", "agent.yaml:2:12: source.timeout: must be a duration such as 1m30s, got a list"},
 		{"source: {timeout: 10m}\n", "agent.yaml:1:19: source.timeout: must be between 1s and 5m0s, got 10m0s"},
 	}
 	for _, tt := range invalid {

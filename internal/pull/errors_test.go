@@ -20,6 +20,7 @@ import (
 // TestPermanentErrors checks that each refusal of a real server is a clear,
 // permanent error that names its cause.
 func TestPermanentErrors(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	root.Create("env").Commit(gitserver.Files{"a": "1"}, "first")
 	root.Create("empty")
@@ -71,6 +72,7 @@ func TestPermanentErrors(t *testing.T) {
 }
 
 func TestOpenConfigErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  pull.Config
@@ -102,6 +104,7 @@ func TestOpenConfigErrors(t *testing.T) {
 // TestCredentialsNeverLeak polls with credentials in the URL and checks
 // errors and logs.
 func TestCredentialsNeverLeak(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	root.Create("env").Commit(gitserver.Files{"a": "1"}, "first")
 	hs := root.ServeHTTP(gitserver.HTTPOptions{TLS: true, Username: "deploy", Password: "s3cret"})
@@ -130,6 +133,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 }
 
 func TestIsTransient(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want bool
@@ -161,6 +165,7 @@ func TestIsTransient(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	b := pull.Backoff{Base: time.Second, Cap: time.Minute, Seed: "edge-042"}
 	for attempt := 0; attempt < 12; attempt++ {
 		d := min(time.Second<<attempt, time.Minute)
@@ -185,6 +190,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestRetry(t *testing.T) {
+	t.Parallel()
 	b := pull.Backoff{Base: time.Millisecond, Cap: 2 * time.Millisecond}
 	tests := []struct {
 		name      string
@@ -222,6 +228,7 @@ func TestRetry(t *testing.T) {
 }
 
 func TestTransport(t *testing.T) {
+	t.Parallel()
 	key := gitserver.NewSSHKey(t)
 	kh := secretFile(t, "known_hosts", "git.example.com "+key.Public+"\n")
 	pw := secretFile(t, "pw", "pw-from-file\n")

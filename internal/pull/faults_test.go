@@ -73,6 +73,7 @@ var quick = pull.Backoff{Base: 10 * time.Millisecond, Cap: 20 * time.Millisecond
 // commit and says it is offline, the cache stays sound, and the next poll
 // after the server returns succeeds.
 func TestOffline(t *testing.T) {
+	t.Parallel()
 	for name, mk := range faultSources(t) {
 		t.Run(name, func(t *testing.T) {
 			src := mk(t)
@@ -152,6 +153,7 @@ func TestOffline(t *testing.T) {
 // TestNoPartialFetch checks that a cut fetch leaves nothing behind that a
 // later Open would take for damage.
 func TestNoPartialFetch(t *testing.T) {
+	t.Parallel()
 	src := faultSources(t)["http"](t)
 	src.cfg.Timeout = 5 * time.Second
 	c1 := src.repo.Commit(gitserver.Files{"a": "1"}, "first")
@@ -189,6 +191,7 @@ func TestNoPartialFetch(t *testing.T) {
 // TestServerError treats an HTTP 5xx as transient: Retry tries again and
 // succeeds once the server recovers.
 func TestServerError(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	c1 := repo.Commit(gitserver.Files{"a": "1"}, "first")

@@ -24,6 +24,7 @@ const fetchedV2 = "fetched in git protocol v2"
 // cache shallow, and deepens it to bring an older commit back. Servers
 // that answer in v0 only are fetched from in v0.
 func TestFetchV2(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	c1 := repo.Commit(gitserver.Files{"a.yaml": "a: 1\n", "b.yaml": "b: 1\n"}, "first")
@@ -133,6 +134,7 @@ func TestFetchV2(t *testing.T) {
 // Repo's max_fetch_bytes: it is refused as in v0, and the cache keeps the
 // good commit.
 func TestFetchV2Bounds(t *testing.T) {
+	t.Parallel()
 	random := make([]byte, 256<<10)
 	rand.Read(random)
 	root := gitserver.NewRoot(t)

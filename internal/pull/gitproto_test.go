@@ -103,6 +103,7 @@ func pollWithin(t *testing.T, ctx context.Context, r *pull.Repo, limit time.Dura
 // configured timeout ends the connect and the exchange, and a cancelled
 // context ends the connect.
 func TestGitProtocolUnanswered(t *testing.T) {
+	t.Parallel()
 	hole := blackHole(t)
 	tests := []struct {
 		name   string
@@ -142,6 +143,7 @@ func TestGitProtocolUnanswered(t *testing.T) {
 // a missing and an empty repository, polls, and a deeper fetch that sends
 // haves and shallow lines.
 func TestGitProtocolDaemon(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	root.Create("empty")

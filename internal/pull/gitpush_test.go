@@ -52,6 +52,7 @@ func pushWithin(t *testing.T, ctx context.Context, url string, limit time.Durati
 // answers the connect, or never sends its refs, ends with the push's
 // context, not when the kernel gives up on the connection.
 func TestGitProtocolPushTimeout(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		addr string
@@ -74,6 +75,7 @@ func TestGitProtocolPushTimeout(t *testing.T) {
 // TestGitProtocolPush pushes over git:// to git daemon, to an empty
 // repository, and reads the ref back from the server.
 func TestGitProtocolPush(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	root.Create("env")
 	d := root.ServeGit()

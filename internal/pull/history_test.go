@@ -27,6 +27,7 @@ func httpSource(t *testing.T) (*gitserver.Repo, pull.Config) {
 // TestRewrittenHistory follows force-pushes to older and to divergent
 // history, and a branch deleted and made again.
 func TestRewrittenHistory(t *testing.T) {
+	t.Parallel()
 	repo, cfg := httpSource(t)
 	ctx := context.Background()
 	c1 := repo.Commit(gitserver.Files{"a": "1"}, "one")
@@ -94,6 +95,7 @@ func packFiles(t *testing.T, dir string) []string {
 // TestDamagedCache damages the clone cache in each way and checks that it
 // is found, cloned again, and that the last good commit stays readable.
 func TestDamagedCache(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, dir string)
@@ -176,6 +178,7 @@ func TestDamagedCache(t *testing.T) {
 // TestConcurrentReads reads a tree from several goroutines while polls
 // fetch new commits.
 func TestConcurrentReads(t *testing.T) {
+	t.Parallel()
 	repo, cfg := httpSource(t)
 	c1 := repo.Commit(gitserver.Files{"a": "1", "b/c": "2"}, "one")
 	r := open(t, cfg)

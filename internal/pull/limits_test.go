@@ -21,6 +21,7 @@ import (
 // it, for the network transports; when the tree or the file is read, for a
 // repository read in place.
 func TestFetchBounds(t *testing.T) {
+	t.Parallel()
 	random := make([]byte, 256<<10)
 	rand.Read(random)
 	cases := []struct {
@@ -103,6 +104,7 @@ func TestFetchBounds(t *testing.T) {
 // 512 MB (go-git held it whole while indexing) and the tree of 10^6 paths at
 // 393 MB.
 func TestFetchPeakMemory(t *testing.T) {
+	t.Parallel()
 	const bound = raceMemory * 112 << 20
 	cases := []struct {
 		name   string

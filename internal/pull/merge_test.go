@@ -149,6 +149,7 @@ func countSuffix(names []string, suffix string) int {
 // TestFsckSeesMissingObjects proves that the fsck check of these tests
 // fails on a cache that lost a pack.
 func TestFsckSeesMissingObjects(t *testing.T) {
+	t.Parallel()
 	repo, cfg := httpSource(t)
 	h := newHistory(t, repo, cfg)
 	r := open(t, cfg)
@@ -170,6 +171,7 @@ func TestFsckSeesMissingObjects(t *testing.T) {
 // killed process would, and checks that the cache is whole after each, and
 // that the next fetch merges the packs.
 func TestMergeStopped(t *testing.T) {
+	t.Parallel()
 	// Packs in objects/pack when the merge of three stops after each step.
 	packsAfter := map[string]int{
 		"pack written": 3, "index written": 3, "index renamed": 3,
@@ -221,6 +223,7 @@ func TestMergeStopped(t *testing.T) {
 // and other Git tools leave, and checks that Open makes the cache whole
 // again without cloning it, and that the next merge loses nothing.
 func TestStrayPackFiles(t *testing.T) {
+	t.Parallel()
 	packDir := func(dir string) string { return filepath.Join(dir, "objects", "pack") }
 	// plantServerPack writes a pack of every object of the server's
 	// repository into the cache without an index, cut in half with cut.
@@ -367,6 +370,7 @@ func TestStrayPackFiles(t *testing.T) {
 // fault proxy, restarts on the cache each time, and lets the packs be
 // merged in between: the cache stays whole throughout.
 func TestMergeAfterCutFetches(t *testing.T) {
+	t.Parallel()
 	for name, mk := range faultSources(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

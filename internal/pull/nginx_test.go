@@ -22,6 +22,7 @@ func notesRefs(n int) []string {
 // docs/scale.md says: v2 where the Git-Protocol header reaches
 // http-backend, v0 where the front end drops it.
 func TestProtocolV2Nginx(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	c1 := repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")

@@ -55,6 +55,7 @@ func openLogged(t *testing.T, cfg pull.Config) (*pull.Repo, *logBuffer) {
 // AcceptEnv GIT_PROTOCOL): every poll speaks v2, sees a push, and never
 // falls back.
 func TestProtocolV2(t *testing.T) {
+	t.Parallel()
 	for _, src := range sources(t) {
 		if src.name == "file" || src.name == "path" {
 			continue
@@ -103,6 +104,7 @@ func TestProtocolV2(t *testing.T) {
 // TestProtocolV2Errors checks that a refusal in v2 is classified as v0's
 // is, and does not make the Repo give v2 up.
 func TestProtocolV2Errors(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	root.Create("empty")
 	h := root.ServeHTTP(gitserver.HTTPOptions{TLS: true, Username: "u", Password: "p"})
@@ -154,6 +156,7 @@ func ignoreGitProtocol(h *gitserver.HTTPServer) {
 // AcceptEnv GIT_PROTOCOL): the polls work in v0, and the fallback is
 // logged once.
 func TestProtocolV2Fallback(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	c1 := repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")
@@ -193,6 +196,7 @@ func TestProtocolV2Fallback(t *testing.T) {
 // branch: in v2 they are the same, and small; in v0 they grow with the
 // refs.
 func TestPollBytes(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	c1 := repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")
@@ -290,6 +294,7 @@ func TestPollBytes(t *testing.T) {
 // server is not followed in v2: the poll falls back to go-git's v0 and its
 // redirect policy, and the credentials never reach the other server.
 func TestProtocolV2Hostile(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")
@@ -386,6 +391,7 @@ func TestProtocolV2Hostile(t *testing.T) {
 // branches, and from a server in v0 the same refs come out of the whole
 // advertisement.
 func TestListRefsBytes(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	c1 := repo.Commit(gitserver.Files{"a.yaml": "a: 1\n"}, "first")

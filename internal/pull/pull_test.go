@@ -130,6 +130,7 @@ func readTree(t *testing.T, r *pull.Repo, commit string) map[string]string {
 // TestPoll pushes commits and polls them over every transport; an
 // unchanged poll over HTTP is two small requests and fetches no pack.
 func TestPoll(t *testing.T) {
+	t.Parallel()
 	for _, src := range sources(t) {
 		t.Run(src.name, func(t *testing.T) {
 			c1 := src.repo.Commit(gitserver.Files{"a.yaml": "a: 1\n", "dir/b.yaml": "b: 1\n"}, "first")

@@ -16,6 +16,7 @@ import (
 // token sent in each form that agent.yaml can ask for, and checks that no
 // request made the server fall back to a password login.
 func TestTokenForms(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	root.Create("env").Commit(gitserver.Files{"a": "1"}, "first")
 	tests := []struct {
@@ -57,6 +58,7 @@ func TestTokenForms(t *testing.T) {
 // fails with ErrAuth, and the new token written to the file is used from
 // the next request on, without reopening the Repo.
 func TestTokenRotation(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	env := root.Create("env")
 	env.Commit(gitserver.Files{"a": "1"}, "first")
@@ -96,6 +98,7 @@ func TestTokenRotation(t *testing.T) {
 // TestEmptyTokenFile: an empty token file is refused when the source is
 // opened, not sent.
 func TestEmptyTokenFile(t *testing.T) {
+	t.Parallel()
 	tok := secretFile(t, "token", "\n")
 	_, err := pull.Config{URL: "https://git.example.com/env.git", Auth: pull.Auth{TokenFile: tok}}.Transport()
 	if !errors.Is(err, pull.ErrConfig) {

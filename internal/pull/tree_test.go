@@ -15,6 +15,7 @@ import (
 // TestTree reads a commit with files, directories and symlinks inside and
 // outside the tree.
 func TestTree(t *testing.T) {
+	t.Parallel()
 	repo, cfg := httpSource(t)
 	commit := repo.CommitWith(gitserver.CommitOptions{
 		Files: gitserver.Files{
@@ -132,6 +133,7 @@ func TestTree(t *testing.T) {
 }
 
 func TestTreeUnknownCommit(t *testing.T) {
+	t.Parallel()
 	repo, cfg := httpSource(t)
 	repo.Commit(gitserver.Files{"a": "1"}, "one")
 	r := open(t, cfg)
@@ -144,6 +146,7 @@ func TestTreeUnknownCommit(t *testing.T) {
 }
 
 func TestChoose(t *testing.T) {
+	t.Parallel()
 	const tip, good = "tip", "good"
 	offline := &pull.Error{Op: "ls-remote", Kind: pull.ErrUnreachable}
 	refused := &pull.Error{Op: "ls-remote", Kind: pull.ErrAuth}

@@ -73,6 +73,7 @@ func tamper(t *testing.T, repo *gitserver.Repo, commit string) string {
 // TestVerify signs commits with SSH keys (ssh-keygen through git) and
 // OpenPGP keys (go-crypto through go-git) and checks which are trusted.
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	trusted := gitserver.NewSSHKey(t)
 	stranger := gitserver.NewSSHKey(t)
 	signers := secretFile(t, "allowed_signers", "# the deploy team\n"+trusted.AllowedSigner("test@outpost.invalid"))
@@ -172,6 +173,7 @@ func TestVerify(t *testing.T) {
 
 // TestResolveUnverified never chooses a tip that is not trusted.
 func TestResolveUnverified(t *testing.T) {
+	t.Parallel()
 	key := gitserver.NewSSHKey(t)
 	repo, cfg := httpSource(t)
 	cfg.Verify.AllowedSigners = secretFile(t, "allowed_signers", key.AllowedSigner("test@outpost.invalid"))

@@ -91,7 +91,7 @@ func (d *Decoder) fleet(fsys fs.FS, data []byte) *fleet {
 		return fl
 	}
 	if g.Val == nil || g.Val.Kind != yaml.SequenceNode {
-		d.Errorf(g.At, "targets: must be a list, got %s", describe(g.Val))
+		d.Errorf(g.At, "targets: must be a list, got %s", Describe(g.Val))
 		return fl
 	}
 	if len(g.Val.Content) == 0 {

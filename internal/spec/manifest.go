@@ -79,7 +79,7 @@ func (d *Decoder) manifest(data []byte) []*decl {
 func (d *Decoder) resource(root *yaml.Node) *decl {
 	m := deref(root)
 	if m == nil || m.Kind != yaml.MappingNode {
-		d.Errorf(root, "a resource must be a mapping, got %s", describe(m))
+		d.Errorf(root, "a resource must be a mapping, got %s", Describe(m))
 		return nil
 	}
 	var kindField *Field

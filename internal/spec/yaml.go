@@ -163,7 +163,7 @@ type Field struct {
 func (d *Decoder) Fields(n *yaml.Node, what string, known map[string]bool) (map[string]Field, bool) {
 	m := deref(n)
 	if m == nil || m.Kind != yaml.MappingNode {
-		d.Errorf(n, "%s: must be a mapping, got %s", what, describe(m))
+		d.Errorf(n, "%s: must be a mapping, got %s", what, Describe(m))
 		return nil, false
 	}
 	out := make(map[string]Field, len(m.Content)/2)
@@ -171,7 +171,7 @@ func (d *Decoder) Fields(n *yaml.Node, what string, known map[string]bool) (map[
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := deref(m.Content[i]), m.Content[i+1]
 		if k == nil || k.Kind != yaml.ScalarNode {
-			d.Errorf(m.Content[i], "%s: a key must be a string, got %s", what, describe(k))
+			d.Errorf(m.Content[i], "%s: a key must be a string, got %s", what, Describe(k))
 			continue
 		}
 		name := k.Value
@@ -201,8 +201,8 @@ func (d *Decoder) Fields(n *yaml.Node, what string, known map[string]bool) (map[
 	return out, true
 }
 
-// describe names a node's type for messages.
-func describe(n *yaml.Node) string {
+// Describe names a node's type for messages.
+func Describe(n *yaml.Node) string {
 	if n == nil {
 		return "nothing"
 	}
@@ -234,7 +234,7 @@ func describe(n *yaml.Node) string {
 // string "1.10" as written, not a number.
 func (d *Decoder) Str(f Field, what string) (string, bool) {
 	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || f.Val.ShortTag() == "!!null" {
-		d.Errorf(f.At, "%s: must be a string, got %s", what, describe(f.Val))
+		d.Errorf(f.At, "%s: must be a string, got %s", what, Describe(f.Val))
 		return "", false
 	}
 	if f.Val.ShortTag() == binaryTag {
@@ -267,7 +267,7 @@ func decodeBinary(s string) ([]byte, error) {
 // Bool reads true or false.
 func (d *Decoder) Bool(f Field, what string) (bool, bool) {
 	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || f.Val.ShortTag() != "!!bool" {
-		d.Errorf(f.At, "%s: must be true or false, got %s", what, describe(f.Val))
+		d.Errorf(f.At, "%s: must be true or false, got %s", what, Describe(f.Val))
 		return false, false
 	}
 	b, err := strconv.ParseBool(f.Val.Value)
@@ -281,7 +281,7 @@ func (d *Decoder) Bool(f Field, what string) (bool, bool) {
 // Int reads an integer.
 func (d *Decoder) Int(f Field, what string) (int64, bool) {
 	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || f.Val.ShortTag() != "!!int" {
-		d.Errorf(f.At, "%s: must be an integer, got %s", what, describe(f.Val))
+		d.Errorf(f.At, "%s: must be an integer, got %s", what, Describe(f.Val))
 		return 0, false
 	}
 	v, err := strconv.ParseInt(f.Val.Value, 0, 64)
@@ -295,7 +295,7 @@ func (d *Decoder) Int(f Field, what string) (int64, bool) {
 // Number reads a finite number.
 func (d *Decoder) Number(f Field, what string) (float64, bool) {
 	if f.Val == nil || f.Val.Kind != yaml.ScalarNode || (f.Val.ShortTag() != "!!int" && f.Val.ShortTag() != "!!float") {
-		d.Errorf(f.At, "%s: must be a number, got %s", what, describe(f.Val))
+		d.Errorf(f.At, "%s: must be a number, got %s", what, Describe(f.Val))
 		return 0, false
 	}
 	v, err := strconv.ParseFloat(f.Val.Value, 64)
@@ -316,7 +316,7 @@ type Item struct {
 // StrList reads a list of strings.
 func (d *Decoder) StrList(f Field, what string) ([]Item, bool) {
 	if f.Val == nil || f.Val.Kind != yaml.SequenceNode {
-		d.Errorf(f.At, "%s: must be a list, got %s", what, describe(f.Val))
+		d.Errorf(f.At, "%s: must be a list, got %s", what, Describe(f.Val))
 		return nil, false
 	}
 	out := make([]Item, 0, len(f.Val.Content))
