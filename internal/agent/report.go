@@ -70,6 +70,10 @@ type Report struct {
 	// applied.
 	Result string `json:"result,omitempty"`
 	Reason string `json:"reason,omitempty"`
+
+	// secrets are the values that a diff must not show: the containers'
+	// env values of the revision.
+	secrets []string
 }
 
 // Change is what happened, or would happen, to one resource.
@@ -85,6 +89,14 @@ type Change struct {
 	Restarted bool     `json:"restarted,omitempty"`
 	Skipped   bool     `json:"skipped,omitempty"`
 	Error     string   `json:"error,omitempty"`
+	// Diff is the unified diff of a file's or a unit's content and
+	// drop-ins, from the host to the revision, secrets masked; set by
+	// AddDiffs, for diff, apply -v and --json.
+	Diff string `json:"diff,omitempty"`
+
+	// before is what the driver found; desired the resource converged.
+	before  *spec.Before
+	desired *spec.Resource
 }
 
 // Summary counts the changes by action, and the failures.
@@ -157,6 +169,11 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 	for _, c := range r.Changes {
 		b.WriteString(c.line())
 		b.WriteByte('\n')
+		for _, l := range strings.SplitAfter(strings.TrimSuffix(c.Diff, "\n"), "\n") {
+			if l != "" {
+				b.WriteString("    " + strings.TrimSuffix(l, "\n") + "\n")
+			}
+		}
 	}
 	b.WriteString(r.summaryLine())
 	b.WriteByte('\n')
