@@ -58,6 +58,7 @@ func kindOf(a, b *spec.Resource) spec.Kind {
 }
 
 func (m *Masker) file(b *strings.Builder, name string, x, y *file.File) []string {
+	both := x != nil && y != nil // an update: a create or a delete says so itself
 	if x == nil {
 		x = &file.File{Absent: true}
 	}
@@ -65,7 +66,7 @@ func (m *Masker) file(b *strings.Builder, name string, x, y *file.File) []string
 		y = &file.File{Absent: true}
 	}
 	var fields []string
-	if x.Absent != y.Absent {
+	if both && x.Absent != y.Absent {
 		fields = append(fields, fmt.Sprintf("state %s -> %s", presence(x.Absent), presence(y.Absent)))
 	}
 	var before, after []byte
