@@ -22,52 +22,55 @@ func (r *Report) AddDiffs() {
 	m := diff.NewMasker(r.secrets...)
 	red := status.NewRedactor(r.secrets...)
 	for i := range r.Changes {
-		c := &r.Changes[i]
-		if c.Error != "" || c.desired == nil {
+		if i >= len(r.sources) {
+			break
+		}
+		c, src := &r.Changes[i], r.sources[i]
+		if c.Error != "" || src.desired == nil {
 			continue
 		}
 		var text string
 		switch {
-		case file.Of(c.desired) != nil:
-			text = fileDiff(m, c)
-		case systemd.Of(c.desired) != nil:
-			text = unitDiff(m, c)
+		case file.Of(src.desired) != nil:
+			text = fileDiff(m, c, src)
+		case systemd.Of(src.desired) != nil:
+			text = unitDiff(m, c, src)
 		}
 		c.Diff = red.String(text)
 	}
 }
 
 // found returns the content the driver found, or none for a create.
-func (c *Change) found() (diff.Content, bool) {
+func found(c *Change, src diffSource) (diff.Content, bool) {
 	switch {
 	case c.Action == string(spec.ActionCreate):
 		return diff.Content{}, true
-	case c.before == nil:
+	case src.before == nil:
 		return diff.Content{}, false
-	case c.before.Content == nil && c.before.Size > 0:
-		return diff.Content{Size: c.before.Size, Sum: c.before.Sum}, true
+	case src.before.Content == nil && src.before.Size > 0:
+		return diff.Content{Size: src.before.Size, Sum: src.before.Sum}, true
 	}
-	return diff.Bytes(c.before.Content), true
+	return diff.Bytes(src.before.Content), true
 }
 
-func fileDiff(m *diff.Masker, c *Change) string {
-	f := file.Of(c.desired)
+func fileDiff(m *diff.Masker, c *Change, src diffSource) string {
+	f := file.Of(src.desired)
 	if f.Absent || (c.Action != string(spec.ActionCreate) && !slices.Contains(c.Fields, "content")) {
 		return ""
 	}
-	old, ok := c.found()
+	old, ok := found(c, src)
 	if !ok {
 		return ""
 	}
 	return m.Text(c.Name, old, diff.Bytes(f.Content))
 }
 
-func unitDiff(m *diff.Masker, c *Change) string {
-	u := systemd.Of(c.desired)
+func unitDiff(m *diff.Masker, c *Change, src diffSource) string {
+	u := systemd.Of(src.desired)
 	create := c.Action == string(spec.ActionCreate)
 	var b strings.Builder
 	if create || slices.Contains(c.Fields, "content") {
-		if old, ok := c.found(); ok {
+		if old, ok := found(c, src); ok {
 			b.WriteString(m.Text(u.Name, old, diff.Bytes(u.Content)))
 		}
 	}
@@ -76,8 +79,8 @@ func unitDiff(m *diff.Masker, c *Change) string {
 			continue
 		}
 		var old []byte
-		if c.before != nil {
-			old = c.before.Dropins[n]
+		if src.before != nil {
+			old = src.before.Dropins[n]
 		}
 		b.WriteString(m.Text(u.Name+".d/"+n, diff.Bytes(old), diff.Bytes(u.Dropins[n])))
 	}

@@ -74,6 +74,16 @@ type Report struct {
 	// secrets are the values that a diff must not show: the containers'
 	// env values of the revision.
 	secrets []string
+	// sources holds, beside Changes and by the same index, what a diff of
+	// each change is made from.
+	sources []diffSource
+}
+
+// diffSource is what a change's diff is made from: what the driver found,
+// and the resource converged (nil for a prune).
+type diffSource struct {
+	before  *spec.Before
+	desired *spec.Resource
 }
 
 // Change is what happened, or would happen, to one resource.
@@ -93,10 +103,6 @@ type Change struct {
 	// drop-ins, from the host to the revision, secrets masked; set by
 	// AddDiffs, for diff, apply -v and --json.
 	Diff string `json:"diff,omitempty"`
-
-	// before is what the driver found; desired the resource converged.
-	before  *spec.Before
-	desired *spec.Resource
 }
 
 // Summary counts the changes by action, and the failures.

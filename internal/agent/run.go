@@ -550,10 +550,10 @@ func fillChanges(rep *Report, res *converge.Result, desired *spec.State) {
 			Prune:     it.Prune,
 			Restarted: it.Restarted,
 			Skipped:   it.Skipped,
-			before:    it.Change.Before,
 		}
+		src := diffSource{before: it.Change.Before}
 		if !it.Prune {
-			c.desired = desired.Lookup(it.ID)
+			src.desired = desired.Lookup(it.ID)
 		}
 		if c.Action == "" {
 			c.Action = string(spec.ActionNone)
@@ -578,6 +578,7 @@ func fillChanges(rep *Report, res *converge.Result, desired *spec.State) {
 			}
 		}
 		rep.Changes = append(rep.Changes, c)
+		rep.sources = append(rep.sources, src)
 	}
 }
 
