@@ -318,8 +318,10 @@ func diff(w, o view) []field {
 	if !slices.Equal(w.Cmd, o.Cmd) {
 		add(change("command", quoted(o.Cmd), quoted(w.Cmd)), fixRecreate)
 	}
-	for _, k := range changedKeys(o.Env, w.Env) {
-		add(envField(k, o.Env, w.Env), fixRecreate)
+	if !maps.Equal(w.Env, o.Env) { // first, so that a no-op costs what it did
+		for _, k := range changedKeys(o.Env, w.Env) {
+			add(envField(k, o.Env, w.Env), fixRecreate)
+		}
 	}
 	if !slices.Equal(w.Ports, o.Ports) {
 		add(change("ports", list(o.Ports), list(w.Ports)), fixRecreate)
@@ -330,8 +332,10 @@ func diff(w, o view) []field {
 	if !maps.Equal(w.Tmpfs, o.Tmpfs) {
 		add(change("tmpfs", pairs(o.Tmpfs), pairs(w.Tmpfs)), fixRecreate)
 	}
-	for _, k := range changedKeys(o.Labels, w.Labels) {
-		add(change("labels "+k, orUnset(o.Labels, k), orUnset(w.Labels, k)), fixRecreate)
+	if !maps.Equal(w.Labels, o.Labels) {
+		for _, k := range changedKeys(o.Labels, w.Labels) {
+			add(change("labels "+k, orUnset(o.Labels, k), orUnset(w.Labels, k)), fixRecreate)
+		}
 	}
 	if w.User != o.User {
 		add(change("user", quote(o.User), quote(w.User)), fixRecreate)
