@@ -398,7 +398,37 @@ func diff(w, o view) []field {
 	if w.State != o.State {
 		add(change("state", o.State, w.State), fixStart)
 	}
+	// A command line or a label may carry an env value (a password passed
+	// as an argument too): it is masked wherever a field shows it.
+	// An env field names its variable only.
+	for i := range fs {
+		if !strings.HasPrefix(fs[i].Text, "env ") {
+			fs[i].Text = maskEnv(fs[i].Text, w.Env, o.Env)
+		}
+	}
 	return fs
+}
+
+// redacted replaces an env value in a field's text.
+const redacted = "[redacted]"
+
+// maskEnv replaces in text every env value of envs of 4 characters or
+// more (shorter ones, such as "1" or "on", hide nothing and would garble
+// every field), the longest first.
+func maskEnv(text string, envs ...map[string]string) string {
+	var vals []string
+	for _, env := range envs {
+		for _, v := range env {
+			if len(v) >= 4 && strings.Contains(text, v) {
+				vals = append(vals, v)
+			}
+		}
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	for _, v := range vals {
+		text = strings.ReplaceAll(text, v, redacted)
+	}
+	return text
 }
 
 func healthOf(h *container.HealthConfig) healthView {

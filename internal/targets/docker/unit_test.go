@@ -121,6 +121,15 @@ func TestDiff(t *testing.T) {
 			c.Log = &Log{Driver: "json-file", Options: map[string]string{"max-size": "1m"}}
 		},
 			func(in *container.InspectResponse) { in.HostConfig.LogConfig.Config["max-file"] = "3" }, nil},
+		{"an env value in the command is masked", func(c *Container) {
+			c.Env = map[string]string{"TOKEN": "s3cr3t-token"}
+			c.Command = []string{"serve", "--token=s3cr3t-token"}
+		},
+			func(in *container.InspectResponse) {
+				in.Config.Env = append(in.Config.Env, "TOKEN=s3cr3t-token")
+				in.Config.Cmd = []string{"serve"}
+			},
+			[]string{`command ["serve"] -> ["serve" "--token=[redacted]"]`}},
 		{"a label added by hand", nil, func(in *container.InspectResponse) { in.Config.Labels["x"] = "y" }, []string{`labels x "y" -> (unset)`}},
 		{"devices default their container path", func(c *Container) { c.Devices = []string{"/dev/null"} },
 			func(in *container.InspectResponse) {
