@@ -56,6 +56,11 @@ func (g *globals) converge(cmd *cobra.Command, op func(context.Context, *agent.C
 	if err != nil {
 		return err
 	}
+	// A diff shows what content changes; apply shows it with -v, and
+	// both in their JSON.
+	if rep.Command == "diff" || g.verbose > 0 || g.json {
+		rep.AddDiffs()
+	}
 	if g.json {
 		err = agent.WriteJSON(g.stdout, rep)
 	} else {

@@ -157,6 +157,16 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 // level, a failing fetch, and the daemon with its status notes pushed to the
 // server. No planted secret may appear in any output, log, state file or
 // note.
+// gitOut runs git in the repository dir and returns its output.
+func gitOut(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", append([]string{"--git-dir", dir}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
 func TestNoSecretLeaks(t *testing.T) {
 	t.Parallel()
 	root := gitserver.NewRoot(t)
@@ -174,8 +184,13 @@ func TestNoSecretLeaks(t *testing.T) {
 	container := func(value string) string {
 		return fmt.Sprintf("kind: container\nname: %s\nimage: %s\ntag: \"1\"\nenv: {API_KEY: %s, LOG_LEVEL: debug}\n", cname, reg.Repo("leak"), value)
 	}
+	// A file that holds the env value too: its diff must be masked.
+	keyFile := func(value string) string {
+		return fmt.Sprintf("kind: file\npath: /etc/app.env\ncontent: \"LOG_LEVEL=debug\\nAPI_KEY=%s\\n\"\n", value)
+	}
 	env.Commit(gitserver.Files{
 		"app.yaml":   "kind: file\npath: /etc/app.conf\ncontent: \"plain\\n\"\n",
+		"key.yaml":   keyFile(envSecret),
 		"web.yaml":   container(envSecret),
 		"fleet.yaml": "targets:\n  - path: .\n",
 	}, "first")
@@ -195,13 +210,18 @@ func TestNoSecretLeaks(t *testing.T) {
 	out.outpost(t, "diff in sync --json", 0, append([]string{"diff", "--json", "-vv", "--log-format", "json"}, common...)...)
 
 	// The env value changes: diff and apply name the field, not the values.
-	env.Commit(gitserver.Files{"web.yaml": container(envSecretNext)}, "rotate")
+	env.Commit(gitserver.Files{"web.yaml": container(envSecretNext), "key.yaml": keyFile(envSecretNext)}, "rotate")
 	d := out.outpost(t, "diff", 1, append([]string{"diff", "-vv"}, common...)...)
 	if !strings.Contains(d, cname) {
 		t.Errorf("diff after the env changed =\n%s\nwant a line for container %s", d, cname)
 	}
+	if !strings.Contains(d, "~ file /etc/app.env (content)\n    <secret: 2 lines changed>\n") {
+		t.Errorf("diff after the env changed =\n%s\nwant the file that holds it masked", d)
+	}
 	out.outpost(t, "diff --json", 1, append([]string{"diff", "--json", "-vv", "--log-format", "json"}, common...)...)
 	out.outpost(t, "apply --json", 0, append([]string{"apply", "--json", "-vv", "--log-format", "json"}, common...)...)
+	env.Commit(gitserver.Files{"key.yaml": keyFile(envSecret)}, "file only")
+	out.outpost(t, "apply -v", 0, append([]string{"apply", "-vv"}, common...)...)
 	out.outpost(t, "status --json (state)", 0, append([]string{"status", "--json", "--socket", sock}, common...)...)
 	out.outpost(t, "status (state)", 0, append([]string{"status", "--socket", sock}, common...)...)
 
@@ -266,6 +286,12 @@ func TestNoSecretLeaks(t *testing.T) {
 			t.Fatalf("the daemon did not apply %s and push its note in time; status: %s %s\nlogs:\n%s", head, so.String(), se.String(), derr.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// plan, over the notes the daemon pushed: every revision against the
+	// first, in the three outputs.
+	first := strings.TrimSpace(gitOut(t, env.Path, "rev-list", "--max-parents=0", "main"))
+	for _, o := range []string{"--markdown", "--json", "-vv"} {
+		out.outpost(t, "plan "+o, 1, "plan", "--source", env.Path, "--base", first, "--head", "main~2", o, "--log-format", "json")
 	}
 	out.outpost(t, "status --json (daemon)", 0, "status", "--json", "--socket", sock, "--config", cfgPath)
 	out.outpost(t, "status (daemon)", 0, "status", "--socket", sock, "--config", cfgPath)

@@ -60,6 +60,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newImagesCmd,
 	newPublishCmd,
 	newInitCmd,
+	newPlanCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

@@ -209,7 +209,7 @@ func (p *runner) pass(ctx context.Context, tip polled, o passOptions) (*Report, 
 	p.use(ctx, rev, desired, true)
 	res, err := p.converge(ctx, desired)
 	if res != nil {
-		fillChanges(rep, res)
+		fillChanges(rep, res, desired)
 	}
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
@@ -228,7 +228,7 @@ func (p *runner) diff(ctx context.Context, rev string, desired *spec.State, rep 
 	if err != nil {
 		return err
 	}
-	fillChanges(rep, res)
+	fillChanges(rep, res, desired)
 	return nil
 }
 

@@ -70,6 +70,20 @@ type Report struct {
 	// applied.
 	Result string `json:"result,omitempty"`
 	Reason string `json:"reason,omitempty"`
+
+	// secrets are the values that a diff must not show: the containers'
+	// env values of the revision.
+	secrets []string
+	// sources holds, beside Changes and by the same index, what a diff of
+	// each change is made from.
+	sources []diffSource
+}
+
+// diffSource is what a change's diff is made from: what the driver found,
+// and the resource converged (nil for a prune).
+type diffSource struct {
+	before  *spec.Before
+	desired *spec.Resource
 }
 
 // Change is what happened, or would happen, to one resource.
@@ -85,6 +99,10 @@ type Change struct {
 	Restarted bool     `json:"restarted,omitempty"`
 	Skipped   bool     `json:"skipped,omitempty"`
 	Error     string   `json:"error,omitempty"`
+	// Diff is the unified diff of a file's or a unit's content and
+	// drop-ins, from the host to the revision, secrets masked; set by
+	// AddDiffs, for diff, apply -v and --json.
+	Diff string `json:"diff,omitempty"`
 }
 
 // Summary counts the changes by action, and the failures.
@@ -157,6 +175,11 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 	for _, c := range r.Changes {
 		b.WriteString(c.line())
 		b.WriteByte('\n')
+		for _, l := range strings.SplitAfter(strings.TrimSuffix(c.Diff, "\n"), "\n") {
+			if l != "" {
+				b.WriteString("    " + strings.TrimSuffix(l, "\n") + "\n")
+			}
+		}
 	}
 	b.WriteString(r.summaryLine())
 	b.WriteByte('\n')

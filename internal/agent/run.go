@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/converge"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
+	"github.com/outpost-gitops/outpost/internal/status"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
 	"github.com/outpost-gitops/outpost/internal/targets/file"
 	"github.com/outpost-gitops/outpost/internal/targets/systemd"
@@ -535,7 +536,8 @@ func (u unavailable) Remove(context.Context, spec.ID, bool) (spec.Change, error)
 
 // fillChanges turns the engine's result into the report's changes: every
 // item that changed something or failed.
-func fillChanges(rep *Report, res *converge.Result) {
+func fillChanges(rep *Report, res *converge.Result, desired *spec.State) {
+	rep.secrets = status.Secrets(desired)
 	for _, it := range res.Items {
 		if !it.Changed() && it.Err == nil {
 			continue
@@ -548,6 +550,10 @@ func fillChanges(rep *Report, res *converge.Result) {
 			Prune:     it.Prune,
 			Restarted: it.Restarted,
 			Skipped:   it.Skipped,
+		}
+		src := diffSource{before: it.Change.Before}
+		if !it.Prune {
+			src.desired = desired.Lookup(it.ID)
 		}
 		if c.Action == "" {
 			c.Action = string(spec.ActionNone)
@@ -572,6 +578,7 @@ func fillChanges(rep *Report, res *converge.Result) {
 			}
 		}
 		rep.Changes = append(rep.Changes, c)
+		rep.sources = append(rep.sources, src)
 	}
 }
 

@@ -411,3 +411,19 @@ func (d *dirFile) ReadDir(count int) ([]fs.DirEntry, error) {
 	}
 	return out, nil
 }
+
+// Revision resolves rev (a full or short hash, a branch, a tag, HEAD~1,
+// as git rev-parse reads them, within what go-git understands) to a full
+// commit hash, for commands that name revisions, such as outpost plan.
+func (r *Repo) Revision(rev string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, err := r.repo.ResolveRevision(plumbing.Revision(rev))
+	if err != nil {
+		return "", &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("revision %q: %w", rev, err)}
+	}
+	if _, err := r.repo.CommitObject(*h); err != nil {
+		return "", &Error{Op: "read", URL: r.redacted, Kind: ErrCommitNotFound, Err: fmt.Errorf("revision %q: %w", rev, err)}
+	}
+	return h.String(), nil
+}

@@ -183,3 +183,29 @@ func (d *Decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 	}
 	return t, true
 }
+
+// NamedHosts returns the hosts that fleet.yaml names in a selector's
+// names, sorted by name, each with the labels that the selectors naming it
+// ask for, so that a host known only from fleet.yaml renders as the file
+// means it to (outpost plan renders them beside the hosts of the notes).
+func (rp *Repo) NamedHosts() []Host {
+	if rp.fleet == nil {
+		return nil
+	}
+	byName := map[string]map[string]string{}
+	for _, t := range rp.fleet.targets {
+		for _, n := range t.names {
+			if byName[n] == nil {
+				byName[n] = map[string]string{}
+			}
+			for k, v := range t.labels {
+				byName[n][k] = v
+			}
+		}
+	}
+	out := make([]Host, 0, len(byName))
+	for _, n := range sortedKeys(byName) {
+		out = append(out, Host{Name: n, Labels: byName[n]})
+	}
+	return out
+}

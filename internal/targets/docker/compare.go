@@ -61,6 +61,15 @@ func (h healthView) String() string {
 	return h.Test
 }
 
+// healthText formats a healthcheck for a field line.
+func healthText(h healthView) string {
+	if h.Test == "" {
+		return "none"
+	}
+	return fmt.Sprintf("{test %s interval %s timeout %s start_period %s retries %s}",
+		quoted(strings.Split(h.Test, "\x00")), or(h.Interval, "default"), or(h.Timeout, "default"), or(h.StartPeriod, "default"), or(h.Retries, "default"))
+}
+
 // expected is the view of the container that c asks for, on an image whose
 // configuration is img (nil when the image is not pulled yet), as the engine
 // merges the two at create. logDriver is the engine's default.
@@ -286,7 +295,8 @@ const (
 )
 
 // diff compares the desired view w with the observed view o and names every
-// group that differs. Environment values are secrets: only "env" is named.
+// group that differs, with its values before -> after. Environment values
+// are secrets: a variable is named, never its value.
 //
 // It stays one table of comparisons, one per group of fields, so that a
 // new field is added in one place beside its peers.
@@ -303,13 +313,15 @@ func diff(w, o view) []field {
 		}
 	}
 	if !slices.Equal(w.Entrypoint, o.Entrypoint) {
-		add("entrypoint", fixRecreate)
+		add(change("entrypoint", quoted(o.Entrypoint), quoted(w.Entrypoint)), fixRecreate)
 	}
 	if !slices.Equal(w.Cmd, o.Cmd) {
-		add("command", fixRecreate)
+		add(change("command", quoted(o.Cmd), quoted(w.Cmd)), fixRecreate)
 	}
-	if !maps.Equal(w.Env, o.Env) {
-		add("env", fixRecreate)
+	if !maps.Equal(w.Env, o.Env) { // first, so that a no-op costs what it did
+		for _, k := range changedKeys(o.Env, w.Env) {
+			add(envField(k, o.Env, w.Env), fixRecreate)
+		}
 	}
 	if !slices.Equal(w.Ports, o.Ports) {
 		add(change("ports", list(o.Ports), list(w.Ports)), fixRecreate)
@@ -318,10 +330,12 @@ func diff(w, o view) []field {
 		add(change("volumes", list(o.Volumes), list(w.Volumes)), fixRecreate)
 	}
 	if !maps.Equal(w.Tmpfs, o.Tmpfs) {
-		add("tmpfs", fixRecreate)
+		add(change("tmpfs", pairs(o.Tmpfs), pairs(w.Tmpfs)), fixRecreate)
 	}
 	if !maps.Equal(w.Labels, o.Labels) {
-		add("labels", fixRecreate)
+		for _, k := range changedKeys(o.Labels, w.Labels) {
+			add(change("labels "+k, orUnset(o.Labels, k), orUnset(w.Labels, k)), fixRecreate)
+		}
 	}
 	if w.User != o.User {
 		add(change("user", quote(o.User), quote(w.User)), fixRecreate)
@@ -347,7 +361,7 @@ func diff(w, o view) []field {
 		add(change("privileged", strconv.FormatBool(o.Privileged), strconv.FormatBool(w.Privileged)), fixRecreate)
 	}
 	if w.Health != o.Health {
-		add("health", fixRecreate)
+		add(change("health", healthText(o.Health), healthText(w.Health)), fixRecreate)
 	}
 	if w.LogDriver != o.LogDriver {
 		add(change("log", o.LogDriver, w.LogDriver), fixRecreate)
@@ -384,7 +398,37 @@ func diff(w, o view) []field {
 	if w.State != o.State {
 		add(change("state", o.State, w.State), fixStart)
 	}
+	// A command line or a label may carry an env value (a password passed
+	// as an argument too): it is masked wherever a field shows it.
+	// An env field names its variable only.
+	for i := range fs {
+		if !strings.HasPrefix(fs[i].Text, "env ") {
+			fs[i].Text = maskEnv(fs[i].Text, w.Env, o.Env)
+		}
+	}
 	return fs
+}
+
+// redacted replaces an env value in a field's text.
+const redacted = "[redacted]"
+
+// maskEnv replaces in text every env value of envs of 4 characters or
+// more (shorter ones, such as "1" or "on", hide nothing and would garble
+// every field), the longest first.
+func maskEnv(text string, envs ...map[string]string) string {
+	var vals []string
+	for _, env := range envs {
+		for _, v := range env {
+			if len(v) >= 4 && strings.Contains(text, v) {
+				vals = append(vals, v)
+			}
+		}
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	for _, v := range vals {
+		text = strings.ReplaceAll(text, v, redacted)
+	}
+	return text
 }
 
 func healthOf(h *container.HealthConfig) healthView {
@@ -442,6 +486,64 @@ func list(s []string) string {
 }
 
 func quote(s string) string { return strconv.Quote(s) }
+
+// quoted formats a command line: each argument quoted.
+func quoted(s []string) string {
+	q := make([]string, len(s))
+	for i, a := range s {
+		q[i] = strconv.Quote(a)
+	}
+	return "[" + strings.Join(q, " ") + "]"
+}
+
+// changedKeys lists, sorted, the keys whose values differ between a and b.
+func changedKeys(a, b map[string]string) []string {
+	var out []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			out = append(out, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// envField names a variable that differs, without its values: they may
+// be secrets.
+func envField(k string, o, w map[string]string) string {
+	_, had := o[k]
+	_, wants := w[k]
+	switch {
+	case !had:
+		return "env " + k + " added (secret)"
+	case !wants:
+		return "env " + k + " removed"
+	}
+	return "env " + k + " changed (secret)"
+}
+
+func orUnset(m map[string]string, k string) string {
+	if v, ok := m[k]; ok {
+		return strconv.Quote(v)
+	}
+	return "(unset)"
+}
+
+// pairs formats a map as [k=v ...], sorted by key.
+func pairs(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	for i, k := range keys {
+		if m[k] != "" {
+			keys[i] = k + ":" + m[k]
+		}
+	}
+	return list(keys)
+}
 
 func cpus(n int64) string {
 	if n == 0 {

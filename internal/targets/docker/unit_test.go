@@ -87,10 +87,10 @@ func TestDiff(t *testing.T) {
 			func(in *container.InspectResponse) {
 				in.Config.Env = []string{"PATH=/bin", "FROM_IMAGE=1", "TOKEN=other"}
 			},
-			[]string{"env"}},
+			[]string{"env TOKEN changed (secret)"}},
 		{"an env added by hand", nil,
 			func(in *container.InspectResponse) { in.Config.Env = append(in.Config.Env, "EXTRA=1") },
-			[]string{"env"}},
+			[]string{"env EXTRA removed"}},
 		{"restart changed by hand", func(c *Container) { c.Restart = "unless-stopped" },
 			func(in *container.InspectResponse) { in.HostConfig.RestartPolicy = container.RestartPolicy{Name: "no"} },
 			[]string{"restart no -> unless-stopped"}},
@@ -107,7 +107,7 @@ func TestDiff(t *testing.T) {
 			func(in *container.InspectResponse) { in.HostConfig.CapAdd = []string{"CAP_SYS_TIME", "CAP_NET_ADMIN"} }, nil},
 		{"entrypoint given drops the image's command", func(c *Container) { c.Entrypoint = []string{"/bin/other"} },
 			func(in *container.InspectResponse) { in.Config.Cmd = []string{"serve"} },
-			[]string{"command"}},
+			[]string{`command ["serve"] -> []`}},
 		{"health fills the image's values", func(c *Container) { c.Health = &Health{Cmd: []string{"true"}} }, nil, nil},
 		{"renamed and stopped", nil, func(in *container.InspectResponse) {
 			in.Name = "/web-x"
@@ -121,7 +121,16 @@ func TestDiff(t *testing.T) {
 			c.Log = &Log{Driver: "json-file", Options: map[string]string{"max-size": "1m"}}
 		},
 			func(in *container.InspectResponse) { in.HostConfig.LogConfig.Config["max-file"] = "3" }, nil},
-		{"a label added by hand", nil, func(in *container.InspectResponse) { in.Config.Labels["x"] = "y" }, []string{"labels"}},
+		{"an env value in the command is masked", func(c *Container) {
+			c.Env = map[string]string{"TOKEN": "s3cr3t-token"}
+			c.Command = []string{"serve", "--token=s3cr3t-token"}
+		},
+			func(in *container.InspectResponse) {
+				in.Config.Env = append(in.Config.Env, "TOKEN=s3cr3t-token")
+				in.Config.Cmd = []string{"serve"}
+			},
+			[]string{`command ["serve"] -> ["serve" "--token=[redacted]"]`}},
+		{"a label added by hand", nil, func(in *container.InspectResponse) { in.Config.Labels["x"] = "y" }, []string{`labels x "y" -> (unset)`}},
 		{"devices default their container path", func(c *Container) { c.Devices = []string{"/dev/null"} },
 			func(in *container.InspectResponse) {
 				in.HostConfig.Devices = []container.DeviceMapping{{PathOnHost: "/dev/null", PathInContainer: "/dev/null", CgroupPermissions: "rwm"}}

@@ -221,6 +221,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	}
 
 	var fields []string
+	var before *spec.Before
 	rewrite := false
 	switch {
 	case obs.symlink:
@@ -244,6 +245,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		if !same {
 			fields = append(fields, "content")
 			rewrite = true
+			before = d.before(f.Path)
 		}
 		fields = append(fields, attrChanges(obs, w)...)
 	}
@@ -265,7 +267,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 			return none, err
 		}
 	}
-	return spec.Change{Action: spec.ActionUpdate, Fields: fields}, nil
+	return spec.Change{Action: spec.ActionUpdate, Fields: fields, Before: before}, nil
 }
 
 // wanted is the file resource f with its owner and group resolved.

@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
@@ -331,9 +333,10 @@ func TestCheckApply(t *testing.T) {
 			if err != nil {
 				t.Fatalf("CheckApply(apply=false) error = %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, ignoreBefore); diff != "" {
 				t.Errorf("CheckApply(apply=false) mismatch (-want +got):\n%s", diff)
 			}
+			checkBefore(t, got, before[strings.TrimPrefix(tt.r.ID.Name, "/")].Content)
 			if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
 				t.Errorf("CheckApply(apply=false) changed the filesystem (-before +after):\n%s", diff)
 			}
@@ -342,7 +345,8 @@ func TestCheckApply(t *testing.T) {
 			if err != nil {
 				t.Fatalf("CheckApply(apply=true) error = %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			checkBefore(t, got, before[strings.TrimPrefix(tt.r.ID.Name, "/")].Content)
+			if diff := cmp.Diff(tt.want, got, ignoreBefore); diff != "" {
 				t.Errorf("CheckApply(apply=true) mismatch (-want +got):\n%s", diff)
 			}
 			after := snapshot(t, root)
@@ -614,6 +618,32 @@ func TestRemove(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// ignoreBefore leaves the content found out of a comparison of changes;
+// checkBefore checks it.
+var ignoreBefore = cmpopts.IgnoreFields(spec.Change{}, "Before")
+
+// checkBefore checks that a content change carries the content that was
+// on the host, old, for its diff, and that no other change reads it.
+func checkBefore(t *testing.T, ch spec.Change, old string) {
+	t.Helper()
+	if !slices.Contains(ch.Fields, "content") {
+		if ch.Before != nil {
+			t.Errorf("CheckApply() = %v with Before set, for no content change", ch)
+		}
+		return
+	}
+	switch {
+	case ch.Before == nil:
+		t.Errorf("CheckApply() = %v without Before", ch)
+	case ch.Before.Size != int64(len(old)):
+		t.Errorf("Before.Size = %d, want %d", ch.Before.Size, len(old))
+	case ch.Before.Content != nil && string(ch.Before.Content) != old:
+		t.Errorf("Before.Content = %q, want %q", ch.Before.Content, old)
+	case ch.Before.Content == nil && ch.Before.Sum == "":
+		t.Errorf("Before holds neither content nor hash: %+v", ch.Before)
 	}
 }
 

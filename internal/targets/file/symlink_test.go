@@ -259,7 +259,8 @@ func TestAdopt(t *testing.T) {
 	r := adopted(fileRes("/etc/fstab", "managed\n", mode(0o644)))
 
 	got, err := d.CheckApply(ctx, r, false)
-	want := spec.Change{Action: spec.ActionUpdate, Fields: []string{"adopted", "content", "mode 0640 -> 0644"}}
+	want := spec.Change{Action: spec.ActionUpdate, Fields: []string{"adopted", "content", "mode 0640 -> 0644"},
+		Before: &spec.Before{Content: []byte("host's fstab\n"), Size: 13}}
 	if err != nil || !cmp.Equal(got, want) {
 		t.Fatalf("CheckApply(adopt, dry run) = %v, %v, want %v", got, err, want)
 	}

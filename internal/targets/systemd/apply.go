@@ -136,6 +136,9 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 		plan.change.create = plan.change.create || prep.create
 		plan.change.restart = plan.change.restart || prep.restart
 		plan.change.drifted = prep.drifted
+		if prep.before != nil {
+			plan.change.before = prep.before
+		}
 	}
 	// Prepare read every unit's state at once; a difference it shows is
 	// read again, since it may be stale by now.
@@ -150,7 +153,7 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	if len(fields) == 0 {
 		return spec.Change{Action: spec.ActionNone}, nil
 	}
-	ch := spec.Change{Action: spec.ActionUpdate, Fields: fields}
+	ch := spec.Change{Action: spec.ActionUpdate, Fields: fields, Before: plan.change.before}
 	if plan.change.create {
 		ch.Action = spec.ActionCreate
 	}
@@ -378,6 +381,9 @@ func (d *Driver) Prepare(ctx context.Context, rs []*spec.Resource, apply bool) e
 		plan.change.fields = append(slices.Clip(prev.fields), plan.change.fields...)
 		plan.change.create = plan.change.create || prev.create
 		plan.change.restart = plan.change.restart || prev.restart
+		if plan.change.before == nil {
+			plan.change.before = prev.before
+		}
 		d.prepared[u.Name] = plan.change
 		wrote[u.Name] = u
 		changed = true

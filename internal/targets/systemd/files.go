@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/atomicfile"
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // fileChange is what differs in a unit's files.
@@ -24,6 +25,26 @@ type fileChange struct {
 	// drifted: the unit file exists and its marker records the current
 	// spec, so every difference was made by hand.
 	drifted bool
+	// before holds the unit file's body and the drop-ins that differ, as
+	// found, for the change's diff; nil when no content differs.
+	before *spec.Before
+}
+
+// keepBefore records what a differing file held, for the change's diff.
+// body is nil for a unit file that did not exist.
+func (c *fileChange) keepBefore(dropin string, body []byte) {
+	if c.before == nil {
+		c.before = &spec.Before{}
+	}
+	if dropin == "" {
+		c.before.Content = body
+		c.before.Size = int64(len(body))
+		return
+	}
+	if c.before.Dropins == nil {
+		c.before.Dropins = map[string][]byte{}
+	}
+	c.before.Dropins[dropin] = body
 }
 
 // filePlan is what converging a unit's files writes and removes.
@@ -80,6 +101,7 @@ func (d *Driver) planFiles(u *Unit, hash string, adopt bool) (filePlan, error) {
 		case !bytes.Equal(body, u.Content):
 			p.change.restart = true
 			p.change.fields = append(p.change.fields, "content")
+			p.change.keepBefore("", body)
 			p.writes = append(p.writes, fileWrite{path, render(hash, u.Content)})
 		case old != hash:
 			// Only the spec around the file changed; record it so that
@@ -116,6 +138,10 @@ func (d *Driver) planFiles(u *Unit, hash string, adopt bool) (filePlan, error) {
 		p.change.restart = true
 		p.change.fields = append(p.change.fields, "drop-in "+n)
 		p.writes = append(p.writes, fileWrite{dp, want})
+		if data != nil {
+			_, _, body := parseMarker(data)
+			p.change.keepBefore(n, body)
+		}
 	}
 
 	stale, err := d.ownedDropins(u.Name)

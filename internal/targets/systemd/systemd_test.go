@@ -62,35 +62,38 @@ func TestCreateNoopUpdate(t *testing.T) {
 		t.Errorf("daemon-reloads in a no-op converge = %d, want 0", got)
 	}
 
+	// before is what a change found, for its diff: the unit file's body
+	// and the drop-ins that differ, without the marker.
 	steps := []struct {
 		name   string
 		change func(u *Unit)
 		fields []string
+		before *spec.Before
 		check  func(t *testing.T)
 	}{
 		{"content", func(u *Unit) {
 			u.Content = []byte(strings.Replace(sleeper, "Outpost test service", "changed", 1))
-		}, []string{"content"}, func(t *testing.T) {
+		}, []string{"content"}, &spec.Before{Content: []byte(sleeper), Size: int64(len(sleeper))}, func(t *testing.T) {
 			if got := show(t, name, "Description"); got != "changed" {
 				t.Errorf("Description = %q, want changed", got)
 			}
 		}},
 		{"add drop-in", func(u *Unit) {
 			u.Dropins = map[string][]byte{"10-env.conf": []byte("[Service]\nEnvironment=OUTPOST_TEST=1\n")}
-		}, []string{"drop-in 10-env.conf"}, func(t *testing.T) {
+		}, []string{"drop-in 10-env.conf"}, nil, func(t *testing.T) {
 			if got := show(t, name, "Environment"); got != "OUTPOST_TEST=1" {
 				t.Errorf("Environment = %q, want OUTPOST_TEST=1", got)
 			}
 		}},
 		{"change drop-in", func(u *Unit) {
 			u.Dropins = map[string][]byte{"10-env.conf": []byte("[Service]\nEnvironment=OUTPOST_TEST=2\n")}
-		}, []string{"drop-in 10-env.conf"}, func(t *testing.T) {
+		}, []string{"drop-in 10-env.conf"}, &spec.Before{Dropins: map[string][]byte{"10-env.conf": []byte("[Service]\nEnvironment=OUTPOST_TEST=1\n")}}, func(t *testing.T) {
 			if got := show(t, name, "Environment"); got != "OUTPOST_TEST=2" {
 				t.Errorf("Environment = %q, want OUTPOST_TEST=2", got)
 			}
 		}},
 		{"remove drop-in", func(u *Unit) { u.Dropins = nil },
-			[]string{"drop-in 10-env.conf removed"}, func(t *testing.T) {
+			[]string{"drop-in 10-env.conf removed"}, nil, func(t *testing.T) {
 				if got := show(t, name, "Environment"); got != "" {
 					t.Errorf("Environment = %q, want none", got)
 				}
@@ -103,7 +106,7 @@ func TestCreateNoopUpdate(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			s.change(u)
 			reloads := d.Reloads()
-			want := spec.Change{Action: spec.ActionUpdate, Fields: s.fields}
+			want := spec.Change{Action: spec.ActionUpdate, Fields: s.fields, Before: s.before}
 			if diff := cmp.Diff(want, mustApply(t, d, r)); diff != "" {
 				t.Errorf("CheckApply mismatch (-want +got):\n%s", diff)
 			}
