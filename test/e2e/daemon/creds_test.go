@@ -28,6 +28,7 @@ const refusedWarning = "poll failed: the server refused the credentials"
 // request. The forge never saw a login for the user name outpost, nor any
 // failed login but for a revoked token sent as the user name.
 func TestTokenRotation(t *testing.T) {
+	t.Parallel()
 	f := forge.Start(t)
 	url := f.CreateRepo(t, "env")
 	const host = "rotate-1"

@@ -16,6 +16,7 @@ import (
 // container, then makes each kind of drift by hand and waits for the agent
 // to repair it and count it.
 func TestConvergeAndRepairDrift(t *testing.T) {
+	t.Parallel()
 	name := uniqueName("e2e-web-")
 	unit := name + ".service"
 	image := pushWeb(t, name, "1.0.0")
@@ -160,6 +161,7 @@ func containerRunning(t testing.TB, name string) func() error {
 // becomes healthy: the host goes back to the previous commit, does not try
 // the failed one again on its own, and tries it again on `outpost retry`.
 func TestRollbackOnFailedHealthcheck(t *testing.T) {
+	t.Parallel()
 	name := uniqueName("e2e-rb-")
 	image := pushWeb(t, name, "1.0.0")
 	cleanContainers(t, name, image+":1.0.0")
@@ -279,6 +281,7 @@ func keys[V any](m map[string]V) []string {
 // configuration file: the agent keeps running on the old one, answers
 // status and applies the next commit; a valid configuration is then taken.
 func TestReloadKeepsOldConfigWhenBroken(t *testing.T) {
+	t.Parallel()
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")
 	first := repo.Commit(gitserver.Files{"app.yaml": fileManifest(managedFile, "first\n")}, "first")

@@ -42,7 +42,7 @@ var wantFiles = func() []entry {
 
 // manCommands are the commands that have a man page of their own: every
 // command that outpost --help lists.
-var manCommands = []string{"apply", "diff", "fleet", "images", "init", "publish", "reconcile",
+var manCommands = []string{"apply", "diff", "fleet", "images", "init", "plan", "publish", "reconcile",
 	"resume", "retry", "run", "status", "suspend", "validate", "version"}
 
 // packageScripts maps each maintainer script of the packages to its source.
