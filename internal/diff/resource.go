@@ -137,14 +137,7 @@ func (m *Masker) unit(b *strings.Builder, name string, x, y *systemd.Unit) []str
 // UNIT.d/NAME, and returns a field for each that differs.
 func (m *Masker) Dropins(b *strings.Builder, unit string, x, y map[string][]byte) []string {
 	var fields []string
-	names := slices.Sorted(maps.Keys(x))
-	for n := range y {
-		if _, ok := x[n]; !ok {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range unionKeys(x, y) {
 		a, inA := x[n]
 		c, inC := y[n]
 		t := m.Text(unit+".d/"+n, Bytes(a), Bytes(c))
@@ -209,14 +202,7 @@ func imageOf(c *docker.Container) string {
 
 func envFields(x, y map[string]string) []string {
 	var out []string
-	keys := slices.Sorted(maps.Keys(x))
-	for k := range y {
-		if _, ok := x[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range unionKeys(x, y) {
 		a, inA := x[k]
 		b, inB := y[k]
 		switch {
@@ -305,4 +291,16 @@ func snake(s string) string {
 		b.WriteRune(unicode.ToLower(r))
 	}
 	return b.String()
+}
+
+// unionKeys returns the keys of x and y, sorted, each once.
+func unionKeys[V any](x, y map[string]V) []string {
+	keys := slices.Sorted(maps.Keys(x))
+	for k := range y {
+		if _, ok := x[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }

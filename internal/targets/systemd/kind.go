@@ -7,7 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/outpost-gitops/outpost/internal/converge"
@@ -165,12 +165,7 @@ func decodeDropins(d *spec.Decoder, g spec.Field) {
 	if !ok {
 		return
 	}
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
 		e := m[name]
 		if !dropinRE.MatchString(name) {
 			d.Errorf(e.Key, "dropins: %q must be a file name ending in .conf", name)
