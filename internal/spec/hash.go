@@ -1,9 +1,11 @@
 package spec
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"sync"
 )
 
 // hashVersion changes whenever the canonical encoding does, so that a hash
@@ -20,25 +22,42 @@ const hashVersion = "outpost.resource.v1"
 func (r *Resource) Hash() string {
 	// The bytes are {"v":...,"id":...,"KIND":OBJECT} and a newline, as
 	// encoding/json's Encoder writes a struct; the object's Canonical
-	// makes empty and nil the same.
-	head, _ := json.Marshal(struct {
-		V  string `json:"v"`
-		ID string `json:"id"`
-	}{hashVersion, r.ID.String()})
-	h := sha256.New()
-	h.Write(head[:len(head)-1])
+	// makes empty and nil the same. A pooled buffer and encoder keep a
+	// pass over many resources from allocating them for each.
+	e := hashEncoders.Get().(*hashEncoder)
+	defer hashEncoders.Put(e)
+	e.buf.Reset()
+	e.buf.WriteString(`{"v":"` + hashVersion + `","id":`)
+	e.encode(r.ID.String())
 	if r.Object != nil {
-		key, _ := json.Marshal(string(r.ID.Kind))
-		obj, err := json.Marshal(r.Object.Canonical())
-		if err != nil {
-			// Only a non-finite number can fail, and Load refuses it.
-			obj = []byte(err.Error())
-		}
-		h.Write([]byte{','})
-		h.Write(key)
-		h.Write([]byte{':'})
-		h.Write(obj)
+		e.buf.WriteString(`,`)
+		e.encode(string(r.ID.Kind))
+		e.buf.WriteString(`:`)
+		e.encode(r.Object.Canonical())
 	}
-	h.Write([]byte("}\n"))
-	return hex.EncodeToString(h.Sum(nil))
+	e.buf.WriteString("}\n")
+	sum := sha256.Sum256(e.buf.Bytes())
+	return hex.EncodeToString(sum[:])
+}
+
+// hashEncoder is a buffer and a JSON encoder that writes into it.
+type hashEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var hashEncoders = sync.Pool{New: func() any {
+	e := &hashEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+// encode writes v as JSON without the Encoder's newline. Only a non-finite
+// number can fail, and Load refuses it; its error is hashed instead.
+func (e *hashEncoder) encode(v any) {
+	if err := e.enc.Encode(v); err != nil {
+		e.buf.WriteString(err.Error())
+		return
+	}
+	e.buf.Truncate(e.buf.Len() - 1)
 }

@@ -49,6 +49,8 @@ type KindDef struct {
 	// Check, if set, checks the kind's declarations against each other
 	// once every manifest is read (two containers that publish one port).
 	Check func(c *Checker)
+
+	known map[string]bool // the common fields and Fields, made at Register
 }
 
 var registry struct {
@@ -68,6 +70,7 @@ func Register(k KindDef) {
 	if slices.ContainsFunc(registry.kinds, func(x *KindDef) bool { return x.Name == k.Name }) {
 		panic(fmt.Sprintf("spec.Register: kind %q registered twice", k.Name))
 	}
+	k.known = FieldSet(commonFields, k.Fields)
 	registry.kinds = append(registry.kinds, &k)
 	slices.SortStableFunc(registry.kinds, func(a, b *KindDef) int {
 		if a.Order != b.Order {

@@ -111,7 +111,7 @@ func (d *Decoder) resource(root *yaml.Node) *decl {
 		}
 		return nil
 	}
-	f, _ := d.Fields(root, ks, FieldSet(commonFields, kind.Fields))
+	f, _ := d.Fields(root, ks, kind.known)
 	r := &decl{file: d.file}
 	r.res.ID.Kind = kind.Name
 	r.res.Pos = posOf(d.file, root)
