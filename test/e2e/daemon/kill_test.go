@@ -138,6 +138,9 @@ func indent(s string) string {
 // container of its version), state.json records it and every object, and
 // no temporary file of an interrupted write is left.
 func TestKillDuringConverge(t *testing.T) {
+	// Its host, Git server, image and names are its own, and its checks
+	// hold at any moment of a kill: it runs beside the other suites.
+	t.Parallel()
 	rounds := killRoundsFrom(t, "OUTPOST_KILL_ROUNDS", killRounds)
 	k := startKillRepo(t, "e2e-kill-")
 	name, unitPrefix, image, repo, cur, srv := k.name, k.unitPrefix, k.image, k.repo, k.cur, k.srv
