@@ -132,6 +132,7 @@ func serveGitOn(t testing.TB, root *gitserver.Root, addr string) string {
 // back: drift is repaired while the server is away, and the commit made
 // meanwhile is applied once it returns.
 func TestOfflineKeepsRepairing(t *testing.T) {
+	t.Parallel()
 	n := newTestNet(t)
 	root := gitserver.NewRoot(t)
 	repo := root.Create("env")

@@ -48,6 +48,7 @@ const (
 // never leave it for a tag it cannot fetch, and never poll the Git server or
 // the registry more often than its interval and backoff allow.
 func TestLossyNetwork(t *testing.T) {
+	t.Parallel()
 	dur := networkDuration(t)
 	if _, err := exec.LookPath("iptables"); err != nil {
 		t.Fatalf("iptables is required (Debian package iptables): %v", err)
