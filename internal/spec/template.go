@@ -246,38 +246,24 @@ func printfSize(format string, args []any) int64 {
 		if format[i] != '%' {
 			continue
 		}
+		// fmt's grammar: flags, [n], width, .precision with its own
+		// [n], [n], then the verb, one rune, where i stops.
 		i++
-		if i < len(format) && format[i] == '%' {
-			continue
+		for i < len(format) && strings.IndexByte("#0+- ", format[i]) >= 0 {
+			i++
 		}
+		var n int64
+		i = skipArgIndex(format, i, &indexed)
+		n, i = printfNum(format, i)
+		pad += n
+		if i < len(format) && format[i] == '.' {
+			i = skipArgIndex(format, i+1, &indexed)
+			n, i = printfNum(format, i)
+			pad += n
+		}
+		i = skipArgIndex(format, i, &indexed)
 		verbs++
-		num := int64(0)
-		for ; i < len(format); i++ {
-			c := format[i]
-			switch {
-			case c >= '0' && c <= '9':
-				if num <= fmtMaxNum {
-					num = num*10 + int64(c-'0')
-				}
-				continue
-			case c == '*':
-				num = 1e6 // from an argument, which fmt refuses past 1e6
-				continue
-			case c == '.', c == '+', c == '-', c == '#', c == ' ':
-				pad += min(num, fmtMaxNum)
-				num = 0
-				continue
-			case c == '[':
-				indexed = true
-				if j := strings.IndexByte(format[i:], ']'); j > 0 {
-					i += j
-				}
-				num = 0
-				continue
-			}
-			break
-		}
-		pad += min(num, fmtMaxNum) + 16
+		pad += 16 // "%!d(MISSING)", "%!(NOVERB)" and their kin
 	}
 	var argSize, leaves int64 = 0, 1
 	for _, a := range args {
@@ -290,6 +276,36 @@ func printfSize(format string, args []any) int64 {
 		argSize *= max(verbs, 1)
 	}
 	return int64(len(format)) + pad + argSize
+}
+
+// skipArgIndex steps over an explicit argument index ("[2]") at i, as fmt
+// does: to its closing bracket whatever lies inside, or over the bracket
+// alone when none closes it.
+func skipArgIndex(format string, i int, indexed *bool) int {
+	if i >= len(format) || format[i] != '[' {
+		return i
+	}
+	*indexed = true
+	if j := strings.IndexByte(format[i:], ']'); j > 0 {
+		return i + j + 1
+	}
+	return i + 1
+}
+
+// printfNum reads a width or precision at i: digits, or '*' for one taken
+// from an argument, which fmt refuses past 1e6 either way (a negative width
+// pads on the right).
+func printfNum(format string, i int) (int64, int) {
+	if i < len(format) && format[i] == '*' {
+		return 1e6, i + 1
+	}
+	n := int64(0)
+	for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
+		if n <= fmtMaxNum {
+			n = n*10 + int64(format[i]-'0')
+		}
+	}
+	return min(n, fmtMaxNum), i
 }
 
 // printfArgSize bounds what one verb prints of v: a string up to four times
