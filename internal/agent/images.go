@@ -60,7 +60,7 @@ func newImages(cfg *Config, log *slog.Logger, store *registry.Store) (*images, e
 func following(st *spec.State) []*docker.Container {
 	var cs []*docker.Container
 	for _, r := range st.Resources {
-		if c := docker.Of(r); c != nil && c.Update != nil {
+		if c := docker.Of(r); c != nil && c.Follows() {
 			cs = append(cs, c)
 		}
 	}
@@ -314,7 +314,7 @@ func (d *daemon) repin(ctx context.Context, st *spec.State) *spec.State {
 	out := *st
 	out.Resources = make([]*spec.Resource, len(st.Resources))
 	for i, r := range st.Resources {
-		if c := docker.Of(r); c != nil && c.Update != nil {
+		if c := docker.Of(r); c != nil && c.Follows() {
 			rc, cc := *r, *c
 			cc.Tag, cc.Digest = "", ""
 			rc.Object = &cc
