@@ -3,6 +3,7 @@ package writeback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -129,13 +130,6 @@ func (b *fleetBad) BadReason(container, tag, digest string) string {
 
 var _ registry.BadReasons = (*fleetBad)(nil)
 
-// NewResolver returns the registry resolver that `images update` uses:
-// the hosts' resolver, with the fleet's bad tags.
-func NewResolver(hosts []Host, o registry.Options) (*registry.Resolver, error) {
-	o.Bad = newFleetBad(hosts)
-	return registry.NewResolver(o)
-}
-
 // hostsOf turns the notes into hosts, adding those that fleet.yaml names
 // without a note. A host whose note names no platform is given def.
 func hostsOf(noted []status.HostStatus, named []spec.Host, def registry.Platform) []Host {
@@ -162,13 +156,32 @@ func hostsOf(noted []status.HostStatus, named []spec.Host, def registry.Platform
 }
 
 // resolve resolves every pin and returns the changes to make and the
-// problems met; a pin whose registry fails keeps its tag.
-func resolve(ctx context.Context, res Resolver, ps []*pin) ([]Change, []Problem) {
+// problems met; a pin whose registry fails keeps its tag. Pins of one
+// image, policy and platforms share one resolution, unless a host marked
+// one of the container's tags bad: a fleet runs many containers of one
+// image, and each resolution costs a tag listing and a HEAD.
+func resolve(ctx context.Context, res Resolver, ps []*pin, bad *fleetBad) ([]Change, []Problem) {
 	var changes []Change
 	var problems []Problem
+	type result struct {
+		r   registry.Resolution
+		err error
+	}
+	shared := map[string]result{}
 	for _, p := range ps {
 		c := p.container
-		r, err := res.ResolveFor(ctx, c, p.platforms)
+		key := ""
+		if len(bad.byContainer[c.Name]) == 0 {
+			key = fmt.Sprint(c.Image, "\x00", registry.Describe(c.Update), "\x00", c.Update.Loose, "\x00", p.platforms)
+		}
+		sr, ok := shared[key]
+		if !ok || key == "" {
+			sr.r, sr.err = res.ResolveFor(ctx, c, p.platforms)
+			if key != "" && ctx.Err() == nil {
+				shared[key] = sr
+			}
+		}
+		r, err := sr.r, sr.err
 		if err != nil {
 			if ctx.Err() != nil {
 				return changes, append(problems, Problem{File: p.file, Container: c.Name, Error: ctx.Err().Error()})

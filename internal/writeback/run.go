@@ -39,8 +39,9 @@ type Options struct {
 	// Attempts bounds the runs when a push is refused because the branch
 	// moved; 0 means 5.
 	Attempts int
-	// NewResolver builds the resolver for the hosts; nil means
-	// NewResolver with registry.Options{UserAgent: "outpost"}.
+	// NewResolver, when set, builds the resolver for the hosts (a test
+	// seam); nil means a registry.Resolver that passes over the tags the
+	// hosts' notes mark bad.
 	NewResolver func(hosts []Host) (Resolver, error)
 	Log         *slog.Logger
 }
@@ -161,17 +162,17 @@ func plan(ctx context.Context, o Options, dir string, res *Result) ([]string, er
 	res.Hosts = len(hosts)
 	ps, problems := pins(repo, hosts)
 	res.Errors = append(res.Errors, problems...)
-	newRes := o.NewResolver
-	if newRes == nil {
-		newRes = func(hs []Host) (Resolver, error) {
-			return NewResolver(hs, registry.Options{UserAgent: "outpost", Logger: o.Log})
-		}
+	bad := newFleetBad(hosts)
+	var resolver Resolver
+	if o.NewResolver != nil {
+		resolver, err = o.NewResolver(hosts)
+	} else {
+		resolver, err = registry.NewResolver(registry.Options{UserAgent: "outpost", Logger: o.Log, Bad: bad})
 	}
-	resolver, err := newRes(hosts)
 	if err != nil {
 		return nil, err
 	}
-	changes, problems := resolve(ctx, resolver, ps)
+	changes, problems := resolve(ctx, resolver, ps, bad)
 	res.Errors = append(res.Errors, problems...)
 	return rewrite(dir, changes, res)
 }
