@@ -67,6 +67,17 @@ func following(st *spec.State) []*docker.Container {
 	return cs
 }
 
+// withUpdate reports whether a container of st has an update policy, in
+// either mode: the images store then keeps its bad tags.
+func withUpdate(st *spec.State) bool {
+	for _, r := range st.Resources {
+		if c := docker.Of(r); c != nil && c.Update != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // resolveMode says which registries pin asks before it pins.
 type resolveMode int
 

@@ -293,7 +293,9 @@ func (p *runner) imageNote() (string, []status.BadImage) {
 	if p.images != nil {
 		for _, c := range cs {
 			e, ok := p.images.store.Entry(c.Name)
-			if !ok || e.Image != c.Image {
+			// A tag written in Git (update mode git) is marked bad
+			// without ever being resolved here: its entry has no image.
+			if !ok || (e.Image != "" && e.Image != c.Image) {
 				continue
 			}
 			for _, b := range e.Bad {

@@ -1,18 +1,23 @@
 package daemon
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/outpost-gitops/outpost/internal/writeback"
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 	"github.com/outpost-gitops/outpost/test/e2e/host"
+	"github.com/outpost-gitops/outpost/test/e2e/registry"
 )
 
 // registryCounter stands in front of the shared registry and counts the
@@ -138,4 +143,85 @@ func TestDaemonGitModeNeverAsksRegistry(t *testing.T) {
 			t.Errorf("after the merge, the agent sent %d requests to the registry for %s", n, names[k])
 		}
 	}
+}
+
+// TestApplyGitModeBadTagNeverWritten closes the loop of update mode git:
+// a commit writes a tag whose container fails its health check; apply
+// rolls it back, and
+// the host's note names the tag as bad; `images update` then passes over
+// it (saying why in its commit) and writes the good tag back, which the
+// next apply runs.
+func TestApplyGitModeBadTagNeverWritten(t *testing.T) {
+	t.Parallel()
+	name := uniqueName("e2e-gitbad-")
+	image := pushWeb(t, name, "1.0.0")
+	// 1.1.0 runs, and its health check fails.
+	reg.Push(t, name, registry.Image(t, registry.Config{
+		Entrypoint: []string{"/bin/busybox", "httpd", "-f", "-p", "8080"},
+		Health:     &registry.Health{Test: []string{"CMD", "/bin/busybox", "false"}, Interval: time.Second, Retries: 1},
+		Labels:     map[string]string{"version": "1.1.0"},
+	}), "1.1.0")
+	cleanContainers(t, name, image+":1.0.0", image+":1.1.0")
+	manifest := func(tag string) gitserver.Files {
+		return gitserver.Files{"web.yaml": fmt.Sprintf(
+			"kind: container\nname: %s\nimage: %s\ntag: %q # written by outpost images update\nupdate: {policy: semver, mode: git}\nstop_timeout: 1s\n",
+			name, image, tag)}
+	}
+	root := gitserver.NewRoot(t)
+	repo := root.Create("env")
+	repo.Commit(manifest("1.0.0"), "web 1.0.0")
+	srv := root.ServeHTTP(gitserver.HTTPOptions{})
+	h := host.Start(t, host.Options{BinDir: binDir})
+	h.WriteFile(t, configPath, []byte(pushConfig(srv.URL("env"), "gitbad", time.Hour, 10*time.Second, time.Hour)), 0o600)
+	mustApply(t, h, 0)
+
+	bad := repo.Commit(manifest("1.1.0"), "images: web 1.0.0 -> 1.1.0")
+	if out := mustApply(t, h, 1); !strings.Contains(out.stdout, `"result": "rolled-back"`) {
+		t.Fatalf("apply of the bad tag = %s, want rolled-back", out.stdout)
+	}
+	var n struct {
+		Platform  string `json:"platform"`
+		BadImages []struct {
+			Container, Tag, Reason string
+		} `json:"bad_images"`
+	}
+	eventually(t, time.Minute, "the note on the bad commit names the tag", func() error {
+		out, err := exec.Command("git", "--git-dir", repo.Path, "notes", "--ref", "refs/notes/outpost/gitbad", "show", bad).Output()
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(out, &n); err != nil {
+			return err
+		}
+		if len(n.BadImages) != 1 || n.BadImages[0].Container != name || n.BadImages[0].Tag != "1.1.0" {
+			return fmt.Errorf("note: %s", out)
+		}
+		return nil
+	})
+	if n.Platform == "" {
+		t.Errorf("the note names no platform")
+	}
+
+	res, err := writeback.Run(context.Background(), writeback.Options{Source: srv.URL("env"), Branch: "outpost/images"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Changes) != 1 || res.Changes[0].From != "1.1.0" || res.Changes[0].To != "1.0.0" ||
+		len(res.Changes[0].Skipped) != 1 || res.Changes[0].Skipped[0].Tag != "1.1.0" ||
+		!strings.Contains(res.Changes[0].Skipped[0].Reason, "marked bad on gitbad") {
+		t.Fatalf("images update = %+v, want 1.1.0 passed over as bad on gitbad and 1.0.0 written", res)
+	}
+	// The review branch is merged.
+	repo.Git("update-ref", "refs/heads/main", res.Commit)
+	mustApply(t, h, 0)
+	eventually(t, 30*time.Second, "the good tag runs again", func() error {
+		ref, err := docker("inspect", "-f", "{{.Config.Image}}", name)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(ref, ":1.0.0") {
+			return fmt.Errorf("%s runs %s", name, ref)
+		}
+		return nil
+	})
 }
