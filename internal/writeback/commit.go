@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // commit stages the rewritten files and commits them with a message that
@@ -48,10 +49,33 @@ func Message(changes []Change) string {
 	for _, c := range changes {
 		fmt.Fprintf(&b, "- %s:%d: %s (%s) %s -> %s@%s, %d hosts\n", c.File, c.Line, c.Container, c.Image, c.From, c.To, c.Digest, c.Hosts)
 		for _, s := range c.Skipped {
-			fmt.Fprintf(&b, "  passed over %s: %s\n", s.Tag, s.Reason)
+			fmt.Fprintf(&b, "  passed over %s: %s\n", s.Tag, oneLine(s.Reason))
 		}
 	}
 	return b.String()
+}
+
+// maxReason bounds a reason in the message.
+const maxReason = 200
+
+// oneLine makes a reason, which may come from a host's note, one bounded
+// line: a note must not add lines (a trailer such as Outpost-Rollout) to
+// the commit message.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == 0x2028 || r == 0x2029 || r == 0x85 {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxReason {
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // push sends the commit to o.Branch (made from the target's tip, replacing

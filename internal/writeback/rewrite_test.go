@@ -2,6 +2,7 @@ package writeback
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -78,5 +79,22 @@ func TestRewriteTag(t *testing.T) {
 func TestRewriteTagOtherContainer(t *testing.T) {
 	if _, _, err := rewriteTag([]byte("kind: container\nname: api\ntag: \"1.0.0\"\n"), "web", "1.0.0", "1.0.1"); err == nil {
 		t.Error("rewriteTag of a container that is not declared: no error")
+	}
+}
+
+// TestMessageOneLineReasons checks that a reason from a host's note cannot
+// add a line, such as a trailer, to the commit message.
+func TestMessageOneLineReasons(t *testing.T) {
+	msg := Message([]Change{{File: "a.yaml", Line: 3, Container: "web", Image: "r/web", From: "1.0.0", To: "1.1.0", Digest: "sha256:ab", Hosts: 2,
+		Skipped: []Skip{{Tag: "1.2.0", Reason: "marked bad on h: x\n\nOutpost-Rollout: immediate\r\u2028y"}}}})
+	want := "images: web 1.0.0 -> 1.1.0\n\n" +
+		"- a.yaml:3: web (r/web) 1.0.0 -> 1.1.0@sha256:ab, 2 hosts\n" +
+		"  passed over 1.2.0: marked bad on h: x  Outpost-Rollout: immediate  y\n"
+	if diff := cmp.Diff(want, msg); diff != "" {
+		t.Errorf("Message (-want +got):\n%s", diff)
+	}
+	long := Message([]Change{{Skipped: []Skip{{Tag: "t", Reason: strings.Repeat("é", 300)}}}})
+	if n := len(strings.Split(long, "\n")); n != 5 || len(long) > 400 {
+		t.Errorf("a long reason gives %d lines, %d bytes", n, len(long))
 	}
 }
