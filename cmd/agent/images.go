@@ -7,7 +7,7 @@ import (
 )
 
 func newImagesCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "images",
 		Short: "Show each container that follows its registry: policy, running tag, best candidate, and why",
 		Long: `Images renders the source for this host, checks the registry of every
@@ -31,4 +31,6 @@ marked bad.`,
 			return registry.WriteText(g.stdout, rows)
 		},
 	}
+	cmd.AddCommand(newImagesUpdateCmd(g))
+	return cmd
 }

@@ -60,11 +60,22 @@ func newImages(cfg *Config, log *slog.Logger, store *registry.Store) (*images, e
 func following(st *spec.State) []*docker.Container {
 	var cs []*docker.Container
 	for _, r := range st.Resources {
-		if c := docker.Of(r); c != nil && c.Update != nil {
+		if c := docker.Of(r); c != nil && c.Follows() {
 			cs = append(cs, c)
 		}
 	}
 	return cs
+}
+
+// withUpdate reports whether a container of st has an update policy, in
+// either mode: the images store then keeps its bad tags.
+func withUpdate(st *spec.State) bool {
+	for _, r := range st.Resources {
+		if c := docker.Of(r); c != nil && c.Update != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // resolveMode says which registries pin asks before it pins.
@@ -314,7 +325,7 @@ func (d *daemon) repin(ctx context.Context, st *spec.State) *spec.State {
 	out := *st
 	out.Resources = make([]*spec.Resource, len(st.Resources))
 	for i, r := range st.Resources {
-		if c := docker.Of(r); c != nil && c.Update != nil {
+		if c := docker.Of(r); c != nil && c.Follows() {
 			rc, cc := *r, *c
 			cc.Tag, cc.Digest = "", ""
 			rc.Object = &cc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/outpost-gitops/outpost/internal/pull/registry"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -196,6 +197,7 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 			n.Failed = append(n.Failed, status.Failure{Resource: it.ID.String(), Error: it.Err.Error()})
 		}
 	}
+	n.Platform, n.BadImages = p.imageNote()
 	wrote, err := p.notes.notes.Write(ctx, n, status.WriteOptions{Secrets: status.Secrets(p.desired)})
 	if err != nil {
 		p.log.Warn("status note not written", "revision", rev, "err", err)
@@ -271,3 +273,35 @@ func notesPullConfig(cfg *Config, url string) pull.Config {
 const authHint = "check source.auth: token and password files are read again at every request, " +
 	"so writing the new one is enough; a key, CA or URL change needs a reload (SIGHUP). " +
 	"A token is sent as the user name unless source.auth.username is set: GitLab wants oauth2, Bitbucket x-token-auth"
+
+// imageNote is what the note says for `outpost images update`: the
+// host's platform when it runs containers, and the tags that failed here.
+func (p *runner) imageNote() (string, []status.BadImage) {
+	if p.desired == nil {
+		return "", nil
+	}
+	var cs []*docker.Container
+	for _, r := range p.desired.Resources {
+		if c := docker.Of(r); c != nil {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
+		return "", nil
+	}
+	var bad []status.BadImage
+	if p.images != nil {
+		for _, c := range cs {
+			e, ok := p.images.store.Entry(c.Name)
+			// A tag written in Git (update mode git) is marked bad
+			// without ever being resolved here: its entry has no image.
+			if !ok || (e.Image != "" && e.Image != c.Image) {
+				continue
+			}
+			for _, b := range e.Bad {
+				bad = append(bad, status.BadImage{Container: c.Name, Tag: b.Tag, Digest: b.Digest, Reason: b.Reason})
+			}
+		}
+	}
+	return registry.HostPlatform().String(), bad
+}

@@ -312,13 +312,16 @@ func (p *runner) render(ctx context.Context, snap *Snapshot, tip bool) (*spec.St
 	if err != nil {
 		return nil, err
 	}
-	if len(following(desired)) == 0 {
+	if !withUpdate(desired) {
 		return desired, nil
 	}
 	if p.images == nil {
 		if p.images, err = p.seams.newImages(p.cfg, p.log, nil); err != nil {
 			return nil, err
 		}
+	}
+	if len(following(desired)) == 0 {
+		return desired, nil // update mode git: the tags are Git's
 	}
 	mode := pinOnly
 	switch {

@@ -141,7 +141,7 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	for _, err := range []error{
 		checkAllowedPaths(desired, cfg.AllowedPaths), newContainerPolicy(cfg).check(desired),
 		checkKinds(desired, cfg.AllowKinds), checkUnitNames(desired, cfg.Units.AllowedNames),
-		checkAgentFiles(desired, cfg),
+		checkAgentFiles(desired, cfg), docker.SetUpdateMode(desired),
 	} {
 		var more spec.Errors
 		if errors.As(err, &more) {

@@ -17,6 +17,7 @@ type fleet struct {
 	present        bool
 	targets        []target
 	allowMassPrune bool
+	updateMode     string // update.mode
 }
 
 // target is one entry of fleet.yaml's targets.
@@ -78,12 +79,15 @@ func (d *Decoder) fleet(fsys fs.FS, data []byte) *fleet {
 	if len(docs) > 1 {
 		d.Errorf(docs[1], "fleet.yaml must hold one document")
 	}
-	f, ok := d.Fields(docs[0], "fleet", FieldSet([]string{"targets", "allow_mass_prune"}))
+	f, ok := d.Fields(docs[0], "fleet", FieldSet([]string{"targets", "allow_mass_prune", "update"}))
 	if !ok {
 		return fl
 	}
 	if g, ok := f["allow_mass_prune"]; ok {
 		fl.allowMassPrune, _ = d.Bool(g, "allow_mass_prune")
+	}
+	if g, ok := f["update"]; ok {
+		fl.updateMode = d.fleetUpdate(g)
 	}
 	g, ok := f["targets"]
 	if !ok {
@@ -103,6 +107,25 @@ func (d *Decoder) fleet(fsys fs.FS, data []byte) *fleet {
 		}
 	}
 	return fl
+}
+
+// fleetUpdate reads fleet.yaml's update: the default update mode of the
+// containers that follow a registry.
+func (d *Decoder) fleetUpdate(g Field) string {
+	f, ok := d.Fields(g.At, "update", FieldSet([]string{"mode"}))
+	if !ok {
+		return ""
+	}
+	h, ok := f["mode"]
+	if !ok {
+		return ""
+	}
+	s, ok := d.Str(h, "update.mode")
+	if ok && s != "host" && s != "git" {
+		d.Errorf(h.At, "update.mode: %q: want host or git", s)
+		return ""
+	}
+	return s
 }
 
 func (d *Decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {

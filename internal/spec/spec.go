@@ -105,6 +105,9 @@ type State struct {
 	Resources []*Resource
 	// AllowMassPrune is fleet.yaml's allow_mass_prune.
 	AllowMassPrune bool
+	// UpdateMode is fleet.yaml's update.mode: the default of containers'
+	// update.mode ("host", "git"), or empty.
+	UpdateMode string
 }
 
 // Lookup returns the resource with the given ID, or nil.

@@ -77,6 +77,22 @@ type Note struct {
 	// DriftRepairs counts the drift repairs since the previous note.
 	DriftRepairs int    `json:"drift_repairs"`
 	Message      string `json:"message,omitempty"`
+
+	// Platform is the platform the host runs images for (linux/arm/v7):
+	// `outpost images update` resolves tags that run on it.
+	Platform string `json:"platform,omitempty"`
+	// BadImages lists the tags that failed on the host, which `outpost
+	// images update` never writes back.
+	BadImages []BadImage `json:"bad_images,omitempty"`
+}
+
+// BadImage is a tag that failed on a host, at its digest when the host
+// knew it ("" for any digest).
+type BadImage struct {
+	Container string `json:"container"`
+	Tag       string `json:"tag"`
+	Digest    string `json:"digest,omitempty"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 // New returns a note of the current schema about commit on host. The
@@ -194,6 +210,10 @@ func (n Note) Redact(r *Redactor) Note {
 		n.Failed[i].Resource = r.String(n.Failed[i].Resource)
 		n.Failed[i].Error = r.String(n.Failed[i].Error)
 	}
+	n.BadImages = slices.Clone(n.BadImages)
+	for i := range n.BadImages {
+		n.BadImages[i].Reason = r.String(n.BadImages[i].Reason)
+	}
 	return n
 }
 
@@ -283,6 +303,10 @@ func copyField(dst *Note, src Note, name string) {
 		dst.DriftRepairs = src.DriftRepairs
 	case "message":
 		dst.Message = src.Message
+	case "platform":
+		dst.Platform = src.Platform
+	case "bad_images":
+		dst.BadImages = src.BadImages
 	}
 }
 
@@ -299,5 +323,9 @@ func (n Note) sameOutcome(prev Note) bool {
 		a.AgentVersion == b.AgentVersion &&
 		maps.Equal(a.Labels, b.Labels) &&
 		maps.Equal(a.Images, b.Images) &&
-		slices.EqualFunc(a.Failed, b.Failed, func(x, y Failure) bool { return x.Resource == y.Resource })
+		slices.EqualFunc(a.Failed, b.Failed, func(x, y Failure) bool { return x.Resource == y.Resource }) &&
+		a.Platform == b.Platform &&
+		slices.EqualFunc(a.BadImages, b.BadImages, func(x, y BadImage) bool {
+			return x.Container == y.Container && x.Tag == y.Tag && x.Digest == y.Digest
+		})
 }

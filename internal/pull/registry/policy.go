@@ -81,7 +81,7 @@ func NewPolicy(p *docker.UpdatePolicy) (Ranker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: range %q: %v", ErrInvalidPolicy, p.Range, err)
 		}
-		return &semverPolicy{filter: f, constraint: c}, nil
+		return &semverPolicy{filter: f, constraint: c, loose: p.Loose}, nil
 	case PolicyNumerical, PolicyAlphabetical:
 		desc := false
 		switch p.Order {
@@ -189,8 +189,10 @@ type ranked[K any] struct {
 }
 
 // order sorts the allowed tags best first by cmp (which orders keys from
-// worst to best), breaking ties by the tag itself so that the result does not
-// depend on the registry's listing order.
+// worst to best). Two tags with equal keys (1.3.0 and v1.3.0, 1.0.0+a and
+// 1.0.0+b, build-7 and build-007 under one extract group) tie; the one
+// last in byte order wins, so that the result never depends on the
+// registry's listing order.
 func order[K any](rs []ranked[K], cmp func(a, b K) int) []string {
 	slices.SortStableFunc(rs, func(a, b ranked[K]) int {
 		if c := cmp(b.key, a.key); c != 0 {
@@ -215,13 +217,17 @@ func first(cands []string) (string, error) {
 type semverPolicy struct {
 	filter     *filter
 	constraint *semver.Constraints
+	loose      bool
 }
 
 func (p *semverPolicy) Latest(tags []string) (string, error) { return first(p.Candidates(tags)) }
 
-// Candidates returns the tags whose version (a leading "v" accepted) is in
-// the range, highest first. Pre-releases are allowed only when the range
-// names one, as Masterminds constraints do.
+// Candidates returns the tags whose version is in the range, highest first.
+// A version is strict by default: major.minor.patch with an optional
+// pre-release and build, and an optional leading "v"; with loose it may
+// also be "1", "v1.2", "1.2-5" or "20261101", completed with zeros.
+// Pre-releases are allowed only when the range names one, as Masterminds
+// constraints do.
 func (p *semverPolicy) Candidates(tags []string) []string {
 	var rs []ranked[*semver.Version]
 	for _, t := range tags {
@@ -229,13 +235,22 @@ func (p *semverPolicy) Candidates(tags []string) []string {
 		if !ok {
 			continue
 		}
-		v, err := semver.NewVersion(s)
+		v, err := parseVersion(s, p.loose)
 		if err != nil || !p.constraint.Check(v) {
 			continue
 		}
 		rs = append(rs, ranked[*semver.Version]{t, v})
 	}
 	return order(rs, (*semver.Version).Compare)
+}
+
+// parseVersion reads a tag's version: strictly (SemVer 2.0 with an optional
+// leading "v") unless loose.
+func parseVersion(s string, loose bool) (*semver.Version, error) {
+	if loose {
+		return semver.NewVersion(s)
+	}
+	return semver.StrictNewVersion(strings.TrimPrefix(s, "v"))
 }
 
 type numericalPolicy struct {

@@ -34,7 +34,8 @@ func TestPolicyLatest(t *testing.T) {
 		{"semver pre-release range still prefers release", docker.UpdatePolicy{Policy: "semver", Range: ">=1.2.0-0 <2"}, "v1.3.0", nil},
 		{"semver nothing in range", docker.UpdatePolicy{Policy: "semver", Range: ">=3"}, "", ErrNoCandidate},
 		{"semver filter v tags only", docker.UpdatePolicy{Policy: "semver", Filter: `^v(?P<extract>.+)$`}, "v1.3.0", nil},
-		{"semver filter extract build date", docker.UpdatePolicy{Policy: "semver", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
+		{"semver strict refuses a build date", docker.UpdatePolicy{Policy: "semver", Filter: `^build-(?P<extract>\d+)$`}, "", ErrNoCandidate},
+		{"semver loose reads a build date", docker.UpdatePolicy{Policy: "semver", Loose: true, Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
 		{"semver filter without extract group", docker.UpdatePolicy{Policy: "semver", Filter: `^1\.`}, "1.1.0", nil},
 		{"numerical plain tags", docker.UpdatePolicy{Policy: "numerical"}, "", ErrNoCandidate},
 		{"numerical build number", docker.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`}, "build-20261101", nil},
@@ -105,6 +106,83 @@ func TestPolicyOrderIndependent(t *testing.T) {
 	if diff := cmp.Diff(ga, gb); diff != "" {
 		t.Errorf("Candidates depends on input order (-a +b):\n%s", diff)
 	}
+}
+
+// TestSemverStrictLoose checks the tags that are versions only when a policy
+// is loose.
+func TestSemverStrictLoose(t *testing.T) {
+	tests := []struct {
+		name  string
+		tags  []string
+		rng   string
+		loose bool
+		want  []string
+	}{
+		{"strict ignores a date", []string{"1.2.3", "20261101"}, "", false, []string{"1.2.3"}},
+		{"loose reads a date as a major", []string{"1.2.3", "20261101"}, "", true, []string{"20261101", "1.2.3"}},
+		{"strict ignores short forms", []string{"v1", "v1.0", "v1.2-5", "0.9.0"}, "", false, []string{"0.9.0"}},
+		{"loose completes short forms", []string{"v1", "v1.0", "v1.2-5", "0.9.0"}, ">=0.1.0-0", true, []string{"v1.2-5", "v1.0", "v1", "0.9.0"}},
+		{"strict takes a v and pre-release and build", []string{"v2.0.0", "2.1.0-rc.1", "1.0.0+build.5"}, ">=1.0.0-0", false, []string{"2.1.0-rc.1", "v2.0.0", "1.0.0+build.5"}},
+		{"strict refuses leading zeros", []string{"01.2.3", "1.02.3", "1.2.3"}, "", false, []string{"1.2.3"}},
+		{"strict refuses a capital V and spaces", []string{"V1.2.3", " 1.2.3", "1.2.3 "}, "", false, []string{}},
+		{"strict refuses four parts", []string{"1.2.3.4", "1.2.4"}, "", false, []string{"1.2.4"}},
+		{"loose reads four parts nowhere", []string{"1.2.3.4", "1.2.4"}, "", true, []string{"1.2.4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy(&docker.UpdatePolicy{Policy: "semver", Range: tt.rng, Loose: tt.loose})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, p.Candidates(tt.tags)); diff != "" {
+				t.Errorf("Candidates(%q) loose=%v (-want +got):\n%s", tt.tags, tt.loose, diff)
+			}
+		})
+	}
+}
+
+// TestPolicyTieBreak checks the documented rule for tags whose compared
+// values are equal: the tag last in byte order wins, whatever the order of
+// the listing.
+func TestPolicyTieBreak(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy docker.UpdatePolicy
+		tags   []string
+		want   string
+	}{
+		{"semver v prefix", docker.UpdatePolicy{Policy: "semver"}, []string{"1.3.0", "v1.3.0"}, "v1.3.0"},
+		{"semver build metadata", docker.UpdatePolicy{Policy: "semver"}, []string{"1.0.0+b", "1.0.0+a", "1.0.0+c"}, "1.0.0+c"},
+		{"numerical leading zeros", docker.UpdatePolicy{Policy: "numerical", Filter: `^build-(?P<extract>\d+)$`},
+			[]string{"build-7", "build-007", "build-07"}, "build-7"},
+		{"numerical same value", docker.UpdatePolicy{Policy: "numerical", Filter: `^(?P<extract>\d+)-`},
+			[]string{"5-beta", "5-alpha", "4-zeta"}, "5-beta"},
+		{"alphabetical same extract", docker.UpdatePolicy{Policy: "alphabetical", Filter: `^(?P<extract>[a-z]+)-`},
+			[]string{"main-2", "main-10", "dev-9"}, "main-2"},
+		{"numerical desc same value", docker.UpdatePolicy{Policy: "numerical", Order: "desc", Filter: `^(?P<extract>\d+)-`},
+			[]string{"1-b", "1-a", "2-z"}, "1-b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy(&tt.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tags := range [][]string{tt.tags, reversed(tt.tags)} {
+				if got, err := p.Latest(tags); err != nil || got != tt.want {
+					t.Errorf("Latest(%q) = %q, %v; want %q", tags, got, err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func reversed(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
 }
 
 func TestNewPolicyInvalid(t *testing.T) {

@@ -122,7 +122,7 @@ func (p *Poller) Poll(ctx context.Context, cs []*docker.Container) ([]Update, er
 	var ups []Update
 	var errs []error
 	for _, c := range cs {
-		if c.Update == nil {
+		if !c.Follows() {
 			continue
 		}
 		reg := registryOf(c.Image)

@@ -35,7 +35,7 @@ type Row struct {
 func Report(cs []*docker.Container, s *Store, running map[string]string) []Row {
 	var rows []Row
 	for _, c := range cs {
-		if c.Update == nil {
+		if !c.Follows() {
 			continue
 		}
 		r := Row{Container: c.Name, Image: c.Image, Policy: Describe(c.Update), Running: running[c.Name]}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,6 +166,33 @@ func (r *Resolver) RetryAt(image string) time.Time {
 // running what it runs. When no tag qualifies the error wraps
 // ErrNoCandidate and the Resolution still lists what was passed over.
 func (r *Resolver) Resolve(ctx context.Context, c *docker.Container, host Platform) (Resolution, error) {
+	return r.ResolveFor(ctx, c, []Platform{host})
+}
+
+// BadReasons is a BadTags that also says why a tag is bad (on which host,
+// after what), for the reasons a Resolution gives.
+type BadReasons interface {
+	BadTags
+	BadReason(container, tag, digest string) string
+}
+
+// badReason says why tag is passed over, when Bad marks it.
+func (r *Resolver) badReason(container, tag, digest string) (string, bool) {
+	if r.opts.Bad == nil || !r.opts.Bad.IsBad(container, tag, digest) {
+		return "", false
+	}
+	if br, ok := r.opts.Bad.(BadReasons); ok {
+		return br.BadReason(container, tag, digest), true
+	}
+	return "marked bad on this host", true
+}
+
+// ResolveFor is Resolve for a fleet: the tag chosen has an image for every
+// platform of hosts (at least one), and the bad tags are the fleet's.
+func (r *Resolver) ResolveFor(ctx context.Context, c *docker.Container, hosts []Platform) (Resolution, error) {
+	if len(hosts) == 0 {
+		return Resolution{}, fmt.Errorf("container %s: no platform to resolve for", c.Name)
+	}
 	if c.Update == nil {
 		return Resolution{}, fmt.Errorf("container %s: %w", c.Name, ErrNotFollowing)
 	}
@@ -190,10 +218,10 @@ func (r *Resolver) Resolve(ctx context.Context, c *docker.Container, host Platfo
 	}
 	for i, tag := range cands {
 		if i == r.opts.MaxCandidates {
-			return res, fmt.Errorf("%s: none of the best %d tags runs on %s: %w", repo, i, host, ErrNoCandidate)
+			return res, fmt.Errorf("%s: none of the best %d tags runs on %s: %w", repo, i, platformList(hosts), ErrNoCandidate)
 		}
-		if r.opts.Bad != nil && r.opts.Bad.IsBad(c.Name, tag, "") {
-			res.Skipped = append(res.Skipped, Skip{Tag: tag, Reason: "marked bad on this host"})
+		if why, bad := r.badReason(c.Name, tag, ""); bad {
+			res.Skipped = append(res.Skipped, Skip{Tag: tag, Reason: why})
 			continue
 		}
 		desc, err := r.puller.Head(ctx, repo.Tag(tag))
@@ -206,16 +234,16 @@ func (r *Resolver) Resolve(ctx context.Context, c *docker.Container, host Platfo
 			return res, fmt.Errorf("%s:%s: %w", repo, tag, err)
 		}
 		digest := desc.Digest.String()
-		if r.opts.Bad != nil && r.opts.Bad.IsBad(c.Name, tag, digest) {
-			res.Skipped = append(res.Skipped, Skip{Tag: tag, Digest: digest, Reason: "marked bad on this host"})
+		if why, bad := r.badReason(c.Name, tag, digest); bad {
+			res.Skipped = append(res.Skipped, Skip{Tag: tag, Digest: digest, Reason: why})
 			continue
 		}
 		plats, err := r.imagePlatforms(ctx, repo, desc)
 		if err != nil {
 			return res, fmt.Errorf("%s:%s: %w", repo, tag, err)
 		}
-		if !runsOn(plats, host) {
-			res.Skipped = append(res.Skipped, Skip{Tag: tag, Digest: digest, Reason: platformReason(host, plats)})
+		if h, ok := missing(plats, hosts); ok {
+			res.Skipped = append(res.Skipped, Skip{Tag: tag, Digest: digest, Reason: platformReason(h, plats)})
 			continue
 		}
 		res.Tag, res.Digest = tag, digest
@@ -335,6 +363,24 @@ func runsOn(plats []Platform, host Platform) bool {
 		}
 	}
 	return false
+}
+
+// missing returns the first of hosts that none of plats runs on.
+func missing(plats, hosts []Platform) (Platform, bool) {
+	for _, h := range hosts {
+		if !runsOn(plats, h) {
+			return h, true
+		}
+	}
+	return Platform{}, false
+}
+
+func platformList(hosts []Platform) string {
+	s := make([]string, len(hosts))
+	for i, h := range hosts {
+		s[i] = h.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func platformReason(host Platform, plats []Platform) string {

@@ -205,7 +205,7 @@ func (s *Store) Record(c *docker.Container, res Resolution, resErr error) (bool,
 // registry and the entry was resolved for the same image and policy. It
 // reports whether it did; without a pin the caller has nothing to run yet.
 func (s *Store) Pin(c *docker.Container) bool {
-	if c.Update == nil {
+	if !c.Follows() {
 		return false
 	}
 	s.mu.Lock()
@@ -223,7 +223,7 @@ func (s *Store) Pin(c *docker.Container) bool {
 // until a poll resolves them, and a running one is best left as it is.
 func (s *Store) PinState(st *spec.State) (unresolved []string) {
 	for _, r := range st.Resources {
-		if c := docker.Of(r); c != nil && c.Update != nil && !s.Pin(c) {
+		if c := docker.Of(r); c != nil && c.Follows() && !s.Pin(c) {
 			unresolved = append(unresolved, c.Name)
 		}
 	}
@@ -309,6 +309,9 @@ func Describe(p *docker.UpdatePolicy) string {
 	case PolicySemver:
 		if p.Range != "" {
 			b.WriteString(" " + p.Range)
+		}
+		if p.Loose {
+			b.WriteString(" loose")
 		}
 	case PolicyNumerical, PolicyAlphabetical:
 		if p.Order != "" {

@@ -162,6 +162,14 @@ type UpdatePolicy struct {
 	// *.sig, *.att, *.sbom.
 	Exclude []string
 	Tag     string // for policy digest: the mutable tag followed
+	// Loose, for policy semver, also reads versions that are not strict
+	// SemVer ("v1", "1.2", "1.2-5", "20261101") as versions.
+	Loose bool
+	// Mode is who resolves the policy: ModeHost (the host polls its
+	// registry) or ModeGit (the host runs the tag written in Git, which
+	// `outpost images update` rewrites). Empty until SetUpdateMode gives
+	// it fleet.yaml's default.
+	Mode string
 }
 
 // Port is one published port.
@@ -223,7 +231,9 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 }
 
 // decodeImage reads the image, and exactly one of tag and update unless a
-// digest pins it.
+// digest pins it, or both in update mode git. Whether a container whose
+// update names no mode may have a tag is known once fleet.yaml's default
+// is: SetUpdateMode checks it.
 func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	root := d.Root()
 	imageOK := false
@@ -243,9 +253,15 @@ func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	}
 	_, hasTag := f["tag"]
 	_, hasUpdate := f["update"]
+	mode := ""
+	if c.Update != nil {
+		mode = c.Update.Mode
+	}
 	switch {
-	case hasTag && hasUpdate:
-		d.Errorf(f["update"].Key, "update: tag and update are exclusive: pin a tag or follow the registry")
+	case hasTag && hasUpdate && mode == ModeHost:
+		d.Errorf(f["update"].Key, "update: tag and update are exclusive in mode host: pin a tag or follow the registry (mode git runs the tag written in Git)")
+	case !hasTag && hasUpdate && mode == ModeGit:
+		d.Errorf(f["update"].Key, "update: mode git runs the tag written in Git: missing field \"tag\"")
 	case hasUpdate && c.Digest != "":
 		d.Errorf(f["update"].Key, "update: an image pinned by digest cannot follow the registry")
 	case !hasTag && !hasUpdate && c.Digest == "" && imageOK:
@@ -404,7 +420,7 @@ func decodeLimits(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 }
 
 func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {
-	f, ok := d.Fields(g.At, "update", spec.FieldSet([]string{"policy", "range", "order", "filter", "exclude", "tag"}))
+	f, ok := d.Fields(g.At, "update", spec.FieldSet([]string{"policy", "range", "order", "filter", "exclude", "tag", "loose", "mode"}))
 	if !ok {
 		return nil
 	}
@@ -429,6 +445,22 @@ func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {
 				d.Errorf(h.At, "update.range: %q: %v", s, err)
 			}
 			u.Range = s
+		}
+	}
+	if h, ok := f["mode"]; ok {
+		if s, ok := d.Str(h, "update.mode"); ok {
+			if s != ModeHost && s != ModeGit {
+				d.Errorf(h.At, "update.mode: %q: want host or git", s)
+			}
+			u.Mode = s
+		}
+	}
+	if h, ok := f["loose"]; ok {
+		if b, ok := d.Bool(h, "update.loose"); ok {
+			if u.Policy != "semver" {
+				d.Errorf(h.Key, "update.loose: only for policy semver")
+			}
+			u.Loose = b
 		}
 	}
 	if h, ok := f["order"]; ok {
