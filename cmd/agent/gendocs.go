@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+
+	"github.com/outpost-gitops/outpost/internal/atomicfile"
 )
 
 // The packages' shell completions and man pages are generated from the
@@ -56,7 +58,9 @@ func genDocs(root *cobra.Command, dir string) error {
 		if err := gen(&b); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if err := os.WriteFile(filepath.Join(comp, name), b.Bytes(), 0o644); err != nil {
+		// Atomic: two package builds of one checkout may run the
+		// hook while the other reads the files.
+		if err := atomicfile.WriteFile(filepath.Join(comp, name), b.Bytes(), 0o644, atomicfile.Options{}); err != nil {
 			return err
 		}
 	}
@@ -107,5 +111,5 @@ func gzipFile(src, dst string) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	return os.WriteFile(dst, out.Bytes(), 0o644)
+	return atomicfile.WriteFile(dst, out.Bytes(), 0o644, atomicfile.Options{})
 }

@@ -64,6 +64,10 @@ func buildDeb(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The completions and man pages that the package ships.
+	if err := rel.RunHooks(ctx, root); err != nil {
+		return "", err
+	}
 	nfpm, err := install.InstallNFPM(ctx, dir)
 	if err != nil {
 		return "", err
