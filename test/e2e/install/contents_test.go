@@ -41,8 +41,9 @@ var wantFiles = func() []entry {
 }()
 
 // manCommands are the commands that have a man page of their own: every
-// command that outpost --help lists.
-var manCommands = []string{"apply", "diff", "fleet", "images", "init", "plan", "publish", "reconcile",
+// command and subcommand that outpost --help lists (images update is
+// outpost-images-update).
+var manCommands = []string{"apply", "diff", "fleet", "images", "images-update", "init", "plan", "publish", "reconcile",
 	"resume", "retry", "run", "status", "suspend", "validate", "version"}
 
 // packageScripts maps each maintainer script of the packages to its source.
