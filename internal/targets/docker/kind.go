@@ -240,11 +240,14 @@ func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	if g, ok := f["image"]; !ok {
 		d.Errorf(root, "container: missing field \"image\"")
 	} else if s, ok := d.Str(g, "image"); ok {
-		repo, digest, err := splitImage(s)
-		if err != nil {
+		repo, tag, digest, err := splitImage(s)
+		switch {
+		case err != nil:
 			d.Errorf(g.At, "image: %v", err)
-		} else {
-			c.Image, c.Digest, imageOK = repo, digest, true
+		case tag != "" && d.Has("tag"):
+			d.Errorf(g.At, "image: %q carries a tag and tag is set too: keep one", s)
+		default:
+			c.Image, c.Tag, c.Digest, imageOK = repo, tag, digest, true
 		}
 	}
 	d.String("tag", &c.Tag, checkTag)
@@ -252,6 +255,7 @@ func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 		c.Update = decodeUpdate(d, g)
 	}
 	_, hasTag := f["tag"]
+	hasTag = hasTag || c.Tag != ""
 	_, hasUpdate := f["update"]
 	mode := ""
 	if c.Update != nil {
@@ -271,14 +275,9 @@ func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 
 // decodeProcess reads what the container runs, and as whom.
 func decodeProcess(d *spec.Decoder, c *Container) {
-	c.Command = d.List("command", nil)
-	c.Entrypoint = d.List("entrypoint", nil)
-	c.Env = d.Map("env", func(k string) error {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return fmt.Errorf("%q is not a variable name", k)
-		}
-		return nil
-	})
+	c.Command = decodeArgs(d, "command")
+	c.Entrypoint = decodeArgs(d, "entrypoint")
+	c.Env = decodeEnv(d)
 	d.String("restart", &c.Restart, func(s string) error {
 		if !restartRE.MatchString(s) {
 			return fmt.Errorf("%q: want no, always, on-failure[:N] or unless-stopped", s)

@@ -40,19 +40,23 @@ var (
 
 // splitImage checks an image reference without a tag and returns its
 // repository and its digest, if it is pinned by one.
-func splitImage(ref string) (repo, digest string, err error) {
+func splitImage(ref string) (repo, tag, digest string, err error) {
 	repo, digest, hasDigest := strings.Cut(ref, "@")
 	if hasDigest && !digestRE.MatchString(digest) {
-		return "", "", fmt.Errorf("%q: the digest must be sha256: and 64 lower-case hex digits", ref)
+		return "", "", "", fmt.Errorf("%q: the digest must be sha256: and 64 lower-case hex digits", ref)
 	}
-	last := repo[strings.LastIndexByte(repo, '/')+1:]
-	if strings.Contains(last, ":") {
-		return "", "", fmt.Errorf("%q must not carry a tag: put it in tag, or follow the registry with update", ref)
+	// A tag is what follows the last colon after the last slash, as
+	// Compose and docker write "name:tag" ("host:5000/web" has none).
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo, tag = repo[:i], repo[i+1:]
+		if err := checkTag(tag); err != nil {
+			return "", "", "", fmt.Errorf("%q: %w", ref, err)
+		}
 	}
 	if len(repo) > 255 || !imageRE.MatchString(repo) {
-		return "", "", fmt.Errorf("%q is not a valid image reference", ref)
+		return "", "", "", fmt.Errorf("%q is not a valid image reference", ref)
 	}
-	return repo, digest, nil
+	return repo, tag, digest, nil
 }
 
 func checkTag(t string) error {
@@ -155,6 +159,10 @@ func parseVolume(s string) (Volume, error) {
 			return Volume{}, fmt.Errorf("%q: source %w", s, err)
 		}
 	} else {
+		if v.Source == "." || v.Source == "~" || strings.HasPrefix(v.Source, "./") ||
+			strings.HasPrefix(v.Source, "../") || strings.HasPrefix(v.Source, "~/") {
+			return Volume{}, fmt.Errorf("%q: source %q is relative: Compose resolves it beside the Compose file, but here it would point into the agent's checkout; write the host's absolute path", s, v.Source)
+		}
 		if !volumeNameRE.MatchString(v.Source) {
 			return Volume{}, fmt.Errorf("%q: source %q is neither an absolute path nor a volume name", s, v.Source)
 		}

@@ -108,8 +108,8 @@ func TestParseMemory(t *testing.T) {
 func TestSplitImage(t *testing.T) {
 	const dg = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	tests := []struct {
-		in, repo, digest string
-		wantErr          bool
+		in, repo, tag, digest string
+		wantErr               bool
 	}{
 		{in: "busybox", repo: "busybox"},
 		{in: "library/busybox", repo: "library/busybox"},
@@ -117,8 +117,12 @@ func TestSplitImage(t *testing.T) {
 		{in: "localhost:5000/web", repo: "localhost:5000/web"},
 		{in: "127.0.0.1:5000/a/b-c_d.e", repo: "127.0.0.1:5000/a/b-c_d.e"},
 		{in: "web@" + dg, repo: "web", digest: dg},
-		{in: "web:1.0", wantErr: true},
-		{in: "localhost:5000/web:1", wantErr: true},
+		{in: "web:1.0", repo: "web", tag: "1.0"},
+		{in: "localhost:5000/web:1", repo: "localhost:5000/web", tag: "1"},
+		{in: "web:1.0@" + dg, repo: "web", tag: "1.0", digest: dg},
+		{in: "web:", wantErr: true},
+		{in: "web:-x", wantErr: true},
+		{in: "localhost:5000/", wantErr: true},
 		{in: "Web", wantErr: true},
 		{in: "web@sha256:abc", wantErr: true},
 		{in: "", wantErr: true},
@@ -127,12 +131,12 @@ func TestSplitImage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			repo, digest, err := splitImage(tt.in)
+			repo, tag, digest, err := splitImage(tt.in)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("splitImage(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
 			}
-			if !tt.wantErr && (repo != tt.repo || digest != tt.digest) {
-				t.Errorf("splitImage(%q) = %q, %q, want %q, %q", tt.in, repo, digest, tt.repo, tt.digest)
+			if !tt.wantErr && (repo != tt.repo || tag != tt.tag || digest != tt.digest) {
+				t.Errorf("splitImage(%q) = %q, %q, %q, want %q, %q, %q", tt.in, repo, tag, digest, tt.repo, tt.tag, tt.digest)
 			}
 		})
 	}

@@ -1,0 +1,150 @@
+package docker
+
+// The forms Compose users write, read into the container kind's own fields:
+// env as a list of KEY=VALUE, command and entrypoint as one string, and the
+// tag inside the image reference. Nothing here reads the agent's own
+// environment: a value is what the manifest says, "$HOME" included.
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
+)
+
+// decodeArgs reads command or entrypoint: a list of arguments, or one
+// string split into words as a POSIX shell (and Compose) splits it, with
+// quotes and backslashes but no expansion.
+func decodeArgs(d *spec.Decoder, name string) []string {
+	g, ok := d.Field(name)
+	if !ok {
+		return nil
+	}
+	if g.Val == nil || g.Val.Kind != yaml.ScalarNode || g.Val.ShortTag() != "!!str" {
+		return d.List(name, nil)
+	}
+	words, err := splitWords(g.Val.Value)
+	if err != nil {
+		d.Errorf(g.At, "%s: %v", name, err)
+		return nil
+	}
+	return words
+}
+
+// errUnterminated is a quote that does not close.
+var errUnterminated = errors.New("a quote is not closed")
+
+// splitWords splits s into words: blanks separate them, single quotes keep
+// everything literally, double quotes keep everything but a backslash
+// before ", \, $ or `, and a backslash outside quotes keeps the next
+// character. No variable, tilde or glob expansion happens.
+func splitWords(s string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		in    bool // inside a word, even an empty quoted one
+	)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("%q: %w", s, errUnterminated)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			in = true
+		case c == '"':
+			j, err := doubleQuoted(s, i+1, &cur)
+			if err != nil {
+				return nil, err
+			}
+			i = j
+			in = true
+		case c == '\\' && i+1 < len(s):
+			i++
+			if s[i] != '\n' { // a backslash-newline joins lines
+				cur.WriteByte(s[i])
+			}
+			in = true
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	if len(words) == 0 {
+		return nil, fmt.Errorf("%q holds no word", s)
+	}
+	return words, nil
+}
+
+// doubleQuoted copies the double-quoted text starting at i into cur and
+// returns the index of its closing quote.
+func doubleQuoted(s string, i int, cur *strings.Builder) (int, error) {
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return i, nil
+		case c == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`\n", s[i+1]) >= 0:
+			i++
+			if s[i] != '\n' {
+				cur.WriteByte(s[i])
+			}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	return 0, fmt.Errorf("%q: %w", s, errUnterminated)
+}
+
+// decodeEnv reads env as a mapping or, as Compose also writes it, a list
+// of KEY=VALUE. A bare KEY, which Compose fills from its own environment,
+// is refused: the agent's environment is no input.
+func decodeEnv(d *spec.Decoder) map[string]string {
+	g, ok := d.Field("env")
+	if !ok {
+		return nil
+	}
+	if g.Val == nil || g.Val.Kind != yaml.SequenceNode {
+		return d.Map("env", checkEnvName)
+	}
+	items, _ := d.StrList(g, "env")
+	out := make(map[string]string, len(items))
+	for _, it := range items {
+		k, v, found := strings.Cut(it.Val, "=")
+		if !found {
+			d.Errorf(it.At, "env: %q has no value: write %s=VALUE (Outpost never takes a value from its own environment)", it.Val, it.Val)
+			continue
+		}
+		if err := checkEnvName(k); err != nil {
+			d.Errorf(it.At, "env: %v", err)
+			continue
+		}
+		if _, dup := out[k]; dup {
+			d.Errorf(it.At, "env: %s is set twice", k)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func checkEnvName(k string) error {
+	if k == "" || strings.ContainsAny(k, "=\x00") {
+		return fmt.Errorf("%q is not a variable name", k)
+	}
+	return nil
+}
