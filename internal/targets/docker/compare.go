@@ -47,6 +47,14 @@ type view struct {
 	StopSignal string
 	// RemoveVolumes is the io.outpost.remove-volumes label.
 	RemoveVolumes string
+	// Hostname is "" for the engine's default (the ID's first 12
+	// characters), and under another network's name.
+	Hostname   string
+	ExtraHosts []string // sorted
+	DNS        []string
+	ReadOnly   bool
+	Init       bool
+	TTY        bool
 }
 
 type healthView struct {
@@ -108,6 +116,12 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 		CapDrop:       normCaps(c.CapDrop),
 		Tmpfs:         parseTmpfs(c.Tmpfs),
 		RemoveVolumes: strconv.FormatBool(c.RemoveVolumes),
+		Hostname:      c.Hostname,
+		ExtraHosts:    c.ExtraHosts,
+		DNS:           c.DNS,
+		ReadOnly:      c.ReadOnly,
+		Init:          c.Init,
+		TTY:           c.TTY,
 	}
 	// The engine takes the image's entrypoint unless one is given, and the
 	// image's command only when neither is given.
@@ -217,6 +231,10 @@ func observed(in container.InspectResponse) view {
 			v.StopTime = strconv.Itoa(*c.StopTimeout)
 		}
 		v.Health = healthOf(c.Healthcheck)
+		v.TTY = c.Tty
+		if v.Hostname = c.Hostname; len(in.ID) >= 12 && c.Hostname == in.ID[:12] {
+			v.Hostname = ""
+		}
 	}
 	if in.ContainerJSONBase != nil && in.HostConfig != nil {
 		h := in.HostConfig
@@ -265,6 +283,13 @@ func observed(in container.InspectResponse) view {
 		}
 		v.Memory = h.Memory
 		v.NanoCPUs = h.NanoCPUs
+		v.ReadOnly = h.ReadonlyRootfs
+		v.Init = h.Init != nil && *h.Init
+		v.DNS = h.DNS
+		v.ExtraHosts = slices.Sorted(slices.Values(h.ExtraHosts))
+		if h.NetworkMode.IsHost() || h.NetworkMode.IsContainer() {
+			v.Hostname = "" // the other network's, which no spec sets
+		}
 	}
 	if attachable(v.Network) && in.NetworkSettings != nil {
 		for n := range in.NetworkSettings.Networks {
@@ -382,6 +407,23 @@ func diff(w, o view) []field {
 	}
 	if w.StopSignal != o.StopSignal {
 		add(change("stop_signal", o.StopSignal, w.StopSignal), fixRecreate)
+	}
+	if w.Hostname != o.Hostname {
+		add(change("hostname", quote(o.Hostname), quote(w.Hostname)), fixRecreate)
+	}
+	if !slices.Equal(w.ExtraHosts, o.ExtraHosts) {
+		add(change("extra_hosts", list(o.ExtraHosts), list(w.ExtraHosts)), fixRecreate)
+	}
+	if !slices.Equal(w.DNS, o.DNS) {
+		add(change("dns", list(o.DNS), list(w.DNS)), fixRecreate)
+	}
+	for _, b := range []struct {
+		name string
+		w, o bool
+	}{{"read_only", w.ReadOnly, o.ReadOnly}, {"init", w.Init, o.Init}, {"tty", w.TTY, o.TTY}} {
+		if b.w != b.o {
+			add(change(b.name, strconv.FormatBool(b.o), strconv.FormatBool(b.w)), fixRecreate)
+		}
 	}
 	if w.RemoveVolumes != o.RemoveVolumes {
 		add(change("remove_volumes", or(o.RemoveVolumes, "unset"), w.RemoveVolumes), fixRecreate)

@@ -8,6 +8,9 @@ package docker
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -147,4 +150,63 @@ func checkEnvName(k string) error {
 		return fmt.Errorf("%q is not a variable name", k)
 	}
 	return nil
+}
+
+// hostnameRE is a host name as the engine takes it: dot-separated labels
+// of letters, digits and inner hyphens.
+var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+
+// decodeHostSettings reads hostname, extra_hosts, dns, read_only, init and
+// tty.
+func decodeHostSettings(d *spec.Decoder, f map[string]spec.Field, c *Container) {
+	d.String("hostname", &c.Hostname, func(s string) error {
+		if len(s) > 253 || !hostnameRE.MatchString(s) {
+			return fmt.Errorf("%q is not a host name", s)
+		}
+		return nil
+	})
+	if c.Hostname != "" && (c.NetworkMode == "host" || strings.HasPrefix(c.NetworkMode, "container:")) {
+		d.Errorf(f["hostname"].Key, "hostname: not allowed with network_mode: %s, whose host name the container takes", c.NetworkMode)
+	}
+	if g, ok := f["extra_hosts"]; ok {
+		items, _ := d.StrList(g, "extra_hosts")
+		for _, it := range items {
+			h, err := parseExtraHost(it.Val)
+			if err != nil {
+				d.Errorf(it.At, "extra_hosts: %v", err)
+				continue
+			}
+			c.ExtraHosts = append(c.ExtraHosts, h)
+		}
+		slices.Sort(c.ExtraHosts)
+	}
+	c.DNS = d.List("dns", func(s string) error {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return fmt.Errorf("%q is not an IP address", s)
+		}
+		return nil
+	})
+	d.Boolean("read_only", &c.ReadOnly)
+	d.Boolean("init", &c.Init)
+	d.Boolean("tty", &c.TTY)
+}
+
+// parseExtraHost reads "name:address" or "name=address", as Compose
+// writes them, into the engine's "name:address". The address may be
+// host-gateway, which the engine replaces with the host's address.
+func parseExtraHost(s string) (string, error) {
+	i := strings.IndexAny(s, "=:")
+	if i < 0 {
+		return "", fmt.Errorf("%q: want NAME:ADDRESS", s)
+	}
+	name, addr := s[:i], strings.Trim(s[i+1:], "[]")
+	if len(name) > 253 || !hostnameRE.MatchString(name) {
+		return "", fmt.Errorf("%q: %q is not a host name", s, name)
+	}
+	if addr != "host-gateway" {
+		if _, err := netip.ParseAddr(addr); err != nil {
+			return "", fmt.Errorf("%q: %q is not an IP address or host-gateway", s, addr)
+		}
+	}
+	return name + ":" + addr, nil
 }

@@ -271,6 +271,8 @@ func createConfig(c *Container, hash, digest string) (*container.Config, *contai
 		WorkingDir:  c.Workdir,
 		StopSignal:  c.StopSignal,
 		StopTimeout: stopTimeoutSeconds(c),
+		Hostname:    c.Hostname,
+		Tty:         c.TTY,
 	}
 	if len(c.Command) > 0 {
 		cfg.Cmd = c.Command
@@ -286,12 +288,18 @@ func createConfig(c *Container, hash, digest string) (*container.Config, *contai
 	}
 
 	host := &container.HostConfig{
-		NetworkMode:   container.NetworkMode(NetworkMode(c)),
-		RestartPolicy: parseRestart(c.Restart),
-		Privileged:    c.Privileged,
-		CapAdd:        c.CapAdd,
-		CapDrop:       c.CapDrop,
-		Tmpfs:         parseTmpfs(c.Tmpfs),
+		NetworkMode:    container.NetworkMode(NetworkMode(c)),
+		RestartPolicy:  parseRestart(c.Restart),
+		Privileged:     c.Privileged,
+		CapAdd:         c.CapAdd,
+		CapDrop:        c.CapDrop,
+		Tmpfs:          parseTmpfs(c.Tmpfs),
+		ReadonlyRootfs: c.ReadOnly,
+		ExtraHosts:     c.ExtraHosts,
+		DNS:            c.DNS,
+	}
+	if c.Init {
+		host.Init = &c.Init
 	}
 	host.Memory = c.Memory
 	host.NanoCPUs = nanoCPUs(c.CPUs)

@@ -167,6 +167,12 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"cpus", func() { c.CPUs = 0.5 }, "cpus unlimited -> 0.5"},
 		{"stop_timeout", func() { c.StopTimeout = &stop }, "stop_timeout default -> 3"},
 		{"remove_volumes", func() { c.RemoveVolumes = true }, "remove_volumes false -> true"},
+		{"hostname", func() { c.Hostname = "web-1" }, `hostname "" -> "web-1"`},
+		{"extra_hosts", func() { c.ExtraHosts = []string{"db.internal:10.0.0.5", "gw:host-gateway"} }, "extra_hosts"},
+		{"dns", func() { c.DNS = []string{"10.0.0.2", "10.0.0.3"} }, "dns"},
+		{"read_only", func() { c.ReadOnly = true }, "read_only false -> true"},
+		{"init", func() { c.Init = true }, "init false -> true"},
+		{"tty", func() { c.TTY = true }, "tty false -> true"},
 		// Last: httpd ignores SIGINT, so that every later stop waits.
 		{"stop_signal", func() { c.StopSignal = "SIGINT" }, "stop_signal SIGKILL -> SIGINT"},
 	}
@@ -202,6 +208,16 @@ func TestUpdateFieldGroups(t *testing.T) {
 	}
 	if in.HostConfig.NanoCPUs != 5e8 || in.HostConfig.Memory != 64<<20 {
 		t.Errorf("cpus, memory = %d, %d; want 5e8, 64MiB", in.HostConfig.NanoCPUs, in.HostConfig.Memory)
+	}
+	h := in.HostConfig
+	if in.Config.Hostname != "web-1" || !in.Config.Tty || !h.ReadonlyRootfs || h.Init == nil || !*h.Init {
+		t.Errorf("hostname, tty, read-only, init = %q, %v, %v, %v; want web-1 and all on", in.Config.Hostname, in.Config.Tty, h.ReadonlyRootfs, h.Init)
+	}
+	if want := []string{"db.internal:10.0.0.5", "gw:host-gateway"}; !cmp.Equal(h.ExtraHosts, want) {
+		t.Errorf("extra hosts = %q, want %q", h.ExtraHosts, want)
+	}
+	if want := []string{"10.0.0.2", "10.0.0.3"}; !cmp.Equal(h.DNS, want) {
+		t.Errorf("dns = %q, want %q", h.DNS, want)
 	}
 }
 

@@ -27,7 +27,8 @@ func init() {
 		Fields: []string{"name", "image", "tag", "update", "command", "entrypoint", "env", "ports",
 			"volumes", "tmpfs", "restart", "labels", "user", "workdir", "network_mode", "networks",
 			"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
-			"stop_timeout", "stop_signal", "remove_volumes"},
+			"stop_timeout", "stop_signal", "remove_volumes",
+			"hostname", "extra_hosts", "dns", "read_only", "init", "tty"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -62,6 +63,8 @@ func (c *Container) Clone() spec.Object {
 	k.Devices = slices.Clone(k.Devices)
 	k.CapAdd = slices.Clone(k.CapAdd)
 	k.CapDrop = slices.Clone(k.CapDrop)
+	k.ExtraHosts = slices.Clone(k.ExtraHosts)
+	k.DNS = slices.Clone(k.DNS)
 	if k.Update != nil {
 		u := *k.Update
 		u.Exclude = slices.Clone(u.Exclude)
@@ -122,6 +125,16 @@ type Container struct {
 	StopSignal  string
 	// RemoveVolumes removes the container's named volumes when it is pruned.
 	RemoveVolumes bool
+
+	// Fields that Compose users write. Left out of the hash when unset, so
+	// that a container declared before they existed keeps its hash and is
+	// not recreated.
+	Hostname   string   `json:",omitempty"`
+	ExtraHosts []string `json:",omitempty"` // "name:address", sorted
+	DNS        []string `json:",omitempty"` // resolver addresses, in order
+	ReadOnly   bool     `json:",omitempty"` // a read-only root filesystem
+	Init       bool     `json:",omitempty"` // an init process as PID 1
+	TTY        bool     `json:",omitempty"`
 }
 
 // Ref returns image:tag, image:tag@digest or image@digest, whichever parts
@@ -227,6 +240,7 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 	decodeNetwork(d, f, c)
 	decodeMounts(d, f, c)
 	decodeLimits(d, f, c)
+	decodeHostSettings(d, f, c)
 	return true
 }
 
