@@ -138,6 +138,14 @@ func (p *containerPolicy) privileges(c *docker.Container) []refusal {
 	if len(c.Devices) > 0 {
 		out = append(out, refusal{"devices", opt})
 	}
+	// Every security option but no-new-privileges loosens the
+	// confinement (seccomp=unconfined, apparmor=unconfined,
+	// label=disable, systempaths=unconfined) or swaps its profile.
+	for _, o := range c.SecurityOpt {
+		if o != "no-new-privileges" && o != "no-new-privileges:true" {
+			out = append(out, refusal{"security_opt: " + o, opt})
+		}
+	}
 	return out
 }
 

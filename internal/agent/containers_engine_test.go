@@ -127,6 +127,7 @@ func TestApplyRefusesHostileContainersOnTheEngine(t *testing.T) {
 		name, extra, want string
 	}{
 		{"networks-host", "networks: [host]\n", "networks: host (the host's network) is not allowed on this host (set containers.allow_privileged"},
+		{"unconfined", "security_opt: [no-new-privileges, seccomp=unconfined]\n", "security_opt: seccomp=unconfined is not allowed on this host (set containers.allow_privileged"},
 		{"networks-host-second", "networks: [" + f.prefix + "net, host]\n", "networks: host (the host's network)"},
 		{"container-network", "network_mode: \"container:" + hostNet + "\"\n", "network_mode: container:" + hostNet},
 		{"socket-via-proc", "volumes: [\"/proc/self/root/run/docker.sock:/s\"]\n", "a bind mount of /proc/self/root/run/docker.sock (the Docker socket) is not allowed on this host (set containers.allow_docker_socket"},

@@ -175,7 +175,13 @@ var policyFields = map[string]string{
 	"Volumes":     "checked: binds resolved",
 	"NetworkMode": "checked", "Networks": "checked",
 	"Devices": "checked", "CapAdd": "checked", "Privileged": "checked",
-	"Log": "checked: unix socket addresses",
+	"Log":      "checked: unix socket addresses",
+	"Hostname": "inside", "ExtraHosts": "inside (the container's /etc/hosts)",
+	"DNS": "inside (the container's resolv.conf)", "ReadOnly": "inside (tightens)", "Init": "inside",
+	"TTY": "inside", "GroupAdd": "inside (the container's groups; binds are checked)",
+	"PidsLimit": "inside (tightens)", "Cpuset": "inside (tightens)",
+	"Sysctls":     "inside: the engine takes only namespaced parameters, and none with the host's network",
+	"SecurityOpt": "checked: no-new-privileges only",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {

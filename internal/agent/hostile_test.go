@@ -181,6 +181,12 @@ var hostileCases = []struct {
 		want:     []string{"cap_add is not allowed"},
 	},
 	{
+		name:     "container-unconfined",
+		manifest: "kind: container\nname: web\nimage: busybox:1\nsecurity_opt: [no-new-privileges, seccomp=unconfined, apparmor=unconfined, systempaths=unconfined, label=disable]\n",
+		want: []string{"security_opt: seccomp=unconfined is not allowed", "security_opt: apparmor=unconfined is not allowed",
+			"security_opt: systempaths=unconfined is not allowed", "security_opt: label=disable is not allowed"},
+	},
+	{
 		name:     "container-devices",
 		manifest: "kind: container\nname: web\nimage: busybox\ntag: \"1\"\ndevices: [\"/dev/sda\"]\n",
 		want:     []string{"devices is not allowed"},

@@ -55,6 +55,12 @@ type view struct {
 	ReadOnly   bool
 	Init       bool
 	TTY        bool
+	// Isolation, each as the engine reports it; PidsLimit 0 is none.
+	SecurityOpt []string
+	GroupAdd    []string
+	PidsLimit   int64
+	Sysctls     map[string]string
+	Cpuset      string
 }
 
 type healthView struct {
@@ -122,6 +128,11 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 		ReadOnly:      c.ReadOnly,
 		Init:          c.Init,
 		TTY:           c.TTY,
+		SecurityOpt:   securityOpts(c.SecurityOpt, c.Privileged),
+		GroupAdd:      c.GroupAdd,
+		PidsLimit:     c.PidsLimit,
+		Sysctls:       c.Sysctls,
+		Cpuset:        c.Cpuset,
 	}
 	// The engine takes the image's entrypoint unless one is given, and the
 	// image's command only when neither is given.
@@ -287,6 +298,15 @@ func observed(in container.InspectResponse) view {
 		v.Init = h.Init != nil && *h.Init
 		v.DNS = h.DNS
 		v.ExtraHosts = slices.Sorted(slices.Values(h.ExtraHosts))
+		v.SecurityOpt = securityOpts(h.SecurityOpt, h.Privileged)
+		v.GroupAdd = h.GroupAdd
+		if h.PidsLimit != nil && *h.PidsLimit > 0 {
+			v.PidsLimit = *h.PidsLimit
+		}
+		if len(h.Sysctls) > 0 {
+			v.Sysctls = h.Sysctls
+		}
+		v.Cpuset = h.CpusetCpus
 		if h.NetworkMode.IsHost() || h.NetworkMode.IsContainer() {
 			v.Hostname = "" // the other network's, which no spec sets
 		}
@@ -298,6 +318,15 @@ func observed(in container.InspectResponse) view {
 		sort.Strings(v.Networks)
 	}
 	return v
+}
+
+// securityOpts is opts without the label=disable that the engine adds to
+// a privileged container's.
+func securityOpts(opts []string, privileged bool) []string {
+	if !privileged {
+		return opts
+	}
+	return slices.DeleteFunc(slices.Clone(opts), func(o string) bool { return o == "label=disable" || o == "label:disable" })
 }
 
 // field is one group of settings that differs.
@@ -416,6 +445,21 @@ func diff(w, o view) []field {
 	}
 	if !slices.Equal(w.DNS, o.DNS) {
 		add(change("dns", list(o.DNS), list(w.DNS)), fixRecreate)
+	}
+	if !slices.Equal(w.SecurityOpt, o.SecurityOpt) {
+		add(change("security_opt", list(o.SecurityOpt), list(w.SecurityOpt)), fixRecreate)
+	}
+	if !slices.Equal(w.GroupAdd, o.GroupAdd) {
+		add(change("group_add", list(o.GroupAdd), list(w.GroupAdd)), fixRecreate)
+	}
+	if w.PidsLimit != o.PidsLimit {
+		add(change("pids_limit", strconv.FormatInt(o.PidsLimit, 10), strconv.FormatInt(w.PidsLimit, 10)), fixRecreate)
+	}
+	if !maps.Equal(w.Sysctls, o.Sysctls) {
+		add(change("sysctls", pairs(o.Sysctls), pairs(w.Sysctls)), fixRecreate)
+	}
+	if w.Cpuset != o.Cpuset {
+		add(change("cpuset", quote(o.Cpuset), quote(w.Cpuset)), fixRecreate)
 	}
 	for _, b := range []struct {
 		name string

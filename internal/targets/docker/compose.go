@@ -189,6 +189,57 @@ func decodeHostSettings(d *spec.Decoder, f map[string]spec.Field, c *Container) 
 	d.Boolean("read_only", &c.ReadOnly)
 	d.Boolean("init", &c.Init)
 	d.Boolean("tty", &c.TTY)
+	decodeIsolation(d, f, c)
+}
+
+var (
+	// securityOptRE is one of the engine's security options.
+	securityOptRE = regexp.MustCompile(`^(no-new-privileges(:(true|false))?|(label|apparmor|seccomp|systempaths)[=:][^\x00]+)$`)
+	// groupRE is a group name or ID.
+	groupRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$`)
+	// sysctlRE is a kernel parameter's name.
+	sysctlRE = regexp.MustCompile(`^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$`)
+	// cpusetRE is a list of CPUs and ranges.
+	cpusetRE = regexp.MustCompile(`^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*$`)
+)
+
+// decodeIsolation reads security_opt, group_add, pids_limit, sysctls and
+// cpuset. Which security options and sysctls a host allows is the
+// engine's to say: it refuses the rest at create, as a failed resource.
+func decodeIsolation(d *spec.Decoder, f map[string]spec.Field, c *Container) {
+	c.SecurityOpt = d.List("security_opt", func(s string) error {
+		if !securityOptRE.MatchString(s) {
+			return fmt.Errorf("%q: want no-new-privileges, label=..., apparmor=..., seccomp=... or systempaths=unconfined", s)
+		}
+		return nil
+	})
+	c.GroupAdd = d.List("group_add", func(s string) error {
+		if !groupRE.MatchString(s) {
+			return fmt.Errorf("%q is not a group name or ID", s)
+		}
+		return nil
+	})
+	if g, ok := f["pids_limit"]; ok {
+		if n, ok := d.Int(g, "pids_limit"); ok {
+			if n < 1 {
+				d.Errorf(g.At, "pids_limit: %d: want at least 1 (leave it out for no limit)", n)
+			} else {
+				c.PidsLimit = n
+			}
+		}
+	}
+	c.Sysctls = d.Map("sysctls", func(k string) error {
+		if !sysctlRE.MatchString(k) {
+			return fmt.Errorf("%q is not a kernel parameter", k)
+		}
+		return nil
+	})
+	d.String("cpuset", &c.Cpuset, func(s string) error {
+		if !cpusetRE.MatchString(s) {
+			return fmt.Errorf("%q: want CPUs and ranges such as 0-1,3", s)
+		}
+		return nil
+	})
 }
 
 // parseExtraHost reads "name:address" or "name=address", as Compose

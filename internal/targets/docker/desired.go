@@ -297,6 +297,13 @@ func createConfig(c *Container, hash, digest string) (*container.Config, *contai
 		ReadonlyRootfs: c.ReadOnly,
 		ExtraHosts:     c.ExtraHosts,
 		DNS:            c.DNS,
+		SecurityOpt:    c.SecurityOpt,
+		GroupAdd:       c.GroupAdd,
+		Sysctls:        c.Sysctls,
+	}
+	host.CpusetCpus = c.Cpuset
+	if c.PidsLimit > 0 {
+		host.PidsLimit = &c.PidsLimit
 	}
 	if c.Init {
 		host.Init = &c.Init

@@ -173,6 +173,11 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"read_only", func() { c.ReadOnly = true }, "read_only false -> true"},
 		{"init", func() { c.Init = true }, "init false -> true"},
 		{"tty", func() { c.TTY = true }, "tty false -> true"},
+		{"security_opt", func() { c.SecurityOpt = []string{"no-new-privileges"} }, "security_opt"},
+		{"group_add", func() { c.GroupAdd = []string{"100"} }, "group_add"},
+		{"pids_limit", func() { c.PidsLimit = 64 }, "pids_limit 0 -> 64"},
+		{"sysctls", func() { c.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"} }, "sysctls"},
+		{"cpuset", func() { c.Cpuset = "0" }, `cpuset "" -> "0"`},
 		// Last: httpd ignores SIGINT, so that every later stop waits.
 		{"stop_signal", func() { c.StopSignal = "SIGINT" }, "stop_signal SIGKILL -> SIGINT"},
 	}
@@ -218,6 +223,13 @@ func TestUpdateFieldGroups(t *testing.T) {
 	}
 	if want := []string{"10.0.0.2", "10.0.0.3"}; !cmp.Equal(h.DNS, want) {
 		t.Errorf("dns = %q, want %q", h.DNS, want)
+	}
+	if h.PidsLimit == nil || *h.PidsLimit != 64 || h.CpusetCpus != "0" || h.Sysctls["net.ipv4.ip_unprivileged_port_start"] != "80" {
+		t.Errorf("pids limit, cpuset, sysctls = %v, %q, %v; want 64, 0, the port start at 80", h.PidsLimit, h.CpusetCpus, h.Sysctls)
+	}
+	// The engine adds label=disable to a privileged container's options.
+	if !cmp.Equal(h.SecurityOpt, []string{"no-new-privileges", "label=disable"}) || !cmp.Equal(h.GroupAdd, []string{"100"}) {
+		t.Errorf("security options, groups = %q, %q; want no-new-privileges and label=disable, 100", h.SecurityOpt, h.GroupAdd)
 	}
 }
 

@@ -28,7 +28,8 @@ func init() {
 			"volumes", "tmpfs", "restart", "labels", "user", "workdir", "network_mode", "networks",
 			"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
 			"stop_timeout", "stop_signal", "remove_volumes",
-			"hostname", "extra_hosts", "dns", "read_only", "init", "tty"},
+			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
+			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -65,6 +66,9 @@ func (c *Container) Clone() spec.Object {
 	k.CapDrop = slices.Clone(k.CapDrop)
 	k.ExtraHosts = slices.Clone(k.ExtraHosts)
 	k.DNS = slices.Clone(k.DNS)
+	k.SecurityOpt = slices.Clone(k.SecurityOpt)
+	k.GroupAdd = slices.Clone(k.GroupAdd)
+	k.Sysctls = maps.Clone(k.Sysctls)
 	if k.Update != nil {
 		u := *k.Update
 		u.Exclude = slices.Clone(u.Exclude)
@@ -135,6 +139,12 @@ type Container struct {
 	ReadOnly   bool     `json:",omitempty"` // a read-only root filesystem
 	Init       bool     `json:",omitempty"` // an init process as PID 1
 	TTY        bool     `json:",omitempty"`
+
+	SecurityOpt []string          `json:",omitempty"` // "no-new-privileges", "seccomp=unconfined"...
+	GroupAdd    []string          `json:",omitempty"` // supplementary groups, names or IDs
+	PidsLimit   int64             `json:",omitempty"` // 0 is no limit
+	Sysctls     map[string]string `json:",omitempty"`
+	Cpuset      string            `json:",omitempty"` // CPUs the container may run on: "0-1,3"
 }
 
 // Ref returns image:tag, image:tag@digest or image@digest, whichever parts
