@@ -345,16 +345,7 @@ func decodeProcess(d *spec.Decoder, c *Container) {
 // each other with some network modes.
 func decodeNetwork(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	if g, ok := f["ports"]; ok {
-		items, _ := d.StrList(g, "ports")
-		for _, it := range items {
-			p, err := parsePort(it.Val)
-			if err != nil {
-				d.Errorf(it.At, "ports: %v", err)
-				continue
-			}
-			c.Ports = append(c.Ports, p)
-			d.Mark(it.At) // for checkPorts
-		}
+		c.Ports = decodePorts(d, g)
 	}
 	d.String("network_mode", &c.NetworkMode, func(s string) error {
 		switch s {
@@ -384,17 +375,9 @@ func decodeNetwork(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 // and devices.
 func decodeMounts(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	if g, ok := f["volumes"]; ok {
-		items, _ := d.StrList(g, "volumes")
-		for _, it := range items {
-			v, err := parseVolume(it.Val)
-			if err != nil {
-				d.Errorf(it.At, "volumes: %v", err)
-				continue
-			}
-			c.Volumes = append(c.Volumes, v)
-		}
+		decodeVolumes(d, g, c) // a tmpfs of the long syntax joins Tmpfs
 	}
-	c.Tmpfs = d.List("tmpfs", checkTmpfs)
+	c.Tmpfs = append(c.Tmpfs, d.List("tmpfs", checkTmpfs)...)
 	c.Devices = d.List("devices", checkDevice)
 	d.Boolean("remove_volumes", &c.RemoveVolumes)
 }

@@ -159,10 +159,6 @@ func parseVolume(s string) (Volume, error) {
 			return Volume{}, fmt.Errorf("%q: source %w", s, err)
 		}
 	} else {
-		if v.Source == "." || v.Source == "~" || strings.HasPrefix(v.Source, "./") ||
-			strings.HasPrefix(v.Source, "../") || strings.HasPrefix(v.Source, "~/") {
-			return Volume{}, fmt.Errorf("%q: source %q is relative: Compose resolves it beside the Compose file, but here it would point into the agent's checkout; write the host's absolute path", s, v.Source)
-		}
 		if !volumeNameRE.MatchString(v.Source) {
 			return Volume{}, fmt.Errorf("%q: source %q is neither an absolute path nor a volume name", s, v.Source)
 		}
