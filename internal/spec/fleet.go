@@ -18,6 +18,8 @@ type fleet struct {
 	targets        []target
 	allowMassPrune bool
 	updateMode     string // update.mode
+	rollout        *Rollout
+	windows        []Window
 }
 
 // target is one entry of fleet.yaml's targets.
@@ -30,6 +32,7 @@ type target struct {
 	// file rather than a directory.
 	pathPos Pos
 	file    bool
+	windows []Window
 }
 
 // covers reports whether the manifest file lies under the target's path.
@@ -79,7 +82,7 @@ func (d *Decoder) fleet(fsys fs.FS, data []byte) *fleet {
 	if len(docs) > 1 {
 		d.Errorf(docs[1], "fleet.yaml must hold one document")
 	}
-	f, ok := d.Fields(docs[0], "fleet", FieldSet([]string{"targets", "allow_mass_prune", "update"}))
+	f, ok := d.Fields(docs[0], "fleet", FieldSet([]string{"targets", "allow_mass_prune", "update", "rollout", "windows"}))
 	if !ok {
 		return fl
 	}
@@ -88,6 +91,12 @@ func (d *Decoder) fleet(fsys fs.FS, data []byte) *fleet {
 	}
 	if g, ok := f["update"]; ok {
 		fl.updateMode = d.fleetUpdate(g)
+	}
+	if g, ok := f["rollout"]; ok {
+		fl.rollout = d.rollout(g)
+	}
+	if g, ok := f["windows"]; ok {
+		fl.windows = d.windows(g, true)
 	}
 	g, ok := f["targets"]
 	if !ok {
@@ -130,7 +139,7 @@ func (d *Decoder) fleetUpdate(g Field) string {
 
 func (d *Decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 	t := target{pos: posOf(d.file, n)}
-	f, ok := d.Fields(n, "target", FieldSet([]string{"path", "selector"}))
+	f, ok := d.Fields(n, "target", FieldSet([]string{"path", "selector", "windows"}))
 	if !ok {
 		return t, false
 	}
@@ -176,35 +185,66 @@ func (d *Decoder) target(fsys fs.FS, n *yaml.Node) (target, bool) {
 		t.file = true
 	}
 	if g, ok := f["selector"]; ok {
-		sf, ok := d.Fields(g.At, "selector", FieldSet([]string{"labels", "names"}))
+		sel, ok := d.selector(g)
 		if !ok {
 			return t, false
 		}
-		if h, ok := sf["labels"]; ok {
-			items, _ := d.StrMap(h, "selector.labels")
-			t.labels = make(map[string]string, len(items))
-			for _, it := range items {
-				if it.Key == "" {
-					d.Errorf(it.At, "selector.labels: a label name must not be empty")
-				}
-				t.labels[it.Key] = it.Val
-			}
-		}
-		if h, ok := sf["names"]; ok {
-			items, _ := d.StrList(h, "selector.names")
-			t.names = []string{}
-			for _, it := range items {
-				if it.Val == "" {
-					d.Errorf(it.At, "selector.names: a host name must not be empty")
-				}
-				t.names = append(t.names, it.Val)
-			}
-			if len(t.names) == 0 {
-				d.Errorf(h.At, "selector.names: an empty list selects no host; leave it out to select every host")
-			}
-		}
+		t.labels, t.names = sel.labels, sel.names
+	}
+	if g, ok := f["windows"]; ok {
+		t.windows = d.windows(g, false)
 	}
 	return t, true
+}
+
+// selector is a selector of hosts: labels, names, or both.
+type selector struct {
+	labels map[string]string
+	names  []string
+}
+
+// matches reports whether h has every label and, when names are set, one
+// of the names.
+func (s selector) matches(h Host) bool {
+	for k, v := range s.labels {
+		if hv, ok := h.Labels[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return len(s.names) == 0 || slices.Contains(s.names, h.Name)
+}
+
+// selector reads a selector: {labels: {k: v}, names: [a, b]}.
+func (d *Decoder) selector(g Field) (selector, bool) {
+	var s selector
+	sf, ok := d.Fields(g.At, "selector", FieldSet([]string{"labels", "names"}))
+	if !ok {
+		return s, false
+	}
+	if h, ok := sf["labels"]; ok {
+		items, _ := d.StrMap(h, "selector.labels")
+		s.labels = make(map[string]string, len(items))
+		for _, it := range items {
+			if it.Key == "" {
+				d.Errorf(it.At, "selector.labels: a label name must not be empty")
+			}
+			s.labels[it.Key] = it.Val
+		}
+	}
+	if h, ok := sf["names"]; ok {
+		items, _ := d.StrList(h, "selector.names")
+		s.names = []string{}
+		for _, it := range items {
+			if it.Val == "" {
+				d.Errorf(it.At, "selector.names: a host name must not be empty")
+			}
+			s.names = append(s.names, it.Val)
+		}
+		if len(s.names) == 0 {
+			d.Errorf(h.At, "selector.names: an empty list selects no host; leave it out to select every host")
+		}
+	}
+	return s, true
 }
 
 // NamedHosts returns the hosts that fleet.yaml names in a selector's

@@ -494,7 +494,7 @@ func (rp *Repo) applies(r *decl, host Host) bool {
 // safe for concurrent use.
 func (rp *Repo) Render(host Host) (*State, error) {
 	var errs Errors
-	st := &State{AllowMassPrune: rp.fleet.allowMassPrune, UpdateMode: rp.fleet.updateMode}
+	st := &State{AllowMassPrune: rp.fleet.allowMassPrune, UpdateMode: rp.fleet.updateMode, Windows: rp.Windows(host)}
 	work := newBudget(rp.opts.TemplateBudget, rp.opts.MaxFileSize)
 	var selected []*decl
 	present := map[ID]*decl{}

@@ -108,6 +108,9 @@ type State struct {
 	// UpdateMode is fleet.yaml's update.mode: the default of containers'
 	// update.mode ("host", "git"), or empty.
 	UpdateMode string
+	// Windows are the host's maintenance windows (fleet.yaml's windows
+	// that select it, and those of its targets).
+	Windows []Window
 }
 
 // Lookup returns the resource with the given ID, or nil.
