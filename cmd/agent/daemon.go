@@ -215,6 +215,17 @@ func (g *globals) printStatus(s *agent.Status) error {
 	if s.Suspended {
 		fmt.Fprintln(w, "suspended: yes (changes paused; drift is reported, not repaired)")
 	}
+	if h := s.Held; h != nil {
+		fmt.Fprintf(w, "held:      %s since %s (%s)\n", q(h.Commit), h.Since.Format(time.RFC3339), q(h.Reason))
+	}
+	switch {
+	case s.WindowOpen:
+		fmt.Fprintln(w, "window:    open")
+	case !s.NextWindow.IsZero():
+		fmt.Fprintf(w, "window:    closed; the next opens at %s\n", s.NextWindow.Format(time.RFC3339))
+	case s.Held != nil && !s.Held.NextWindow.IsZero():
+		fmt.Fprintf(w, "window:    the next opens at %s\n", s.Held.NextWindow.Format(time.RFC3339))
+	}
 	if !s.LastPoll.IsZero() {
 		line := s.LastPoll.Format(time.RFC3339)
 		if s.Offline {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/state"
 )
 
@@ -50,8 +51,19 @@ type Status struct {
 	DriftRepaired int `json:"drift_repaired"`
 	DriftDetected int `json:"drift_detected"`
 
-	Failed    map[string]state.Failure `json:"failed,omitempty"`
-	Resources []ResourceStatus         `json:"resources"`
+	Failed map[string]state.Failure `json:"failed,omitempty"`
+	// Held is the newer commit that the host holds back, and why: its
+	// rollout wave waits, the commit was halted, or a maintenance window
+	// is closed.
+	Held *state.Held `json:"held,omitempty"`
+	// WindowOpen and NextWindow say, for a host with maintenance windows,
+	// whether one is open now and when the next opens.
+	WindowOpen bool             `json:"window_open,omitempty"`
+	NextWindow time.Time        `json:"next_window,omitzero"`
+	Resources  []ResourceStatus `json:"resources"`
+
+	// windows are the maintenance windows of the revision in force.
+	windows []spec.Window
 }
 
 // ResourceStatus is one resource in force.
@@ -269,6 +281,7 @@ func StatusFromState(cfg *Config) (*Status, error) {
 		LastGood:  st.LastGood,
 		Suspended: st.Suspended,
 		Failed:    st.Failed,
+		Held:      st.Held,
 		Resources: []ResourceStatus{},
 	}
 	if st.RolledBack != "" && st.Commit == st.LastGood {

@@ -131,7 +131,7 @@ const resourceTimeout = 15 * time.Minute
 
 // full is the backstop pass: the revision in force, converged whole.
 func (d *daemon) full(ctx context.Context) {
-	if d.desired == nil || d.st.Suspended {
+	if d.desired == nil || d.st.Suspended || !repairNow(d.desired, time.Now()) {
 		return
 	}
 	d.refreshDrivers(ctx)
@@ -150,12 +150,15 @@ func (d *daemon) repair(ctx context.Context, ids map[spec.ID]bool) {
 	if d.desired == nil {
 		return
 	}
+	// Outside its maintenance windows, a host whose window says
+	// drift_outside: warn reports drift and leaves it.
+	repairs := repairNow(d.desired, time.Now())
 	for id := range ids {
 		r := d.desired.Lookup(id)
 		if r == nil || r.Drift == spec.DriftIgnore {
 			continue
 		}
-		apply := !d.st.Suspended && r.Drift != spec.DriftWarn
+		apply := !d.st.Suspended && r.Drift != spec.DriftWarn && repairs
 		if err := newContainerPolicy(d.cfg).check(&spec.State{Resources: []*spec.Resource{r}}); err != nil {
 			d.log.Error("drift not repaired: the host no longer allows this container", "resource", id, "err", err)
 			continue

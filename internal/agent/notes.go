@@ -198,10 +198,38 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 		}
 	}
 	n.Platform, n.BadImages = p.imageNote()
-	wrote, err := p.notes.notes.Write(ctx, n, status.WriteOptions{Secrets: status.Secrets(p.desired)})
-	if err != nil {
-		p.log.Warn("status note not written", "revision", rev, "err", err)
+	p.lastNote = n
+	p.writeNote(ctx, n)
+}
+
+// reportHold writes the last note again with the commit that this host
+// holds back: when the hold is news, and as a heartbeat every third of
+// the rollout's alive time, so that the other hosts count this one.
+func (p *runner) reportHold(ctx context.Context) {
+	if p.notes == nil || p.lastNote.Commit == "" {
 		return
+	}
+	p.writeNote(ctx, p.lastNote)
+}
+
+// writeNote writes n, with the hold of the state when there is one.
+func (p *runner) writeNote(ctx context.Context, n status.Note) {
+	force := false
+	if h := p.st.Held; h != nil {
+		now := time.Now()
+		n.Rollout = holdNote(h)
+		n.ReportedAt = now
+		if p.policy != nil && p.policy.rollout != nil {
+			force = now.Sub(p.holdNoteAt) >= aliveTime(p.cfg, p.policy.rollout)/3
+		}
+	}
+	wrote, err := p.notes.notes.Write(ctx, n, status.WriteOptions{Secrets: status.Secrets(p.desired), Force: force})
+	if err != nil {
+		p.log.Warn("status note not written", "revision", n.Commit, "err", err)
+		return
+	}
+	if wrote && n.Rollout != nil {
+		p.holdNoteAt = n.ReportedAt
 	}
 	if wrote {
 		p.driftSinceNote = 0

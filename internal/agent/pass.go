@@ -80,6 +80,15 @@ type runner struct {
 	// it; the daemon logs it and saves again at its next change.
 	saveErr error
 
+	// policy is the rollout and windows of the revision in force, as the
+	// last gate read them.
+	policy *gatePolicy
+	// lastNote is the last note composed, without its hold: a host that
+	// holds back a commit writes it again with the hold.
+	lastNote status.Note
+	// holdNoteAt is when a note with a hold was last written.
+	holdNoteAt time.Time
+
 	mu     sync.Mutex // guards status
 	status Status
 }
@@ -121,6 +130,7 @@ func newRunner(cfg *Config, log *slog.Logger, s seams) (*runner, error) {
 	p.st = st
 	p.saved = cloneState(st)
 	p.status.Host = cfg.Host.Name
+	p.status.Held = st.Held
 	p.status.Resources = []ResourceStatus{}
 	return p, nil
 }
@@ -142,10 +152,12 @@ type passOptions struct {
 	local bool
 }
 
-// polled is the outcome of one poll of the source.
+// polled is the outcome of one poll of the source, and for a new tip the
+// gate's decision about it (nil: not asked).
 type polled struct {
-	rev string
-	err error
+	rev  string
+	err  error
+	gate *gated
 }
 
 // pass runs one pass over the tip that a poll returned, as a straight line
@@ -254,7 +266,7 @@ func (p *runner) source(ctx context.Context, tip polled, o passOptions, rep *Rep
 		return "", false, ctx.Err()
 	}
 	if tip.err == nil && verifyErr == nil {
-		return tip.rev, true, nil
+		return p.gated(ctx, tip, o, rep)
 	}
 	if !o.fallback {
 		return "", false, nil
@@ -268,6 +280,36 @@ func (p *runner) source(ctx context.Context, tip polled, o passOptions, rep *Rep
 	rep.Fallback = redact.URLs(choice.Fallback.Error())
 	rep.Tip = choice.Tip
 	return choice.Commit, false, nil
+}
+
+// gated applies the gate's decision about a verified tip: a tip held back
+// is recorded as held (state, status, note); then a single pass converges
+// the last good revision, and the daemon keeps what it has ("").
+func (p *runner) gated(ctx context.Context, tip polled, o passOptions, rep *Report) (string, bool, error) {
+	if tip.gate == nil || !o.apply {
+		return tip.rev, true, nil
+	}
+	p.policy = tip.gate.policy
+	h := tip.gate.hold
+	if h == nil {
+		if p.st.Held != nil {
+			p.st.Held = nil
+			p.setStatus(func(s *Status) { s.Held = nil })
+		}
+		return tip.rev, true, nil
+	}
+	if old := p.st.Held; old == nil || old.Commit != h.Commit || old.State != h.State {
+		p.log.Info("new revision held back", append(p.revArgs(h.Commit), "wave", h.Wave, "state", h.State, "reason", h.Reason)...)
+	}
+	p.st.Held = h
+	p.save()
+	p.setStatus(func(s *Status) { s.Held = h })
+	rep.Held = describeHold(h)
+	if !o.fallback {
+		p.reportHold(ctx)
+		return "", false, nil
+	}
+	return p.st.LastGood, false, nil
 }
 
 // logRefusal logs why a revision is refused: an error for the daemon, which
@@ -349,7 +391,7 @@ func (p *runner) use(ctx context.Context, rev string, desired *spec.State, apply
 	for _, r := range desired.Resources {
 		rs = append(rs, ResourceStatus{Kind: string(r.ID.Kind), Name: r.ID.Name, State: "pending"})
 	}
-	p.setStatus(func(s *Status) { s.Resources = rs })
+	p.setStatus(func(s *Status) { s.Resources, s.windows = rs, desired.Windows })
 }
 
 // refreshDrivers rebuilds the drivers that lost their connection (the system
@@ -706,7 +748,7 @@ func cloneState(st *state.State) state.State {
 
 // sameState reports whether a and b record the same state.
 func sameState(a, b *state.State) bool {
-	return a.Suspended == b.Suspended && sameRecord(a, b) &&
+	return a.Suspended == b.Suspended && sameRecord(a, b) && a.Held == b.Held &&
 		maps.EqualFunc(a.Failed, b.Failed, func(x, y state.Failure) bool {
 			return x.Result == y.Result && x.Reason == y.Reason && x.At.Equal(y.At)
 		})
@@ -756,6 +798,9 @@ func (p *runner) snapshot() Status {
 	defer p.mu.Unlock()
 	s := p.status
 	s.Source = "daemon"
+	if len(s.windows) > 0 {
+		s.NextWindow, s.WindowOpen = windowState(s.windows, time.Now())
+	}
 	s.Resources = append([]ResourceStatus(nil), p.status.Resources...)
 	return s
 }

@@ -56,6 +56,10 @@ type Report struct {
 	Fallback string `json:"fallback,omitempty"`
 	Offline  bool   `json:"offline,omitempty"`
 	Tip      string `json:"tip,omitempty"`
+	// Held is set when the tip is held back (a rollout wave that waits, a
+	// halted commit, a closed maintenance window) and Revision is the
+	// last good revision: the tip and why.
+	Held string `json:"held,omitempty"`
 	// Valid is false when the repository is invalid for this host; Errors
 	// says why and nothing was changed.
 	Valid  bool      `json:"valid"`
@@ -161,6 +165,11 @@ func (r *Report) WriteText(out, errw io.Writer) error {
 		}
 		_, err := fmt.Fprintln(errw, msg)
 		return err
+	}
+	if r.Held != "" {
+		if _, err := fmt.Fprintf(errw, "%s: %s; converging the last good revision %s\n", r.Command, spec.Quote(r.Held), spec.Quote(r.Revision)); err != nil {
+			return err
+		}
 	}
 	if r.Fallback != "" {
 		what := "the source's tip is not usable"

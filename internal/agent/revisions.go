@@ -66,11 +66,20 @@ func (d *daemon) startPoll(ctx context.Context, retry bool) {
 	d.pollBusy = true
 	d.work.Add(1)
 	src := d.src
+	in := d.gateInput()
 	go func() {
 		defer d.work.Done()
 		start := time.Now()
 		rev, err := src.Poll(ctx)
-		d.polls <- sourcePolled{polled{rev, err}, start}
+		tip := polled{rev: rev, err: err}
+		if err == nil {
+			// The gate may read the fleet's notes: beside the loop, as
+			// the poll.
+			in.now = time.Now()
+			g := gate(ctx, in, src, rev)
+			tip.gate = &g
+		}
+		d.polls <- sourcePolled{tip, start}
 	}()
 }
 

@@ -69,6 +69,14 @@ func (s *gitRevSource) Snapshot(ctx context.Context, rev string) (*Snapshot, err
 	return &Snapshot{FS: fsys, Revision: rev, Commit: rev}, nil
 }
 
+// Message returns the message of the commit rev.
+func (s *gitRevSource) Message(rev string) (string, error) { return s.repo.Message(rev) }
+
+// Descends reports whether commit descends from ancestor, from the cache.
+func (s *gitRevSource) Descends(commit, ancestor string) bool {
+	return s.repo.Descends(commit, ancestor)
+}
+
 // Commit returns rev: a Git revision is its commit.
 func (s *gitRevSource) Commit(rev string) string { return rev }
 

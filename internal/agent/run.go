@@ -111,7 +111,12 @@ func onePass(ctx context.Context, cfg *Config, log *slog.Logger, o passOptions, 
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	rep, err := p.pass(ctx, polled{rev, pollErr}, o)
+	tip := polled{rev: rev, err: pollErr}
+	if pollErr == nil && o.apply {
+		g := gate(ctx, p.gateInput(), p.src, rev)
+		tip.gate = &g
+	}
+	rep, err := p.pass(ctx, tip, o)
 	if err = errors.Join(err, p.saveErr); err != nil {
 		return nil, err
 	}

@@ -625,3 +625,51 @@ func (r *Repo) noteDamage(err error) error {
 	}
 	return &Error{Op: "read", URL: r.redacted, Kind: ErrCorrupt, Err: err}
 }
+
+// Message returns the message of commit, which the cache holds.
+func (r *Repo) Message(commit string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.resolve(commit)
+	if err != nil {
+		return "", err
+	}
+	return c.Message, nil
+}
+
+// descendLimit bounds the walk of Descends: a rollout compares commits a
+// few pushes apart.
+const descendLimit = 256
+
+// Descends reports whether commit is ancestor or descends from it within
+// descendLimit commits, as far as the cache holds their history: a commit
+// the cache does not hold is not known to descend. It fetches nothing.
+func (r *Repo) Descends(commit, ancestor string) bool {
+	if commit == ancestor {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := plumbing.NewHash(ancestor)
+	queue := []plumbing.Hash{plumbing.NewHash(commit)}
+	seen := map[plumbing.Hash]bool{}
+	for len(queue) > 0 && len(seen) < descendLimit {
+		h := queue[0]
+		queue = queue[1:]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		c, err := r.repo.CommitObject(h)
+		if err != nil {
+			continue // beyond the shallow boundary, or never fetched
+		}
+		for _, p := range c.ParentHashes {
+			if p == want {
+				return true
+			}
+			queue = append(queue, p)
+		}
+	}
+	return false
+}

@@ -56,10 +56,30 @@ type State struct {
 	// RolledBack is the commit that the last pass rolled back from, to
 	// LastGood; empty once a commit applies. outpost status names it.
 	RolledBack string `json:"rolled_back,omitempty"`
+	// Held is the newer commit that this host holds back (its rollout
+	// wave waits, or a maintenance window is closed), and since when:
+	// hosts that wrote no note for a rollout's alive time stop counting
+	// only once the commit has waited that long. Replaced, never changed
+	// in place.
+	Held *Held `json:"held,omitempty"`
 
 	// unknown holds the top-level fields of the document that this build
 	// does not know, so that a save does not lose them.
 	unknown map[string]json.RawMessage
+}
+
+// Held is a commit held back, when this host first held it, and why.
+type Held struct {
+	Commit string    `json:"commit"`
+	Since  time.Time `json:"since"`
+	// Wave is this host's rollout wave ("" without a rollout); State is
+	// waiting, halted or window (status.Hold's states).
+	Wave   string `json:"wave,omitempty"`
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	// NextWindow is when this host's next maintenance window opens, when
+	// it has windows.
+	NextWindow time.Time `json:"next_window,omitzero"`
 }
 
 // Failure is why a commit was refused or rolled back on this host.

@@ -84,7 +84,34 @@ type Note struct {
 	// BadImages lists the tags that failed on the host, which `outpost
 	// images update` never writes back.
 	BadImages []BadImage `json:"bad_images,omitempty"`
+
+	// ReportedAt is when a note that holds back a commit (Rollout) was
+	// written: such a host writes its note again now and then, so that
+	// the rollout's other hosts know it is alive (docs/rollout.md).
+	ReportedAt time.Time `json:"reported_at,omitzero"`
+	// Rollout says that the host holds back a newer commit than Commit,
+	// and why; nil when it does not.
+	Rollout *Hold `json:"rollout,omitempty"`
 }
+
+// Hold is a newer commit that a host holds back: its wave waits for an
+// earlier one, the commit was halted, or the host is outside its
+// maintenance windows.
+type Hold struct {
+	Commit string `json:"commit"`
+	// Wave is the host's wave ("" without a rollout).
+	Wave string `json:"wave,omitempty"`
+	// State is waiting, halted or window.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// The states of a Hold.
+const (
+	HoldWaiting = "waiting"
+	HoldHalted  = "halted"
+	HoldWindow  = "window"
+)
 
 // BadImage is a tag that failed on a host, at its digest when the host
 // knew it ("" for any digest).
@@ -174,6 +201,13 @@ func isHash(s string) bool {
 // note has the same shape.
 func (n Note) normalized() Note {
 	n.AppliedAt = n.AppliedAt.UTC().Truncate(time.Second)
+	if !n.ReportedAt.IsZero() {
+		n.ReportedAt = n.ReportedAt.UTC().Truncate(time.Second)
+	}
+	if n.Rollout != nil {
+		h := *n.Rollout
+		n.Rollout = &h
+	}
 	if !n.HealthyAt.IsZero() {
 		n.HealthyAt = n.HealthyAt.UTC().Truncate(time.Second)
 	}
@@ -213,6 +247,9 @@ func (n Note) Redact(r *Redactor) Note {
 	n.BadImages = slices.Clone(n.BadImages)
 	for i := range n.BadImages {
 		n.BadImages[i].Reason = r.String(n.BadImages[i].Reason)
+	}
+	if n.Rollout != nil {
+		n.Rollout.Reason = r.String(n.Rollout.Reason)
 	}
 	return n
 }
@@ -327,5 +364,15 @@ func (n Note) sameOutcome(prev Note) bool {
 		a.Platform == b.Platform &&
 		slices.EqualFunc(a.BadImages, b.BadImages, func(x, y BadImage) bool {
 			return x.Container == y.Container && x.Tag == y.Tag && x.Digest == y.Digest
-		})
+		}) &&
+		holdKey(a.Rollout) == holdKey(b.Rollout)
+}
+
+// holdKey is what of a hold is part of a note's outcome: not its reason,
+// whose counts change at every poll.
+func holdKey(h *Hold) Hold {
+	if h == nil {
+		return Hold{}
+	}
+	return Hold{Commit: h.Commit, Wave: h.Wave, State: h.State}
 }
