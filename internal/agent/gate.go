@@ -92,6 +92,11 @@ func gate(ctx context.Context, in gateInput, src revSource, tip string) gated {
 	since := in.now
 	if in.held != nil && in.held.Commit == tip {
 		since = in.held.Since
+		if in.held.State == status.HoldHalted {
+			// A halted commit stays halted: its notes are not read
+			// again, and only a newer commit starts a rollout.
+			return gated{hold: in.held, policy: pol}
+		}
 	}
 	hold := &state.Held{Commit: tip, Since: since}
 	if len(pol.windows) > 0 {

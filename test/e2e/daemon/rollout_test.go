@@ -245,6 +245,20 @@ func TestRolloutWaves(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "halted") {
 		t.Errorf("fleet --rollout on the bad commit: %v\n%s\nwant exit status 1 and halted", err, out)
 	}
+	out, _ = exec.Command(filepath.Join(binDir, "outpost"), "fleet", "--rollout", "--json", "--commit", bad, "--config", hosts[1].cfg).Output()
+	var view struct {
+		Commit string
+		Halted bool
+		Waves  []struct {
+			Name            string
+			Failed, Counted int
+			Halted          bool
+		}
+	}
+	if err := json.Unmarshal(out, &view); err != nil || view.Commit != bad || !view.Halted || len(view.Waves) != 3 ||
+		!view.Waves[0].Halted || view.Waves[0].Failed != 1 || view.Waves[2].Counted != 7 {
+		t.Errorf("fleet --rollout --json on the bad commit = %+v, %v\n%s", view, err, out)
+	}
 
 	// The fix goes through every wave; one host of the early ring is
 	// offline.
