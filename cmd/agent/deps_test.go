@@ -24,6 +24,9 @@ var testOnly = []string{
 	"github.com/spf13/cobra/doc",
 	"github.com/cpuguy83/go-md2man/",
 	"github.com/russross/blackfriday/",
+	// The Compose loader: only outpost-import links it (cmd/import).
+	"github.com/compose-spec/",
+	"github.com/outpost-gitops/outpost/internal/compose",
 }
 
 // TestDeps fails when the outpost binary, as released (linux, static),

@@ -2,9 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -27,6 +30,12 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			examples, err := filepath.Abs("../../examples")
 			env.Setenv("EXAMPLES", examples)
+			if err != nil {
+				return err
+			}
+			// outpost import runs outpost-import from PATH.
+			dir, err := importer()
+			env.Setenv("PATH", dir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -34,6 +43,27 @@ func TestScripts(t *testing.T) {
 			"mkfifo": cmdMkfifo,
 		},
 	})
+}
+
+var (
+	importerOnce sync.Once
+	importerDir  string
+	importerErr  error
+)
+
+// importer builds outpost-import once and returns its directory.
+func importer() (string, error) {
+	importerOnce.Do(func() {
+		importerDir, importerErr = os.MkdirTemp("", "outpost-import-")
+		if importerErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(importerDir, "outpost-import"), "../import")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			importerErr = fmt.Errorf("build outpost-import: %w\n%s", err, out)
+		}
+	})
+	return importerDir, importerErr
 }
 
 // cmdExits runs a command and checks its exit status exactly, which exec

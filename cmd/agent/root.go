@@ -61,6 +61,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newPublishCmd,
 	newInitCmd,
 	newPlanCmd,
+	newImportCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

@@ -82,8 +82,8 @@ func ReadRelease(path string) (*Release, error) {
 	if err := yaml.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(r.Builds) != 1 || len(r.NFPMs) != 1 {
-		return nil, fmt.Errorf("%s: want one build and one nfpms entry, got %d and %d", path, len(r.Builds), len(r.NFPMs))
+	if len(r.Builds) == 0 || len(r.NFPMs) != 1 {
+		return nil, fmt.Errorf("%s: want builds and one nfpms entry, got %d and %d", path, len(r.Builds), len(r.NFPMs))
 	}
 	return &r, nil
 }
@@ -97,11 +97,24 @@ func template(s, version string) (string, error) {
 	return s, nil
 }
 
-// BuildBinary builds the agent for linux/goarch as GoReleaser's build does:
-// its environment, flags and ldflags, version filled in. It writes the
-// binary to dir and returns its path.
-func (r *Release) BuildBinary(ctx context.Context, moduleRoot, dir, version, goarch string) (string, error) {
-	b := r.Builds[0]
+// BuildBinaries builds every binary of the release (the agent, the
+// importer) for linux/goarch with BuildBinary, and returns their paths.
+func (r *Release) BuildBinaries(ctx context.Context, moduleRoot, dir, version, goarch string) ([]string, error) {
+	var out []string
+	for _, b := range r.Builds {
+		bin, err := b.BuildBinary(ctx, moduleRoot, dir, version, goarch)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bin)
+	}
+	return out, nil
+}
+
+// BuildBinary builds b for linux/goarch as GoReleaser does: its
+// environment, flags and ldflags, version filled in. It writes the binary
+// to dir and returns its path.
+func (b Build) BuildBinary(ctx context.Context, moduleRoot, dir, version, goarch string) (string, error) {
 	out := filepath.Join(dir, b.Binary)
 	var ldflags []string
 	for _, f := range b.Ldflags {
@@ -128,11 +141,11 @@ func (r *Release) BuildBinary(ctx context.Context, moduleRoot, dir, version, goa
 var goreleaserOnly = []string{"id", "ids", "builds", "formats", "file_name_template", "bindir", "libdirs", "meta", "package_name", "goamd64"}
 
 // NFPMConfig returns nfpm's configuration for the package GoReleaser would
-// make of binary: goreleaser.yaml's nfpms entry without GoReleaser's own
-// keys, with the name, version and architecture set and the binary added
+// make of binaries: goreleaser.yaml's nfpms entry without GoReleaser's own
+// keys, with the name, version and architecture set and each binary added
 // to bindir, mode 0755, as GoReleaser adds it. Paths in it are relative to
 // the module root.
-func (r *Release) NFPMConfig(version, goarch, binary string) ([]byte, error) {
+func (r *Release) NFPMConfig(version, goarch string, binaries ...string) ([]byte, error) {
 	in := r.NFPMs[0]
 	cfg := map[string]any{}
 	for k, v := range in {
@@ -158,11 +171,14 @@ func (r *Release) NFPMConfig(version, goarch, binary string) ([]byte, error) {
 	cfg["arch"] = goarch
 	cfg["platform"] = "linux"
 	contents, _ := cfg["contents"].([]any)
-	contents = append(append([]any(nil), contents...), map[string]any{
-		"src":       binary,
-		"dst":       filepath.Join(bindir, filepath.Base(binary)),
-		"file_info": map[string]any{"mode": 0o755},
-	})
+	contents = append([]any(nil), contents...)
+	for _, binary := range binaries {
+		contents = append(contents, map[string]any{
+			"src":       binary,
+			"dst":       filepath.Join(bindir, filepath.Base(binary)),
+			"file_info": map[string]any{"mode": 0o755},
+		})
+	}
 	cfg["contents"] = contents
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)

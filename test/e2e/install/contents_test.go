@@ -26,6 +26,7 @@ var wantFiles = func() []entry {
 		{"/etc/outpost", "drwx------"},
 		{"/etc/outpost/agent.yaml", "-rw-------"},
 		{"/usr/bin/outpost", "-rwxr-xr-x"},
+		{"/usr/bin/outpost-import", "-rwxr-xr-x"},
 		{"/usr/lib/systemd/system/outpost.service", "-rw-r--r--"},
 		{"/var/lib/outpost", "drwx------"},
 		{"/usr/share/bash-completion/completions/outpost", "-rw-r--r--"},
@@ -43,7 +44,7 @@ var wantFiles = func() []entry {
 // manCommands are the commands that have a man page of their own: every
 // command and subcommand that outpost --help lists (images update is
 // outpost-images-update).
-var manCommands = []string{"apply", "diff", "fleet", "images", "images-update", "init", "plan", "publish", "reconcile",
+var manCommands = []string{"apply", "diff", "fleet", "images", "images-update", "import", "init", "plan", "publish", "reconcile",
 	"resume", "retry", "run", "status", "suspend", "validate", "version"}
 
 // packageScripts maps each maintainer script of the packages to its source.

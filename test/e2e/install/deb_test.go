@@ -148,6 +148,7 @@ func TestDebLifecycle(t *testing.T) {
 	}
 	for _, p := range []string{
 		"/usr/bin/outpost",
+		"/usr/bin/outpost-import",
 		"/usr/lib/systemd/system/outpost.service",
 		"/etc/systemd/system/multi-user.target.wants/outpost.service",
 		"/run/outpost",

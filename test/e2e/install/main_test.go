@@ -117,11 +117,11 @@ func buildPackages(ctx context.Context) (*Built, error) {
 			}
 		}
 		*v.dist = dist
-		bin, err := rel.BuildBinary(ctx, root, bindir, v.version, runtime.GOARCH)
+		bins, err := rel.BuildBinaries(ctx, root, bindir, v.version, runtime.GOARCH)
 		if err != nil {
 			return nil, err
 		}
-		cfg, err := rel.NFPMConfig(v.version, runtime.GOARCH, bin)
+		cfg, err := rel.NFPMConfig(v.version, runtime.GOARCH, bins...)
 		if err != nil {
 			return nil, err
 		}

@@ -72,11 +72,11 @@ func buildDeb(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	bin, err := rel.BuildBinary(ctx, root, dir, debVersion, runtime.GOARCH)
+	bins, err := rel.BuildBinaries(ctx, root, dir, debVersion, runtime.GOARCH)
 	if err != nil {
 		return "", err
 	}
-	cfg, err := rel.NFPMConfig(debVersion, runtime.GOARCH, bin)
+	cfg, err := rel.NFPMConfig(debVersion, runtime.GOARCH, bins...)
 	if err != nil {
 		return "", err
 	}
