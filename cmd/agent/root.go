@@ -62,6 +62,7 @@ var commands = []func(g *globals) *cobra.Command{
 	newInitCmd,
 	newPlanCmd,
 	newImportCmd,
+	newSecretsCmd,
 }
 
 func newRootCmd(g *globals) *cobra.Command {

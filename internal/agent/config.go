@@ -54,6 +54,8 @@ type Config struct {
 	// Units restricts which units a commit may manage.
 	Units   UnitsConfig   `yaml:"units"`
 	Metrics MetricsConfig `yaml:"metrics"`
+	// Secrets names the keys that open the repository's encrypted files.
+	Secrets SecretsConfig `yaml:"secrets"`
 
 	// Root prefixes every file path (--root); not part of the file.
 	Root string `yaml:"-"`
@@ -476,6 +478,15 @@ func (d *decoder) check(cfg *Config) {
 		if k == "" || strings.ContainsAny(k, "=, \t\n") {
 			f := "host.labels." + k
 			d.errorf(d.at(f), f, "invalid label name %q", k)
+		}
+	}
+	for i, p := range append([]string{cfg.Secrets.Key}, cfg.Secrets.Identities...) {
+		f := "secrets.key"
+		if i > 0 {
+			f = fmt.Sprintf("secrets.identities[%d]", i-1)
+		}
+		if p != "" && (!filepath.IsAbs(p) || filepath.Clean(p) != p) {
+			d.errorf(d.at(f), f, "must be an absolute, clean path, got %q", p)
 		}
 	}
 	if l := cfg.Metrics.Listen; l != "" {

@@ -119,6 +119,11 @@ func Run(ctx context.Context, cfg *Config, opts DaemonOptions) error {
 	defer lock.Unlock()
 
 	log := opts.Logger.With("host", cfg.Host.Name)
+	if r, err := EnsureSecretKey(cfg); err != nil {
+		log.Warn("the host's age key cannot be made; encrypted files will not decrypt", "err", err)
+	} else if r != "" {
+		log.Debug("the host's age key", "recipient", r)
+	}
 	p, err := newRunner(cfg, log, seams{drivers: opts.drivers, newSource: opts.newSource, newImages: opts.newImages, newPusher: opts.newPusher})
 	if err != nil {
 		return err

@@ -198,6 +198,7 @@ func (p *runner) report(ctx context.Context, rev, result string, res *converge.R
 		}
 	}
 	n.Platform, n.BadImages = p.imageNote()
+	_, n.Recipients = hostKeys(p.cfg)
 	p.lastNote = n
 	p.writeNote(ctx, n)
 }

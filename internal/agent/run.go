@@ -90,6 +90,9 @@ func onePass(ctx context.Context, cfg *Config, log *slog.Logger, o passOptions, 
 			return nil, err
 		}
 		defer lock.Unlock()
+		if _, err := EnsureSecretKey(cfg); err != nil {
+			log.Warn("the host's age key cannot be made; encrypted files will not decrypt", "err", err)
+		}
 	}
 	p, err := newRunner(cfg, log.With("host", cfg.Host.Name), s)
 	if err != nil {
@@ -128,7 +131,8 @@ func onePass(ctx context.Context, cfg *Config, log *slog.Logger, o passOptions, 
 // the allowed paths. Its errors are spec.Errors when the repository is at
 // fault.
 func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
-	repo, err := spec.Load(snap.FS, spec.Options{})
+	keys, _ := hostKeys(cfg)
+	repo, err := spec.Load(snap.FS, spec.Options{Decrypter: keys})
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +141,7 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 	if err != nil {
 		return nil, err
 	}
+	seal(desired, cfg.StateDir)
 	if len(desired.Resources) == 0 && !cfg.AllowEmpty {
 		return nil, spec.Errors{emptyError(repo, host)}
 	}

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"filippo.io/age"
 	"fmt"
 	"log/slog"
 	"os"
@@ -44,6 +46,7 @@ func sandbox(t testing.TB, repo string) *Config {
 	cfg.Root = filepath.Join(t.TempDir(), "root")
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
 	cfg.Host = HostConfig{Name: "h1", Labels: map[string]string{"role": "web"}}
+	cfg.Secrets.Key = filepath.Join(cfg.StateDir, "..", "age.key")
 	return cfg
 }
 
@@ -457,4 +460,59 @@ func TestApplyGatesOnHealth(t *testing.T) {
 	if rep := apply(noWait); rep.Result != ResultApplied {
 		t.Errorf("Apply(bad, NoWait) result = %q, want %q: nothing waits for its health", rep.Result, ResultApplied)
 	}
+}
+
+// BenchmarkApplyNoopSecrets100 is a no-op pass over 100 files whose
+// sources are age files; BenchmarkApplyNoopPlain100 is the same pass over
+// the same files in plaintext. docs/benchmarks.md compares them.
+func BenchmarkApplyNoopSecrets100(b *testing.B) { benchNoop100(b, true) }
+
+func BenchmarkApplyNoopPlain100(b *testing.B) { benchNoop100(b, false) }
+
+func benchNoop100(b *testing.B, encrypted bool) {
+	repo := b.TempDir()
+	cfg := sandbox(b, repo)
+	recipient, err := EnsureSecretKey(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	to, err := parseRecipient(recipient)
+	if err != nil {
+		b.Fatal(err)
+	}
+	files := map[string]string{}
+	for i := range 100 {
+		plain := fmt.Sprintf("password-%04d\n", i)
+		src := fmt.Sprintf("s%04d.txt", i)
+		if encrypted {
+			var buf bytes.Buffer
+			w, err := age.Encrypt(&buf, to)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Write([]byte(plain))
+			w.Close()
+			src += ".age"
+			plain = buf.String()
+		}
+		files[fmt.Sprintf("d%02d/%s", i%10, src)] = plain
+		files[fmt.Sprintf("d%02d/f%04d.yaml", i%10, i)] = fmt.Sprintf("kind: file\npath: /etc/bench/%04d.conf\nsource: %s\nmode: \"0600\"\n", i, src)
+	}
+	writeTree(b, repo, files)
+	ctx := context.Background()
+	rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
+	if err != nil || rep.Summary.Create != 100 {
+		b.Fatalf("first Apply() = %+v, %v; want 100 created", rep, err)
+	}
+	b.ReportAllocs()
+	start := cpuTime(b)
+	n := 0
+	for b.Loop() {
+		rep, err := Apply(ctx, cfg, nil, ApplyOptions{})
+		if err != nil || rep.Summary.Changed() {
+			b.Fatalf("Apply() = %+v, %v; want nothing to do", rep.Summary, err)
+		}
+		n++
+	}
+	b.ReportMetric(float64((cpuTime(b)-start).Milliseconds())/float64(n), "cpu-ms/op")
 }

@@ -403,6 +403,13 @@ func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed, changed
 			return it
 		}
 	}
+	if r.Err != nil {
+		// Rendered without its content (a secret this host cannot
+		// decrypt): it fails alone, and the host keeps what it has.
+		it.Err = r.Err
+		e.log.Debug("did not converge", "resource", r.ID.String(), "err", it.Err)
+		return it
+	}
 	drv, ok := e.drivers[r.ID.Kind]
 	if !ok || drv == nil {
 		it.Err = fmt.Errorf("%w for kind %s on this host", ErrNoDriver, r.ID.Kind)
@@ -504,7 +511,7 @@ func (e *Engine) record(inv state.Inventory, r *spec.Resource, it Item, now time
 		// A failed create may have left an object behind: own it, with no
 		// hash, so that it is pruned when it leaves the desired state.
 		// Drivers only remove objects that carry Outpost's mark.
-		if !owned && !it.Skipped && !errors.Is(it.Err, ErrNoDriver) {
+		if !owned && !it.Skipped && r.Err == nil && !errors.Is(it.Err, ErrNoDriver) {
 			inv[key] = state.Entry{Kind: r.ID.Kind, Name: r.ID.Name, AppliedAt: now, NoPrune: !r.Prune}
 		}
 		return

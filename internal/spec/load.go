@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -22,7 +23,38 @@ type Options struct {
 	// TemplateBudget limits the bytes that the templates rendered for one
 	// host make in all, values and output; 0 means DefaultTemplateBudget.
 	TemplateBudget int64
+	// Decrypter opens encrypted sources (IsEncrypted) for Render. Without
+	// one, such a source renders as its ciphertext, marked secret: what
+	// validate and plan see, which have no host's key.
+	Decrypter Decrypter
 }
+
+// Decrypter opens the encrypted files of a repository with a host's keys.
+type Decrypter interface {
+	// Decrypt returns the plaintext of the file name, whose bytes are
+	// data. Its error names the file and never quotes the content.
+	Decrypt(name string, data []byte) ([]byte, error)
+}
+
+// IsEncrypted reports whether a source is an encrypted file: age
+// (NAME.age) or SOPS (NAME.sops.yaml, .sops.yml, .sops.json, .sops.env, or
+// NAME.sops for any other file).
+func IsEncrypted(name string) bool {
+	base := path.Base(name)
+	if strings.HasSuffix(base, ".age") || strings.HasSuffix(base, ".sops") {
+		return true
+	}
+	for _, ext := range []string{".yaml", ".yml", ".json", ".env"} {
+		if strings.HasSuffix(base, ".sops"+ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// secretObject is an object that a secret makes: its content came from an
+// encrypted file, so it must never be shown, logged or digested as is.
+type secretObject interface{ MarkSecret() }
 
 // Error is one validation error at a position in the repository.
 type Error struct {
@@ -295,6 +327,11 @@ func (l *loader) readBody(b *Body, what string) {
 		b.data = data
 		name = b.text
 	}
+	if b.tmpl != nil && b.secret {
+		l.errorAt(b.pos, "%ssource: %s is encrypted and cannot be a template", what, b.text)
+		b.tmpl = nil
+		return
+	}
 	if b.tmpl != nil {
 		t, err := parseTemplate(name, string(b.data))
 		if err != nil {
@@ -529,6 +566,10 @@ func (rp *Repo) Render(host Host) (*State, error) {
 			res.RestartOn = append(res.RestartOn, x.id)
 		}
 		for _, b := range r.bodies {
+			if b.secret {
+				rp.renderSecret(&res, b)
+				continue
+			}
 			data, err := rp.renderBody(b.Body, host, work)
 			if err != nil {
 				errs = append(errs, &Error{Pos: b.pos, Msg: err.Error(), Err: err})
@@ -542,6 +583,28 @@ func (rp *Repo) Render(host Host) (*State, error) {
 		return nil, errs
 	}
 	return st, nil
+}
+
+// renderSecret sets a body from an encrypted source: its plaintext, or
+// without a Decrypter its ciphertext. A file this host cannot decrypt
+// fails its resource alone (Resource.Err), not the revision: the other
+// resources converge, and the host keeps what it has of this one.
+func (rp *Repo) renderSecret(res *Resource, b boundBody) {
+	res.Secret = true
+	res.SecretFiles = append(res.SecretFiles, b.text)
+	if so, ok := res.Object.(secretObject); ok {
+		so.MarkSecret()
+	}
+	if rp.opts.Decrypter == nil {
+		b.set(res.Object, bytes.Clone(b.data))
+		return
+	}
+	data, err := rp.opts.Decrypter.Decrypt(b.text, b.data)
+	if err != nil {
+		res.Err = fmt.Errorf("%ssource %s: %w", b.prefix, b.text, err)
+		return
+	}
+	b.set(res.Object, data)
 }
 
 func (rp *Repo) renderBody(b *Body, host Host, work *budget) ([]byte, error) {

@@ -43,6 +43,9 @@ type Body struct {
 	pos    Pos
 	data   []byte             // read at Load
 	tmpl   *template.Template // set when the content is a template
+	// secret is set for a source that is an encrypted file
+	// (IsEncrypted): data holds its ciphertext until Render decrypts it.
+	secret bool
 }
 
 // Template makes the content a Go template, rendered for each host.
@@ -233,7 +236,7 @@ func (d *Decoder) content(f map[string]Field, what string, at *yaml.Node, requir
 			d.Errorf(src.At, "%ssource: %v", dotted, err)
 			return nil
 		}
-		return &Body{prefix: dotted, text: p, at: src.At, pos: posOf(d.file, src.At)}
+		return &Body{prefix: dotted, text: p, at: src.At, pos: posOf(d.file, src.At), secret: IsEncrypted(p)}
 	case required:
 		d.Errorf(at, "%smissing field \"source\" or \"content\"", prefix)
 	}

@@ -97,6 +97,14 @@ type Resource struct {
 	// (*file.File, *systemd.Unit, *docker.Container). Each kind's
 	// package has an Of function that returns it typed.
 	Object Object
+
+	// Secret is set when some of the object's content came from an
+	// encrypted file (docs/secrets.md); SecretFiles are those files.
+	Secret      bool
+	SecretFiles []string
+	// Err, set at Render, fails this resource alone when it converges:
+	// an encrypted source that this host cannot decrypt.
+	Err error
 }
 
 // State is the desired state of one host: a repository rendered for it.

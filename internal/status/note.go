@@ -85,6 +85,11 @@ type Note struct {
 	// images update` never writes back.
 	BadImages []BadImage `json:"bad_images,omitempty"`
 
+	// Recipients are the public keys that this host decrypts the
+	// repository's secrets with (age1..., or an SSH public key), so that
+	// the fleet's recipients can be read from Git.
+	Recipients []string `json:"recipients,omitempty"`
+
 	// ReportedAt is when a note that holds back a commit (Rollout) was
 	// written: such a host writes its note again now and then, so that
 	// the rollout's other hosts know it is alive (docs/rollout.md).
@@ -365,7 +370,8 @@ func (n Note) sameOutcome(prev Note) bool {
 		slices.EqualFunc(a.BadImages, b.BadImages, func(x, y BadImage) bool {
 			return x.Container == y.Container && x.Tag == y.Tag && x.Digest == y.Digest
 		}) &&
-		holdKey(a.Rollout) == holdKey(b.Rollout)
+		holdKey(a.Rollout) == holdKey(b.Rollout) &&
+		slices.Equal(a.Recipients, b.Recipients)
 }
 
 // holdKey is what of a hold is part of a note's outcome: not its reason,

@@ -8,6 +8,7 @@ import (
 	"github.com/outpost-gitops/outpost/internal/redact"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/file"
 )
 
 // Redacted replaces a secret in a note or a log line.
@@ -54,13 +55,24 @@ func (r *Redactor) String(s string) string {
 }
 
 // Secrets returns the values that a note about st must not contain: the
-// environment values of every container.
+// environment values of every container, and the content of every file
+// made from an encrypted source, whole and line by line.
 func Secrets(st *spec.State) []string {
 	if st == nil {
 		return nil
 	}
 	var out []string
 	for _, r := range st.Resources {
+		if f := file.Of(r); f != nil && f.Secret && len(f.Content) > 0 {
+			// A secret file's whole content, and each of its lines:
+			// an error may quote one.
+			out = append(out, string(f.Content))
+			for _, l := range strings.Split(string(f.Content), "\n") {
+				if l = strings.TrimSpace(l); len(l) >= 8 {
+					out = append(out, l)
+				}
+			}
+		}
 		if docker.Of(r) == nil {
 			continue
 		}

@@ -19,6 +19,10 @@ esac
 
 chmod 0700 /etc/outpost /var/lib/outpost 2>/dev/null || true
 chmod 0600 /etc/outpost/agent.yaml 2>/dev/null || true
+# The host's own age key for the repository's encrypted files, made once
+# (the agent makes it too on its first start); its recipient is in the
+# host's status notes.
+/usr/bin/outpost secrets key --config /etc/outpost/agent.yaml >/dev/null 2>&1 || true
 
 command -v systemctl >/dev/null 2>&1 || exit 0
 

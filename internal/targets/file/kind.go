@@ -58,12 +58,35 @@ func (f *File) Clone() spec.Object {
 }
 
 // Canonical implements spec.Object: empty and no content are the same file.
+// A secret's content is digested by its keyed hash (ContentMAC), never as
+// it is: the state records the digest, and a plain hash of a short secret
+// could be searched for.
 func (f *File) Canonical() any {
 	c := *f
-	if len(c.Content) == 0 {
+	if len(c.Content) == 0 || c.Secret {
 		c.Content = nil
 	}
 	return &c
+}
+
+// MarkSecret marks the content as a secret's: it is never shown, and a
+// file of the default mode (0644) is written 0600 instead.
+func (f *File) MarkSecret() {
+	f.Secret = true
+	if f.Mode == defaultMode {
+		f.Mode = 0o600
+	}
+}
+
+// defaultMode is a file's mode when its manifest names none.
+const defaultMode fs.FileMode = 0o644
+
+// Seal sets the keyed hash of a secret's content with mac, which the
+// agent keys with a key of the host's own.
+func (f *File) Seal(mac func([]byte) []byte) {
+	if f.Secret {
+		f.ContentMAC = mac(f.Content)
+	}
 }
 
 // File is a managed file.
@@ -76,12 +99,16 @@ type File struct {
 	Group   string
 	// Absent is true for state: absent: the file must not exist.
 	Absent bool
+	// Secret is set when the content came from an encrypted file; then
+	// ContentMAC, its keyed hash, stands for it in Canonical.
+	Secret     bool   `json:",omitempty"`
+	ContentMAC []byte `json:",omitempty"`
 }
 
 // decode reads a file declaration.
 func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 	root := d.Root()
-	fl := &File{Mode: 0o644}
+	fl := &File{Mode: defaultMode}
 	d.Resource().Object = fl
 	p, ok := d.Name("path", spec.CheckAbsPath)
 	if !ok {
