@@ -107,6 +107,9 @@ func TestDocManifestsValidate(t *testing.T) {
 	}
 }
 
+// secretCall finds the files of a template's secret calls.
+var secretCall = regexp.MustCompile(`secret "([^"]+)"`)
+
 // exampleSources returns the source: paths of every resource and drop-in
 // of a manifest's documents.
 func exampleSources(t *testing.T, text string) []string {
@@ -124,6 +127,19 @@ func exampleSources(t *testing.T, text string) []string {
 		}
 		if s, ok := doc["source"].(string); ok {
 			out = append(out, s)
+		}
+		if e, ok := doc["env_secrets"].(map[string]any); ok {
+			for _, v := range e {
+				if s, ok := v.(string); ok {
+					file, _, _ := strings.Cut(s, "#")
+					out = append(out, file)
+				}
+			}
+		}
+		if c, ok := doc["content"].(string); ok {
+			for _, m := range secretCall.FindAllStringSubmatch(c, -1) {
+				out = append(out, m[1])
+			}
 		}
 		if d, ok := doc["dropins"].(map[string]any); ok {
 			for _, v := range d {

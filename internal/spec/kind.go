@@ -235,6 +235,24 @@ func (d *Decoder) Content(fields map[string]Field, what string, at *yaml.Node, r
 	return b
 }
 
+// SecretRef reads a reference to a secret, "FILE" or "FILE#KEY" (FILE
+// relative to the manifest, an encrypted file; KEY a dotted path in it),
+// and has Render set the decrypted value with set, as a source's content.
+func (d *Decoder) SecretRef(at *yaml.Node, what, ref string, set func(Object, []byte)) {
+	file, key, _ := strings.Cut(ref, "#")
+	p, err := d.sourcePath(file)
+	switch {
+	case err != nil:
+		d.Errorf(at, "%s: %v", what, err)
+		return
+	case !IsEncrypted(p):
+		d.Errorf(at, "%s: %q is not an encrypted file (NAME.age, NAME.sops.yaml...)", what, file)
+		return
+	}
+	b := &Body{prefix: what + ": ", text: p, at: at, pos: posOf(d.file, at), secret: true, key: key}
+	d.decl.bodies = append(d.decl.bodies, boundBody{b, set})
+}
+
 // String reads the declaration's string field name into set, when it is
 // present, well typed and passes check (nil checks nothing).
 func (d *Decoder) String(name string, set *string, check func(string) error) {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"text/template"
 )
 
 // DefaultMaxFileSize is the default limit on a file resource's content and on
@@ -122,6 +123,9 @@ type Repo struct {
 	opts  Options
 	decls []*decl // by kind in apply order, then name, then position
 	fleet *fleet
+	// secrets holds the ciphertext of every file that a template's
+	// secret call names, read at Load.
+	secrets map[string][]byte
 }
 
 // Load reads every manifest in fsys (a directory or a commit's tree; when fsys
@@ -155,7 +159,7 @@ func Load(fsys fs.FS, opts Options) (*Repo, error) {
 		l.errs.Sort()
 		return nil, l.errs
 	}
-	return &Repo{opts: opts, decls: l.decls, fleet: l.fleet}, nil
+	return &Repo{opts: opts, decls: l.decls, fleet: l.fleet, secrets: l.secrets}, nil
 }
 
 // loader is the state of one Load.
@@ -168,6 +172,7 @@ type loader struct {
 	fleet    *fleet
 	errs     Errors
 	failed   map[string]bool // manifests with errors of their own
+	secrets  map[string][]byte
 }
 
 type candidate struct {
@@ -219,7 +224,9 @@ func (l *loader) walk() error {
 			l.errorAt(Pos{File: p}, "the fleet file must be named fleet.yaml")
 			return nil
 		}
-		if !strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") {
+		if !strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") || IsEncrypted(name) {
+			// An encrypted file (NAME.sops.yaml) is a secret, never a
+			// manifest.
 			return nil
 		}
 		t := d.Type()
@@ -340,6 +347,40 @@ func (l *loader) readBody(b *Body, what string) {
 			return
 		}
 		b.tmpl = t
+		l.readSecrets(b, t)
+	}
+}
+
+// readSecrets reads the encrypted files that a template's secret calls
+// name, relative to the repository's root.
+func (l *loader) readSecrets(b *Body, t *template.Template) {
+	files, err := secretCalls(t)
+	if err != nil {
+		l.errorAt(b.pos, "%v", err)
+		return
+	}
+	for _, f := range files {
+		switch {
+		case f == "" || path.IsAbs(f) || path.Clean(f) != f || escapes(f):
+			l.errorAt(b.pos, "template: secret %q: name a file by its clean path from the repository's root", f)
+			continue
+		case !IsEncrypted(f):
+			l.errorAt(b.pos, "template: secret %q: not an encrypted file (NAME.age, NAME.sops.yaml...)", f)
+			continue
+		}
+		if _, ok := l.secrets[f]; ok {
+			continue
+		}
+		data, err := readFile(l.fsys, f, l.opts.MaxFileSize)
+		if err != nil {
+			l.errorAt(b.pos, "template: secret %q: %v", f, err)
+			continue
+		}
+		if l.secrets == nil {
+			l.secrets = map[string][]byte{}
+		}
+		l.secrets[f] = data
+		b.secretFiles = append(b.secretFiles, f)
 	}
 }
 
@@ -571,7 +612,14 @@ func (rp *Repo) Render(host Host) (*State, error) {
 				continue
 			}
 			data, err := rp.renderBody(b.Body, host, work)
-			if err != nil {
+			var se *secretError
+			if len(b.secretFiles) > 0 {
+				rp.markSecret(&res, b.secretFiles...)
+			}
+			switch {
+			case errors.As(err, &se):
+				res.Err = se
+			case err != nil:
 				errs = append(errs, &Error{Pos: b.pos, Msg: err.Error(), Err: err})
 			}
 			b.set(res.Object, data)
@@ -590,16 +638,17 @@ func (rp *Repo) Render(host Host) (*State, error) {
 // fails its resource alone (Resource.Err), not the revision: the other
 // resources converge, and the host keeps what it has of this one.
 func (rp *Repo) renderSecret(res *Resource, b boundBody) {
-	res.Secret = true
-	res.SecretFiles = append(res.SecretFiles, b.text)
-	if so, ok := res.Object.(secretObject); ok {
-		so.MarkSecret()
-	}
+	rp.markSecret(res, b.text)
 	if rp.opts.Decrypter == nil {
 		b.set(res.Object, bytes.Clone(b.data))
 		return
 	}
 	data, err := rp.opts.Decrypter.Decrypt(b.text, b.data)
+	if err == nil && b.key != "" {
+		var v string
+		v, err = SecretValue(b.text, data, b.key)
+		data = []byte(v)
+	}
 	if err != nil {
 		res.Err = fmt.Errorf("%ssource %s: %w", b.prefix, b.text, err)
 		return
@@ -607,9 +656,63 @@ func (rp *Repo) renderSecret(res *Resource, b boundBody) {
 	b.set(res.Object, data)
 }
 
+// markSecret records that res holds secrets from files.
+func (rp *Repo) markSecret(res *Resource, files ...string) {
+	res.Secret = true
+	res.SecretFiles = append(res.SecretFiles, files...)
+	if so, ok := res.Object.(secretObject); ok {
+		so.MarkSecret()
+	}
+}
+
+// secretError is a template's secret that this host cannot decrypt: it
+// fails the resource alone.
+type secretError struct{ err error }
+
+func (e *secretError) Error() string { return e.err.Error() }
+func (e *secretError) Unwrap() error { return e.err }
+
 func (rp *Repo) renderBody(b *Body, host Host, work *budget) ([]byte, error) {
 	if b.tmpl == nil {
 		return bytes.Clone(b.data), nil
 	}
-	return execTemplate(b.tmpl, host, rp.opts.MaxFileSize, work)
+	var extra template.FuncMap
+	var failed error
+	if len(b.secretFiles) > 0 {
+		extra = template.FuncMap{"secret": func(file string, key ...string) (string, error) {
+			v, err := rp.secret(file, key...)
+			if err != nil && failed == nil {
+				failed = &secretError{fmt.Errorf("template: secret %s: %w", file, err)}
+			}
+			return v, err
+		}}
+	}
+	out, err := execTemplate(b.tmpl, host, rp.opts.MaxFileSize, work, extra)
+	if failed != nil {
+		return nil, failed
+	}
+	return out, err
+}
+
+// secret is the template's secret function: the plaintext of file, or
+// one value of it; without a Decrypter, a mark that stands for it.
+func (rp *Repo) secret(file string, key ...string) (string, error) {
+	if len(key) > 1 {
+		return "", errors.New("takes a file and at most one key")
+	}
+	data, ok := rp.secrets[file]
+	if !ok {
+		return "", errors.New("not read at load")
+	}
+	if rp.opts.Decrypter == nil {
+		return "[secret " + strings.Join(append([]string{file}, key...), " ") + "]", nil
+	}
+	plain, err := rp.opts.Decrypter.Decrypt(file, data)
+	if err != nil {
+		return "", err
+	}
+	if len(key) == 0 {
+		return string(plain), nil
+	}
+	return SecretValue(file, plain, key[0])
 }

@@ -45,7 +45,11 @@ type Body struct {
 	tmpl   *template.Template // set when the content is a template
 	// secret is set for a source that is an encrypted file
 	// (IsEncrypted): data holds its ciphertext until Render decrypts it.
+	// key, when set, takes one value of the decrypted document.
 	secret bool
+	key    string
+	// secretFiles are the files that the template's secret calls name.
+	secretFiles []string
 }
 
 // Template makes the content a Go template, rendered for each host.

@@ -32,7 +32,7 @@ type templateHost struct {
 // parseTemplate parses text as a template named name and checks it against
 // the rules above.
 func parseTemplate(name, text string) (*template.Template, error) {
-	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{"secret": noSecret}).Parse(text)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +89,75 @@ func checkNode(tree *parse.Tree, n parse.Node, ranges int) error {
 		return checkNode(tree, n.ElseList, ranges)
 	}
 	return nil
+}
+
+// noSecret stands for the secret function until a render binds it.
+func noSecret(string, ...string) (string, error) { return "", errors.New("secret: not bound") }
+
+// secretCalls returns the files that a template's secret calls name; each
+// must be a literal string, so that Load reads the file.
+func secretCalls(t *template.Template) ([]string, error) {
+	if t.Tree == nil || t.Tree.Root == nil {
+		return nil, nil
+	}
+	var files []string
+	var err error
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "secret" {
+				s, ok := argAt(n, 1)
+				if !ok && err == nil {
+					err = fmt.Errorf("template: %s: secret takes a file named by a literal string", locationOf(t.Tree, n))
+				}
+				files = append(files, s)
+			}
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	}
+	walk(t.Tree.Root)
+	return files, err
+}
+
+// argAt returns the literal string argument i of a command.
+func argAt(n *parse.CommandNode, i int) (string, bool) {
+	if len(n.Args) <= i {
+		return "", false
+	}
+	s, ok := n.Args[i].(*parse.StringNode)
+	if !ok {
+		return "", false
+	}
+	return s.Text, true
 }
 
 // locationOf returns "name:line:col" of n.
@@ -379,7 +448,7 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 
 // execTemplate renders t for host, with at most limit bytes of output, and
 // charges its work to b.
-func execTemplate(t *template.Template, host Host, limit int64, b *budget) ([]byte, error) {
+func execTemplate(t *template.Template, host Host, limit int64, b *budget, extra template.FuncMap) ([]byte, error) {
 	labels := make(map[string]string, len(host.Labels))
 	for k, v := range host.Labels {
 		labels[k] = v
@@ -391,6 +460,9 @@ func execTemplate(t *template.Template, host Host, limit int64, b *budget) ([]by
 		return nil, err
 	}
 	t.Funcs(b.funcs())
+	if extra != nil {
+		t.Funcs(extra)
+	}
 	buf := &cappedBuffer{max: limit, budget: b}
 	err = t.Execute(buf, templateData{Host: templateHost{Name: host.Name, Labels: labels}})
 	if err != nil {

@@ -41,7 +41,7 @@ func TestParseTemplate(t *testing.T) {
 			tmpl, err := parseTemplate("t", tt.text)
 			var got []byte
 			if err == nil {
-				got, err = execTemplate(tmpl, host, 1<<10, newBudget(1<<20, 1<<10))
+				got, err = execTemplate(tmpl, host, 1<<10, newBudget(1<<20, 1<<10), nil)
 			}
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("parse and execute %q = %q, %v, want error %v", tt.text, got, err, tt.wantErr)
@@ -61,14 +61,14 @@ func TestExecTemplateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 100, newBudget(1<<20, 100))
+	out, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 100, newBudget(1<<20, 100), nil)
 	if err != nil || string(out) != "1" {
 		t.Fatalf("execTemplate() = %q, %v, want %q", out, err, "1")
 	}
-	if out, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 1, newBudget(1<<20, 1)); err != nil || string(out) != "1" {
+	if out, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 1, newBudget(1<<20, 1), nil); err != nil || string(out) != "1" {
 		t.Errorf("execTemplate() with a limit of 1 = %q, %v, want %q", out, err, "1")
 	}
-	if _, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 0, newBudget(1<<20, 0)); err == nil {
+	if _, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 0, newBudget(1<<20, 0), nil); err == nil {
 		t.Errorf("execTemplate() with a limit of 0 = nil error, want the output limit")
 	}
 }
@@ -179,7 +179,7 @@ func TestTemplateSteps(t *testing.T) {
 	}{{steps: 200, wantErr: false}, {steps: 199, wantErr: true}} {
 		b := newBudget(1<<20, 1<<20)
 		b.steps = tt.steps // 100 calls of print and 100 writes
-		_, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 1<<20, b)
+		_, err := execTemplate(tmpl, Host{Name: "h", Labels: labels}, 1<<20, b, nil)
 		if got := errors.Is(err, ErrTemplateBudget); got != tt.wantErr {
 			t.Errorf("execTemplate() with %d steps = %v, want ErrTemplateBudget %v", tt.steps, err, tt.wantErr)
 		}
@@ -205,7 +205,7 @@ func TestTemplateBoundedFuncs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := execTemplate(tmpl, host, 1<<10, newBudget(1<<22, 1<<21))
+			got, err := execTemplate(tmpl, host, 1<<10, newBudget(1<<22, 1<<21), nil)
 			if err != nil {
 				t.Fatalf("execTemplate(%q) = %v", text, err)
 			}
@@ -269,7 +269,7 @@ func FuzzTemplate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, err := execTemplate(tmpl, Host{Name: arg, Labels: map[string]string{"a": arg}}, 1<<16, newBudget(1<<18, 1<<16))
+		out, err := execTemplate(tmpl, Host{Name: arg, Labels: map[string]string{"a": arg}}, 1<<16, newBudget(1<<18, 1<<16), nil)
 		if err == nil && len(out) > 1<<16 {
 			t.Errorf("execTemplate(%q) made %d bytes, more than its limit", text, len(out))
 		}

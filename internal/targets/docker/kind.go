@@ -29,7 +29,7 @@ func init() {
 			"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
 			"stop_timeout", "stop_signal", "remove_volumes",
 			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
-			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset"},
+			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -297,11 +297,40 @@ func decodeImage(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	}
 }
 
+// decodeEnvSecrets reads env_secrets: variables whose values Render
+// decrypts from the repository's encrypted files (docs/secrets.md).
+func decodeEnvSecrets(d *spec.Decoder, c *Container) {
+	g, ok := d.Field("env_secrets")
+	if !ok {
+		return
+	}
+	items, _ := d.StrMap(g, "env_secrets")
+	for _, it := range items {
+		name := it.Key
+		if err := checkEnvName(name); err != nil {
+			d.Errorf(it.At, "env_secrets: %v", err)
+			continue
+		}
+		if _, dup := c.Env[name]; dup {
+			d.Errorf(it.At, "env_secrets: %s is in env too: keep one", name)
+			continue
+		}
+		d.SecretRef(it.At, "env_secrets."+name, it.Val, func(o spec.Object, v []byte) {
+			c := o.(*Container)
+			if c.Env == nil {
+				c.Env = map[string]string{}
+			}
+			c.Env[name] = string(v)
+		})
+	}
+}
+
 // decodeProcess reads what the container runs, and as whom.
 func decodeProcess(d *spec.Decoder, c *Container) {
 	c.Command = decodeArgs(d, "command")
 	c.Entrypoint = decodeArgs(d, "entrypoint")
 	c.Env = decodeEnv(d)
+	decodeEnvSecrets(d, c)
 	d.String("restart", &c.Restart, func(s string) error {
 		if !restartRE.MatchString(s) {
 			return fmt.Errorf("%q: want no, always, on-failure[:N] or unless-stopped", s)
