@@ -12,7 +12,7 @@ import (
 	"github.com/outpost-gitops/outpost/test/e2e/registry"
 )
 
-// BenchmarkApplyContainers times `outpost apply` of 1, 10 and 50 containers
+// BenchmarkApplyContainers times `outpost apply` of 1, 10, 20 and 50 containers
 // on the real Docker engine, from an image in a local registry: the first
 // converge (pull, create, start), a no-op converge, and the prune of all of
 // them. bench/scale.sh runs it with -benchtime 1x.
@@ -24,7 +24,7 @@ func BenchmarkApplyContainers(b *testing.B) {
 	img := registry.Image(b, registry.Config{Entrypoint: []string{"/bin/sh", "-c",
 		"trap 'exit 0' TERM; while :; do /bin/busybox sleep 1; done"}})
 	reg.Push(b, "bench", img, "1.0.0")
-	for _, n := range []int{1, 10, 50} {
+	for _, n := range []int{1, 10, 20, 50} {
 		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
 			prefix := fmt.Sprintf("outpost-bench-%d-%d", os.Getpid(), n)
 			b.Cleanup(func() { removeContainers(prefix) })

@@ -128,7 +128,8 @@ func exampleSources(t *testing.T, text string) []string {
 		if s, ok := doc["source"].(string); ok {
 			out = append(out, s)
 		}
-		if e, ok := doc["env_secrets"].(map[string]any); ok {
+		for _, field := range []string{"env_secrets", "secret_files"} {
+			e, _ := doc[field].(map[string]any)
 			for _, v := range e {
 				if s, ok := v.(string); ok {
 					file, _, _ := strings.Cut(s, "#")

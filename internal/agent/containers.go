@@ -83,7 +83,9 @@ func (p *containerPolicy) check(desired *spec.State) error {
 		var refused []refusal
 		refused = append(refused, p.privileges(c)...)
 		for _, v := range c.Volumes {
-			if !v.Named {
+			// A secret's bind is the agent's own file, written
+			// under its run directory, read-only.
+			if !v.Named && !v.Secret {
 				refused = append(refused, p.bind(v.Source, host)...)
 			}
 		}

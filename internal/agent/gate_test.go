@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/outpost-gitops/outpost/internal/spec"
@@ -220,4 +221,51 @@ func TestApplyInRealWindow(t *testing.T) {
 	if err != nil || rep.Revision != second || rep.Result != ResultApplied {
 		t.Fatalf("Apply in the window = %+v, %v; want %s applied", rep, err, second)
 	}
+}
+
+// TestRepairNow decides drift repair by the windows of the revision in
+// force: always without windows or inside one; outside, unless a window
+// says drift_outside: warn.
+func TestRepairNow(t *testing.T) {
+	load := func(windows string) *spec.State {
+		t.Helper()
+		rp, err := spec.Load(fstestMap(map[string]string{
+			"fleet.yaml": "targets: [{path: app}]\n" + windows,
+			"app/a.yaml": "kind: file\npath: /etc/a\ncontent: a\n",
+		}), spec.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := rp.Render(spec.Host{Name: "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	noon := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC) // a Monday
+	night := time.Date(2026, 12, 7, 2, 30, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name    string
+		windows string
+		at      time.Time
+		want    bool
+	}{
+		{"no windows", "", noon, true},
+		{"outside, repair", "windows: [{cron: \"0 2 * * *\", duration: 1h}]\n", noon, true},
+		{"outside, warn", "windows: [{cron: \"0 2 * * *\", duration: 1h, drift_outside: warn}]\n", noon, false},
+		{"inside, warn", "windows: [{cron: \"0 2 * * *\", duration: 1h, drift_outside: warn}]\n", night, true},
+		{"one of two says warn", "windows: [{cron: \"0 2 * * *\", duration: 1h}, {cron: \"0 3 * * 6\", duration: 1h, drift_outside: warn}]\n", noon, false},
+	} {
+		if got := repairNow(load(tt.windows), tt.at); got != tt.want {
+			t.Errorf("%s: repairNow = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func fstestMap(files map[string]string) fstest.MapFS {
+	m := fstest.MapFS{}
+	for k, v := range files {
+		m[k] = &fstest.MapFile{Data: []byte(v)}
+	}
+	return m
 }

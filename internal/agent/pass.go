@@ -441,6 +441,9 @@ func (p *runner) converge(ctx context.Context, desired *spec.State) (*converge.R
 		return nil, fmt.Errorf("the host no longer allows this revision's containers: %w", err)
 	}
 	p.intend(desired)
+	if err := writeSecretFiles(desired, p.st.Inventory, p.cfg.Secrets.runDir(), p.log); err != nil {
+		return nil, err
+	}
 	res, err := p.eng.Converge(ctx, desired, p.st.Inventory, true)
 	if p.owned != nil {
 		p.owned.settle()

@@ -162,6 +162,7 @@ func desiredState(snap *Snapshot, cfg *Config) (*spec.State, error) {
 		es.Sort()
 		return nil, es
 	}
+	mountSecrets(desired, cfg.Secrets.runDir())
 	return desired, nil
 }
 

@@ -4,14 +4,22 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/outpost-gitops/outpost/internal/atomicfile"
+	"github.com/outpost-gitops/outpost/internal/targets/docker"
+
 	"github.com/outpost-gitops/outpost/internal/secrets"
 	"github.com/outpost-gitops/outpost/internal/spec"
-	"github.com/outpost-gitops/outpost/internal/targets/file"
+	"github.com/outpost-gitops/outpost/internal/state"
 )
 
 // SecretsConfig names the keys that open the repository's encrypted files.
@@ -22,6 +30,84 @@ type SecretsConfig struct {
 	// Identities are the key files to try: age identity files and SSH
 	// private keys (/etc/ssh/ssh_host_ed25519_key). Default: Key alone.
 	Identities []string `yaml:"identities"`
+	// RunDir holds the secret files that containers bind, on a tmpfs;
+	// default /run/outpost/secrets.
+	RunDir string `yaml:"run_dir"`
+}
+
+// DefaultSecretsRunDir is where containers' secret files are written.
+const DefaultSecretsRunDir = "/run/outpost/secrets"
+
+func (c SecretsConfig) runDir() string {
+	if c.RunDir != "" {
+		return c.RunDir
+	}
+	return DefaultSecretsRunDir
+}
+
+// mountSecrets binds each container's secret files, read-only, from the
+// files that writeSecretFiles keeps under dir: DIR/CONTAINER/HASH, HASH
+// the digest of the path in the container.
+func mountSecrets(desired *spec.State, dir string) {
+	for _, r := range desired.Resources {
+		c := docker.Of(r)
+		if c == nil {
+			continue
+		}
+		for _, f := range c.SecretFiles {
+			c.Volumes = append(c.Volumes, docker.Volume{Source: secretFilePath(dir, c.Name, f.Target), Target: f.Target, ReadOnly: true, Secret: true})
+		}
+	}
+}
+
+func secretFilePath(dir, container, target string) string {
+	sum := sha256.Sum256([]byte(target))
+	return filepath.Join(dir, container, hex.EncodeToString(sum[:8]))
+}
+
+// writeSecretFiles writes the secret files of desired's containers under
+// dir (mode 0700 directories, 0444 files: readable by any user inside the
+// container, by root alone on the host), and removes those of the owned
+// containers that no longer have any. The directory should be on a tmpfs
+// (/run), so that no plaintext reaches a disk: a warning says when it is
+// not.
+func writeSecretFiles(desired *spec.State, owned state.Inventory, dir string, log *slog.Logger) error {
+	want := map[string]bool{}
+	for _, r := range desired.Resources {
+		c := docker.Of(r)
+		if c == nil || len(c.SecretFiles) == 0 {
+			continue
+		}
+		want[c.Name] = true
+		if err := os.MkdirAll(filepath.Join(dir, c.Name), 0o700); err != nil {
+			return fmt.Errorf("secret files of %s: %w", c.Name, err)
+		}
+		os.Chmod(dir, 0o700)
+		for _, f := range c.SecretFiles {
+			p := secretFilePath(dir, c.Name, f.Target)
+			if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.Content) {
+				continue
+			}
+			if err := atomicfile.WriteFile(p, f.Content, 0o444, atomicfile.Options{}); err != nil {
+				return fmt.Errorf("secret file %s of %s: %w", f.Target, c.Name, err)
+			}
+		}
+	}
+	if len(want) > 0 && !onTmpfs(dir) {
+		log.Warn("the secret files of containers are not on a tmpfs: their plaintext reaches a disk", "dir", dir)
+	}
+	for _, e := range owned {
+		if e.Kind == docker.Kind && !want[e.Name] && filepath.Base(e.Name) == e.Name && e.Name != "" {
+			os.RemoveAll(filepath.Join(dir, e.Name))
+		}
+	}
+	return nil
+}
+
+// onTmpfs reports whether dir lies on a tmpfs.
+func onTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
 // keyFile is the host's own age key: secrets.key, else age.key beside
@@ -128,8 +214,8 @@ func (c cachedDecrypter) Decrypt(name string, data []byte) ([]byte, error) {
 func seal(desired *spec.State, stateDir string) {
 	var key []byte
 	for _, r := range desired.Resources {
-		f := file.Of(r)
-		if f == nil || !f.Secret {
+		s, ok := r.Object.(sealer)
+		if !r.Secret || !ok {
 			continue
 		}
 		if key == nil {
@@ -139,6 +225,9 @@ func seal(desired *spec.State, stateDir string) {
 				rand.Read(key)
 			}
 		}
-		f.Seal(func(b []byte) []byte { return secrets.MAC(key, b) })
+		s.Seal(func(b []byte) []byte { return secrets.MAC(key, b) })
 	}
 }
+
+// sealer is an object that holds secrets: a file, a container.
+type sealer interface{ Seal(mac func([]byte) []byte) }

@@ -63,23 +63,35 @@ func Secrets(st *spec.State) []string {
 	}
 	var out []string
 	for _, r := range st.Resources {
-		if f := file.Of(r); f != nil && f.Secret && len(f.Content) > 0 {
-			// A secret file's whole content, and each of its lines:
-			// an error may quote one.
-			out = append(out, string(f.Content))
-			for _, l := range strings.Split(string(f.Content), "\n") {
-				if l = strings.TrimSpace(l); len(l) >= 8 {
-					out = append(out, l)
-				}
-			}
+		if f := file.Of(r); f != nil && f.Secret {
+			out = append(out, secretLines(f.Content)...)
 		}
-		if docker.Of(r) == nil {
+		c := docker.Of(r)
+		if c == nil {
 			continue
 		}
-		for _, v := range docker.Of(r).Env {
+		for _, v := range c.Env {
 			out = append(out, v)
+		}
+		for _, f := range c.SecretFiles {
+			out = append(out, secretLines(f.Content)...)
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// secretLines is a secret's whole content and each of its lines of 8
+// characters or more: an error may quote one.
+func secretLines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	out := []string{string(b)}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); len(l) >= 8 {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -47,6 +47,9 @@ type view struct {
 	StopSignal string
 	// RemoveVolumes is the io.outpost.remove-volumes label.
 	RemoveVolumes string
+	// Secrets is the io.outpost.secrets label: the secret files' keyed
+	// hash.
+	Secrets string
 	// Hostname is "" for the engine's default (the ID's first 12
 	// characters), and under another network's name.
 	Hostname   string
@@ -122,6 +125,7 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 		CapDrop:       normCaps(c.CapDrop),
 		Tmpfs:         parseTmpfs(c.Tmpfs),
 		RemoveVolumes: strconv.FormatBool(c.RemoveVolumes),
+		Secrets:       c.SecretsDigest,
 		Hostname:      c.Hostname,
 		ExtraHosts:    c.ExtraHosts,
 		DNS:           c.DNS,
@@ -235,6 +239,7 @@ func observed(in container.InspectResponse) view {
 			v.Labels[k] = val
 		}
 		v.RemoveVolumes = c.Labels[LabelRemoveVolumes]
+		v.Secrets = c.Labels[LabelSecrets]
 		v.User = c.User
 		v.Workdir = c.WorkingDir
 		v.StopSignal = normSignal(c.StopSignal)
@@ -468,6 +473,9 @@ func diff(w, o view) []field {
 		if b.w != b.o {
 			add(change(b.name, strconv.FormatBool(b.o), strconv.FormatBool(b.w)), fixRecreate)
 		}
+	}
+	if w.Secrets != o.Secrets {
+		add(change("secret_files", "(secret)", "(secret, changed)"), fixRecreate)
 	}
 	if w.RemoveVolumes != o.RemoveVolumes {
 		add(change("remove_volumes", or(o.RemoveVolumes, "unset"), w.RemoveVolumes), fixRecreate)

@@ -239,6 +239,9 @@ func ownLabels(c *Container, hash, digest string) map[string]string {
 	if digest != "" {
 		l[LabelImageDigest] = digest
 	}
+	if c.SecretsDigest != "" {
+		l[LabelSecrets] = c.SecretsDigest
+	}
 	return l
 }
 

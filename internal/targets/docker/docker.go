@@ -37,6 +37,9 @@ const (
 	LabelSpecHash      = "io.outpost.spec-hash"
 	LabelImageDigest   = "io.outpost.image-digest"
 	LabelRemoveVolumes = "io.outpost.remove-volumes"
+	// LabelSecrets is the keyed hash of the container's secret files:
+	// a new secret value recreates the container.
+	LabelSecrets = "io.outpost.secrets"
 )
 
 // Defaults of Options.

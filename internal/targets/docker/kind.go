@@ -1,7 +1,9 @@
 package docker
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"path"
@@ -29,7 +31,7 @@ func init() {
 			"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
 			"stop_timeout", "stop_signal", "remove_volumes",
 			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
-			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets"},
+			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets", "secret_files"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -58,6 +60,7 @@ func (c *Container) Clone() spec.Object {
 	k.Env = maps.Clone(k.Env)
 	k.Ports = slices.Clone(k.Ports)
 	k.Volumes = slices.Clone(k.Volumes)
+	k.SecretFiles = slices.Clone(k.SecretFiles)
 	k.Tmpfs = slices.Clone(k.Tmpfs)
 	k.Labels = maps.Clone(k.Labels)
 	k.Networks = slices.Clone(k.Networks)
@@ -129,6 +132,12 @@ type Container struct {
 	StopSignal  string
 	// RemoveVolumes removes the container's named volumes when it is pruned.
 	RemoveVolumes bool
+	// SecretFiles are files that the container reads its secrets from,
+	// their content decrypted at render (secret_files:); the agent writes
+	// them under its run directory and binds them read-only. Never in the
+	// JSON: SecretsDigest, their keyed hash, stands for them.
+	SecretFiles   []SecretFile `json:"-"`
+	SecretsDigest string       `json:",omitempty"`
 
 	// Fields that Compose users write. Left out of the hash when unset, so
 	// that a container declared before they existed keeps its hash and is
@@ -209,6 +218,29 @@ type Volume struct {
 	Target   string
 	ReadOnly bool
 	Named    bool
+	// Secret marks the bind of a secret file that the agent wrote.
+	Secret bool `json:",omitempty"`
+}
+
+// SecretFile is a secret's plaintext and where the container reads it.
+type SecretFile struct {
+	Target  string
+	Content []byte
+}
+
+// Seal sets SecretsDigest, the keyed hash of the secret files, with mac.
+func (c *Container) Seal(mac func([]byte) []byte) {
+	if len(c.SecretFiles) == 0 {
+		return
+	}
+	var b bytes.Buffer
+	for _, f := range c.SecretFiles {
+		b.WriteString(f.Target)
+		b.WriteByte(0)
+		b.Write(f.Content)
+		b.WriteByte(0)
+	}
+	c.SecretsDigest = hex.EncodeToString(mac(b.Bytes()))
 }
 
 // Health is a container healthcheck.
@@ -325,12 +357,34 @@ func decodeEnvSecrets(d *spec.Decoder, c *Container) {
 	}
 }
 
+// decodeSecretFiles reads secret_files: paths in the container, each read
+// from a secret (FILE or FILE#KEY) that Render decrypts.
+func decodeSecretFiles(d *spec.Decoder, c *Container) {
+	g, ok := d.Field("secret_files")
+	if !ok {
+		return
+	}
+	items, _ := d.StrMap(g, "secret_files")
+	for _, it := range items {
+		target := it.Key
+		if err := spec.CheckAbsPath(target); err != nil {
+			d.Errorf(it.At, "secret_files: %v", err)
+			continue
+		}
+		d.SecretRef(it.At, "secret_files."+target, it.Val, func(o spec.Object, v []byte) {
+			c := o.(*Container)
+			c.SecretFiles = append(c.SecretFiles, SecretFile{Target: target, Content: v})
+		})
+	}
+}
+
 // decodeProcess reads what the container runs, and as whom.
 func decodeProcess(d *spec.Decoder, c *Container) {
 	c.Command = decodeArgs(d, "command")
 	c.Entrypoint = decodeArgs(d, "entrypoint")
 	c.Env = decodeEnv(d)
 	decodeEnvSecrets(d, c)
+	decodeSecretFiles(d, c)
 	d.String("restart", &c.Restart, func(s string) error {
 		if !restartRE.MatchString(s) {
 			return fmt.Errorf("%q: want no, always, on-failure[:N] or unless-stopped", s)
