@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,18 +33,10 @@ func TestSecretsInContainerAndTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ct bytes.Buffer
-	aw := armor.NewWriter(&ct)
-	w, err := age.Encrypt(aw, to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprint(w, "db:\n  password: pw-pl4nted-env\napi:\n  token: tok-pl4nted-tmpl\n")
-	w.Close()
-	aw.Close()
+	ct := sealed(t, to, "db:\n  password: pw-pl4nted-env\napi:\n  token: tok-pl4nted-tmpl\n")
 	name := f.prefix + "app"
 	writeTree(t, repo, map[string]string{
-		"secrets/app.yaml.age": ct.String(),
+		"secrets/app.yaml.age": ct,
 		"app.yaml":             fmt.Sprintf("kind: container\nname: %s\nimage: %s\ntag: \"1\"\nenv: {MODE: prod}\nenv_secrets:\n  DB_PASSWORD: secrets/app.yaml.age#db.password\nsecret_files:\n  /run/secrets/token: secrets/app.yaml.age#api.token\n", name, f.repo),
 		"conf.yaml":            "kind: file\npath: /etc/app/conf\ntemplate: true\ncontent: |\n  token={{ secret \"secrets/app.yaml.age\" \"api.token\" }}\n",
 	})
@@ -97,13 +90,7 @@ func TestSecretsInContainerAndTemplate(t *testing.T) {
 		}
 	}
 	// A new token: the diff says that the secret changed, not what to.
-	var ct2 bytes.Buffer
-	aw = armor.NewWriter(&ct2)
-	w, _ = age.Encrypt(aw, to)
-	fmt.Fprint(w, "db:\n  password: pw-pl4nted-env\napi:\n  token: tok-pl4nted-new\n")
-	w.Close()
-	aw.Close()
-	writeTree(t, repo, map[string]string{"secrets/app.yaml.age": ct2.String()})
+	writeTree(t, repo, map[string]string{"secrets/app.yaml.age": sealed(t, to, "db:\n  password: pw-pl4nted-env\napi:\n  token: tok-pl4nted-new\n")})
 	d, err := Diff(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -140,13 +127,7 @@ func TestSecretsInContainerAndTemplate(t *testing.T) {
 	}
 	// The same plaintexts encrypted again (recipients rotated): nothing
 	// changes, and the container is not restarted.
-	var ct3 bytes.Buffer
-	aw = armor.NewWriter(&ct3)
-	w, _ = age.Encrypt(aw, to)
-	fmt.Fprint(w, "db:\n  password: pw-pl4nted-env\napi:\n  token: tok-pl4nted-new\n")
-	w.Close()
-	aw.Close()
-	writeTree(t, repo, map[string]string{"secrets/app.yaml.age": ct3.String()})
+	writeTree(t, repo, map[string]string{"secrets/app.yaml.age": sealed(t, to, "db:\n  password: pw-pl4nted-env\napi:\n  token: tok-pl4nted-new\n")})
 	rep, err = Apply(ctx, cfg, nil, ApplyOptions{})
 	if err != nil || rep.Summary.Changed() {
 		t.Errorf("Apply after re-encrypting the same plaintext = %+v, %v; want nothing changed", rep.Summary, err)
@@ -155,4 +136,20 @@ func TestSecretsInContainerAndTemplate(t *testing.T) {
 	if err != nil || in3.ID != in2.ID || in3.State.StartedAt != in2.State.StartedAt {
 		t.Errorf("the container was replaced or restarted for the same plaintext: %v", err)
 	}
+}
+
+// sealed is plain encrypted, armored, to r.
+func sealed(t *testing.T, r age.Recipient, plain string) string {
+	t.Helper()
+	var b bytes.Buffer
+	aw := armor.NewWriter(&b)
+	w, err := age.Encrypt(aw, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(w, plain)
+	if err := errors.Join(w.Close(), aw.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

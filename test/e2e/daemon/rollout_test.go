@@ -21,8 +21,8 @@ import (
 // latest note is older than rolloutAlive stops counting; each wave soaks
 // for rolloutSoak.
 const (
-	rolloutPoll  = 2 * time.Second
-	rolloutAlive = 8 * time.Second
+	rolloutPoll  = 3 * time.Second
+	rolloutAlive = 12 * time.Second
 	rolloutSoak  = 3 * time.Second
 )
 
@@ -159,8 +159,11 @@ rollout:
 //     rollout's alive time;
 //   - with the canary offline too, its wave holds every commit; a commit
 //     with the emergency trailer goes to every host at once.
+//
+// It runs alone, before the package's parallel tests: twelve agents that
+// read the fleet's notes at each poll load a 2-core machine, and the
+// timing of the lossy-network suites must not depend on them.
 func TestRolloutWaves(t *testing.T) {
-	t.Parallel()
 	container := uniqueName("e2e-rollout-")
 	image := pushWeb(t, container, "1.0.0")
 	cleanContainers(t, container, image+":1.0.0")
@@ -256,7 +259,7 @@ func TestRolloutWaves(t *testing.T) {
 		}
 	}
 	if err := json.Unmarshal(out, &view); err != nil || view.Commit != bad || !view.Halted || len(view.Waves) != 3 ||
-		!view.Waves[0].Halted || view.Waves[0].Failed != 1 || view.Waves[2].Counted != 7 {
+		!view.Waves[0].Halted || view.Waves[0].Failed != 1 || view.Waves[1].Halted || view.Waves[2].Failed != 0 {
 		t.Errorf("fleet --rollout --json on the bad commit = %+v, %v\n%s", view, err, out)
 	}
 

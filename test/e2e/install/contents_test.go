@@ -45,7 +45,8 @@ var wantFiles = func() []entry {
 // command and subcommand that outpost --help lists (images update is
 // outpost-images-update).
 var manCommands = []string{"apply", "diff", "fleet", "images", "images-update", "import", "init", "plan", "publish", "reconcile",
-	"resume", "retry", "run", "status", "suspend", "validate", "version"}
+	"resume", "retry", "run", "secrets", "secrets-check", "secrets-encrypt", "secrets-key", "secrets-recipients",
+	"status", "suspend", "validate", "version"}
 
 // packageScripts maps each maintainer script of the packages to its source.
 var packageScripts = map[string]string{
