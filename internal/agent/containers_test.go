@@ -180,10 +180,12 @@ var policyFields = map[string]string{
 	"DNS": "inside (the container's resolv.conf)", "ReadOnly": "inside (tightens)", "Init": "inside",
 	"TTY": "inside", "GroupAdd": "inside (the container's groups; binds are checked)",
 	"PidsLimit": "inside (tightens)", "Cpuset": "inside (tightens)",
-	"Sysctls":       "inside: the engine takes only namespaced parameters, and none with the host's network",
-	"SecurityOpt":   "checked: no-new-privileges only",
-	"SecretFiles":   "the agent's own files under secrets.run_dir, bound read-only (Volume.Secret)",
-	"SecretsDigest": "inside (a label)",
+	"Sysctls":          "inside: the engine takes only namespaced parameters, and none with the host's network",
+	"SecurityOpt":      "checked: no-new-privileges only",
+	"SecretFiles":      "the agent's own files under secrets.run_dir, bound read-only (Volume.Secret)",
+	"SecretsDigest":    "inside (a label)",
+	"SecretEnv":        "inside (names of Env)",
+	"SecretEnvDigests": "inside (the spec hash)",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {

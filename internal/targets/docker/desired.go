@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -55,6 +56,22 @@ func (c *Container) normalized() *Container {
 	n.Devices = sortedCopy(c.Devices)
 	n.CapAdd = normCaps(c.CapAdd)
 	n.CapDrop = normCaps(c.CapDrop)
+	if len(c.SecretEnv) > 0 {
+		// A secret's value is digested by its keyed hash, never as it
+		// is: the spec hash is a label that docker inspect shows.
+		n.Env = maps.Clone(c.Env)
+		n.SecretEnvDigests = map[string]string{}
+		for name := range c.SecretEnv {
+			delete(n.Env, name)
+			n.SecretEnvDigests[name] = c.SecretEnvDigests[name]
+			if n.SecretEnvDigests[name] == "" {
+				// Not sealed (outpost plan, without a host's key):
+				// the value is ciphertext.
+				sum := sha256.Sum256([]byte(c.Env[name]))
+				n.SecretEnvDigests[name] = hex.EncodeToString(sum[:])
+			}
+		}
+	}
 	return &n
 }
 

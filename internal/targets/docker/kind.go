@@ -61,6 +61,8 @@ func (c *Container) Clone() spec.Object {
 	k.Ports = slices.Clone(k.Ports)
 	k.Volumes = slices.Clone(k.Volumes)
 	k.SecretFiles = slices.Clone(k.SecretFiles)
+	k.SecretEnv = maps.Clone(k.SecretEnv)
+	k.SecretEnvDigests = maps.Clone(k.SecretEnvDigests)
 	k.Tmpfs = slices.Clone(k.Tmpfs)
 	k.Labels = maps.Clone(k.Labels)
 	k.Networks = slices.Clone(k.Networks)
@@ -138,6 +140,11 @@ type Container struct {
 	// JSON: SecretsDigest, their keyed hash, stands for them.
 	SecretFiles   []SecretFile `json:"-"`
 	SecretsDigest string       `json:",omitempty"`
+	// SecretEnv names the variables of Env that came from secrets
+	// (env_secrets); SecretEnvDigests holds their keyed hashes, which
+	// stand for them in the spec hash.
+	SecretEnv        map[string]bool   `json:"-"`
+	SecretEnvDigests map[string]string `json:",omitempty"`
 
 	// Fields that Compose users write. Left out of the hash when unset, so
 	// that a container declared before they existed keeps its hash and is
@@ -228,8 +235,15 @@ type SecretFile struct {
 	Content []byte
 }
 
-// Seal sets SecretsDigest, the keyed hash of the secret files, with mac.
+// Seal sets SecretsDigest, the keyed hash of the secret files, and the
+// keyed hash of each secret variable, with mac.
 func (c *Container) Seal(mac func([]byte) []byte) {
+	for name := range c.SecretEnv {
+		if c.SecretEnvDigests == nil {
+			c.SecretEnvDigests = map[string]string{}
+		}
+		c.SecretEnvDigests[name] = hex.EncodeToString(mac([]byte(name + "=" + c.Env[name])))
+	}
 	if len(c.SecretFiles) == 0 {
 		return
 	}
@@ -352,7 +366,11 @@ func decodeEnvSecrets(d *spec.Decoder, c *Container) {
 			if c.Env == nil {
 				c.Env = map[string]string{}
 			}
+			if c.SecretEnv == nil {
+				c.SecretEnv = map[string]bool{}
+			}
 			c.Env[name] = string(v)
+			c.SecretEnv[name] = true
 		})
 	}
 }

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"path"
@@ -63,6 +64,12 @@ func (f *File) Clone() spec.Object {
 // could be searched for.
 func (f *File) Canonical() any {
 	c := *f
+	if c.Secret && c.ContentMAC == nil {
+		// Not sealed (outpost plan, without a host's key): the content
+		// is ciphertext, and its plain hash says when it changes.
+		sum := sha256.Sum256(c.Content)
+		c.ContentMAC = sum[:]
+	}
 	if len(c.Content) == 0 || c.Secret {
 		c.Content = nil
 	}
