@@ -231,3 +231,11 @@ func seal(desired *spec.State, stateDir string) {
 
 // sealer is an object that holds secrets: a file, a container.
 type sealer interface{ Seal(mac func([]byte) []byte) }
+
+// forgetPlaintexts empties plainCache, as a new process finds it.
+func forgetPlaintexts() {
+	plainCache.Lock()
+	defer plainCache.Unlock()
+	clear(plainCache.m)
+	plainCache.bytes = 0
+}

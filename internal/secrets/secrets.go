@@ -117,7 +117,11 @@ func (k *Keys) add(p string, data []byte) error {
 		if !ok {
 			return fmt.Errorf("secrets identity %s: not an X25519 identity", p)
 		}
-		k.ids = append(k.ids, x)
+		fast, err := newX25519Identity(x)
+		if err != nil {
+			return fmt.Errorf("secrets identity %s: %w", p, err)
+		}
+		k.ids = append(k.ids, fast)
 		k.Recipients = append(k.Recipients, x.Recipient().String())
 	}
 	return nil
