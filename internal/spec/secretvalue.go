@@ -52,5 +52,5 @@ func SecretValue(file string, plain []byte, key string) (string, error) {
 		}
 		return cur.Value, nil
 	}
-	return "", fmt.Errorf("a key (%q) needs a YAML, JSON or dotenv file", key)
+	return "", fmt.Errorf("a key (%q) needs a YAML, JSON or dotenv file, named so: NAME.yaml.age, NAME.json.age, NAME.env.age or a SOPS file", key)
 }
