@@ -11,7 +11,7 @@ import (
 
 // boxVersion changes the box image's cache key: bump it when finishBox
 // changes.
-const boxVersion = "2"
+const boxVersion = "3"
 
 // vagrantInsecureKey is the public key every base box authorises for its
 // vagrant user, as Debian's vagrant package ships it; vagrant swaps it for
@@ -23,7 +23,7 @@ const vagrantInsecureKey = "/usr/share/rubygems-integration/all/gems/vagrant-*/k
 var boxRecipe = recipe{
 	name:     "box",
 	version:  boxVersion,
-	packages: append([]string{"openssh-server", "rsync", "sudo"}, Packages...),
+	packages: Packages,
 	finish:   finishBox,
 }
 
@@ -50,9 +50,6 @@ func finishBox(root string) error {
 	}{
 		{"etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD: ALL\n", 0o440},
 		{"home/vagrant/.ssh/authorized_keys", string(key), 0o600},
-		// The box's host keys are the tree's; a new instance keeps them,
-		// which saves generating keys under emulation.
-		{"etc/cloud/cloud.cfg.d/91-outpost-box.cfg", "ssh_deletekeys: false\nssh_genkeytypes: []\n", 0o644},
 	}
 	for _, f := range files {
 		p := filepath.Join(root, f.path)

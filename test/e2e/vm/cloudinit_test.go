@@ -35,6 +35,8 @@ const (
 // with its repository, deploy key, known_hosts line and release URL filled
 // in: the repository served by sshd on the host, the .deb by an HTTP server
 // on the host, both reached by the guest at HostAddr and nothing else.
+// Then it stops the server and reboots the VM: the agent comes back and
+// keeps enforcing the last commit it applied.
 func TestCloudInitSSH(t *testing.T) {
 	t.Parallel()
 	dist := builtDeb(t)
@@ -76,7 +78,7 @@ func TestCloudInitSSH(t *testing.T) {
 // and release URL filled in: the repository served by git http-backend on
 // the host behind a check of the token as a forge makes it. cloud-init renders the
 // host's name from the NoCloud meta-data, so the note arrives under that
-// name.
+// name. The guest reaches the host through its forwards and nothing else.
 func TestCloudInitMetadata(t *testing.T) {
 	t.Parallel()
 	dist := builtDeb(t)
@@ -87,6 +89,7 @@ func TestCloudInitMetadata(t *testing.T) {
 	tokens := gitserver.NewTokens(token)
 	h := root.ServeHTTP(gitserver.HTTPOptions{Tokens: tokens})
 	debPort, gitPort := guestPort(t), guestPort(t)
+	debAddr := serveDir(t, dist)
 	ud := fill(t, "user-data-metadata.yaml", [][2]string{
 		{"https://git.example.com/fleet/env.git", fmt.Sprintf("http://%s:%d/env.git", HostAddr, gitPort)},
 		{exampleToken, token},
@@ -98,10 +101,12 @@ func TestCloudInitMetadata(t *testing.T) {
 		hostName: "edge-vm-7",
 		bare:     root.Path("env"),
 		forwards: []Forward{
-			{GuestPort: debPort, Target: serveDir(t, dist)},
+			{GuestPort: debPort, Target: debAddr},
 			{GuestPort: gitPort, Target: h.Addr},
 		},
-		stopServer: h.Close,
+		inGuest: func(v *VM) {
+			reachesOnlyForwards(t, v, debPort, debAddr)
+		},
 	})
 	if tokens.Accepted(token) == 0 {
 		t.Error("the server never accepted the example's token")
@@ -112,17 +117,22 @@ func TestCloudInitMetadata(t *testing.T) {
 }
 
 type rolloutCase struct {
-	userData   []byte
-	metaData   string
-	hostName   string
-	bare       string
-	forwards   []Forward
+	userData []byte
+	metaData string
+	hostName string
+	bare     string
+	forwards []Forward
+	// stopServer, when set, stops the git server before a reboot.
 	stopServer func()
+	// inGuest checks more in the converged guest.
+	inGuest func(v *VM)
 }
 
-// rollout boots the VM, waits for the desired state and the note, reverts
-// drift, then stops the git server, reboots, and checks that the agent
-// comes back and keeps enforcing the last commit it applied.
+// rollout boots the VM, waits for the desired state and the note and
+// reverts drift. With stopServer, it then stops the git server, reboots,
+// and checks that the agent comes back and keeps enforcing the last commit
+// it applied. (One reboot in the suite: each costs a minute or more of
+// emulated CPU.)
 func rollout(t *testing.T, c rolloutCase) {
 	v := boot(t, Options{UserData: c.userData, MetaData: []byte(c.metaData), Forwards: c.forwards})
 	t.Logf("boot to shell: %v", time.Since(v.Booted).Round(time.Millisecond))
@@ -148,7 +158,12 @@ func rollout(t *testing.T, c rolloutCase) {
 		t.Errorf("guest hostname = %q, want %q", got, c.hostName)
 	}
 	revertsDrift(t, v)
-
+	if c.inGuest != nil {
+		c.inGuest(v)
+	}
+	if c.stopServer == nil {
+		return
+	}
 	c.stopServer()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

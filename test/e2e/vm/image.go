@@ -23,7 +23,7 @@ import (
 
 // imageVersion changes the image's cache key: bump it when customise or
 // mkfs change what the image holds.
-const imageVersion = "4"
+const imageVersion = "5"
 
 // imageSize is the root file system's size; the overlays only grow into it.
 const imageSize = "2G"
@@ -31,8 +31,11 @@ const imageSize = "2G"
 // Packages are installed on top of the test host's root filesystem (see
 // host.EnsurePackagesRootfs) to make a machine that boots on its own: the
 // cloud kernel, whose initramfs finds a virtio disk, udev for the network
-// device, cloud-init, and curl, which the cloud-init examples download with.
-var Packages = []string{"linux-image-cloud-amd64", "cloud-init", "udev", "curl"}
+// device, cloud-init, and curl, which the cloud-init examples download with;
+// and what the Vagrant box needs (sshd, rsync for synced folders, sudo).
+// Both images are made from the one tree: installing packages in it is the
+// costly step of a cold build.
+var Packages = []string{"linux-image-cloud-amd64", "cloud-init", "udev", "curl", "openssh-server", "rsync", "sudo"}
 
 // Image is a cached disk image and the kernel and initramfs that boot it.
 type Image struct {
@@ -176,7 +179,10 @@ func extractBoot(root string, img Image) error {
 var guestFiles = map[string]string{
 	"etc/systemd/network/20-vm.network": "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n",
 	"etc/cloud/cloud.cfg.d/90-outpost-test.cfg": "datasource_list: [NoCloud, None]\n" +
-		"network: {config: disabled}\n",
+		"network: {config: disabled}\n" +
+		// The host keys are the tree's (the Vagrant box needs sshd); an
+		// instance keeps them, which saves generating keys under emulation.
+		"ssh_deletekeys: false\nssh_genkeytypes: []\n",
 	"etc/systemd/system/outpost-test-shell.service": `[Unit]
 Description=Test shell on the second serial port
 After=systemd-udevd.service

@@ -200,7 +200,7 @@ func tailString(s string, n int) string {
 }
 
 // guestWait is how long one command in the guest may take. Installing
-// the package and starting the agent (TestVagrantProvision) took over two
+// the package and starting the agent in a guest took over two
 // minutes under emulation with two VM suites on two cores.
 const guestWait = 5 * time.Minute
 

@@ -25,7 +25,8 @@ import (
 // libvirt's qemu (TCG) domain type. The Vagrantfile is the debian12
 // machine of test/vagrant/Vagrantfile on the test's box and network: the
 // .deb synced with rsync, then provision.sh with the repository on the git
-// protocol. The agent must converge and push its note. The machine's only
+// protocol. The agent must converge with the machine's labels, push its
+// note and revert drift. The machine's only
 // network is an isolated libvirt network the test makes, on which the host
 // serves the repository and nothing else.
 func TestVagrantUp(t *testing.T) {
@@ -165,6 +166,21 @@ end
 	if err != nil || out != managedContent {
 		t.Fatalf("vagrant ssh -c 'sudo cat %s': %v: got %q, want %q", managedPath, err, out, managedContent)
 	}
+	// provision.sh wrote the machine's labels into agent.yaml.
+	cfg, err := run(ctx, "ssh", "-c", "sudo cat /etc/outpost/agent.yaml")
+	mustf(t, err, "vagrant ssh -c 'sudo cat /etc/outpost/agent.yaml'")
+	for _, want := range []string{"role: \"web\"", "os: \"debian\""} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("agent.yaml lacks %s:\n%s", want, cfg)
+		}
+	}
+	// Drift by hand is reverted.
+	_, err = run(ctx, "ssh", "-c", "echo drifted | sudo tee "+managedPath)
+	mustf(t, err, "drift %s by hand", managedPath)
+	waitFor(t, 2*time.Minute, "the agent to revert "+managedPath, func() bool {
+		out, err := run(ctx, "ssh", "-c", "sudo cat "+managedPath)
+		return err == nil && out == managedContent
+	})
 }
 
 // progress matches the box upload's progress counter, thousands of them.
