@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outpost-gitops/outpost/test/e2e/host"
 )
 
 // goTool returns the go command that runs this test.
@@ -33,8 +35,8 @@ func build(t testing.TB) string {
 		{"gitfront", "./cmd/gitfront"},
 		{"fleet", "./cmd/fleet"},
 	} {
-		cmd := exec.Command(goTool(t), "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd := exec.Command(goTool(t), host.ReleaseBuild("-ldflags", "-s -w", "-o", filepath.Join(dir, b.out), b.pkg)...)
+		cmd.Env = append(os.Environ(), host.ReleaseEnv...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
 		}

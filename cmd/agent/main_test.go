@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/outpost-gitops/outpost/test/e2e/host"
 )
 
 // TestMain lets the scripts run the real outpost command: the test binary
@@ -58,7 +60,8 @@ func importer() (string, error) {
 		if importerErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(importerDir, "outpost-import"), "../import")
+		cmd := exec.Command("go", host.ReleaseBuild("-o", filepath.Join(importerDir, "outpost-import"), "../import")...)
+		cmd.Env = append(os.Environ(), host.ReleaseEnv...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			importerErr = fmt.Errorf("build outpost-import: %w\n%s", err, out)
 		}

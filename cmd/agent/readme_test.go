@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/outpost-gitops/outpost/test/e2e/host"
 )
 
 // demoPrefix starts the README's demo command.
@@ -63,6 +65,9 @@ func TestReadmeDemo(t *testing.T) {
 		t.Helper()
 		cmd := exec.CommandContext(context.Background(), gobin, args[1:]...)
 		cmd.Dir = root
+		// The command as written; the release's compiler settings from
+		// the environment, so that it shares the run's compiled packages.
+		cmd.Env = append(os.Environ(), append(host.ReleaseEnv, "GOFLAGS=-trimpath")...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {

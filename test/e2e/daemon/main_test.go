@@ -55,7 +55,9 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// buildAgent builds ./cmd/agent as a static binary named outpost in dir.
+// buildAgent builds ./cmd/agent as a static binary named outpost in dir,
+// with the release's compiler settings (host.ReleaseBuild), so that every
+// build of the run shares the compiled packages.
 func buildAgent(dir string) error {
 	root, err := host.ModuleRoot()
 	if err != nil {
@@ -64,9 +66,9 @@ func buildAgent(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "outpost"), "./cmd/agent")
+	cmd := exec.Command("go", host.ReleaseBuild("-o", filepath.Join(dir, "outpost"), "./cmd/agent")...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), host.ReleaseEnv...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%w\n%s", err, out)
 	}

@@ -37,6 +37,8 @@ type Release struct {
 	Before struct {
 		Hooks []string `yaml:"hooks"`
 	} `yaml:"before"`
+	// Env is the environment of every command and build.
+	Env    []string         `yaml:"env"`
 	Builds []Build          `yaml:"builds"`
 	NFPMs  []map[string]any `yaml:"nfpms"`
 }
@@ -51,6 +53,7 @@ func (r *Release) RunHooks(ctx context.Context, moduleRoot string) error {
 		}
 		cmd := exec.CommandContext(ctx, f[0], f[1:]...)
 		cmd.Dir = moduleRoot
+		cmd.Env = append(os.Environ(), r.Env...)
 		if o, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("before hook %q: %w\n%s", h, err, o)
 		}
@@ -102,6 +105,7 @@ func template(s, version string) (string, error) {
 func (r *Release) BuildBinaries(ctx context.Context, moduleRoot, dir, version, goarch string) ([]string, error) {
 	var out []string
 	for _, b := range r.Builds {
+		b.Env = append(append([]string(nil), r.Env...), b.Env...) // the global env first, as GoReleaser does
 		bin, err := b.BuildBinary(ctx, moduleRoot, dir, version, goarch)
 		if err != nil {
 			return nil, err
