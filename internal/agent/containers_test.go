@@ -186,6 +186,8 @@ var policyFields = map[string]string{
 	"SecretsDigest":    "inside (a label)",
 	"SecretEnv":        "inside (names of Env)",
 	"SecretEnvDigests": "inside (the spec hash)",
+	"ShmSize":          "inside (its /dev/shm, counted in its memory cgroup)",
+	"Ulimits":          "inside (setrlimit of its processes; its cgroups bound what they use)",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {

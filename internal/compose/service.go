@@ -3,8 +3,10 @@ package compose
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,7 @@ var handled = map[string]bool{
 	"mem_limit": true, "cpus": true, "stop_grace_period": true, "stop_signal": true, "hostname": true,
 	"extra_hosts": true, "dns": true, "read_only": true, "init": true, "tty": true, "security_opt": true,
 	"group_add": true, "pids_limit": true, "sysctls": true, "cpuset": true, "depends_on": true,
+	"shm_size": true, "ulimits": true,
 	"deploy": true, "build": true, "extends": true, "profiles": true,
 }
 
@@ -478,6 +481,27 @@ func (im *importer) limits(m *doc, s types.ServiceConfig) {
 	if s.CPUSet != "" {
 		m.set("cpuset", str(s.CPUSet), "")
 	}
+	if s.ShmSize > 0 {
+		m.set("shm_size", str(byteSize(int64(s.ShmSize))), "")
+	}
+	if len(s.Ulimits) > 0 {
+		m.set("ulimits", ulimits(s.Ulimits), "")
+	}
+}
+
+// ulimits writes Compose's limits in its own two forms, sorted by name.
+func ulimits(us map[string]*types.UlimitsConfig) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.MappingNode}
+	for _, name := range slices.Sorted(maps.Keys(us)) {
+		u := us[name]
+		v := num(strconv.Itoa(u.Single))
+		if u.Single == 0 {
+			v = &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: []*yaml.Node{
+				str("soft"), num(strconv.Itoa(u.Soft)), str("hard"), num(strconv.Itoa(u.Hard))}}
+		}
+		n.Content = append(n.Content, str(name), v)
+	}
+	return n
 }
 
 // byteSize writes n with the largest power-of-1024 suffix that divides it.

@@ -64,6 +64,10 @@ type view struct {
 	PidsLimit   int64
 	Sysctls     map[string]string
 	Cpuset      string
+	// ShmSize and Ulimits as the spec sets them; the engine reports its
+	// defaults too, which only the spec's must match.
+	ShmSize int64
+	Ulimits []string // "name=soft:hard", sorted
 }
 
 type healthView struct {
@@ -137,6 +141,8 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 		PidsLimit:     c.PidsLimit,
 		Sysctls:       c.Sysctls,
 		Cpuset:        c.Cpuset,
+		ShmSize:       c.ShmSize,
+		Ulimits:       ulimitStrings(c.Ulimits),
 	}
 	// The engine takes the image's entrypoint unless one is given, and the
 	// image's command only when neither is given.
@@ -312,6 +318,13 @@ func observed(in container.InspectResponse) view {
 			v.Sysctls = h.Sysctls
 		}
 		v.Cpuset = h.CpusetCpus
+		v.ShmSize = h.ShmSize
+		for _, u := range h.Ulimits {
+			if u != nil {
+				v.Ulimits = append(v.Ulimits, ulimitString(u.Name, u.Soft, u.Hard))
+			}
+		}
+		sort.Strings(v.Ulimits)
 		if h.NetworkMode.IsHost() || h.NetworkMode.IsContainer() {
 			v.Hostname = "" // the other network's, which no spec sets
 		}
@@ -465,6 +478,15 @@ func diff(w, o view) []field {
 	}
 	if w.Cpuset != o.Cpuset {
 		add(change("cpuset", quote(o.Cpuset), quote(w.Cpuset)), fixRecreate)
+	}
+	if w.ShmSize != 0 && w.ShmSize != o.ShmSize {
+		add(change("shm_size", strconv.FormatInt(o.ShmSize, 10), strconv.FormatInt(w.ShmSize, 10)), fixRecreate)
+	}
+	for _, u := range w.Ulimits {
+		if !slices.Contains(o.Ulimits, u) {
+			add(change("ulimits", list(o.Ulimits), list(w.Ulimits)), fixRecreate)
+			break
+		}
 	}
 	for _, b := range []struct {
 		name string
@@ -644,4 +666,18 @@ func cpus(n int64) string {
 		return "unlimited"
 	}
 	return strconv.FormatFloat(float64(n)/1e9, 'f', -1, 64)
+}
+
+// ulimitStrings formats limits for the view, sorted.
+func ulimitStrings(us []Ulimit) []string {
+	var out []string
+	for _, u := range us {
+		out = append(out, ulimitString(u.Name, u.Soft, u.Hard))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func ulimitString(name string, soft, hard int64) string {
+	return fmt.Sprintf("%s=%d:%d", name, soft, hard)
 }

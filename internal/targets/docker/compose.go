@@ -240,6 +240,72 @@ func decodeIsolation(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 		}
 		return nil
 	})
+	if g, ok := f["shm_size"]; ok {
+		c.ShmSize, _ = decodeSize(d, g)
+	}
+	if g, ok := f["ulimits"]; ok {
+		c.Ulimits = decodeUlimits(d, g)
+	}
+}
+
+// ulimitNames are the resource limits that the engine sets (setrlimit's,
+// as Compose and docker run --ulimit name them).
+var ulimitNames = map[string]bool{"core": true, "cpu": true, "data": true, "fsize": true,
+	"locks": true, "memlock": true, "msgqueue": true, "nice": true, "nofile": true, "nproc": true,
+	"rss": true, "rtprio": true, "rttime": true, "sigpending": true, "stack": true}
+
+// decodeUlimits reads ulimits as Compose writes them: NAME: N (soft and
+// hard), or NAME: {soft: N, hard: N}; -1 is unlimited.
+func decodeUlimits(d *spec.Decoder, g spec.Field) []Ulimit {
+	f, ok := d.Fields(g.At, "ulimits", ulimitNames)
+	if !ok {
+		return nil
+	}
+	var out []Ulimit
+	for name, v := range f {
+		what := "ulimits: " + name
+		u := Ulimit{Name: name}
+		if v.Val != nil && v.Val.Kind == yaml.MappingNode {
+			lim, ok := d.Fields(v.At, what, map[string]bool{"soft": true, "hard": true})
+			if !ok {
+				continue
+			}
+			soft, okS := lim["soft"]
+			hard, okH := lim["hard"]
+			if !okS || !okH {
+				d.Errorf(v.At, "%s: want both soft and hard", what)
+				continue
+			}
+			if u.Soft, ok = ulimitValue(d, soft, what+".soft"); !ok {
+				continue
+			}
+			if u.Hard, ok = ulimitValue(d, hard, what+".hard"); !ok {
+				continue
+			}
+		} else {
+			n, ok := ulimitValue(d, v, what)
+			if !ok {
+				continue
+			}
+			u.Soft, u.Hard = n, n
+		}
+		if u.Hard != -1 && (u.Soft == -1 || u.Soft > u.Hard) {
+			d.Errorf(v.At, "%s: the soft limit %d is above the hard limit %d", what, u.Soft, u.Hard)
+			continue
+		}
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b Ulimit) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func ulimitValue(d *spec.Decoder, f spec.Field, what string) (int64, bool) {
+	n, ok := d.Int(f, what)
+	if ok && n < -1 {
+		d.Errorf(f.At, "%s: %d: want a count, or -1 for unlimited", what, n)
+		return 0, false
+	}
+	return n, ok
 }
 
 // parseExtraHost reads "name:address" or "name=address", as Compose

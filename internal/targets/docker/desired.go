@@ -322,6 +322,10 @@ func createConfig(c *Container, hash, digest string) (*container.Config, *contai
 		Sysctls:        c.Sysctls,
 	}
 	host.CpusetCpus = c.Cpuset
+	host.ShmSize = c.ShmSize
+	for _, u := range c.Ulimits {
+		host.Ulimits = append(host.Ulimits, &container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
 	if c.PidsLimit > 0 {
 		host.PidsLimit = &c.PidsLimit
 	}

@@ -178,6 +178,10 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"pids_limit", func() { c.PidsLimit = 64 }, "pids_limit 0 -> 64"},
 		{"sysctls", func() { c.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"} }, "sysctls"},
 		{"cpuset", func() { c.Cpuset = "0" }, `cpuset "" -> "0"`},
+		{"shm_size", func() { c.ShmSize = 32 << 20 }, "shm_size 67108864 -> 33554432"},
+		{"ulimits", func() {
+			c.Ulimits = []Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}}
+		}, "ulimits"},
 		// Last: httpd ignores SIGINT, so that every later stop waits.
 		{"stop_signal", func() { c.StopSignal = "SIGINT" }, "stop_signal SIGKILL -> SIGINT"},
 	}
@@ -226,6 +230,10 @@ func TestUpdateFieldGroups(t *testing.T) {
 	}
 	if h.PidsLimit == nil || *h.PidsLimit != 64 || h.CpusetCpus != "0" || h.Sysctls["net.ipv4.ip_unprivileged_port_start"] != "80" {
 		t.Errorf("pids limit, cpuset, sysctls = %v, %q, %v; want 64, 0, the port start at 80", h.PidsLimit, h.CpusetCpus, h.Sysctls)
+	}
+	want := []*container.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}}
+	if h.ShmSize != 32<<20 || !cmp.Equal(h.Ulimits, want) {
+		t.Errorf("shm size, ulimits = %d, %v; want 32MiB, %v", h.ShmSize, h.Ulimits, want)
 	}
 	// The engine adds label=disable to a privileged container's options.
 	if !cmp.Equal(h.SecurityOpt, []string{"no-new-privileges", "label=disable"}) || !cmp.Equal(h.GroupAdd, []string{"100"}) {

@@ -31,7 +31,8 @@ func init() {
 			"devices", "cap_add", "cap_drop", "privileged", "health", "log", "memory", "cpus",
 			"stop_timeout", "stop_signal", "remove_volumes",
 			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
-			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets", "secret_files"},
+			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets", "secret_files",
+			"shm_size", "ulimits"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -74,6 +75,7 @@ func (c *Container) Clone() spec.Object {
 	k.SecurityOpt = slices.Clone(k.SecurityOpt)
 	k.GroupAdd = slices.Clone(k.GroupAdd)
 	k.Sysctls = maps.Clone(k.Sysctls)
+	k.Ulimits = slices.Clone(k.Ulimits)
 	if k.Update != nil {
 		u := *k.Update
 		u.Exclude = slices.Clone(u.Exclude)
@@ -161,6 +163,15 @@ type Container struct {
 	PidsLimit   int64             `json:",omitempty"` // 0 is no limit
 	Sysctls     map[string]string `json:",omitempty"`
 	Cpuset      string            `json:",omitempty"` // CPUs the container may run on: "0-1,3"
+	ShmSize     int64             `json:",omitempty"` // bytes of /dev/shm; 0 is the engine's default
+	Ulimits     []Ulimit          `json:",omitempty"` // sorted by name
+}
+
+// Ulimit is one resource limit of the container's processes; -1 is
+// unlimited.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
 }
 
 // Ref returns image:tag, image:tag@digest or image@digest, whichever parts
@@ -492,20 +503,7 @@ func decodeLimits(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 		c.Log = decodeLog(d, g)
 	}
 	if g, ok := f["memory"]; ok {
-		if g.Val != nil && g.Val.Kind == yaml.ScalarNode && g.Val.ShortTag() == "!!int" {
-			if n, ok := d.Int(g, "memory"); ok {
-				if n <= 0 {
-					d.Errorf(g.At, "memory: must be more than zero")
-				}
-				c.Memory = n
-			}
-		} else if s, ok := d.Str(g, "memory"); ok {
-			if n, err := parseMemory(s); err != nil {
-				d.Errorf(g.At, "memory: %v", err)
-			} else {
-				c.Memory = n
-			}
-		}
+		c.Memory, _ = decodeSize(d, g)
 	}
 	if g, ok := f["cpus"]; ok {
 		if v, ok := d.Number(g, "cpus"); ok {
@@ -524,6 +522,28 @@ func decodeLimits(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 			}
 		}
 	}
+}
+
+// decodeSize reads a size in bytes: a number, or a string such as "512m".
+func decodeSize(d *spec.Decoder, g spec.Field) (int64, bool) {
+	if g.Val != nil && g.Val.Kind == yaml.ScalarNode && g.Val.ShortTag() == "!!int" {
+		n, ok := d.Int(g, g.Name)
+		if ok && n <= 0 {
+			d.Errorf(g.At, "%s: must be more than zero", g.Name)
+			return 0, false
+		}
+		return n, ok
+	}
+	s, ok := d.Str(g, g.Name)
+	if !ok {
+		return 0, false
+	}
+	n, err := parseMemory(s)
+	if err != nil {
+		d.Errorf(g.At, "%s: %v", g.Name, err)
+		return 0, false
+	}
+	return n, true
 }
 
 func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {
