@@ -188,6 +188,7 @@ var policyFields = map[string]string{
 	"SecretEnvDigests": "inside (the spec hash)",
 	"ShmSize":          "inside (its /dev/shm, counted in its memory cgroup)",
 	"Ulimits":          "inside (setrlimit of its processes; its cgroups bound what they use)",
+	"Expose":           "inside (metadata: nothing is published on the host)",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {

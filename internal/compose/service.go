@@ -42,7 +42,7 @@ var handled = map[string]bool{
 	"mem_limit": true, "cpus": true, "stop_grace_period": true, "stop_signal": true, "hostname": true,
 	"extra_hosts": true, "dns": true, "read_only": true, "init": true, "tty": true, "security_opt": true,
 	"group_add": true, "pids_limit": true, "sysctls": true, "cpuset": true, "depends_on": true,
-	"shm_size": true, "ulimits": true,
+	"shm_size": true, "ulimits": true, "expose": true,
 	"deploy": true, "build": true, "extends": true, "profiles": true,
 }
 
@@ -486,6 +486,9 @@ func (im *importer) limits(m *doc, s types.ServiceConfig) {
 	}
 	if len(s.Ulimits) > 0 {
 		m.set("ulimits", ulimits(s.Ulimits), "")
+	}
+	if len(s.Expose) > 0 {
+		m.set("expose", strs(s.Expose), "")
 	}
 }
 

@@ -68,6 +68,9 @@ type view struct {
 	// defaults too, which only the spec's must match.
 	ShmSize int64
 	Ulimits []string // "name=soft:hard", sorted
+	// Expose is the ports the spec exposes; the engine adds the image's
+	// and the published ones.
+	Expose []string
 }
 
 type healthView struct {
@@ -143,6 +146,7 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 		Cpuset:        c.Cpuset,
 		ShmSize:       c.ShmSize,
 		Ulimits:       ulimitStrings(c.Ulimits),
+		Expose:        c.Expose,
 	}
 	// The engine takes the image's entrypoint unless one is given, and the
 	// image's command only when neither is given.
@@ -249,6 +253,10 @@ func observed(in container.InspectResponse) view {
 		v.User = c.User
 		v.Workdir = c.WorkingDir
 		v.StopSignal = normSignal(c.StopSignal)
+		for p := range c.ExposedPorts {
+			v.Expose = append(v.Expose, string(p))
+		}
+		sort.Strings(v.Expose)
 		if c.StopTimeout != nil {
 			v.StopTime = strconv.Itoa(*c.StopTimeout)
 		}
@@ -481,6 +489,12 @@ func diff(w, o view) []field {
 	}
 	if w.ShmSize != 0 && w.ShmSize != o.ShmSize {
 		add(change("shm_size", strconv.FormatInt(o.ShmSize, 10), strconv.FormatInt(w.ShmSize, 10)), fixRecreate)
+	}
+	for _, e := range w.Expose {
+		if !slices.Contains(o.Expose, e) {
+			add(change("expose", list(o.Expose), list(w.Expose)), fixRecreate)
+			break
+		}
 	}
 	for _, u := range w.Ulimits {
 		if !slices.Contains(o.Ulimits, u) {

@@ -8,9 +8,11 @@ package docker
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -246,6 +248,76 @@ func decodeIsolation(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 	if g, ok := f["ulimits"]; ok {
 		c.Ulimits = decodeUlimits(d, g)
 	}
+	if g, ok := f["expose"]; ok {
+		c.Expose = decodeExpose(d, g)
+	}
+}
+
+// maxExposed bounds the ports that expose's ranges may name.
+const maxExposed = 1024
+
+// decodeExpose reads expose: ports and ranges, each with an optional
+// protocol ("3000", "8000-8010/udp"), as Compose writes them (numbers
+// too).
+func decodeExpose(d *spec.Decoder, g spec.Field) []string {
+	if g.Val == nil || g.Val.Kind != yaml.SequenceNode {
+		d.Errorf(g.At, "expose: must be a list, got %s", spec.Describe(g.Val))
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, n := range g.Val.Content {
+		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+			d.Errorf(n, "expose: want a port such as 3000 or 8000-8010/udp, got %s", spec.Describe(n))
+			continue
+		}
+		ports, err := parseExpose(n.Value)
+		if err != nil {
+			d.Errorf(n, "expose: %v", err)
+			continue
+		}
+		for _, p := range ports {
+			seen[p] = true
+		}
+		if len(seen) > maxExposed {
+			d.Errorf(n, "expose: more than %d ports", maxExposed)
+			return nil
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// parseExpose expands "PORT[-PORT][/PROTO]" into "PORT/PROTO" strings.
+func parseExpose(s string) ([]string, error) {
+	ports, proto, _ := strings.Cut(s, "/")
+	switch proto {
+	case "":
+		proto = "tcp"
+	case "tcp", "udp", "sctp":
+	default:
+		return nil, fmt.Errorf("%q: the protocol must be tcp, udp or sctp", s)
+	}
+	lo, hi, isRange := strings.Cut(ports, "-")
+	first, err := parsePortNumber(lo, false)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	last := first
+	if isRange {
+		if last, err = parsePortNumber(hi, false); err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		if last < first {
+			return nil, fmt.Errorf("%q: the range ends before it starts", s)
+		}
+		if int(last-first) >= maxExposed {
+			return nil, fmt.Errorf("%q: a range of more than %d ports", s, maxExposed)
+		}
+	}
+	out := make([]string, 0, int(last-first)+1)
+	for p := int(first); p <= int(last); p++ {
+		out = append(out, strconv.Itoa(p)+"/"+proto)
+	}
+	return out, nil
 }
 
 // ulimitNames are the resource limits that the engine sets (setrlimit's,

@@ -351,6 +351,12 @@ func createConfig(c *Container, hash, digest string) (*container.Config, *contai
 			host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: p.HostIP, HostPort: hp})
 		}
 	}
+	for _, e := range c.Expose {
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = nat.PortSet{}
+		}
+		cfg.ExposedPorts[nat.Port(e)] = struct{}{}
+	}
 	for _, v := range c.Volumes {
 		b := v.Source + ":" + v.Target
 		if v.ReadOnly {

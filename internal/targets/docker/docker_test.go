@@ -179,6 +179,7 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"sysctls", func() { c.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"} }, "sysctls"},
 		{"cpuset", func() { c.Cpuset = "0" }, `cpuset "" -> "0"`},
 		{"shm_size", func() { c.ShmSize = 32 << 20 }, "shm_size 67108864 -> 33554432"},
+		{"expose", func() { c.Expose = []string{"3000/tcp", "5000/udp"} }, "expose"},
 		{"ulimits", func() {
 			c.Ulimits = []Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}}
 		}, "ulimits"},
@@ -232,6 +233,9 @@ func TestUpdateFieldGroups(t *testing.T) {
 		t.Errorf("pids limit, cpuset, sysctls = %v, %q, %v; want 64, 0, the port start at 80", h.PidsLimit, h.CpusetCpus, h.Sysctls)
 	}
 	want := []*container.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}}
+	if _, ok := in.Config.ExposedPorts["5000/udp"]; !ok {
+		t.Errorf("exposed ports = %v, want 5000/udp among them", in.Config.ExposedPorts)
+	}
 	if h.ShmSize != 32<<20 || !cmp.Equal(h.Ulimits, want) {
 		t.Errorf("shm size, ulimits = %d, %v; want 32MiB, %v", h.ShmSize, h.Ulimits, want)
 	}

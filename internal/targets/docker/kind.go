@@ -32,7 +32,7 @@ func init() {
 			"stop_timeout", "stop_signal", "remove_volumes",
 			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
 			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets", "secret_files",
-			"shm_size", "ulimits"},
+			"shm_size", "ulimits", "expose"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -76,6 +76,7 @@ func (c *Container) Clone() spec.Object {
 	k.GroupAdd = slices.Clone(k.GroupAdd)
 	k.Sysctls = maps.Clone(k.Sysctls)
 	k.Ulimits = slices.Clone(k.Ulimits)
+	k.Expose = slices.Clone(k.Expose)
 	if k.Update != nil {
 		u := *k.Update
 		u.Exclude = slices.Clone(u.Exclude)
@@ -165,6 +166,9 @@ type Container struct {
 	Cpuset      string            `json:",omitempty"` // CPUs the container may run on: "0-1,3"
 	ShmSize     int64             `json:",omitempty"` // bytes of /dev/shm; 0 is the engine's default
 	Ulimits     []Ulimit          `json:",omitempty"` // sorted by name
+	// Expose lists the ports the container declares without publishing
+	// them, one "PORT/PROTO" each (ranges expanded), sorted.
+	Expose []string `json:",omitempty"`
 }
 
 // Ulimit is one resource limit of the container's processes; -1 is
