@@ -189,6 +189,7 @@ var policyFields = map[string]string{
 	"ShmSize":          "inside (its /dev/shm, counted in its memory cgroup)",
 	"Ulimits":          "inside (setrlimit of its processes; its cgroups bound what they use)",
 	"Expose":           "inside (metadata: nothing is published on the host)",
+	"Endpoints":        "inside (names and addresses on networks that Networks already names, which are checked)",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {

@@ -437,14 +437,42 @@ func (im *importer) network(m *doc, s types.ServiceConfig) {
 		return
 	}
 	var nets []string
+	endpoints := &yaml.Node{Kind: yaml.MappingNode}
+	withEndpoints := false
 	for _, n := range s.NetworksByPriority() {
-		nets = append(nets, im.networkName(n))
-		if c := s.Networks[n]; c != nil && (len(c.Aliases) > 0 || c.Ipv4Address != "" || c.Ipv6Address != "" || c.MacAddress != "") {
-			im.drop(s.Name, "networks", fmt.Sprintf("%s: aliases, static addresses and MAC addresses are not carried", n))
+		name := im.networkName(n)
+		nets = append(nets, name)
+		ep := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: ""}
+		if c := s.Networks[n]; c != nil {
+			if c.MacAddress != "" || len(c.LinkLocalIPs) > 0 {
+				im.drop(s.Name, "networks", fmt.Sprintf("%s: MAC and link-local addresses are not carried", n))
+			}
+			if len(c.Aliases) > 0 || c.Ipv4Address != "" || c.Ipv6Address != "" {
+				withEndpoints = true
+				ep = &yaml.Node{Kind: yaml.MappingNode}
+				if len(c.Aliases) > 0 {
+					ep.Content = append(ep.Content, str("aliases"), strs(c.Aliases))
+				}
+				if c.Ipv4Address != "" || c.Ipv6Address != "" {
+					im.change(s.Name, "networks", fmt.Sprintf("%s: a static address needs the network made with a subnet, which Outpost does not make yet: create %s by hand first", n, name))
+				}
+				if c.Ipv4Address != "" {
+					ep.Content = append(ep.Content, str("ipv4_address"), str(c.Ipv4Address))
+				}
+				if c.Ipv6Address != "" {
+					ep.Content = append(ep.Content, str("ipv6_address"), str(c.Ipv6Address))
+				}
+			}
 		}
+		endpoints.Content = append(endpoints.Content, str(name), ep)
+	}
+	switch {
+	case withEndpoints:
+		m.set("networks", endpoints, "")
+	case len(nets) > 0:
+		m.set("networks", strs(nets), "")
 	}
 	if len(nets) > 0 {
-		m.set("networks", strs(nets), "")
 		im.change(s.Name, "networks", "the other services reach this one by its container name, "+im.containerName(s)+", not by the service's name")
 	}
 }

@@ -417,7 +417,7 @@ func (d *Driver) createStart(ctx context.Context, c *Container, hash, digest str
 		if n == mode {
 			continue
 		}
-		if err := d.api.NetworkConnect(cctx, n, resp.ID, &network.EndpointSettings{}); err != nil {
+		if err := d.api.NetworkConnect(cctx, n, resp.ID, endpointSettings(c, n)); err != nil {
 			return resp.ID, fmt.Errorf("container %s: connect network %s: %w", c.Name, n, err)
 		}
 	}

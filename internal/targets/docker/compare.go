@@ -71,6 +71,10 @@ type view struct {
 	// Expose is the ports the spec exposes; the engine adds the image's
 	// and the published ones.
 	Expose []string
+	// Endpoints are the aliases and static addresses by network: the
+	// spec's, and what the engine reports of those networks (with the
+	// aliases it adds itself).
+	Endpoints map[string]Endpoint
 }
 
 type healthView struct {
@@ -147,6 +151,7 @@ func expected(c *Container, img *image.InspectResponse, logDriver string) view {
 		ShmSize:       c.ShmSize,
 		Ulimits:       ulimitStrings(c.Ulimits),
 		Expose:        c.Expose,
+		Endpoints:     c.Endpoints,
 	}
 	// The engine takes the image's entrypoint unless one is given, and the
 	// image's command only when neither is given.
@@ -338,8 +343,21 @@ func observed(in container.InspectResponse) view {
 		}
 	}
 	if attachable(v.Network) && in.NetworkSettings != nil {
-		for n := range in.NetworkSettings.Networks {
+		for n, es := range in.NetworkSettings.Networks {
 			v.Networks = append(v.Networks, n)
+			if es == nil {
+				continue
+			}
+			ep := Endpoint{Aliases: es.Aliases}
+			if es.IPAMConfig != nil {
+				ep.IPv4, ep.IPv6 = es.IPAMConfig.IPv4Address, es.IPAMConfig.IPv6Address
+			}
+			if len(ep.Aliases) > 0 || ep.IPv4 != "" || ep.IPv6 != "" {
+				if v.Endpoints == nil {
+					v.Endpoints = map[string]Endpoint{}
+				}
+				v.Endpoints[n] = ep
+			}
 		}
 		sort.Strings(v.Networks)
 	}
@@ -489,6 +507,12 @@ func diff(w, o view) []field {
 	}
 	if w.ShmSize != 0 && w.ShmSize != o.ShmSize {
 		add(change("shm_size", strconv.FormatInt(o.ShmSize, 10), strconv.FormatInt(w.ShmSize, 10)), fixRecreate)
+	}
+	for _, n := range slices.Sorted(maps.Keys(w.Endpoints)) {
+		ep, got := w.Endpoints[n], o.Endpoints[n]
+		if ep.IPv4 != got.IPv4 || ep.IPv6 != got.IPv6 || slices.ContainsFunc(ep.Aliases, func(a string) bool { return !slices.Contains(got.Aliases, a) }) {
+			add("networks."+n+" (aliases, addresses)", fixRecreate)
+		}
 	}
 	for _, e := range w.Expose {
 		if !slices.Contains(o.Expose, e) {

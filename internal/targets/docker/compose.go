@@ -399,3 +399,82 @@ func parseExtraHost(s string) (string, error) {
 	}
 	return name + ":" + addr, nil
 }
+
+func checkNetworkName(s string) error {
+	if !networkNameRE.MatchString(s) {
+		return fmt.Errorf("%q is not a network name", s)
+	}
+	return nil
+}
+
+// decodeEndpoints reads networks written as a mapping, as Compose writes
+// them: each network's name, with nothing or with aliases, ipv4_address
+// and ipv6_address. The engine takes them on user-defined networks only.
+func decodeEndpoints(d *spec.Decoder, g spec.Field) ([]string, map[string]Endpoint) {
+	f, ok := d.Fields(g.At, "networks", nil)
+	if !ok {
+		return nil, nil
+	}
+	var names []string
+	eps := map[string]Endpoint{}
+	for _, name := range slices.Sorted(maps.Keys(f)) {
+		v := f[name]
+		what := "networks." + name
+		if err := checkNetworkName(name); err != nil {
+			d.Errorf(v.Key, "networks: %v", err)
+			continue
+		}
+		names = append(names, name)
+		if v.Val == nil || (v.Val.Kind == yaml.ScalarNode && v.Val.ShortTag() == "!!null") {
+			continue
+		}
+		ef, ok := d.Fields(v.At, what, map[string]bool{"aliases": true, "ipv4_address": true, "ipv6_address": true})
+		if !ok {
+			continue
+		}
+		var ep Endpoint
+		if a, ok := ef["aliases"]; ok {
+			items, _ := d.StrList(a, what+".aliases")
+			for _, it := range items {
+				if len(it.Val) > 253 || !hostnameRE.MatchString(it.Val) {
+					d.Errorf(it.At, "%s.aliases: %q is not a host name", what, it.Val)
+					continue
+				}
+				ep.Aliases = append(ep.Aliases, it.Val)
+			}
+			slices.Sort(ep.Aliases)
+			ep.Aliases = slices.Compact(ep.Aliases)
+		}
+		for _, ip := range []struct {
+			key string
+			set *string
+			v6  bool
+		}{{"ipv4_address", &ep.IPv4, false}, {"ipv6_address", &ep.IPv6, true}} {
+			a, ok := ef[ip.key]
+			if !ok {
+				continue
+			}
+			s, ok := d.Str(a, what+"."+ip.key)
+			if !ok {
+				continue
+			}
+			addr, err := netip.ParseAddr(s)
+			if err != nil || addr.Zone() != "" || addr.Is6() != ip.v6 || addr.Is4In6() {
+				d.Errorf(a.At, "%s.%s: %q is not an IPv%s address", what, ip.key, s, map[bool]string{false: "4", true: "6"}[ip.v6])
+				continue
+			}
+			*ip.set = addr.String()
+		}
+		if name == "bridge" && (len(ep.Aliases) > 0 || ep.IPv4 != "" || ep.IPv6 != "") {
+			d.Errorf(v.Key, "%s: the engine's default bridge takes no aliases or static addresses; make a network of your own", what)
+			continue
+		}
+		if len(ep.Aliases) > 0 || ep.IPv4 != "" || ep.IPv6 != "" {
+			eps[name] = ep
+		}
+	}
+	if len(eps) == 0 {
+		eps = nil
+	}
+	return names, eps
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -372,7 +373,21 @@ func createConfig(c *Container, hash, digest string) (*container.Config, *contai
 	}
 	var nc *network.NetworkingConfig
 	if mode := NetworkMode(c); attachable(mode) && mode != "bridge" {
-		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{mode: {}}}
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{mode: endpointSettings(c, mode)}}
 	}
 	return cfg, host, nc
+}
+
+// endpointSettings is how c joins network n: its aliases and static
+// addresses there, if any.
+func endpointSettings(c *Container, n string) *network.EndpointSettings {
+	ep, ok := c.Endpoints[n]
+	if !ok {
+		return &network.EndpointSettings{}
+	}
+	es := &network.EndpointSettings{Aliases: slices.Clone(ep.Aliases)}
+	if ep.IPv4 != "" || ep.IPv6 != "" {
+		es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.IPv4, IPv6Address: ep.IPv6}
+	}
+	return es
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,6 +180,7 @@ func TestUpdateFieldGroups(t *testing.T) {
 		{"sysctls", func() { c.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"} }, "sysctls"},
 		{"cpuset", func() { c.Cpuset = "0" }, `cpuset "" -> "0"`},
 		{"shm_size", func() { c.ShmSize = 32 << 20 }, "shm_size 67108864 -> 33554432"},
+		{"aliases", func() { c.Endpoints = map[string]Endpoint{net2: {Aliases: []string{"api", "web-alias"}}} }, "networks." + net2 + " (aliases"},
 		{"expose", func() { c.Expose = []string{"3000/tcp", "5000/udp"} }, "expose"},
 		{"ulimits", func() {
 			c.Ulimits = []Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}}
@@ -233,6 +235,9 @@ func TestUpdateFieldGroups(t *testing.T) {
 		t.Errorf("pids limit, cpuset, sysctls = %v, %q, %v; want 64, 0, the port start at 80", h.PidsLimit, h.CpusetCpus, h.Sysctls)
 	}
 	want := []*container.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}}
+	if es := in.NetworkSettings.Networks[net2]; es == nil || !slices.Contains(es.Aliases, "api") || !slices.Contains(es.Aliases, "web-alias") {
+		t.Errorf("endpoint on %s = %+v, want the aliases api and web-alias", net2, es)
+	}
 	if _, ok := in.Config.ExposedPorts["5000/udp"]; !ok {
 		t.Errorf("exposed ports = %v, want 5000/udp among them", in.Config.ExposedPorts)
 	}

@@ -77,6 +77,7 @@ func (c *Container) Clone() spec.Object {
 	k.Sysctls = maps.Clone(k.Sysctls)
 	k.Ulimits = slices.Clone(k.Ulimits)
 	k.Expose = slices.Clone(k.Expose)
+	k.Endpoints = maps.Clone(k.Endpoints)
 	if k.Update != nil {
 		u := *k.Update
 		u.Exclude = slices.Clone(u.Exclude)
@@ -169,6 +170,16 @@ type Container struct {
 	// Expose lists the ports the container declares without publishing
 	// them, one "PORT/PROTO" each (ranges expanded), sorted.
 	Expose []string `json:",omitempty"`
+	// Endpoints holds a network's aliases and static addresses, by the
+	// network's name (networks: written as a mapping).
+	Endpoints map[string]Endpoint `json:",omitempty"`
+}
+
+// Endpoint is how the container joins one network: the other names it
+// answers to there, and its static addresses.
+type Endpoint struct {
+	Aliases    []string `json:",omitempty"` // sorted
+	IPv4, IPv6 string   `json:",omitempty"`
 }
 
 // Ulimit is one resource limit of the container's processes; -1 is
@@ -473,12 +484,11 @@ func decodeNetwork(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 		}
 		return fmt.Errorf("%q: want bridge, host, none or container:NAME", s)
 	})
-	c.Networks = d.List("networks", func(s string) error {
-		if !networkNameRE.MatchString(s) {
-			return fmt.Errorf("%q is not a network name", s)
-		}
-		return nil
-	})
+	if g, ok := f["networks"]; ok && g.Val != nil && g.Val.Kind == yaml.MappingNode {
+		c.Networks, c.Endpoints = decodeEndpoints(d, g)
+	} else {
+		c.Networks = d.List("networks", checkNetworkName)
+	}
 	if len(c.Networks) > 0 && c.NetworkMode != "" && c.NetworkMode != "bridge" {
 		d.Errorf(f["networks"].Key, "networks: not allowed with network_mode: %s", c.NetworkMode)
 	}
