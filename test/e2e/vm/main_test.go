@@ -2,7 +2,6 @@ package vm
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,16 +22,6 @@ import (
 
 func TestMain(m *testing.M) {
 	RelayMain()
-	// The guests run at once: each waits on its own emulated CPU for
-	// minutes, and the suite is the run's longest package. -parallel
-	// defaults to GOMAXPROCS (2 on the CI machine), which booted the third
-	// guest only when another test was done; an explicit -parallel wins.
-	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		flag.Set("test.parallel", "3")
-	}
 	os.Exit(m.Run())
 }
 
