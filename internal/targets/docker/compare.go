@@ -397,11 +397,12 @@ const (
 // are secrets: a variable is named, never its value.
 //
 // It stays one table of comparisons, one per group of fields, so that a
-// new field is added in one place beside its peers.
+// new field is added in one place beside its peers; the settings Compose
+// users write are that table's second half, diffComposeFields.
 func diff(w, o view) []field {
 	var fs []field
 	add := func(text string, f fix) { fs = append(fs, field{Text: text, Fix: f}) }
-	change := func(name, from, to string) string { return fmt.Sprintf("%s %s -> %s", name, from, to) }
+	change := changeText
 
 	if w.Image != o.Image || (w.ImageID != "" && w.ImageID != o.ImageID) || w.ImageID == "" {
 		if w.Image != o.Image {
@@ -481,59 +482,7 @@ func diff(w, o view) []field {
 	if w.StopSignal != o.StopSignal {
 		add(change("stop_signal", o.StopSignal, w.StopSignal), fixRecreate)
 	}
-	if w.Hostname != o.Hostname {
-		add(change("hostname", quote(o.Hostname), quote(w.Hostname)), fixRecreate)
-	}
-	if !slices.Equal(w.ExtraHosts, o.ExtraHosts) {
-		add(change("extra_hosts", list(o.ExtraHosts), list(w.ExtraHosts)), fixRecreate)
-	}
-	if !slices.Equal(w.DNS, o.DNS) {
-		add(change("dns", list(o.DNS), list(w.DNS)), fixRecreate)
-	}
-	if !slices.Equal(w.SecurityOpt, o.SecurityOpt) {
-		add(change("security_opt", list(o.SecurityOpt), list(w.SecurityOpt)), fixRecreate)
-	}
-	if !slices.Equal(w.GroupAdd, o.GroupAdd) {
-		add(change("group_add", list(o.GroupAdd), list(w.GroupAdd)), fixRecreate)
-	}
-	if w.PidsLimit != o.PidsLimit {
-		add(change("pids_limit", strconv.FormatInt(o.PidsLimit, 10), strconv.FormatInt(w.PidsLimit, 10)), fixRecreate)
-	}
-	if !maps.Equal(w.Sysctls, o.Sysctls) {
-		add(change("sysctls", pairs(o.Sysctls), pairs(w.Sysctls)), fixRecreate)
-	}
-	if w.Cpuset != o.Cpuset {
-		add(change("cpuset", quote(o.Cpuset), quote(w.Cpuset)), fixRecreate)
-	}
-	if w.ShmSize != 0 && w.ShmSize != o.ShmSize {
-		add(change("shm_size", strconv.FormatInt(o.ShmSize, 10), strconv.FormatInt(w.ShmSize, 10)), fixRecreate)
-	}
-	for _, n := range slices.Sorted(maps.Keys(w.Endpoints)) {
-		ep, got := w.Endpoints[n], o.Endpoints[n]
-		if ep.IPv4 != got.IPv4 || ep.IPv6 != got.IPv6 || slices.ContainsFunc(ep.Aliases, func(a string) bool { return !slices.Contains(got.Aliases, a) }) {
-			add("networks."+n+" (aliases, addresses)", fixRecreate)
-		}
-	}
-	for _, e := range w.Expose {
-		if !slices.Contains(o.Expose, e) {
-			add(change("expose", list(o.Expose), list(w.Expose)), fixRecreate)
-			break
-		}
-	}
-	for _, u := range w.Ulimits {
-		if !slices.Contains(o.Ulimits, u) {
-			add(change("ulimits", list(o.Ulimits), list(w.Ulimits)), fixRecreate)
-			break
-		}
-	}
-	for _, b := range []struct {
-		name string
-		w, o bool
-	}{{"read_only", w.ReadOnly, o.ReadOnly}, {"init", w.Init, o.Init}, {"tty", w.TTY, o.TTY}} {
-		if b.w != b.o {
-			add(change(b.name, strconv.FormatBool(b.o), strconv.FormatBool(b.w)), fixRecreate)
-		}
-	}
+	diffComposeFields(w, o, add)
 	if w.Secrets != o.Secrets {
 		add(change("secret_files", "(secret)", "(secret, changed)"), fixRecreate)
 	}
@@ -561,6 +510,68 @@ func diff(w, o view) []field {
 		}
 	}
 	return fs
+}
+
+// diffComposeFields compares the settings that Compose users write (host
+// name to tty), in the order diff reports them.
+func diffComposeFields(w, o view, add func(string, fix)) {
+	if w.Hostname != o.Hostname {
+		add(changeText("hostname", quote(o.Hostname), quote(w.Hostname)), fixRecreate)
+	}
+	if !slices.Equal(w.ExtraHosts, o.ExtraHosts) {
+		add(changeText("extra_hosts", list(o.ExtraHosts), list(w.ExtraHosts)), fixRecreate)
+	}
+	if !slices.Equal(w.DNS, o.DNS) {
+		add(changeText("dns", list(o.DNS), list(w.DNS)), fixRecreate)
+	}
+	if !slices.Equal(w.SecurityOpt, o.SecurityOpt) {
+		add(changeText("security_opt", list(o.SecurityOpt), list(w.SecurityOpt)), fixRecreate)
+	}
+	if !slices.Equal(w.GroupAdd, o.GroupAdd) {
+		add(changeText("group_add", list(o.GroupAdd), list(w.GroupAdd)), fixRecreate)
+	}
+	if w.PidsLimit != o.PidsLimit {
+		add(changeText("pids_limit", strconv.FormatInt(o.PidsLimit, 10), strconv.FormatInt(w.PidsLimit, 10)), fixRecreate)
+	}
+	if !maps.Equal(w.Sysctls, o.Sysctls) {
+		add(changeText("sysctls", pairs(o.Sysctls), pairs(w.Sysctls)), fixRecreate)
+	}
+	if w.Cpuset != o.Cpuset {
+		add(changeText("cpuset", quote(o.Cpuset), quote(w.Cpuset)), fixRecreate)
+	}
+	if w.ShmSize != 0 && w.ShmSize != o.ShmSize {
+		add(changeText("shm_size", strconv.FormatInt(o.ShmSize, 10), strconv.FormatInt(w.ShmSize, 10)), fixRecreate)
+	}
+	// The engine adds aliases, exposed ports and limits of its own: only
+	// the spec's must be there.
+	for _, n := range slices.Sorted(maps.Keys(w.Endpoints)) {
+		ep, got := w.Endpoints[n], o.Endpoints[n]
+		if ep.IPv4 != got.IPv4 || ep.IPv6 != got.IPv6 || missing(ep.Aliases, got.Aliases) {
+			add("networks."+n+" (aliases, addresses)", fixRecreate)
+		}
+	}
+	if missing(w.Expose, o.Expose) {
+		add(changeText("expose", list(o.Expose), list(w.Expose)), fixRecreate)
+	}
+	if missing(w.Ulimits, o.Ulimits) {
+		add(changeText("ulimits", list(o.Ulimits), list(w.Ulimits)), fixRecreate)
+	}
+	for _, b := range []struct {
+		name string
+		w, o bool
+	}{{"read_only", w.ReadOnly, o.ReadOnly}, {"init", w.Init, o.Init}, {"tty", w.TTY, o.TTY}} {
+		if b.w != b.o {
+			add(changeText(b.name, strconv.FormatBool(b.o), strconv.FormatBool(b.w)), fixRecreate)
+		}
+	}
+}
+
+// changeText is a field's text with its old and new value.
+func changeText(name, from, to string) string { return fmt.Sprintf("%s %s -> %s", name, from, to) }
+
+// missing reports whether some of want is not in got.
+func missing(want, got []string) bool {
+	return slices.ContainsFunc(want, func(v string) bool { return !slices.Contains(got, v) })
 }
 
 // redacted replaces an env value in a field's text.
