@@ -167,6 +167,29 @@ func gitOut(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
+// waitDaemonNote waits until the daemon behind sock reports commit head
+// applied (or otherwise decided) and a notes ref is on the server gitDir,
+// and returns its status in JSON; it fails t with the daemon's logs after
+// 90 s.
+func waitDaemonNote(t *testing.T, sock, cfgPath, head, gitDir string, logs *syncBuffer) string {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var so, se syncBuffer
+		run(context.Background(), []string{"status", "--json", "--socket", sock, "--config", cfgPath}, &so, &se)
+		var s struct{ Source, Commit, Result string }
+		if json.Unmarshal([]byte(so.String()), &s) == nil && s.Source == "daemon" && s.Commit == head && s.Result != "" {
+			if notes, _ := exec.Command("git", "--git-dir", gitDir, "for-each-ref", "refs/notes/").Output(); len(notes) > 0 {
+				return so.String()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not apply %s and push its note in time; status: %s %s\nlogs:\n%s", head, so.String(), se.String(), logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func TestNoSecretLeaks(t *testing.T) {
 	t.Parallel()
 	root := gitserver.NewRoot(t)
@@ -269,24 +292,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		var so, se syncBuffer
-		run(context.Background(), []string{"status", "--json", "--socket", sock, "--config", cfgPath}, &so, &se)
-		var s struct {
-			Source, Commit, Result string
-		}
-		if json.Unmarshal([]byte(so.String()), &s) == nil && s.Source == "daemon" && s.Commit == head && s.Result != "" {
-			pushed, _ := exec.Command("git", "--git-dir", env.Path, "for-each-ref", "refs/notes/").Output()
-			if len(pushed) > 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not apply %s and push its note in time; status: %s %s\nlogs:\n%s", head, so.String(), se.String(), derr.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitDaemonNote(t, sock, cfgPath, head, env.Path, &derr)
 	// plan, over the notes the daemon pushed: every revision against the
 	// first, in the three outputs.
 	first := strings.TrimSpace(gitOut(t, env.Path, "rev-list", "--max-parents=0", "main"))

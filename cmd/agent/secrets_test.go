@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/outpost-gitops/outpost/test/e2e/gitserver"
 	"github.com/outpost-gitops/outpost/test/e2e/registry"
@@ -161,22 +159,7 @@ func TestSecretsInContainers(t *testing.T) {
 	}()
 	stop := sync.OnceFunc(func() { cancel(); <-done })
 	t.Cleanup(stop)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		var so, se syncBuffer
-		run(context.Background(), []string{"status", "--json", "--socket", sock, "--config", cfgPath}, &so, &se)
-		var s struct{ Source, Commit, Result string }
-		if json.Unmarshal([]byte(so.String()), &s) == nil && s.Source == "daemon" && s.Commit == head && s.Result != "" {
-			if notes, _ := exec.Command("git", "--git-dir", env.Path, "for-each-ref", "refs/notes/").Output(); len(notes) > 0 {
-				out.add("status --json (daemon)", so.String())
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not apply %s and push its note in time; status: %s %s\nlogs:\n%s", head, so.String(), se.String(), derr.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	out.add("status --json (daemon)", waitDaemonNote(t, sock, cfgPath, head, env.Path, &derr))
 	out.outpost(t, "status (daemon)", 0, "status", "--socket", sock, "--config", cfgPath)
 	base := strings.TrimSpace(gitOut(t, env.Path, "rev-list", "--max-parents=0", "main"))
 	for _, o := range []string{"--markdown", "--json", "-vv"} {
