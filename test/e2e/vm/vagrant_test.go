@@ -196,7 +196,9 @@ func ensureLibvirt(t *testing.T, ctx context.Context) {
 	for _, d := range []struct{ name, pkg string }{{"virtlogd", "libvirt-daemon-system"}, {"libvirtd", "libvirt-daemon-system"}} {
 		p, err := tool(d.name, d.pkg)
 		mustf(t, err, "libvirt")
-		if out, err := exec.CommandContext(ctx, p, "-d").CombinedOutput(); err != nil {
+		// Started at the guests' priority: libvirtd's qemu inherits it.
+		name, args := niced(p, "-d")
+		if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
 			t.Fatalf("%s -d: %v: %s", d.name, err, out)
 		}
 	}

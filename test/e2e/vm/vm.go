@@ -119,7 +119,8 @@ func Boot(ctx context.Context, o Options) (*VM, error) {
 		"-serial", "file:" + v.Console,
 		"-serial", "unix:" + sock + ",server=on,wait=off",
 	}
-	v.cmd = exec.Command(qemu, args...)
+	name, args := niced(qemu, args...)
+	v.cmd = exec.Command(name, args...)
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	var stderr strings.Builder
 	v.cmd.Stderr = &stderr
