@@ -45,6 +45,15 @@ type HealthChecker interface {
 	Healthy(ctx context.Context, r *spec.Resource) (ok bool, reason string, err error)
 }
 
+// HealthWaiter is implemented by drivers that can wait until an object they
+// just created or replaced is healthy: the engine waits for what a resource
+// comes after (after:) before converging it.
+type HealthWaiter interface {
+	// WaitHealthy returns when r is healthy, or an error that says why it
+	// is not, when it will not be, or when ctx ends.
+	WaitHealthy(ctx context.Context, r *spec.Resource) error
+}
+
 // Watcher is implemented by drivers that can see their objects change: it
 // calls notify with a resource's ID whenever that object may have drifted,
 // once for each resource at start, and returns when ctx is done. A spurious

@@ -200,14 +200,16 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 
 	res := &Result{Inventory: inv.Clone(), Items: make([]Item, 0, len(desired.Resources)+len(prune))}
 	order, cyclic := sortResources(desired.Resources)
-	// outcome of each resource so far, for after edges and restart_on.
-	failed := make(map[spec.ID]bool, len(order))
+	// outcome of each resource so far, for after edges and restart_on:
+	// failed holds why a resource cannot be come after.
+	failed := make(map[spec.ID]error, len(order))
 	changed := make(map[spec.ID]bool)
 	now := e.opts.Now().UTC()
 
 	for _, r := range cyclic {
-		failed[r.ID] = true
-		res.Items = append(res.Items, Item{ID: r.ID, Err: fmt.Errorf("%s: %w through after", r.ID, ErrCycle)})
+		err := fmt.Errorf("%s: %w through after", r.ID, ErrCycle)
+		failed[r.ID] = err
+		res.Items = append(res.Items, Item{ID: r.ID, Err: err})
 	}
 	// One backing array for every batch's outcomes.
 	allItems, allDone := make([]Item, len(order)), make([]bool, len(order))
@@ -226,6 +228,9 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 		items, done := allItems[next:next+len(batch)], allDone[next:next+len(batch)]
 		next += len(batch)
 		owned := len(res.Inventory)
+		if apply {
+			e.awaitHealth(ctx, batch, byID, failed, changed)
+		}
 		e.runBatch(ctx, batch, items, done, failed, changed, apply)
 		cancelled := ctx.Err()
 		for i, r := range batch {
@@ -242,7 +247,7 @@ func (e *Engine) Converge(ctx context.Context, desired *spec.State, inv state.In
 			}
 			res.Items = append(res.Items, it)
 			if it.Err != nil {
-				failed[r.ID] = true
+				failed[r.ID] = errNotConverged
 			} else if it.Change.Changed() {
 				changed[r.ID] = true
 			}
@@ -330,7 +335,7 @@ func (e *Engine) batches(order []*spec.Resource) [][]*spec.Resource {
 // runBatch converges the resources of one batch with up to Workers at a
 // time, and waits for them. It fills items, and done with which were tried:
 // none is started once ctx is done.
-func (e *Engine) runBatch(ctx context.Context, batch []*spec.Resource, items []Item, done []bool, failed, changed map[spec.ID]bool, apply bool) {
+func (e *Engine) runBatch(ctx context.Context, batch []*spec.Resource, items []Item, done []bool, failed map[spec.ID]error, changed map[spec.ID]bool, apply bool) {
 	n := min(e.opts.Workers, len(batch))
 	if n <= 1 {
 		for i, r := range batch {
@@ -358,6 +363,35 @@ func (e *Engine) runBatch(ctx context.Context, batch []*spec.Resource, items []I
 		}()
 	}
 	wg.Wait()
+}
+
+// errNotConverged is why a resource that failed cannot be come after.
+var errNotConverged = errors.New("did not converge")
+
+// awaitHealth waits, before a batch runs, for the health of what its
+// resources come after and that this pass created or replaced, when the
+// driver can wait for it (HealthWaiter): a database that a worker comes
+// after is healthy before the worker starts, on its first create too. A
+// resource that is not healthy in time is recorded in failed with why, so
+// that what comes after it is skipped; it stays as it converged.
+func (e *Engine) awaitHealth(ctx context.Context, batch []*spec.Resource, byID map[spec.ID]*spec.Resource, failed map[spec.ID]error, changed map[spec.ID]bool) {
+	waited := map[spec.ID]bool{}
+	for _, r := range batch {
+		for _, dep := range r.After {
+			w, ok := e.drivers[dep.Kind].(HealthWaiter)
+			if !ok || !changed[dep] || waited[dep] || failed[dep] != nil || byID[dep] == nil {
+				continue
+			}
+			waited[dep] = true
+			err := e.call(ctx, dep, func(ctx context.Context) error { return w.WaitHealthy(ctx, byID[dep]) })
+			if err != nil {
+				failed[dep] = fmt.Errorf("is not healthy: %w", err)
+				e.log.Warn("not healthy; what comes after it waits for the next pass", "resource", dep.String(), "err", err)
+				continue
+			}
+			e.log.Debug("healthy", "resource", dep.String())
+		}
+	}
 }
 
 // prunable splits the owned objects that left the desired state into those
@@ -393,12 +427,12 @@ func (e *Engine) guard(owned, remove int, allow bool) error {
 
 // converge runs one desired resource: its driver's CheckApply, then a restart
 // when a file that it names in restart_on changed.
-func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed, changed map[spec.ID]bool, apply bool) Item {
+func (e *Engine) converge(ctx context.Context, r *spec.Resource, failed map[spec.ID]error, changed map[spec.ID]bool, apply bool) Item {
 	it := Item{ID: r.ID}
 	for _, dep := range r.After {
-		if failed[dep] {
+		if why := failed[dep]; why != nil {
 			it.Skipped = true
-			it.Err = fmt.Errorf("%w: %s did not converge", ErrDependency, dep)
+			it.Err = fmt.Errorf("%w: %s %w", ErrDependency, dep, why)
 			e.log.Debug("skipped", "resource", r.ID.String(), "after", dep.String())
 			return it
 		}

@@ -443,6 +443,82 @@ func TestConvergeErrorMessages(t *testing.T) {
 	}
 }
 
+// healthDriver is a fakeDriver that waits for health: its objects in
+// unhealthy never become healthy.
+type healthDriver struct {
+	fakeDriver
+	unhealthy map[spec.ID]error
+}
+
+func (d healthDriver) WaitHealthy(ctx context.Context, r *spec.Resource) error {
+	d.h.log("wait %s", r.ID)
+	return d.unhealthy[r.ID]
+}
+
+func TestConvergeAfterWaitsForHealth(t *testing.T) {
+	errSick := errors.New("healthcheck failed (exit code 1)")
+	ds := desired(res("container:db"), res("container:web"), res("container:worker", after("container:db")))
+	tests := []struct {
+		name      string
+		pass      int  // passes before the one checked
+		apply     bool // of the checked pass
+		sick      bool
+		wantCalls []string
+		wantErr   string // of the worker
+	}{
+		{"first create waits", 0, true, false,
+			[]string{"check container:db apply=true", "check container:web apply=true", "wait container:db", "check container:worker apply=true"}, ""},
+		{"unchanged does not wait", 1, true, false,
+			[]string{"check container:db apply=true", "check container:web apply=true", "check container:worker apply=true"}, ""},
+		{"a dry run does not wait", 0, false, false,
+			[]string{"check container:db apply=false", "check container:web apply=false", "check container:worker apply=false"}, ""},
+		{"not healthy skips what comes after", 0, true, true,
+			[]string{"check container:db apply=true", "check container:web apply=true", "wait container:db"},
+			"dependency failed: container:db is not healthy: healthcheck failed (exit code 1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHost()
+			d := healthDriver{fakeDriver{h}, map[spec.ID]error{}}
+			if tt.sick {
+				d.unhealthy[id("container:db")] = errSick
+			}
+			e := converge.New(map[spec.Kind]converge.Driver{docker.Kind: d}, converge.Options{})
+			var inv state.Inventory
+			for range tt.pass {
+				r, err := e.Converge(context.Background(), ds, inv, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				inv = r.Inventory
+			}
+			h.calls = nil
+			r, err := e.Converge(context.Background(), ds, inv, tt.apply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.wantCalls, h.Calls()); diff != "" {
+				t.Errorf("calls (-want +got):\n%s", diff)
+			}
+			for _, it := range r.Items {
+				switch it.ID {
+				case id("container:worker"):
+					if got := fmt.Sprint(it.Err); (tt.wantErr == "" && it.Err != nil) || (tt.wantErr != "" && got != tt.wantErr) {
+						t.Errorf("worker: Err = %v, want %q", it.Err, tt.wantErr)
+					}
+					if tt.wantErr != "" && (!it.Skipped || !errors.Is(it.Err, converge.ErrDependency) || !errors.Is(it.Err, errSick)) {
+						t.Errorf("worker: Skipped = %v, Err = %v; want skipped, an ErrDependency that wraps the health error", it.Skipped, it.Err)
+					}
+				default:
+					if it.Err != nil {
+						t.Errorf("%s: Err = %v; it converged", it.ID, it.Err)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestConvergeRestartOn(t *testing.T) {
 	conf := res("file:/etc/app.conf", version("v2"))
 	tests := []struct {

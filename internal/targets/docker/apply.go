@@ -368,7 +368,7 @@ func (d *Driver) ensureNetworks(ctx context.Context, log *slog.Logger, c *Contai
 		if errdefs.IsNotFound(err) {
 			_, err = d.api.NetworkCreate(cctx, n, network.CreateOptions{
 				Driver: "bridge",
-				Labels: map[string]string{LabelManaged: "true"},
+				Labels: networkLabels(c, n),
 			})
 			if err == nil {
 				log.Info("network created", "network", n)
@@ -464,7 +464,7 @@ func (d *Driver) replace(ctx context.Context, log *slog.Logger, c *Container, ol
 
 	id, err := d.createStart(ctx, c, hash, digest)
 	if err == nil {
-		err = d.waitHealthy(ctx, c, id)
+		err = d.waitHealthy(ctx, id, d.opts.Settle)
 	}
 	if err != nil {
 		d.restore(ctx, log, c.Name, old.ID, id, wasRunning)
@@ -531,16 +531,16 @@ func (d *Driver) removeContainer(ctx context.Context, id string) error {
 	return nil
 }
 
-// waitHealthy waits until the new container passes its healthcheck, or
-// without one stays running for the settle time.
-func (d *Driver) waitHealthy(ctx context.Context, c *Container, id string) error {
+// waitHealthy waits until the new container id passes its healthcheck, or
+// without one stays running for settle.
+func (d *Driver) waitHealthy(ctx context.Context, id string, settle time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.HealthTimeout)
 	defer cancel()
-	settled := time.NewTimer(d.opts.Settle)
+	settled := time.NewTimer(settle)
 	defer settled.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	isSettled := false
+	isSettled := settle <= 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -648,8 +648,8 @@ func (d *Driver) pruneNetwork(ctx context.Context, log *slog.Logger, n string) e
 	if err != nil {
 		return err
 	}
-	if nw.Labels[LabelManaged] != "true" {
-		return nil
+	if nw.Labels[LabelManaged] != "true" || nw.Labels[LabelResource] != "" {
+		return nil // not Outpost's, or a network of its own manifest
 	}
 	users, err := d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("network", nw.ID))})
 	if err != nil {
@@ -799,6 +799,29 @@ func (d *Driver) Healthy(ctx context.Context, r *spec.Resource) (bool, string, e
 		return false, "", fmt.Errorf("container %s: %w", Of(r).Name, err)
 	}
 	return ok, why.text, nil
+}
+
+// WaitHealthy implements converge.HealthWaiter: it waits until the owned
+// container of r, which the pass just created or replaced, passes its
+// healthcheck. One without a healthcheck need only be running, as Compose's
+// depends_on starts a service after one that has none. It fails at once
+// when the container exited, restarted or failed its healthcheck.
+func (d *Driver) WaitHealthy(ctx context.Context, r *spec.Resource) error {
+	c := Of(r)
+	if c == nil {
+		return fmt.Errorf("%s: not a container resource", r.ID)
+	}
+	cur, _, _, err := d.find(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return fmt.Errorf("container %s: missing", c.Name)
+	}
+	if err := d.waitHealthy(ctx, cur.ID, 0); err != nil {
+		return fmt.Errorf("container %s: %w", c.Name, err)
+	}
+	return nil
 }
 
 // Running returns the image that the owned container of name runs, as the
