@@ -28,6 +28,8 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/outpost-gitops/outpost/internal/spec"
 )
 
 // The labels that mark Outpost's objects.
@@ -134,16 +136,57 @@ type Driver struct {
 	images map[string]*image.InspectResponse // by ID
 }
 
-// New connects to the Docker engine (negotiating the API version) and checks
-// that it answers.
-func New(ctx context.Context, opts Options) (*Driver, error) {
+// newClient makes a client of the engine at host (empty: DOCKER_HOST and
+// the other DOCKER_* variables, or the default) that negotiates the API
+// version.
+func newClient(host string) (*client.Client, error) {
 	copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if opts.Host != "" {
-		copts = append(copts, client.WithHost(opts.Host))
+	if host != "" {
+		copts = append(copts, client.WithHost(host))
 	}
 	cli, err := client.NewClientWithOpts(copts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return cli, nil
+}
+
+// Connect returns a client of the engine at host, as New makes it, once the
+// engine answers: the network and volume kinds drive the engine with it.
+func Connect(ctx context.Context, host string) (*client.Client, error) {
+	cli, err := newClient(host)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+	defer cancel()
+	if _, err := cli.Ping(cctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	return cli, nil
+}
+
+// ObjectLabels are the labels of an engine object that a kind of its own
+// declares (a network, a volume): its manifest's labels, Outpost's mark,
+// and its resource ID, which tells it from the networks that the container
+// kind makes for its containers.
+func ObjectLabels(id spec.ID, labels map[string]string) map[string]string {
+	l := make(map[string]string, len(labels)+2)
+	for k, v := range labels {
+		l[k] = v
+	}
+	l[LabelManaged] = "true"
+	l[LabelResource] = id.String()
+	return l
+}
+
+// New connects to the Docker engine (negotiating the API version) and checks
+// that it answers.
+func New(ctx context.Context, opts Options) (*Driver, error) {
+	cli, err := newClient(opts.Host)
+	if err != nil {
+		return nil, err
 	}
 	d, err := newDriver(ctx, cli, opts)
 	if err != nil {

@@ -32,7 +32,7 @@ func init() {
 			"stop_timeout", "stop_signal", "remove_volumes",
 			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
 			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets", "secret_files",
-			"shm_size", "ulimits", "expose"},
+			"shm_size", "ulimits", "expose", "project"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -173,6 +173,9 @@ type Container struct {
 	// Endpoints holds a network's aliases and static addresses, by the
 	// network's name (networks: written as a mapping).
 	Endpoints map[string]Endpoint `json:",omitempty"`
+	// Project is the Compose project the container is a service of; its
+	// labels, default network and aliases are in the fields above.
+	Project string `json:",omitempty"`
 }
 
 // Endpoint is how the container joins one network: the other names it
@@ -323,6 +326,7 @@ func decode(d *spec.Decoder, f map[string]spec.Field) bool {
 	decodeMounts(d, f, c)
 	decodeLimits(d, f, c)
 	decodeHostSettings(d, f, c)
+	decodeProject(d, f, c)
 	return true
 }
 
@@ -435,15 +439,7 @@ func decodeProcess(d *spec.Decoder, c *Container) {
 		}
 		return nil
 	})
-	c.Labels = d.Map("labels", func(k string) error {
-		if k == "" {
-			return fmt.Errorf("a label key must not be empty")
-		}
-		if strings.HasPrefix(k, ReservedLabelPrefix) {
-			return fmt.Errorf("%q: labels starting with %s are Outpost's own", k, ReservedLabelPrefix)
-		}
-		return nil
-	})
+	c.Labels = d.Map("labels", CheckLabel)
 	d.String("user", &c.User, func(s string) error {
 		if s == "" || strings.ContainsAny(s, " \t\n\x00") {
 			return fmt.Errorf("%q is not a user", s)
