@@ -200,7 +200,7 @@ func TestParseConfigErrors(t *testing.T) {
 			"unknown kind and a kind twice",
 			"allow_kinds: [file, units, file]\n",
 			[]string{
-				`agent.yaml:1:21: allow_kinds[1]: unknown kind "units" (want file, unit or container)`,
+				`agent.yaml:1:21: allow_kinds[1]: unknown kind "units" (want file, unit, network, volume or container)`,
 				`agent.yaml:1:28: allow_kinds[2]: file is listed twice`,
 			},
 		},

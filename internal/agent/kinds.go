@@ -7,5 +7,7 @@ package agent
 import (
 	_ "github.com/outpost-gitops/outpost/internal/targets/docker"
 	_ "github.com/outpost-gitops/outpost/internal/targets/file"
+	_ "github.com/outpost-gitops/outpost/internal/targets/network"
 	_ "github.com/outpost-gitops/outpost/internal/targets/systemd"
+	_ "github.com/outpost-gitops/outpost/internal/targets/volume"
 )

@@ -16,7 +16,9 @@ import (
 	. "github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
 	"github.com/outpost-gitops/outpost/internal/targets/file"
+	_ "github.com/outpost-gitops/outpost/internal/targets/network"
 	"github.com/outpost-gitops/outpost/internal/targets/systemd"
+	_ "github.com/outpost-gitops/outpost/internal/targets/volume"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
