@@ -22,7 +22,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/outpost-gitops/outpost/internal/spec"
-	_ "github.com/outpost-gitops/outpost/internal/targets/docker" // the container kind, to validate the output
+	_ "github.com/outpost-gitops/outpost/internal/targets/docker"  // the kinds, to validate the output
+	_ "github.com/outpost-gitops/outpost/internal/targets/network" //
+	_ "github.com/outpost-gitops/outpost/internal/targets/volume"  //
 )
 
 // Options say what to import.

@@ -3,6 +3,7 @@ package compose
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,12 +14,13 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// body is a manifest without its head comment, its kind and its name.
+// body is a manifest without its head comment, its kind, its name and its
+// project (TestTopLevel checks those).
 func body(t *testing.T, m Manifest) string {
 	t.Helper()
 	var out []string
 	for _, l := range strings.Split(string(m.Data), "\n") {
-		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, "kind: ") || strings.HasPrefix(l, "name: ") {
+		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, "kind: ") || strings.HasPrefix(l, "name: ") || l == "project: p" {
 			continue
 		}
 		out = append(out, l)
@@ -90,10 +92,10 @@ func TestSnippets(t *testing.T) {
 		{name: "stop grace period and signal", service: "image: a:1\nstop_grace_period: 1m30s\nstop_signal: SIGINT", want: "image: a\ntag: \"1\"\nstop_timeout: 1m30s\nstop_signal: SIGINT\n"},
 		{name: "depends_on healthy", service: "image: a:1\ndepends_on: {db: {condition: service_healthy}}", extra: "  db: {image: db:1}\n", want: "image: a\ntag: \"1\"\nafter: ['container:p-db']\nnetworks: [p_default]\n", changed: []string{"depends_on: db: service_healthy"}},
 		{name: "depends_on completed", service: "image: a:1\ndepends_on: {init: {condition: service_completed_successfully}}", extra: "  init: {image: init:1}\n", want: "image: a\ntag: \"1\"\nafter: ['container:p-init']\nnetworks: [p_default]\n", dropped: []string{"service_completed_successfully"}},
-		{name: "networks", service: "image: a:1\nnetworks: [front, back]", extra: "networks:\n  front: {}\n  back: {name: backend}\n", want: "image: a\ntag: \"1\"\nnetworks: [backend, p_front]\n", changed: []string{"by its container name, p-app"}},
+		{name: "networks", service: "image: a:1\nnetworks: [front, back]", extra: "networks:\n  front: {}\n  back: {name: backend}\n", want: "image: a\ntag: \"1\"\nnetworks: [backend, p_front]\n"},
 		{name: "network aliases", service: "image: a:1\nnetworks: {front: {aliases: [web]}}", extra: "networks:\n  front: {}\n", want: "image: a\ntag: \"1\"\nnetworks:\n  p_front:\n    aliases: [web]\n"},
-		{name: "static addresses", service: "image: a:1\nnetworks:\n    back: {ipv4_address: 172.30.0.5, ipv6_address: \"fd00::5\", mac_address: \"02:42:ac:11:00:02\"}\n    front:", extra: "networks:\n  front: {}\n  back: {}\n", want: "image: a\ntag: \"1\"\nnetworks:\n  p_back:\n    ipv4_address: 172.30.0.5\n    ipv6_address: fd00::5\n  p_front:\n", dropped: []string{"back: MAC"}, changed: []string{"back: a static address needs the network made with a subnet"}},
-		{name: "network options", service: "image: a:1\nnetworks: [n]", extra: "networks:\n  n: {driver: bridge, driver_opts: {com.docker.network.bridge.name: br9}}\n", want: "image: a\ntag: \"1\"\nnetworks: [p_n]\n", dropped: []string{"networks.n: driver, options"}},
+		{name: "static addresses", service: "image: a:1\nnetworks:\n    back: {ipv4_address: 172.30.0.5, ipv6_address: \"fd00::5\", mac_address: \"02:42:ac:11:00:02\"}\n    front:", extra: "networks:\n  front: {}\n  back: {}\n", want: "image: a\ntag: \"1\"\nnetworks:\n  p_back:\n    ipv4_address: 172.30.0.5\n    ipv6_address: fd00::5\n  p_front:\n", dropped: []string{"back: MAC"}, changed: []string{"back: a static address needs a subnet on the network"}},
+		{name: "network options", service: "image: a:1\nnetworks: [n]", extra: "networks:\n  n: {driver: bridge, driver_opts: {com.docker.network.bridge.name: br9}}\n", want: "image: a\ntag: \"1\"\nnetworks: [p_n]\n"},
 		{name: "network mode host", service: "image: a:1\nnetwork_mode: host", want: "image: a\ntag: \"1\"\nnetwork_mode: host\n"},
 		{name: "network mode of a service", service: "image: a:1\nnetwork_mode: service:vpn", extra: "  vpn: {image: vpn:1}\n", want: "image: a\ntag: \"1\"\nafter: ['container:p-vpn']\nnetwork_mode: container:p-vpn\n"},
 		{name: "memory and cpus", service: "image: a:1\nmem_limit: 512m\ncpus: 0.5", want: "image: a\ntag: \"1\"\nmemory: 512m\ncpus: 0.5\n"},
@@ -158,6 +160,67 @@ func TestSnippets(t *testing.T) {
 				t.Errorf("dropped %v, want nothing dropped", res.Dropped)
 			}
 		})
+	}
+}
+
+// TestTopLevel imports a project's networks and volumes: each declared
+// one becomes a manifest of its kind, and every manifest names the project.
+func TestTopLevel(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	os.WriteFile(file, []byte(`name: shop
+services:
+  db:
+    image: db:1
+    volumes: [data:/data, cache:/cache]
+    networks:
+      back: {ipv4_address: 172.28.0.10}
+  web:
+    image: web:1
+networks:
+  back:
+    internal: true
+    driver_opts: {com.docker.network.bridge.name: br-shop}
+    ipam: {config: [{subnet: 172.28.0.0/24, gateway: 172.28.0.1}]}
+  outside: {external: true}
+volumes:
+  data: {}
+  cache: {driver_opts: {type: tmpfs, device: tmpfs}, labels: {tier: cache}}
+  shared: {external: true}
+`), 0o644)
+	res, err := Import(context.Background(), Options{Files: []string{file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range res.Manifests {
+		got[m.Name] = string(m.Data)
+	}
+	want := map[string]string{
+		"back.network.yaml": "# Imported from network back of Compose project shop by outpost import compose.\nkind: network\nname: shop_back\nproject: shop\n" +
+			"options:\n  com.docker.network.bridge.name: br-shop\ninternal: true\nipam:\n  config:\n    - {subnet: 172.28.0.0/24, gateway: 172.28.0.1}\n",
+		"data.volume.yaml": "# Imported from volume data of Compose project shop by outpost import compose.\nkind: volume\nname: shop_data\nproject: shop\n" +
+			"adopt: true # a volume Compose made keeps its data; never removed unless it says prune: true\n",
+		"cache.volume.yaml": "# Imported from volume cache of Compose project shop by outpost import compose.\nkind: volume\nname: shop_cache\nproject: shop\n" +
+			"options:\n  device: tmpfs\n  type: tmpfs\nlabels:\n  tier: cache\nadopt: true # a volume Compose made keeps its data; never removed unless it says prune: true\n",
+	}
+	for name, w := range want {
+		if diff := cmp.Diff(w, got[name]); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
+	}
+	for _, name := range []string{"db.yaml", "web.yaml"} {
+		if !strings.Contains(got[name], "\nproject: shop\n") {
+			t.Errorf("%s does not name the project:\n%s", name, got[name])
+		}
+	}
+	if len(got) != len(want)+2 {
+		t.Errorf("manifests %v: want the two services, the network back and the volumes data and cache; none for the external ones or the default network", slices.Sorted(maps.Keys(got)))
+	}
+	for _, n := range res.Changed {
+		if strings.Contains(n.String(), "static address") {
+			t.Errorf("changed: %s; back has a subnet", n)
+		}
 	}
 }
 

@@ -72,6 +72,7 @@ func (im *importer) service(s types.ServiceConfig) (Manifest, bool) {
 	m := newDoc()
 	m.set("kind", str("container"), "")
 	m.set("name", str(im.containerName(s)), "")
+	m.set("project", str(im.project.Name), "")
 	if s.ContainerName == "" {
 		im.change(s.Name, "container_name", fmt.Sprintf("the container is named %s, Compose's name without the replica number", im.containerName(s)))
 	}
@@ -387,6 +388,17 @@ func (im *importer) mounts(m *doc, s types.ServiceConfig) {
 	}
 }
 
+// object adds the manifest m of a network or a volume, named file.
+func (im *importer) object(m *doc, what, file string) {
+	m.root.HeadComment = fmt.Sprintf("Imported from %s of Compose project %s by outpost import compose.", what, im.project.Name)
+	data, err := m.encode()
+	if err != nil {
+		im.drop("", what, err.Error())
+		return
+	}
+	im.res.Manifests = append(im.res.Manifests, Manifest{Name: file, Data: data})
+}
+
 // volumeName is the engine's name of a named volume: Compose prefixes the
 // project unless the volume names itself.
 func (im *importer) volumeName(src string) string {
@@ -453,8 +465,8 @@ func (im *importer) network(m *doc, s types.ServiceConfig) {
 				if len(c.Aliases) > 0 {
 					ep.Content = append(ep.Content, str("aliases"), strs(c.Aliases))
 				}
-				if c.Ipv4Address != "" || c.Ipv6Address != "" {
-					im.change(s.Name, "networks", fmt.Sprintf("%s: a static address needs the network made with a subnet, which Outpost does not make yet: create %s by hand first", n, name))
+				if (c.Ipv4Address != "" || c.Ipv6Address != "") && !im.hasSubnet(n) {
+					im.change(s.Name, "networks", fmt.Sprintf("%s: a static address needs a subnet on the network, which the Compose file does not give: add ipam to %s's manifest", n, name))
 				}
 				if c.Ipv4Address != "" {
 					ep.Content = append(ep.Content, str("ipv4_address"), str(c.Ipv4Address))
@@ -472,9 +484,12 @@ func (im *importer) network(m *doc, s types.ServiceConfig) {
 	case len(nets) > 0:
 		m.set("networks", strs(nets), "")
 	}
-	if len(nets) > 0 {
-		im.change(s.Name, "networks", "the other services reach this one by its container name, "+im.containerName(s)+", not by the service's name")
-	}
+}
+
+// hasSubnet reports whether the Compose file gives network n a subnet.
+func (im *importer) hasSubnet(n string) bool {
+	c, ok := im.project.Networks[n]
+	return ok && len(c.Ipam.Config) > 0
 }
 
 // networkName is the engine's name of a network: Compose prefixes the
@@ -581,25 +596,91 @@ func (im *importer) host(m *doc, s types.ServiceConfig) {
 	}
 }
 
-// topLevel notes what the project's networks and volumes say that the
-// containers do not carry: Outpost makes the networks that containers
-// join as plain bridges, and the engine makes named volumes as they are
-// first used.
+// topLevel writes a manifest of kind network for each network the
+// Compose file declares (but the default network when it says nothing of
+// it, which the containers of the project make), and one of kind volume
+// for each volume. External ones are the host's own: none is written.
 func (im *importer) topLevel() {
 	for _, n := range mapsKeys(im.project.Networks) {
 		c := im.project.Networks[n]
-		if c.Driver != "" && c.Driver != "bridge" || len(c.DriverOpts) > 0 || len(c.Ipam.Config) > 0 || c.Ipam.Driver != "" || c.Internal || len(c.Labels) > 0 || c.EnableIPv6 != nil {
-			im.drop("", "networks."+n, "driver, options, IPAM, internal and labels are not carried: Outpost creates the network as a plain bridge")
-		}
 		if bool(c.External) {
-			im.change("", "networks."+n, "external: Outpost creates it when it is missing")
+			im.change("", "networks."+n, "external: no manifest is written; the containers create it as a plain bridge when it is missing")
+			continue
 		}
+		plain := (c.Driver == "" || c.Driver == "bridge") && len(c.DriverOpts) == 0 && len(c.Ipam.Config) == 0 &&
+			c.Ipam.Driver == "" && !c.Internal && len(c.Labels) == 0 && c.EnableIPv6 == nil
+		if n == "default" && plain {
+			continue
+		}
+		m := newDoc()
+		m.set("kind", str("network"), "")
+		m.set("name", str(im.networkName(n)), "")
+		m.set("project", str(im.project.Name), "")
+		if c.Driver != "" && c.Driver != "bridge" {
+			m.set("driver", str(c.Driver), "")
+		}
+		if len(c.DriverOpts) > 0 {
+			m.set("options", strMap(c.DriverOpts), "")
+		}
+		if c.Internal {
+			m.set("internal", num("true"), "")
+		}
+		if c.EnableIPv6 != nil && *c.EnableIPv6 {
+			m.set("enable_ipv6", num("true"), "")
+		}
+		if c.Ipam.Driver != "" || len(c.Ipam.Config) > 0 {
+			ipam := &yaml.Node{Kind: yaml.MappingNode}
+			if c.Ipam.Driver != "" {
+				ipam.Content = append(ipam.Content, str("driver"), str(c.Ipam.Driver))
+			}
+			if len(c.Ipam.Config) > 0 {
+				pools := &yaml.Node{Kind: yaml.SequenceNode}
+				for _, p := range c.Ipam.Config {
+					pool := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+					for _, kv := range [][2]string{{"subnet", p.Subnet}, {"gateway", p.Gateway}, {"ip_range", p.IPRange}} {
+						if kv[1] != "" {
+							pool.Content = append(pool.Content, str(kv[0]), str(kv[1]))
+						}
+					}
+					if len(p.AuxiliaryAddresses) > 0 {
+						im.drop("", "networks."+n, "ipam.config.aux_addresses is not carried")
+					}
+					pools.Content = append(pools.Content, pool)
+				}
+				ipam.Content = append(ipam.Content, str("config"), pools)
+			}
+			m.set("ipam", ipam, "")
+		}
+		if len(c.Labels) > 0 {
+			m.set("labels", strMap(c.Labels), "")
+		}
+		if c.Attachable {
+			im.drop("", "networks."+n, "attachable is for swarm services, which Outpost does not run")
+		}
+		im.object(m, "network "+n, n+".network.yaml")
 	}
 	for _, v := range mapsKeys(im.project.Volumes) {
 		c := im.project.Volumes[v]
-		if c.Driver != "" && c.Driver != "local" || len(c.DriverOpts) > 0 || len(c.Labels) > 0 {
-			im.drop("", "volumes."+v, "driver, options and labels are not carried: the engine creates the volume with its defaults")
+		if bool(c.External) {
+			continue // the host's own
 		}
+		m := newDoc()
+		m.set("kind", str("volume"), "")
+		m.set("name", str(im.volumeName(v)), "")
+		m.set("project", str(im.project.Name), "")
+		if c.Driver != "" && c.Driver != "local" {
+			m.set("driver", str(c.Driver), "")
+		}
+		if len(c.DriverOpts) > 0 {
+			m.set("options", strMap(c.DriverOpts), "")
+		}
+		if len(c.Labels) > 0 {
+			m.set("labels", strMap(c.Labels), "")
+		}
+		// A volume that Compose made already (the project moves over
+		// with its data) is used as it is.
+		m.set("adopt", num("true"), "a volume Compose made keeps its data; never removed unless it says prune: true")
+		im.object(m, "volume "+v, v+".volume.yaml")
 	}
 	for _, k := range []struct {
 		name string
