@@ -11,6 +11,8 @@ import (
 	"github.com/outpost-gitops/outpost/internal/hostpath"
 	"github.com/outpost-gitops/outpost/internal/spec"
 	"github.com/outpost-gitops/outpost/internal/targets/docker"
+	"github.com/outpost-gitops/outpost/internal/targets/network"
+	"github.com/outpost-gitops/outpost/internal/targets/volume"
 )
 
 // defaultEngineSockets are where the Docker engine's socket lives when
@@ -76,11 +78,20 @@ func (p *containerPolicy) check(desired *spec.State) error {
 	var errs spec.Errors
 	host := p.hostFacts()
 	for _, r := range desired.Resources {
+		var refused []refusal
+		switch {
+		case volume.Of(r) != nil:
+			refused = p.volume(volume.Of(r), host)
+		case network.Of(r) != nil:
+			if d := network.Of(r).Driver; d != "bridge" {
+				refused = append(refused, refusal{fmt.Sprintf("driver: %s (a network beyond the engine's own bridges, on the host's interfaces or a plugin's)", d), "allow_privileged"})
+			}
+		}
 		c := docker.Of(r)
 		if r.ID.Kind != docker.Kind || c == nil {
+			p.refuse(&errs, r, refused)
 			continue
 		}
-		var refused []refusal
 		refused = append(refused, p.privileges(c)...)
 		for _, v := range c.Volumes {
 			// A secret's bind is the agent's own file, written
@@ -90,17 +101,49 @@ func (p *containerPolicy) check(desired *spec.State) error {
 			}
 		}
 		refused = append(refused, p.logSockets(c)...)
-		for _, f := range refused {
-			if f.option == "" || !p.allows(f.option) {
-				errs = append(errs, &spec.Error{Pos: r.Pos, Msg: f.message(r.ID)})
-			}
-		}
+		p.refuse(&errs, r, refused)
 	}
 	if len(errs) == 0 {
 		return nil
 	}
 	errs.Sort()
 	return errs
+}
+
+// refuse adds an error for each of refused that the configuration does not
+// allow.
+func (p *containerPolicy) refuse(errs *spec.Errors, r *spec.Resource, refused []refusal) {
+	for _, f := range refused {
+		if f.option == "" || !p.allows(f.option) {
+			*errs = append(*errs, &spec.Error{Pos: r.Pos, Msg: f.message(r.ID)})
+		}
+	}
+}
+
+// volume lists what a volume asks of the host. The local driver's options
+// are mount(8)'s: a tmpfs is memory, as a container's tmpfs is; "o: bind"
+// with a device is a bind mount of that host path, checked as a
+// container's bind is (a named volume would otherwise reach what
+// allowed_binds refuses); any other device or file system type mounts a
+// disk or a network share; another driver is a plugin.
+func (p *containerPolicy) volume(v *volume.Volume, host hostFacts) []refusal {
+	const opt = "allow_privileged"
+	if v.Driver != "local" {
+		return []refusal{{fmt.Sprintf("driver: %s (a volume plugin)", v.Driver), opt}}
+	}
+	typ, dev := v.Options["type"], v.Options["device"]
+	bind := slices.ContainsFunc(strings.Split(v.Options["o"], ","), func(o string) bool {
+		return o == "bind" || o == "rbind"
+	})
+	switch {
+	case len(v.Options) == 0, typ == "tmpfs" && (dev == "" || dev == "tmpfs") && !bind:
+		return nil
+	case bind && filepath.IsAbs(dev):
+		return p.bind(dev, host)
+	case bind:
+		return []refusal{{fmt.Sprintf("options: a bind of %q, which is not an absolute path", dev), ""}}
+	}
+	return []refusal{{fmt.Sprintf("options: a mount of type %q from %q", typ, dev), opt}}
 }
 
 // allows reports whether the configuration sets option.

@@ -77,6 +77,7 @@ func TestContainerPolicy(t *testing.T) {
 	h := policyHost(t)
 	const head = "kind: container\nname: web\nimage: busybox\ntag: \"1\"\n"
 	vol := func(v string) string { return head + "volumes: [\"" + strings.ReplaceAll(v, "H", h) + "\"]\n" }
+	hv := func(m string) string { return strings.ReplaceAll(m, "H", h) }
 	for _, tc := range []struct {
 		name     string
 		manifest string
@@ -132,6 +133,21 @@ func TestContainerPolicy(t *testing.T) {
 		{"log to the network", head + "log: {driver: syslog, options: {syslog-address: \"udp://192.0.2.1:514\"}}\n", ContainersConfig{}, nil},
 		{"privileged allowed", head + "networks: [host]\ncap_add: [NET_ADMIN]\nvolumes: [\"/sys:/sys:ro\"]\n", ContainersConfig{AllowPrivileged: true}, nil},
 		{"container network allowed", head + "network_mode: \"container:db\"\n", ContainersConfig{AllowPrivileged: true}, nil},
+		{"volume bound to the host's root", "kind: volume\nname: v\noptions: {type: none, o: bind, device: /}\n", ContainersConfig{}, []string{
+			"volume:v: a bind mount of /, the host's root directory, is not allowed on this host (set containers.allow_privileged",
+			"which holds the Docker socket",
+			"which reaches the agent's own",
+		}},
+		{"volume bound to the agent's state", hv("kind: volume\nname: v\noptions: {type: none, o: \"rbind,ro\", device: H/state}\n"), ContainersConfig{AllowPrivileged: true}, []string{"which reaches the agent's own H/state"}},
+		{"volume bound outside allowed_binds", hv("kind: volume\nname: v\noptions: {o: bind, device: H/etc/x}\n"), ContainersConfig{AllowedBinds: []string{h + "/srv"}}, []string{"outside containers.allowed_binds"}},
+		{"volume bound to a relative path", "kind: volume\nname: v\noptions: {o: bind, device: srv}\n", ContainersConfig{AllowPrivileged: true}, []string{"a bind of \"srv\", which is not an absolute path"}},
+		{"volume of a disk", "kind: volume\nname: v\noptions: {type: ext4, device: /dev/sda1}\n", ContainersConfig{}, []string{"volume:v: options: a mount of type \"ext4\" from \"/dev/sda1\" is not allowed on this host (set containers.allow_privileged"}},
+		{"volume of a share", "kind: volume\nname: v\noptions: {type: nfs, o: \"addr=192.0.2.1\", device: \":/export\"}\n", ContainersConfig{}, []string{"a mount of type \"nfs\""}},
+		{"volume plugin", "kind: volume\nname: v\ndriver: rexray/ebs\n", ContainersConfig{}, []string{"driver: rexray/ebs (a volume plugin)"}},
+		{"macvlan network", "kind: network\nname: lan\ndriver: macvlan\noptions: {parent: eth0}\n", ContainersConfig{}, []string{"network:lan: driver: macvlan (a network beyond the engine's own bridges"}},
+		{"plain volume and network", "kind: volume\nname: v\n---\nkind: volume\nname: t\noptions: {type: tmpfs, device: tmpfs, o: size=64m}\n---\nkind: network\nname: n\ninternal: true\n", ContainersConfig{}, nil},
+		{"volume bound within allowed_binds", hv("kind: volume\nname: v\noptions: {type: none, o: bind, device: H/srv/web}\n"), ContainersConfig{AllowedBinds: []string{h + "/srv"}}, nil},
+		{"macvlan allowed", "kind: network\nname: lan\ndriver: macvlan\n", ContainersConfig{AllowPrivileged: true}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &containerPolicy{allow: tc.allow, engineSockets: []string{h + "/run/docker.sock"}, own: []string{h + "/etc/outpost", h + "/state"}}
@@ -190,6 +206,7 @@ var policyFields = map[string]string{
 	"Ulimits":          "inside (setrlimit of its processes; its cgroups bound what they use)",
 	"Expose":           "inside (metadata: nothing is published on the host)",
 	"Endpoints":        "inside (names and addresses on networks that Networks already names, which are checked)",
+	"Project":          "inside (labels, and a network name and aliases in Networks and Endpoints, which are checked)",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {
