@@ -73,7 +73,9 @@ func TestComposeProject(t *testing.T) {
 		"db.yaml": container("db", "db", fmt.Sprintf("volumes: [\"%s_data:/data\", \"%s_cache:/cache\"]\n"+
 			"networks:\n  %s_default:\n  %s_back: {aliases: [database]}\n"+
 			"health: {cmd: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"], interval: 500ms, retries: 30}\n", p, p, p, p)),
-		"web.yaml":    container("web", "app", "env: {MODE: web}\n"),
+		"web.yaml":    container("web", "app", "env: {MODE: web}\nenv_file: [common.env, web.env]\n"),
+		"common.env":  "# shared\nFROM=common\nLEVEL=info\n",
+		"web.env":     "export LEVEL=\"debug two\"\nMODE=file # env wins\n",
 		"worker.yaml": container("worker", "app", fmt.Sprintf("networks: [%s_back]\nafter: [container:%s-db]\n", p, p)),
 	}
 	env.Commit(manifests, "the project")
@@ -110,6 +112,14 @@ func TestComposeProject(t *testing.T) {
 	}
 	if healthy.IsZero() || !workerStart.After(healthy) {
 		t.Errorf("the worker started at %v, the database's first passing healthcheck began at %v: want the worker after it", workerStart, healthy)
+	}
+
+	// env_file: the files of the repository in order, env over them.
+	envs := docker(t, "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", p+"-web")
+	for _, want := range []string{"FROM=common", "LEVEL=debug two", "MODE=web"} {
+		if !slices.Contains(strings.Split(envs, "\n"), want) {
+			t.Errorf("web's environment =\n%s\nwant %s", envs, want)
+		}
 	}
 
 	// docker ps sees a Compose project.
@@ -162,7 +172,7 @@ func TestComposeProject(t *testing.T) {
 	}
 
 	// One field of one service: that container only.
-	env.Commit(gitserver.Files{"web.yaml": container("web", "app", "env: {MODE: web2}\n")}, "web's env")
+	env.Commit(gitserver.Files{"web.yaml": container("web", "app", "env: {MODE: web2}\nenv_file: [common.env, web.env]\n")}, "web's env")
 	out.outpost(t, "apply (web env)", 0, append([]string{"apply"}, common...)...)
 	after := ids()
 	for _, n := range names {
@@ -170,6 +180,18 @@ func TestComposeProject(t *testing.T) {
 			t.Errorf("%s replaced = %v after only web's env changed", n, changed)
 		}
 	}
+
+	// A line of an env file that Compose would fill from its environment:
+	// the container fails with the file and line and keeps running.
+	env.Commit(gitserver.Files{"web.env": "MODE=file\nexport LEVEL=debug\nHOME\n"}, "a bare variable")
+	msg := out.outpost(t, "apply (bad env file)", -1, append([]string{"apply"}, common...)...) + out["apply (bad env file) stderr"]
+	if !strings.Contains(msg, "env_file web.env: line 3: HOME has no value") {
+		t.Errorf("apply with a bare variable in web.env said:\n%s\nwant the file and the line", msg)
+	}
+	if got := docker(t, "inspect", "--format", "{{.Id}}", p+"-web"); got != after[p+"-web"] {
+		t.Errorf("web was replaced (%s) when its env file could not be read", got)
+	}
+	env.Commit(gitserver.Files{"web.env": manifests["web.env"]}, "web.env as it was")
 
 	// The network's manifest changes: the engine cannot change a network,
 	// so it is recreated, and the containers on it are connected again
@@ -185,7 +207,7 @@ func TestComposeProject(t *testing.T) {
 	// A volume's options change: a volume is never recreated; the pass
 	// says so and changes nothing else.
 	env.Commit(gitserver.Files{"volumes.yaml": manifests["volumes.yaml"] + "options: {type: tmpfs, device: tmpfs}\n"}, "cache on tmpfs")
-	msg := out.outpost(t, "apply (volume options)", -1, append([]string{"apply"}, common...)...) + out[`apply (volume options) stderr`]
+	msg = out.outpost(t, "apply (volume options)", -1, append([]string{"apply"}, common...)...) + out[`apply (volume options) stderr`]
 	if !strings.Contains(msg, "volume "+p+"_cache") || !strings.Contains(msg, "never recreated") {
 		t.Errorf("apply after a volume's options changed said:\n%s\nwant the volume named and why it stays", msg)
 	}

@@ -207,6 +207,7 @@ var policyFields = map[string]string{
 	"Expose":           "inside (metadata: nothing is published on the host)",
 	"Endpoints":        "inside (names and addresses on networks that Networks already names, which are checked)",
 	"Project":          "inside (labels, and a network name and aliases in Networks and Endpoints, which are checked)",
+	"EnvFileErr":       "inside (an error the resource fails with)",
 }
 
 func TestPolicyCoversContainer(t *testing.T) {

@@ -33,6 +33,9 @@ func (d *Driver) CheckApply(ctx context.Context, r *spec.Resource, apply bool) (
 	if c == nil {
 		return spec.Change{}, fmt.Errorf("%s: not a container resource", r.ID)
 	}
+	if c.EnvFileErr != "" {
+		return spec.Change{}, fmt.Errorf("container %s: %s; the container is left as it is", c.Name, c.EnvFileErr)
+	}
 	defer d.lock(c.Name)()
 	log := d.log.With("resource", r.ID.String())
 

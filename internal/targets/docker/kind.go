@@ -32,7 +32,7 @@ func init() {
 			"stop_timeout", "stop_signal", "remove_volumes",
 			"hostname", "extra_hosts", "dns", "read_only", "init", "tty",
 			"security_opt", "group_add", "pids_limit", "sysctls", "cpuset", "env_secrets", "secret_files",
-			"shm_size", "ulimits", "expose", "project"},
+			"shm_size", "ulimits", "expose", "project", "env_file"},
 		Hints:       []string{"containers", "docker"},
 		Decode:      decode,
 		Restartable: true,
@@ -173,6 +173,9 @@ type Container struct {
 	// Endpoints holds a network's aliases and static addresses, by the
 	// network's name (networks: written as a mapping).
 	Endpoints map[string]Endpoint `json:",omitempty"`
+	// EnvFileErr is why an env_file could not be read at render; the
+	// resource fails with it and the host keeps what it runs.
+	EnvFileErr string `json:"-"`
 	// Project is the Compose project the container is a service of; its
 	// labels, default network and aliases are in the fields above.
 	Project string `json:",omitempty"`
@@ -431,6 +434,7 @@ func decodeProcess(d *spec.Decoder, c *Container) {
 	c.Command = decodeArgs(d, "command")
 	c.Entrypoint = decodeArgs(d, "entrypoint")
 	c.Env = decodeEnv(d)
+	decodeEnvFiles(d, c)
 	decodeEnvSecrets(d, c)
 	decodeSecretFiles(d, c)
 	d.String("restart", &c.Restart, func(s string) error {

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -162,6 +163,46 @@ func TestCheckDevice(t *testing.T) {
 		t.Run(tt.in, func(t *testing.T) {
 			if err := checkDevice(tt.in); (err == nil) != tt.ok {
 				t.Errorf("checkDevice(%q) = %v, want ok %v", tt.in, err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestParseEnvFile(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    [][2]string
+		wantErr string
+	}{
+		{name: "plain", in: "A=1\nB=two words\n", want: [][2]string{{"A", "1"}, {"B", "two words"}}},
+		{name: "comments, blanks, export, CRLF", in: "# top\r\n\r\nexport A=1\r\n  B = 2  # trailing\n", want: [][2]string{{"A", "1"}, {"B", "2"}}},
+		{name: "double quotes take escapes", in: `A="x\ny \"q\" # not a comment"`, want: [][2]string{{"A", "x\ny \"q\" # not a comment"}}},
+		{name: "single quotes are literal", in: `A='$HOME \n'`, want: [][2]string{{"A", `$HOME \n`}}},
+		{name: "empty value", in: "A=\nB=''\n", want: [][2]string{{"A", ""}, {"B", ""}}},
+		{name: "equals in the value", in: "URL=postgres://u@h/db?sslmode=require", want: [][2]string{{"URL", "postgres://u@h/db?sslmode=require"}}},
+		{name: "later wins in order", in: "A=1\nA=2\n", want: [][2]string{{"A", "1"}, {"A", "2"}}},
+		{name: "no value", in: "A=1\nHOME\n", wantErr: "line 2: HOME has no value"},
+		{name: "bad name", in: "1A=x\n", wantErr: "line 1: not a variable name"},
+		{name: "open quote", in: "A=\"secret-value\n", wantErr: "line 1: A: a quote that is not closed on its line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseEnvFile([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr && !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("parseEnvFile = %v, %v; want error %q", got, err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "secret-value") {
+					t.Errorf("the error %q quotes a value", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("parseEnvFile (-want +got):\n%s", diff)
 			}
 		})
 	}
