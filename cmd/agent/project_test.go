@@ -171,15 +171,24 @@ func TestComposeProject(t *testing.T) {
 		t.Errorf("containers after a no-op: %v, want %v", after, before)
 	}
 
-	// One field of one service: that container only.
-	env.Commit(gitserver.Files{"web.yaml": container("web", "app", "env: {MODE: web2}\nenv_file: [common.env, web.env]\n")}, "web's env")
-	out.outpost(t, "apply (web env)", 0, append([]string{"apply"}, common...)...)
-	after := ids()
-	for _, n := range names {
-		if changed := after[n] != before[n]; changed != (n == p+"-web") {
-			t.Errorf("%s replaced = %v after only web's env changed", n, changed)
+	// One field of one service at a time: that container only. The
+	// worker is not replaced when the database it comes after is.
+	for _, c := range []struct{ service, file, manifest string }{
+		{"web", "web.yaml", container("web", "app", "env: {MODE: web2}\nenv_file: [common.env, web.env]\n")},
+		{"db", "db.yaml", manifests["db.yaml"] + "labels: {tier: data}\n"},
+		{"worker", "worker.yaml", manifests["worker.yaml"] + "restart: unless-stopped\n"},
+	} {
+		env.Commit(gitserver.Files{c.file: c.manifest}, c.service+" changed")
+		out.outpost(t, "apply ("+c.service+" changed)", 0, append([]string{"apply"}, common...)...)
+		now := ids()
+		for _, n := range names {
+			if changed := now[n] != before[n]; changed != (n == p+"-"+c.service) {
+				t.Errorf("%s replaced = %v after only %s changed", n, changed, c.service)
+			}
 		}
+		before = now
 	}
+	after := before
 
 	// A line of an env file that Compose would fill from its environment:
 	// the container fails with the file and line and keeps running.
