@@ -37,11 +37,7 @@ func ageEncrypt(t *testing.T, recipient, plain string) string {
 // dockerInspect returns the fields of a container that format selects.
 func dockerInspect(t *testing.T, name, format string) string {
 	t.Helper()
-	out, err := exec.Command("docker", "inspect", "--format", format, name).Output()
-	if err != nil {
-		t.Fatalf("docker inspect %s: %v", name, err)
-	}
-	return strings.TrimSpace(string(out))
+	return docker(t, "inspect", "--format", format, name)
 }
 
 // TestSecretsInContainers runs the command line as an operator does, with
