@@ -194,6 +194,9 @@ func ensureLibvirt(t *testing.T, ctx context.Context) {
 		return
 	}
 	for _, d := range []struct{ name, pkg string }{{"virtlogd", "libvirt-daemon-system"}, {"libvirtd", "libvirt-daemon-system"}} {
+		if running(d.name) {
+			continue // left by an earlier run: a second one cannot take its pidfile
+		}
 		p, err := tool(d.name, d.pkg)
 		mustf(t, err, "libvirt")
 		// Started at the guests' priority: libvirtd's qemu inherits it.
@@ -205,6 +208,17 @@ func ensureLibvirt(t *testing.T, ctx context.Context) {
 	waitFor(t, time.Minute, "libvirtd to answer virsh", func() bool {
 		return exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "version").Run() == nil
 	})
+}
+
+// running reports whether a process whose command is name runs.
+func running(name string) bool {
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, c := range comms {
+		if b, err := os.ReadFile(c); err == nil && strings.TrimSpace(string(b)) == name {
+			return true
+		}
+	}
+	return false
 }
 
 func virsh(t *testing.T, ctx context.Context, args ...string) {
