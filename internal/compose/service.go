@@ -388,6 +388,83 @@ func (im *importer) mounts(m *doc, s types.ServiceConfig) {
 	}
 }
 
+// networkObject writes the manifest of the Compose file's network n.
+func (im *importer) networkObject(n string, c types.NetworkConfig) {
+	if bool(c.External) {
+		im.change("", "networks."+n, "external: no manifest is written; the containers create it as a plain bridge when it is missing")
+		return
+	}
+	plain := (c.Driver == "" || c.Driver == "bridge") && len(c.DriverOpts) == 0 && len(c.Ipam.Config) == 0 &&
+		c.Ipam.Driver == "" && !c.Internal && len(c.Labels) == 0 && c.EnableIPv6 == nil
+	if n == "default" && plain {
+		return
+	}
+	m := im.newObject("network", im.networkName(n), c.Driver, "bridge", c.DriverOpts, nil)
+	if c.Internal {
+		m.set("internal", num("true"), "")
+	}
+	if c.EnableIPv6 != nil && *c.EnableIPv6 {
+		m.set("enable_ipv6", num("true"), "")
+	}
+	if c.Ipam.Driver != "" || len(c.Ipam.Config) > 0 {
+		m.set("ipam", im.ipam(n, c.Ipam), "")
+	}
+	if len(c.Labels) > 0 {
+		m.set("labels", strMap(c.Labels), "")
+	}
+	if c.Attachable {
+		im.drop("", "networks."+n, "attachable is for swarm services, which Outpost does not run")
+	}
+	im.object(m, "network "+n, n+".network.yaml")
+}
+
+// ipam writes network n's IPAM driver and pools.
+func (im *importer) ipam(n string, c types.IPAMConfig) *yaml.Node {
+	ipam := &yaml.Node{Kind: yaml.MappingNode}
+	if c.Driver != "" {
+		ipam.Content = append(ipam.Content, str("driver"), str(c.Driver))
+	}
+	if len(c.Config) == 0 {
+		return ipam
+	}
+	pools := &yaml.Node{Kind: yaml.SequenceNode}
+	for _, p := range c.Config {
+		pool := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		for _, kv := range [][2]string{{"subnet", p.Subnet}, {"gateway", p.Gateway}, {"ip_range", p.IPRange}} {
+			if kv[1] != "" {
+				pool.Content = append(pool.Content, str(kv[0]), str(kv[1]))
+			}
+		}
+		if len(p.AuxiliaryAddresses) > 0 {
+			im.drop("", "networks."+n, "ipam.config.aux_addresses is not carried")
+		}
+		pools.Content = append(pools.Content, pool)
+	}
+	ipam.Content = append(ipam.Content, str("config"), pools)
+	return ipam
+}
+
+// newObject starts the manifest of a network or a volume of the project:
+// its kind, name and project, its driver unless it is the default, and
+// its options; and its labels when given (a network writes its own after
+// its other fields).
+func (im *importer) newObject(kind, name, driver, defaultDriver string, opts, labels map[string]string) *doc {
+	m := newDoc()
+	m.set("kind", str(kind), "")
+	m.set("name", str(name), "")
+	m.set("project", str(im.project.Name), "")
+	if driver != "" && driver != defaultDriver {
+		m.set("driver", str(driver), "")
+	}
+	if len(opts) > 0 {
+		m.set("options", strMap(opts), "")
+	}
+	if len(labels) > 0 {
+		m.set("labels", strMap(labels), "")
+	}
+	return m
+}
+
 // object adds the manifest m of a network or a volume, named file.
 func (im *importer) object(m *doc, what, file string) {
 	m.root.HeadComment = fmt.Sprintf("Imported from %s of Compose project %s by outpost import compose.", what, im.project.Name)
@@ -602,85 +679,16 @@ func (im *importer) host(m *doc, s types.ServiceConfig) {
 // for each volume. External ones are the host's own: none is written.
 func (im *importer) topLevel() {
 	for _, n := range mapsKeys(im.project.Networks) {
-		c := im.project.Networks[n]
-		if bool(c.External) {
-			im.change("", "networks."+n, "external: no manifest is written; the containers create it as a plain bridge when it is missing")
-			continue
-		}
-		plain := (c.Driver == "" || c.Driver == "bridge") && len(c.DriverOpts) == 0 && len(c.Ipam.Config) == 0 &&
-			c.Ipam.Driver == "" && !c.Internal && len(c.Labels) == 0 && c.EnableIPv6 == nil
-		if n == "default" && plain {
-			continue
-		}
-		m := newDoc()
-		m.set("kind", str("network"), "")
-		m.set("name", str(im.networkName(n)), "")
-		m.set("project", str(im.project.Name), "")
-		if c.Driver != "" && c.Driver != "bridge" {
-			m.set("driver", str(c.Driver), "")
-		}
-		if len(c.DriverOpts) > 0 {
-			m.set("options", strMap(c.DriverOpts), "")
-		}
-		if c.Internal {
-			m.set("internal", num("true"), "")
-		}
-		if c.EnableIPv6 != nil && *c.EnableIPv6 {
-			m.set("enable_ipv6", num("true"), "")
-		}
-		if c.Ipam.Driver != "" || len(c.Ipam.Config) > 0 {
-			ipam := &yaml.Node{Kind: yaml.MappingNode}
-			if c.Ipam.Driver != "" {
-				ipam.Content = append(ipam.Content, str("driver"), str(c.Ipam.Driver))
-			}
-			if len(c.Ipam.Config) > 0 {
-				pools := &yaml.Node{Kind: yaml.SequenceNode}
-				for _, p := range c.Ipam.Config {
-					pool := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
-					for _, kv := range [][2]string{{"subnet", p.Subnet}, {"gateway", p.Gateway}, {"ip_range", p.IPRange}} {
-						if kv[1] != "" {
-							pool.Content = append(pool.Content, str(kv[0]), str(kv[1]))
-						}
-					}
-					if len(p.AuxiliaryAddresses) > 0 {
-						im.drop("", "networks."+n, "ipam.config.aux_addresses is not carried")
-					}
-					pools.Content = append(pools.Content, pool)
-				}
-				ipam.Content = append(ipam.Content, str("config"), pools)
-			}
-			m.set("ipam", ipam, "")
-		}
-		if len(c.Labels) > 0 {
-			m.set("labels", strMap(c.Labels), "")
-		}
-		if c.Attachable {
-			im.drop("", "networks."+n, "attachable is for swarm services, which Outpost does not run")
-		}
-		im.object(m, "network "+n, n+".network.yaml")
+		im.networkObject(n, im.project.Networks[n])
 	}
 	for _, v := range mapsKeys(im.project.Volumes) {
-		c := im.project.Volumes[v]
-		if bool(c.External) {
-			continue // the host's own
+		if c := im.project.Volumes[v]; !bool(c.External) { // else the host's own
+			m := im.newObject("volume", im.volumeName(v), c.Driver, "local", c.DriverOpts, c.Labels)
+			// A volume that Compose made already (the project moves
+			// over with its data) is used as it is.
+			m.set("adopt", num("true"), "a volume Compose made keeps its data; never removed unless it says prune: true")
+			im.object(m, "volume "+v, v+".volume.yaml")
 		}
-		m := newDoc()
-		m.set("kind", str("volume"), "")
-		m.set("name", str(im.volumeName(v)), "")
-		m.set("project", str(im.project.Name), "")
-		if c.Driver != "" && c.Driver != "local" {
-			m.set("driver", str(c.Driver), "")
-		}
-		if len(c.DriverOpts) > 0 {
-			m.set("options", strMap(c.DriverOpts), "")
-		}
-		if len(c.Labels) > 0 {
-			m.set("labels", strMap(c.Labels), "")
-		}
-		// A volume that Compose made already (the project moves over
-		// with its data) is used as it is.
-		m.set("adopt", num("true"), "a volume Compose made keeps its data; never removed unless it says prune: true")
-		im.object(m, "volume "+v, v+".volume.yaml")
 	}
 	for _, k := range []struct {
 		name string
