@@ -23,9 +23,11 @@ const (
 	killFiles = 10
 	killUnits = 2
 	killDir   = "/etc/e2e-kill"
-	// killRounds is the number of rounds, each a new commit whose
-	// converge is killed; OUTPOST_KILL_ROUNDS overrides it.
-	killRounds = 100
+	// killCount is how many times the agent is killed: rounds, each a new
+	// commit whose converge is killed (and in some rounds the recovery
+	// too), run until there were this many kills. OUTPOST_KILLS overrides
+	// it.
+	killCount = 100
 	// killAgainOneIn: one round in killAgainOneIn on average kills the
 	// agent a second time, while it recovers from the first kill.
 	killAgainOneIn = 4
@@ -119,9 +121,10 @@ func indent(s string) string {
 	return b.String()
 }
 
-// TestKillDuringConverge is the chaos suite: 100 rounds, each a new commit
-// whose converge is killed with SIGKILL at a random moment, and in one round
-// out of four killed again while the restarted agent recovers. The commits
+// TestKillDuringConverge is the chaos suite: 100 SIGKILLs at random
+// moments, in rounds that each make a new commit whose converge is killed,
+// and in one round out of four killed again while the restarted agent
+// recovers. The commits
 // change files every time, units every second and the container every
 // fourth; the kills are aimed at every phase of the converge (the fetch,
 // the file writes, the unit restarts, the container's replace, the health
@@ -141,7 +144,7 @@ func TestKillDuringConverge(t *testing.T) {
 	// Its host, Git server, image and names are its own, and its checks
 	// hold at any moment of a kill: it runs beside the other suites.
 	t.Parallel()
-	rounds := killRoundsFrom(t, "OUTPOST_KILL_ROUNDS", killRounds)
+	kills := killRoundsFrom(t, "OUTPOST_KILLS", killCount)
 	k := startKillRepo(t, "e2e-kill-")
 	name, unitPrefix, image, repo, cur, srv := k.name, k.unitPrefix, k.image, k.repo, k.cur, k.srv
 
@@ -195,7 +198,8 @@ func TestKillDuringConverge(t *testing.T) {
 		lap = now
 	}
 	var begin time.Time
-	for v := 1; v <= killWarmup+rounds; v++ {
+	killed := 0
+	for v := 1; v <= killWarmup || killed < kills; v++ {
 		if v == killWarmup+1 {
 			t.Logf("the phases of a converge end here:%v", windows)
 			begin = time.Now()
@@ -260,12 +264,13 @@ func TestKillDuringConverge(t *testing.T) {
 		cs, newFiles := ins.killed(what, cur, next)
 		phase := killPhase(a.logs.String()[mark:], next, cs, name)
 		phases[phase]++
+		killed++
 		step("5 checks after the kill")
 
 		killedAt := next
-		if v < killWarmup+rounds {
-			next, staged = stage(v + 1)
-		}
+		// The next round's commit, made while this one recovers (the
+		// last one is made and not used).
+		next, staged = stage(v + 1)
 		a.start()
 		restarted := time.Now()
 		again := ""
@@ -276,6 +281,7 @@ func TestKillDuringConverge(t *testing.T) {
 			delay := time.Duration(rng.Int64N(int64(recovery[killKind(v)]) + 1))
 			time.Sleep(delay)
 			a.kill(syscall.SIGKILL)
+			killed++
 			when := "before the commit applied"
 			if strings.Contains(a.logs.String()[mark:], "revision="+killedAt.commit+" result=applied") {
 				when = "after the commit applied"
@@ -302,12 +308,9 @@ func TestKillDuringConverge(t *testing.T) {
 		cur = killedAt
 	}
 	total := time.Since(begin)
-	kills := 0
-	for _, n := range phases {
-		kills += n
-	}
+	rounds := len(restarts)
 	t.Logf("%d rounds, %d kills in %v (%v a round; converged after a restart in %v at most)",
-		rounds, kills, total.Round(time.Second), (total / time.Duration(rounds)).Round(time.Millisecond), slicesMax(restarts).Round(time.Millisecond))
+		rounds, killed, total.Round(time.Second), (total / time.Duration(rounds)).Round(time.Millisecond), slicesMax(restarts).Round(time.Millisecond))
 	t.Logf("kills aimed at each phase: %s", formatCounts(targeted))
 	t.Logf("kills by the phase they interrupted: %s", formatCounts(phases))
 	t.Logf("time by step: %v", spent)
