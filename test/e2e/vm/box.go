@@ -11,7 +11,7 @@ import (
 
 // boxVersion changes the box image's cache key: bump it when finishBox
 // changes.
-const boxVersion = "3"
+const boxVersion = "4"
 
 // vagrantInsecureKey is the public key every base box authorises for its
 // vagrant user, as Debian's vagrant package ships it; vagrant swaps it for
@@ -19,7 +19,9 @@ const boxVersion = "3"
 const vagrantInsecureKey = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 
 // boxRecipe is the VM image made into a Vagrant base box: sshd, rsync for
-// synced folders, sudo, and the vagrant user that may run anything.
+// synced folders, sudo, and the vagrant user that may run anything. A box
+// has no cloud-init seed and Vagrant sets the hostname, so cloud-init is
+// disabled: its three stages are Python started under emulation.
 var boxRecipe = recipe{
 	name:     "box",
 	version:  boxVersion,
@@ -49,6 +51,7 @@ func finishBox(root string) error {
 		mode          os.FileMode
 	}{
 		{"etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD: ALL\n", 0o440},
+		{"etc/cloud/cloud-init.disabled", "", 0o644},
 		{"home/vagrant/.ssh/authorized_keys", string(key), 0o600},
 	}
 	for _, f := range files {

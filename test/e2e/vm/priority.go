@@ -1,8 +1,15 @@
 package vm
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
+	"time"
 )
 
 // guestNice is the niceness the emulated guests run at (their qemu, and
@@ -23,4 +30,51 @@ func niced(name string, args ...string) (string, []string) {
 		return name, args
 	}
 	return nice, append([]string{"-n", strconv.Itoa(guestNice), name}, args...)
+}
+
+// keepNiced holds every thread of each process whose command line contains
+// match at guestNice until ctx ends, and reports the first time it finds
+// one. It covers the qemu that a libvirtd started by someone else (a
+// package's init script, an earlier run) spawns at that daemon's
+// priority, and threads the process starts later. setpriority(2) applies
+// to one thread on Linux, so each is set.
+func keepNiced(ctx context.Context, match string, found func(pid int)) {
+	seen := map[int]bool{}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, pid := range matching(match) {
+			tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*", pid))
+			for _, task := range tasks {
+				if tid, err := strconv.Atoi(filepath.Base(task)); err == nil {
+					syscall.Setpriority(syscall.PRIO_PROCESS, tid, guestNice)
+				}
+			}
+			if !seen[pid] {
+				seen[pid] = true
+				found(pid)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// matching returns the processes whose command line contains s.
+func matching(s string) []int {
+	var pids []int
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, c := range cmdlines {
+		b, err := os.ReadFile(c)
+		if err != nil || !strings.Contains(string(b), s) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c))); err == nil && pid != os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

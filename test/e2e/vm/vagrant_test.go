@@ -31,7 +31,9 @@ import (
 // serves the repository and nothing else.
 func TestVagrantUp(t *testing.T) {
 	t.Parallel()
+	begin := time.Now()
 	dist := builtDeb(t)
+	t.Logf("package built in %v", time.Since(begin).Round(time.Millisecond))
 	mod, err := host.ModuleRoot()
 	mustf(t, err, "module root")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -98,6 +100,9 @@ func TestVagrantUp(t *testing.T) {
   config.vm.hostname = "debian12"
   config.vm.synced_folder %[1]q, "/outpost-dist", type: "rsync"
   config.vm.synced_folder ".", "/vagrant", disabled: true
+  # Vagrant's 300 s is for a machine with a CPU of its own: this one is
+  # emulated beside a loaded suite.
+  config.vm.boot_timeout = 600
   config.vm.provider :libvirt do |lv|
     lv.driver = "qemu"
     lv.default_prefix = %[10]q
@@ -132,15 +137,18 @@ end
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		b, err := cmd.Output()
-		out := progress.ReplaceAllString(string(b), "")
+		out := string(b)
 		if err != nil {
-			err = fmt.Errorf("%w\n%s", err, progress.ReplaceAllString(stderr.String(), ""))
+			out = compact(out)
+			err = fmt.Errorf("%w\n%s", err, compact(stderr.String()))
 		}
 		return out, err
 	}
+	start = time.Now()
 	if out, err := run(ctx, "box", "add", "--name", "outpost-test/debian12", box); err != nil {
 		t.Fatalf("vagrant box add: %v\n%s", err, out)
 	}
+	t.Logf("box added in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
@@ -152,10 +160,20 @@ end
 			t.Logf("console:\n%s", tailString(string(b), 12000))
 		}
 	})
+	// However libvirtd was started, its qemu for this machine runs at the
+	// guests' priority.
 	start = time.Now()
+	upStart := start
+	nicedCtx, stopNiced := context.WithCancel(ctx)
+	defer stopNiced()
+	go keepNiced(nicedCtx, "guest=outpost-"+id+"-", func(pid int) {
+		t.Logf("qemu %d of the machine held at niceness %d, %v into vagrant up", pid, guestNice, time.Since(upStart).Round(time.Second))
+	})
 	out, err := run(ctx, "up", "--provider=libvirt")
 	if err != nil {
-		t.Fatalf("vagrant up: %v\n%s", err, out)
+		b, _ := os.ReadFile(console)
+		t.Fatalf("vagrant up, %v in: %v\n%s\nthe console's last lines:\n%s",
+			time.Since(start).Round(time.Second), err, out, lastLines(string(b), 30))
 	}
 	t.Logf("vagrant up (boot, ssh, rsync, provision.sh): %v", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 3*time.Minute, "the note of debian12 on the server", func() bool {
@@ -185,6 +203,27 @@ end
 
 // progress matches the box upload's progress counter, thousands of them.
 var progress = regexp.MustCompile(`(\x1b\[K)?Progress: \d+%(\x1b\[K)?`)
+
+// compact drops the progress counters and the blank lines from vagrant's
+// output, so that what a failure says fits in a CI log's excerpt.
+func compact(s string) string {
+	var lines []string
+	for _, l := range strings.Split(progress.ReplaceAllString(s, ""), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
 
 // ensureLibvirt starts libvirt's daemons when none answers: the CI machine
 // has no systemd to start them.
