@@ -235,6 +235,23 @@ func (d *Decoder) Content(fields map[string]Field, what string, at *yaml.Node, r
 	return b
 }
 
+// File reads the string field f, named name in messages, as the path of a
+// repository file relative to the manifest (as source: is, never outside
+// the repository), and has Render set the file's content with set.
+func (d *Decoder) File(f Field, name string, set func(Object, []byte)) {
+	s, ok := d.Str(f, name)
+	if !ok {
+		return
+	}
+	p, err := d.sourcePath(s)
+	if err != nil {
+		d.Errorf(f.At, "%s: %v", name, err)
+		return
+	}
+	b := &Body{field: name, text: p, at: f.At, pos: posOf(d.file, f.At), secret: IsEncrypted(p)}
+	d.decl.bodies = append(d.decl.bodies, boundBody{b, set})
+}
+
 // SecretRef reads a reference to a secret, "FILE" or "FILE#KEY" (FILE
 // relative to the manifest, an encrypted file; KEY a dotted path in it),
 // and has Render set the decrypted value with set, as a source's content.

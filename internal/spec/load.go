@@ -328,14 +328,14 @@ func (l *loader) readBody(b *Body, what string) {
 	} else {
 		data, err := readFile(l.fsys, b.text, l.opts.MaxFileSize)
 		if err != nil {
-			l.errorAt(b.pos, "%ssource: %v", what, err)
+			l.errorAt(b.pos, "%s%s: %v", what, b.sourceField(), err)
 			return
 		}
 		b.data = data
 		name = b.text
 	}
 	if b.tmpl != nil && b.secret {
-		l.errorAt(b.pos, "%ssource: %s is encrypted and cannot be a template", what, b.text)
+		l.errorAt(b.pos, "%s%s: %s is encrypted and cannot be a template", what, b.sourceField(), b.text)
 		b.tmpl = nil
 		return
 	}
@@ -650,7 +650,7 @@ func (rp *Repo) renderSecret(res *Resource, b boundBody) {
 		data = []byte(v)
 	}
 	if err != nil {
-		res.Err = fmt.Errorf("%ssource %s: %w", b.prefix, b.text, err)
+		res.Err = fmt.Errorf("%s%s %s: %w", b.prefix, b.sourceField(), b.text, err)
 		return
 	}
 	b.set(res.Object, data)

@@ -37,6 +37,7 @@ type ref struct {
 // Load and rendered for each host.
 type Body struct {
 	prefix string // "dropins.x.conf." in messages
+	field  string // the field that names the file in messages: "source" when empty
 	inline bool
 	text   string // content:, or source: relative to the repository root
 	at     *yaml.Node
@@ -50,6 +51,14 @@ type Body struct {
 	key    string
 	// secretFiles are the files that the template's secret calls name.
 	secretFiles []string
+}
+
+// sourceField is the field that names the body's file, for messages.
+func (b *Body) sourceField() string {
+	if b.field != "" {
+		return b.field
+	}
+	return "source"
 }
 
 // Template makes the content a Go template, rendered for each host.

@@ -40,13 +40,13 @@ func decodeEnvFiles(d *spec.Decoder, c *Container) {
 		explicit[k] = true
 	}
 	for _, it := range items {
-		src := spec.Field{Name: "source", Key: g.Key, Val: it, At: it}
-		name, ok := d.Str(src, "env_file")
+		f := spec.Field{Name: "env_file", Key: g.Key, Val: it, At: it}
+		name, ok := d.Str(f, "env_file")
 		if !ok {
 			continue
 		}
 		secret := spec.IsEncrypted(name)
-		d.Content(map[string]spec.Field{"source": src}, "env_file", it, true, func(o spec.Object, data []byte) {
+		d.File(f, "env_file", func(o spec.Object, data []byte) {
 			c := o.(*Container)
 			vars, err := parseEnvFile(data)
 			if err != nil {
