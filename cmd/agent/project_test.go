@@ -122,8 +122,11 @@ func TestComposeProject(t *testing.T) {
 		}
 	}
 
-	// docker ps sees a Compose project.
-	ps := docker(t, "ps", "--filter", "label=com.docker.compose.project="+p, "--format", `{{.Names}} {{.Label "com.docker.compose.service"}}`)
+	// docker ps sees a Compose project, through the filters that
+	// docker compose (v2) -p NAME ps and logs list a project's
+	// containers by.
+	ps := docker(t, "ps", "--filter", "label=com.docker.compose.project="+p, "--filter", "label=com.docker.compose.config-hash",
+		"--filter", "label=com.docker.compose.oneoff=False", "--format", `{{.Names}} {{.Label "com.docker.compose.service"}}`)
 	got := strings.Split(ps, "\n")
 	slices.Sort(got)
 	if want := []string{p + "-db db", p + "-web web", p + "-worker worker"}; !slices.Equal(got, want) {

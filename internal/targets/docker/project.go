@@ -19,6 +19,12 @@ const (
 	LabelComposeNetwork = "com.docker.compose.network"
 	labelComposeOneOff  = "com.docker.compose.oneoff"
 	labelComposeNumber  = "com.docker.compose.container-number"
+	// Compose v2 lists only the containers that have a configuration
+	// hash label, whatever its value. Outpost's value is never a hash
+	// that Compose computes, so a `docker compose up` over the project
+	// sees each container as out of date (docs/compose.md).
+	labelComposeConfigHash = "com.docker.compose.config-hash"
+	composeConfigHash      = "outpost"
 )
 
 // projectRE is what Compose accepts as a project name.
@@ -58,10 +64,11 @@ func decodeProject(d *spec.Decoder, f map[string]spec.Field, c *Container) {
 		return
 	}
 	own := map[string]string{
-		LabelComposeProject: c.Project,
-		LabelComposeService: Service(c),
-		labelComposeOneOff:  "False",
-		labelComposeNumber:  "1",
+		LabelComposeProject:    c.Project,
+		LabelComposeService:    Service(c),
+		labelComposeOneOff:     "False",
+		labelComposeNumber:     "1",
+		labelComposeConfigHash: composeConfigHash,
 	}
 	for k, v := range own {
 		if got, ok := c.Labels[k]; ok && got != v {
