@@ -237,19 +237,22 @@ func (d *Decoder) Content(fields map[string]Field, what string, at *yaml.Node, r
 
 // File reads the string field f, named name in messages, as the path of a
 // repository file relative to the manifest (as source: is, never outside
-// the repository), and has Render set the file's content with set.
-func (d *Decoder) File(f Field, name string, set func(Object, []byte)) {
+// the repository), and has Render set the file's content with set. It
+// returns the path as the manifest writes it, or false when it is not
+// one.
+func (d *Decoder) File(f Field, name string, set func(Object, []byte)) (string, bool) {
 	s, ok := d.Str(f, name)
 	if !ok {
-		return
+		return "", false
 	}
 	p, err := d.sourcePath(s)
 	if err != nil {
 		d.Errorf(f.At, "%s: %v", name, err)
-		return
+		return "", false
 	}
 	b := &Body{field: name, text: p, at: f.At, pos: posOf(d.file, f.At), secret: IsEncrypted(p)}
 	d.decl.bodies = append(d.decl.bodies, boundBody{b, set})
+	return s, true
 }
 
 // SecretRef reads a reference to a secret, "FILE" or "FILE#KEY" (FILE

@@ -40,13 +40,10 @@ func decodeEnvFiles(d *spec.Decoder, c *Container) {
 		explicit[k] = true
 	}
 	for _, it := range items {
-		f := spec.Field{Name: "env_file", Key: g.Key, Val: it, At: it}
-		name, ok := d.Str(f, "env_file")
-		if !ok {
-			continue
-		}
-		secret := spec.IsEncrypted(name)
-		d.File(f, "env_file", func(o spec.Object, data []byte) {
+		// name and secret are set here, before Render calls the function.
+		var name string
+		var secret bool
+		name, _ = d.File(spec.Field{Name: "env_file", Key: g.Key, Val: it, At: it}, "env_file", func(o spec.Object, data []byte) {
 			c := o.(*Container)
 			vars, err := parseEnvFile(data)
 			if err != nil {
@@ -71,6 +68,7 @@ func decodeEnvFiles(d *spec.Decoder, c *Container) {
 				}
 			}
 		})
+		secret = spec.IsEncrypted(name)
 	}
 }
 

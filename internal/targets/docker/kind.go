@@ -617,6 +617,13 @@ func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {
 	} else if u.Policy == "numerical" || u.Policy == "alphabetical" {
 		u.Order = "asc"
 	}
+	decodeUpdateTags(d, g, f, u)
+	return u
+}
+
+// decodeUpdate's second half: which tags the policy looks at (filter,
+// exclude) and, for policy digest, the tag it follows.
+func decodeUpdateTags(d *spec.Decoder, g spec.Field, f map[string]spec.Field, u *UpdatePolicy) {
 	if h, ok := f["filter"]; ok {
 		if s, ok := d.Str(h, "update.filter"); ok {
 			if _, err := regexp.Compile(s); err != nil {
@@ -649,7 +656,6 @@ func decodeUpdate(d *spec.Decoder, g spec.Field) *UpdatePolicy {
 	} else if u.Policy == "digest" {
 		d.Errorf(g.At, "update: policy digest needs the tag it follows (update.tag)")
 	}
-	return u
 }
 
 func decodeHealth(d *spec.Decoder, g spec.Field) *Health {
